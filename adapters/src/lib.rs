@@ -1,0 +1,9 @@
+//! IO at the edges of erlmcp-bot. Every external system sits behind a small trait defined
+//! here so the engine can be driven without a network; each implementation takes its base
+//! URL from configuration so tests point the real client at a fake server.
+
+pub mod ci;
+pub mod target;
+pub mod guard;
+pub mod kubernetes;
+pub mod probe;

@@ -1,0 +1,201 @@
+//! Loading the configuration: built-in defaults (the embedded default when no file is
+//! given), a TOML file, then `ERLMCP_SECTION__KEY` environment overrides.
+
+use std::path::{Path, PathBuf};
+
+use erlmcp_commands::config::{Config, ConfigProblem};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+
+/// The embedded default configuration (DESIGN §7).
+pub const EMBEDDED_DEFAULT: &str = include_str!("embedded.toml");
+
+/// Where the configuration came from, for logs and `check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("embedded default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub source: Source,
+}
+
+/// Picks the file: `--config PATH`, else `erlmcp-bot.toml` in the working directory if it
+/// exists, else the embedded default.
+pub fn resolve_source(explicit: Option<&Path>) -> Source {
+    match explicit {
+        Some(p) => Source::File(p.to_path_buf()),
+        None => {
+            let local = PathBuf::from("erlmcp-bot.toml");
+            if local.is_file() {
+                Source::File(local)
+            } else {
+                Source::Embedded
+            }
+        }
+    }
+}
+
+/// Loads and checks the configuration. Every problem is returned, each with its key path.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, Vec<ConfigProblem>> {
+    let source = resolve_source(explicit);
+    let figment = match &source {
+        // A file is the whole truth: the embedded environments and demo people must not
+        // leak into a real deployment by merging.
+        Source::File(p) => {
+            if !p.is_file() {
+                return Err(vec![ConfigProblem {
+                    path: p.display().to_string(),
+                    message: "configuration file not found".into(),
+                }]);
+            }
+            Figment::new().merge(Toml::file_exact(p))
+        }
+        Source::Embedded => Figment::new().merge(Toml::string(EMBEDDED_DEFAULT)),
+    };
+    // Only sectioned keys (`ERLMCP_SLACK__BOT_TOKEN`) are configuration; other ERLMCP_
+    // variables (test settings, for one) are not.
+    let figment = figment.merge(
+        Env::prefixed("ERLMCP_")
+            .split("__")
+            .filter(|k| k.as_str().contains('.')),
+    );
+    let config: Config = figment.extract().map_err(figment_problems)?;
+    let config = config.finish();
+    let problems = config.problems();
+    if problems.is_empty() {
+        Ok(Loaded { config, source })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses a configuration from TOML text alone (tests and tools).
+pub fn from_toml(text: &str) -> Result<Config, Vec<ConfigProblem>> {
+    let config: Config = Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(figment_problems)?;
+    let config = config.finish();
+    let problems = config.problems();
+    if problems.is_empty() { Ok(config) } else { Err(problems) }
+}
+
+fn figment_problems(err: figment::Error) -> Vec<ConfigProblem> {
+    err.into_iter()
+        .map(|e| {
+            let path = if e.path.is_empty() {
+                e.metadata
+                    .as_ref()
+                    .map(|m| m.name.to_string())
+                    .unwrap_or_else(|| "config".into())
+            } else {
+                e.path.join(".")
+            };
+            // figment's kind text is already specific ("unknown field `x`, expected ...");
+            // values are not echoed, so secrets given in a wrong place do not leak.
+            ConfigProblem {
+                path,
+                message: e.kind.to_string(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let cfg = from_toml(EMBEDDED_DEFAULT).expect("embedded default must be valid");
+        assert_eq!(cfg.environments.len(), 3);
+        assert_eq!(cfg.environments["production"].aliases, vec!["prod"]);
+        assert_eq!(cfg.roles_for(&["local:bob".into()]), vec!["change-board"]);
+    }
+
+    #[test]
+    fn check_config_reports_every_problem_with_its_path() {
+        let text = r#"
+[bot]
+status_update_interval = "15 minutes"
+
+[environments.staging]
+target = "sandbox"
+
+[roles]
+change-board = ["local:bob"]
+engineer = ["nobody:x"]
+
+[[rules]]
+operation = "deploy"
+environments = ["staging"]
+roles = ["engineer", "wizard"]
+approvals = { count = 3, from = ["change-board"] }
+preconditions = { soak_from = "qa", soak = "24h" }
+"#;
+        let problems = from_toml(text).unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        // Malformed durations stop deserialisation, so they are reported on their own.
+        assert_eq!(problems.len(), 1, "{text:?}");
+        assert!(text[0].starts_with("bot.status_update_interval"), "{text:?}");
+        assert!(text[0].contains("malformed duration"), "{text:?}");
+
+        let fixed = text_without_interval();
+        let problems = from_toml(&fixed).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"roles.engineer[0]"), "{paths:?}");
+        assert!(paths.contains(&"rules[0].roles[1]"), "{paths:?}");
+        assert!(paths.contains(&"rules[0].approvals.count"), "{paths:?}");
+        assert!(paths.contains(&"rules[0].preconditions.soak_from"), "{paths:?}");
+        let count = problems.iter().find(|p| p.path == "rules[0].approvals.count").unwrap();
+        assert!(count.message.contains("only 1 people"), "{}", count.message);
+    }
+
+    fn text_without_interval() -> String {
+        r#"
+[environments.staging]
+target = "sandbox"
+
+[roles]
+change-board = ["local:bob"]
+engineer = ["nobody:x"]
+
+[[rules]]
+operation = "deploy"
+environments = ["staging"]
+roles = ["engineer", "wizard"]
+approvals = { count = 3, from = ["change-board"] }
+preconditions = { soak_from = "qa", soak = "24h" }
+"#
+        .to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let problems = from_toml("[slack]\nsigning_secrett = \"x\"\n").unwrap_err();
+        assert_eq!(problems[0].path, "slack");
+        assert!(problems[0].message.contains("signing_secrett"), "{:?}", problems);
+        assert!(!problems[0].message.contains("\"x\""));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let cfg = from_toml("[slack]\nbot_token = \"xoxb-very-secret\"\n").unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("very-secret"));
+        assert!(dbg.contains("[redacted]"));
+    }
+}

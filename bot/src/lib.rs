@@ -1,0 +1,12 @@
+//! The erlmcp-bot daemon: configuration, wiring, the engine, the store, the HTTP server and
+//! the command line.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod metrics;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,273 @@
+//! `erlmcp-bot`: the daemon and its command line (DESIGN §6).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use erlmcp_adapters::target::Progress;
+use erlmcp_bot::app::{self, App, BuildOptions};
+use erlmcp_bot::clock::SystemClock;
+use erlmcp_bot::config;
+use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::store::{self, audit};
+use erlmcp_bot::{server, telemetry};
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "erlmcp-bot", version, about = "ChatOps for the erlmcp runbook: audited deploys, rollbacks and incidents from chat")]
+struct Cli {
+    /// Configuration file (default: ./erlmcp-bot.toml if present, else the embedded default).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon.
+    Serve,
+    /// Run one command through the whole pipeline as USER; the reply goes to stdout.
+    Exec {
+        /// Who is asking: a name from the configuration's roles (`alice` = `local:alice`).
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
+        /// The command, with or without the leading slash command.
+        #[arg(value_name = "COMMAND", num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Validate the configuration and print every problem with its key path.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain; exits non-zero and names the first broken row.
+    Verify,
+    /// Write every audit entry to stdout.
+    Export {
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+    },
+}
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(cli.config.as_deref()) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprintln!(
+                "erlmcp-bot: configuration {} has {} problem(s):",
+                config::resolve_source(cli.config.as_deref()),
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Cmd::CheckConfig = cli.command {
+        println!(
+            "configuration {} is valid: {} environment(s), {} role(s), {} rule(s)",
+            loaded.source,
+            loaded.config.environments.len(),
+            loaded.config.roles.len(),
+            loaded.config.rules.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(&loaded.config.bot.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("erlmcp-bot: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command, loaded))
+}
+
+async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
+    let url = loaded.config.bot.database_url.expose().to_string();
+    match cmd {
+        Cmd::CheckConfig => ExitCode::SUCCESS,
+        Cmd::Migrate => match store::migrate_only(&url).await {
+            Ok(()) => {
+                println!("migrations applied to {}", store::redact_url(&url));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("migrate failed: {e:#}")),
+        },
+        Cmd::Audit { command } => {
+            let store = match store::open_store(&url).await {
+                Ok(s) => s,
+                Err(e) => return fail(format!("{e:#}")),
+            };
+            match command {
+                AuditCmd::Verify => match audit::verify(store.as_ref()).await {
+                    Ok(r) if r.is_ok() => {
+                        println!("audit log ok: {} rows, last #{} {}", r.count, r.last_seq, r.last_hash);
+                        ExitCode::SUCCESS
+                    }
+                    Ok(r) => {
+                        let broken = r.broken.as_ref().map(|b| b.to_string()).unwrap_or_default();
+                        println!("audit log BROKEN: {broken}");
+                        ExitCode::from(EXIT_REFUSED)
+                    }
+                    Err(e) => fail(format!("audit verify failed: {e}")),
+                },
+                AuditCmd::Export { format } => {
+                    let format: audit::ExportFormat = match format.parse() {
+                        Ok(f) => f,
+                        Err(e) => return fail(e),
+                    };
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    match audit::export(store.as_ref(), format, &mut out).await {
+                        Ok(n) => {
+                            drop(out);
+                            eprintln!("exported {n} audit rows");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fail(format!("audit export failed: {e:#}")),
+                    }
+                }
+            }
+        }
+        Cmd::Exec { user, command } => exec(loaded, &url, &user, &command.join(" ")).await,
+        Cmd::Serve => serve(loaded, &url).await,
+    }
+}
+
+fn fail(msg: String) -> ExitCode {
+    eprintln!("erlmcp-bot: {msg}");
+    ExitCode::FAILURE
+}
+
+async fn open_app(loaded: config::Loaded, url: &str) -> Result<App, ExitCode> {
+    let store = store::open_store(url).await.map_err(|e| fail(format!("{e:#}")))?;
+    app::build(loaded.config, store, Arc::new(SystemClock), BuildOptions::default())
+        .await
+        .map_err(|e| fail(format!("{e:#}")))
+}
+
+/// Progress lines go to stderr so stdout holds only the reply.
+struct StderrProgress;
+impl Progress for StderrProgress {
+    fn report(&self, line: String) {
+        eprintln!("… {line}");
+    }
+}
+
+async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> ExitCode {
+    let app = match open_app(loaded, url).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let (platform, id) = match user.split_once(':') {
+        Some((p, i)) => (p.to_string(), i.to_string()),
+        None => ("local".to_string(), user.to_string()),
+    };
+    let actor = app.engine.actor(&platform, &id, &id, &[]);
+    let reply = app
+        .engine
+        .handle(Invocation {
+            actor,
+            channel: "local:cli".into(),
+            text: text.to_string(),
+            progress: Arc::new(StderrProgress),
+        })
+        .await;
+    println!("{}", reply.text);
+    app.store.close().await;
+    ExitCode::from(reply.kind.exit_code() as u8)
+}
+
+async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
+    let started = std::time::Instant::now();
+    let source = loaded.source.clone();
+    let listen = loaded.config.bot.listen.clone();
+    let app = match open_app(loaded, url).await {
+        Ok(a) => Arc::new(a),
+        Err(code) => return code,
+    };
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    info!(
+        %addr,
+        config = %source,
+        database = %store::redact_url(url),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "erlmcp-bot ready"
+    );
+    let sweeper = {
+        let engine = app.engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                match engine.expire_due().await {
+                    Ok(0) => {}
+                    Ok(n) => info!(expired = n, "requests expired"),
+                    Err(e) => warn!(error = %e, "expiry sweep failed"),
+                }
+            }
+        })
+    };
+    let router = server::router(app.clone());
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    sweeper.abort();
+    app.store.close().await;
+    match result {
+        Ok(()) => {
+            info!("erlmcp-bot stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down: finishing requests in flight");
+}

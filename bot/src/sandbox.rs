@@ -1,0 +1,371 @@
+//! The sandbox target: simulated development, staging and production workloads kept in the
+//! database, so successive `exec` calls (and several replicas) see one world. Every reply
+//! it produces says "sandbox".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use erlmcp_adapters::ci::{CiStatus, CiStatusSource};
+use erlmcp_adapters::target::{
+    CanaryStatus, EnvStatus, ExecContext, Outcome, PodInfo, Progress, Replicas, Target,
+    TargetAction, TargetError,
+};
+use erlmcp_commands::config::EnvironmentSpec;
+use erlmcp_commands::{CanaryAction, Strategy, Timestamp, Version};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::clock::Clock;
+use crate::store::{DeploymentRecord, SandboxRow, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Workload {
+    version: String,
+    /// Versions of earlier revisions, oldest first: what `rollback` walks back through.
+    history: Vec<String>,
+    revision: u32,
+    replicas: u32,
+    maintenance: bool,
+    canary: Option<SimCanary>,
+    restarted_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SimCanary {
+    version: String,
+    phase: String,
+    weight: u32,
+    paused: bool,
+}
+
+/// What the sandbox starts from: production one release behind staging, and staging's
+/// release soaked long enough that a newcomer can walk a production deploy at once.
+fn seed(env: &str, replicas: u32) -> (Workload, Vec<(String, i64)>) {
+    let (version, history, deployed_hours_ago): (&str, &[&str], i64) = match env {
+        "production" => ("v2.9.5", &["v2.9.4"], 72),
+        "staging" => ("v3.0.0", &["v2.9.5"], 48),
+        _ => ("v3.0.0", &["v2.9.5"], 50),
+    };
+    let w = Workload {
+        version: version.to_string(),
+        history: history.iter().map(|s| s.to_string()).collect(),
+        revision: history.len() as u32 + 1,
+        replicas,
+        maintenance: false,
+        canary: None,
+        restarted_at: None,
+    };
+    (w, vec![(version.to_string(), deployed_hours_ago)])
+}
+
+pub struct SandboxTarget {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Pause between simulated rollout steps; zero in tests.
+    step: Duration,
+    /// One change at a time per environment within this process.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl SandboxTarget {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, step: Duration) -> SandboxTarget {
+        SandboxTarget {
+            store,
+            clock,
+            step,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn lock(&self, env: &str) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .await
+            .entry(env.to_string())
+            .or_default()
+            .clone()
+    }
+
+    async fn load(&self, env: &EnvironmentSpec) -> Result<Workload, TargetError> {
+        let row = self
+            .store
+            .sandbox_get(&env.name)
+            .await
+            .map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        match row {
+            Some(r) => serde_json::from_str(&r.state_json)
+                .map_err(|e| TargetError::Unavailable(format!("sandbox state of {}: {e}", env.name))),
+            None => self.seed_env(env).await,
+        }
+    }
+
+    /// Creates the environment's simulated workload on first use, with its history.
+    async fn seed_env(&self, env: &EnvironmentSpec) -> Result<Workload, TargetError> {
+        let (w, deployments) = seed(&env.name, env.replicas.unwrap_or(3));
+        let now = self.clock.now();
+        for (version, hours_ago) in deployments {
+            self.store
+                .record_deployment(DeploymentRecord {
+                    environment: env.name.clone(),
+                    version,
+                    kind: "deploy".into(),
+                    succeeded: true,
+                    request_id: None,
+                    at: now - chrono::Duration::hours(hours_ago),
+                })
+                .await
+                .map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        }
+        self.save(&env.name, &w).await?;
+        Ok(w)
+    }
+
+    async fn save(&self, env: &str, w: &Workload) -> Result<(), TargetError> {
+        let state_json = serde_json::to_string(w).expect("workload serialises");
+        self.store
+            .sandbox_put(SandboxRow {
+                environment: env.to_string(),
+                state_json,
+                updated_at: self.clock.now(),
+            })
+            .await
+            .map_err(|e| TargetError::Unavailable(e.to_string()))
+    }
+
+    /// Seeds every sandbox environment that has no state yet.
+    pub async fn seed_all(&self, envs: &[&EnvironmentSpec]) -> Result<(), TargetError> {
+        for env in envs {
+            self.load(env).await?;
+        }
+        Ok(())
+    }
+
+    async fn roll(&self, env: &str, replicas: u32, version: &str, progress: &dyn Progress) {
+        progress.report(format!("sandbox: rolling out {version} on {env}"));
+        for i in 1..=replicas {
+            if !self.step.is_zero() {
+                tokio::time::sleep(self.step).await;
+            }
+            progress.report(format!("sandbox: {i} of {replicas} new replicas updated"));
+        }
+        progress.report(format!("sandbox: {replicas} of {replicas} available"));
+    }
+}
+
+fn summary(env: &str, w: &Workload) -> String {
+    format!(
+        "sandbox: {env} runs {} ({}/{} ready, revision {})",
+        w.version, w.replicas, w.replicas, w.revision
+    )
+}
+
+#[async_trait]
+impl Target for SandboxTarget {
+    fn kind(&self) -> &'static str {
+        "sandbox"
+    }
+
+    async fn execute(
+        &self,
+        env: &EnvironmentSpec,
+        action: &TargetAction,
+        _ctx: &ExecContext,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, TargetError> {
+        let lock = self.lock(&env.name).await;
+        let _guard = lock.lock().await;
+        let mut w = self.load(env).await?;
+        let before = w.version.clone();
+        let name = env.name.as_str();
+        let summary_line = match action {
+            TargetAction::Deploy { version, strategy } => {
+                if *strategy == Strategy::Canary {
+                    w.canary = Some(SimCanary {
+                        version: version.to_string(),
+                        phase: "Progressing".into(),
+                        weight: 10,
+                        paused: false,
+                    });
+                    progress.report(format!("sandbox: canary of {version} on {name} at 10% traffic"));
+                    format!("sandbox: canary of {version} started on {name} at 10% (promote with `canary {name} promote`)")
+                } else if w.version == version.as_str() {
+                    format!("sandbox: {name} already runs {version}; nothing to do")
+                } else {
+                    self.roll(name, w.replicas, version.as_str(), progress).await;
+                    w.history.push(std::mem::replace(&mut w.version, version.to_string()));
+                    w.revision += 1;
+                    summary(name, &w)
+                }
+            }
+            TargetAction::Rollback { version } => {
+                let target = match version {
+                    Some(v) => v.to_string(),
+                    None => match w.history.last() {
+                        Some(prev) => prev.clone(),
+                        None => {
+                            return Err(TargetError::Refused(format!(
+                                "sandbox: no rollout history found for {name}"
+                            )));
+                        }
+                    },
+                };
+                if target == w.version {
+                    format!("sandbox: {name} already runs {target}; skipped rollback")
+                } else {
+                    self.roll(name, w.replicas, &target, progress).await;
+                    if version.is_none() {
+                        w.history.pop();
+                    }
+                    w.history.push(std::mem::replace(&mut w.version, target));
+                    w.revision += 1;
+                    summary(name, &w)
+                }
+            }
+            TargetAction::Scale { replicas } => {
+                let from = w.replicas;
+                w.replicas = *replicas;
+                progress.report(format!("sandbox: scaling {name} from {from} to {replicas}"));
+                format!("sandbox: {name} scaled from {from} to {replicas} replicas")
+            }
+            TargetAction::Restart => {
+                self.roll(name, w.replicas, &w.version.clone(), progress).await;
+                w.restarted_at = Some(self.clock.now());
+                format!("sandbox: {name} restarted ({} replicas replaced)", w.replicas)
+            }
+            TargetAction::Maintenance { on } => {
+                w.maintenance = *on;
+                format!(
+                    "sandbox: maintenance mode {} on {name}",
+                    if *on { "ON" } else { "off" }
+                )
+            }
+            TargetAction::Canary { action } => canary(name, &mut w, *action)?,
+        };
+        self.save(name, &w).await?;
+        Ok(Outcome {
+            summary: summary_line,
+            version_before: Some(before),
+            version_after: Some(w.version.clone()),
+        })
+    }
+
+    async fn status(&self, env: &EnvironmentSpec) -> Result<EnvStatus, TargetError> {
+        let w = self.load(env).await?;
+        Ok(EnvStatus {
+            env: env.name.clone(),
+            target: "sandbox".into(),
+            version: Some(w.version.clone()),
+            image: env.image.as_ref().map(|i| format!("{i}:{}", w.version)),
+            replicas: Replicas {
+                desired: w.replicas,
+                updated: w.replicas,
+                ready: w.replicas,
+                available: w.replicas,
+            },
+            rollout: format!("successfully rolled out (revision {})", w.revision),
+            conditions: vec![],
+            pods_not_ready: vec![],
+            canary: w.canary.as_ref().map(|c| CanaryStatus {
+                phase: c.phase.clone(),
+                weight: c.weight,
+                failed_checks: 0,
+                paused: c.paused,
+            }),
+            maintenance: Some(w.maintenance),
+            health: None,
+            reported_version: None,
+        })
+    }
+
+    async fn pods(&self, env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {
+        let w = self.load(env).await?;
+        Ok((0..w.replicas)
+            .map(|i| PodInfo {
+                name: format!("erlmcp-{}-{i}", w.revision),
+                phase: "Running".into(),
+                ready: true,
+                restarts: 0,
+                reason: None,
+                node: Some("sandbox".into()),
+                age_seconds: None,
+            })
+            .collect())
+    }
+
+    async fn logs(
+        &self,
+        env: &EnvironmentSpec,
+        pod: Option<&str>,
+        _previous: bool,
+        tail: u32,
+    ) -> Result<String, TargetError> {
+        let w = self.load(env).await?;
+        let pod = pod.map(str::to_string).unwrap_or_else(|| format!("erlmcp-{}-0", w.revision));
+        let lines = [
+            format!("sandbox: {pod} started erlmcp {}", w.version),
+            "sandbox: listening on 0.0.0.0:8080".to_string(),
+            "sandbox: health check ok".to_string(),
+        ];
+        let skip = lines.len().saturating_sub(tail as usize);
+        Ok(lines[skip..].join("\n"))
+    }
+}
+
+fn canary(env: &str, w: &mut Workload, action: CanaryAction) -> Result<String, TargetError> {
+    let Some(c) = w.canary.as_mut() else {
+        return match action {
+            CanaryAction::Status => Ok(format!("sandbox: no canary on {env}")),
+            _ => Err(TargetError::Refused(format!(
+                "sandbox: no canary in progress on {env} (start one with `deploy {env} VERSION --strategy canary`)"
+            ))),
+        };
+    };
+    let line = match action {
+        CanaryAction::Status => format!(
+            "sandbox: canary of {} on {env}: {} at {}%{}",
+            c.version,
+            c.phase,
+            c.weight,
+            if c.paused { ", paused" } else { "" }
+        ),
+        CanaryAction::Pause => {
+            c.paused = true;
+            format!("sandbox: canary of {} on {env} paused at {}%", c.version, c.weight)
+        }
+        CanaryAction::Resume => {
+            c.paused = false;
+            c.weight = (c.weight + 40).min(100);
+            format!("sandbox: canary of {} on {env} resumed, now at {}%", c.version, c.weight)
+        }
+        CanaryAction::Abort => {
+            let v = c.version.clone();
+            w.canary = None;
+            format!("sandbox: canary of {v} on {env} aborted; all traffic back on {}", w.version)
+        }
+        CanaryAction::Promote => {
+            let v = c.version.clone();
+            w.canary = None;
+            w.history.push(std::mem::replace(&mut w.version, v.clone()));
+            w.revision += 1;
+            format!("sandbox: canary of {v} promoted on {env}; {env} runs {v}")
+        }
+    };
+    Ok(line)
+}
+
+/// CI as the sandbox sees it: every version is green except pre-releases whose suffix
+/// mentions "fail" (`v3.1.0-fail`), so a refusal for red CI can be tried out too.
+pub struct SandboxCi;
+
+#[async_trait]
+impl CiStatusSource for SandboxCi {
+    async fn ci_status(&self, version: &Version) -> CiStatus {
+        if version.as_str().contains("fail") {
+            CiStatus::NotGreen(format!("sandbox: CI failed for {version}"))
+        } else {
+            CiStatus::Green
+        }
+    }
+}

@@ -1,0 +1,860 @@
+//! The `Store` contract, run on both backends: every case is an async fn over a [`Db`], and
+//! the `contract!` macro makes one test per backend per case.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::TimeZone;
+use futures::future::join_all;
+
+use super::audit::{self, BreakKind, ExportFormat};
+use super::*;
+
+struct Db {
+    store: Arc<dyn Store>,
+    raw: Raw,
+}
+
+/// The backend's own pool, for what the bot must never do itself: tampering with the log.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+impl Db {
+    fn sqlite(store: SqliteStore) -> Db {
+        let raw = Raw::Sqlite(store.pool().clone());
+        Db { store: Arc::new(store), raw }
+    }
+
+    fn pg(store: PgStore) -> Db {
+        let raw = Raw::Pg(store.pool().clone());
+        Db { store: Arc::new(store), raw }
+    }
+
+    async fn exec(&self, sql: &'static str) -> u64 {
+        match &self.raw {
+            Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
+            Raw::Pg(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
+        }
+    }
+
+    async fn close(&self) {
+        match &self.raw {
+            Raw::Sqlite(p) => p.close().await,
+            Raw::Pg(p) => p.close().await,
+        }
+    }
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = crate::store::testdb::fresh_sqlite().await;
+                    let db = super::Db::sqlite(store);
+                    super::$case(&db).await;
+                    db.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let name = concat!(module_path!(), "::", stringify!($case));
+                    let Some(url) = crate::store::testdb::fresh_postgres_url(name).await else {
+                        return;
+                    };
+                    let store = crate::store::PgStore::open(&url).await.unwrap();
+                    let db = super::Db::pg(store);
+                    super::$case(&db).await;
+                    db.close().await;
+                    crate::store::testdb::drop_postgres_database(&url).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    backend_answers_ping,
+    migrations_applied_in_order,
+    requests_insert_get_and_transition,
+    concurrent_transitions_have_one_winner,
+    expired_requests_are_listed,
+    duplicate_voter_counted_once,
+    audit_append_and_verify,
+    audit_verify_names_an_edited_row,
+    audit_verify_names_a_deleted_row,
+    audit_concurrent_appends_keep_the_chain,
+    audit_export_jsonl_and_csv,
+    soak_facts_follow_deploys_and_rollbacks,
+    sandbox_get_and_put,
+    incidents_and_events,
+    jobs_claimed_once_by_concurrent_owners,
+    jobs_expired_lease_is_taken_over,
+    unreachable_database_error_hides_password,
+);
+
+fn t(ms: i64) -> Timestamp {
+    chrono::Utc.timestamp_millis_opt(ms).unwrap()
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+fn who(id: &str) -> Who {
+    Who { platform: "slack".into(), user_id: id.into(), display_name: format!("User {id}") }
+}
+
+fn new_request(expires_at: i64) -> NewRequest {
+    NewRequest {
+        created_at: t(T0),
+        expires_at: t(expires_at),
+        requester: who("U1"),
+        channel: "slack:C1".into(),
+        command_text: "deploy v1.2.3 to prod".into(),
+        operation: "deploy".into(),
+        environment: Some("prod".into()),
+        command_json: r#"{"deploy":{"version":"v1.2.3"}}"#.into(),
+        approvals_json: r#"{"count":2}"#.into(),
+        state: RequestState::Pending,
+        break_glass: false,
+    }
+}
+
+fn entry(n: i64) -> NewAuditEntry {
+    NewAuditEntry {
+        at: t(T0 + n),
+        action: "executed".into(),
+        who: who("U1"),
+        channel: "slack:C1".into(),
+        operation: "deploy".into(),
+        arguments: format!(r#"{{"n":{n}}}"#),
+        environment: Some("prod".into()),
+        request_id: Some(RequestId(n)),
+        decision: "allow".into(),
+        reason: String::new(),
+        votes: "[]".into(),
+        outcome: "ok".into(),
+    }
+}
+
+async fn backend_answers_ping(db: &Db) {
+    db.store.ping().await.unwrap();
+    assert!(matches!(db.store.backend(), "sqlite" | "postgres"));
+}
+
+async fn migrations_applied_in_order(db: &Db) {
+    let dir = match db.raw {
+        Raw::Sqlite(_) => "sqlite",
+        Raw::Pg(_) => "postgres",
+    };
+    let files = migration_files(dir);
+    let applied: Vec<i64> = match &db.raw {
+        Raw::Sqlite(p) => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(p)
+                .await
+        }
+        Raw::Pg(p) => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(p)
+                .await
+        }
+    }
+    .unwrap();
+    let expected: Vec<i64> = files.iter().map(|(v, _)| *v).collect();
+    assert_eq!(applied, expected);
+}
+
+async fn requests_insert_get_and_transition(db: &Db) {
+    let s = &db.store;
+    let row = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    assert_eq!(row.state, RequestState::Pending);
+    assert_eq!(row.updated_at, row.created_at);
+    assert_eq!(row.outcome, None);
+    assert_eq!(s.get_request(row.id).await.unwrap().as_ref(), Some(&row));
+    assert_eq!(s.get_request(RequestId(row.id.0 + 1000)).await.unwrap(), None);
+    assert_eq!(s.pending_requests().await.unwrap(), vec![row.clone()]);
+
+    let (pending, executing) = (RequestState::Pending, RequestState::Executing);
+    assert!(s.transition_request(row.id, pending, executing, None, t(T0 + 5)).await.unwrap());
+    assert!(!s.transition_request(row.id, pending, executing, None, t(T0 + 6)).await.unwrap());
+    let succeeded = RequestState::Succeeded;
+    assert!(s.transition_request(row.id, executing, succeeded, Some("ok"), t(T0 + 7)).await.unwrap());
+    s.set_request_message(row.id, "slack:C1:1700000000.000100").await.unwrap();
+
+    let after = s.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(after.state, RequestState::Succeeded);
+    assert_eq!(after.outcome.as_deref(), Some("ok"));
+    assert_eq!(after.updated_at, t(T0 + 7));
+    assert_eq!(after.message_ref.as_deref(), Some("slack:C1:1700000000.000100"));
+    assert_eq!(after.command_json, row.command_json);
+    assert!(s.pending_requests().await.unwrap().is_empty());
+
+    let mut glass = new_request(T0 + 1);
+    glass.break_glass = true;
+    glass.environment = None;
+    let glass = s.insert_request(glass).await.unwrap();
+    assert!(glass.break_glass);
+    assert_eq!(glass.environment, None);
+    assert_ne!(glass.id, row.id);
+}
+
+async fn concurrent_transitions_have_one_winner(db: &Db) {
+    for _ in 0..5 {
+        let row = db.store.insert_request(new_request(T0 + 60_000)).await.unwrap();
+        let attempts = (0..4).map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                store
+                    .transition_request(row.id, RequestState::Pending, RequestState::Executing, None, t(T0 + i))
+                    .await
+                    .unwrap()
+            })
+        });
+        let wins = join_all(attempts).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+        assert_eq!(wins, 1);
+    }
+}
+
+async fn expired_requests_are_listed(db: &Db) {
+    let s = &db.store;
+    let soon = s.insert_request(new_request(T0 + 1_000)).await.unwrap();
+    let later = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    let done = s.insert_request(new_request(T0 + 500)).await.unwrap();
+    s.transition_request(done.id, RequestState::Pending, RequestState::Denied, None, t(T0)).await.unwrap();
+
+    assert!(s.expired_requests(t(T0 + 999)).await.unwrap().is_empty());
+    let ids: Vec<_> = s.expired_requests(t(T0 + 1_000)).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![soon.id]);
+    let ids: Vec<_> = s.expired_requests(t(T0 + 100_000)).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![soon.id, later.id]);
+}
+
+async fn duplicate_voter_counted_once(db: &Db) {
+    let s = &db.store;
+    let req = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    let vote = |id: &str, approve: bool, at: i64| NewVote {
+        request_id: req.id,
+        voter: who(id),
+        approve,
+        comment: Some("lgtm, \"ship it\"".into()),
+        at: t(at),
+    };
+    assert_eq!(s.insert_vote(vote("U2", true, T0 + 1)).await.unwrap(), VoteInsert::Inserted);
+    assert_eq!(s.insert_vote(vote("U2", false, T0 + 2)).await.unwrap(), VoteInsert::AlreadyVoted);
+    let mut other_platform = vote("U2", true, T0 + 3);
+    other_platform.voter.platform = "discord".into();
+    assert_eq!(s.insert_vote(other_platform).await.unwrap(), VoteInsert::Inserted);
+
+    let concurrent = (0..6).map(|_| {
+        let store = s.clone();
+        let v = vote("U3", true, T0 + 4);
+        tokio::spawn(async move { store.insert_vote(v).await.unwrap() })
+    });
+    let inserted = join_all(concurrent)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap() == VoteInsert::Inserted)
+        .count();
+    assert_eq!(inserted, 1);
+
+    let votes = s.votes(req.id).await.unwrap();
+    assert_eq!(votes.len(), 3);
+    assert_eq!(votes[0], vote("U2", true, T0 + 1).into_row());
+    assert!(s.votes(RequestId(req.id.0 + 1000)).await.unwrap().is_empty());
+
+    let orphan = NewVote { request_id: RequestId(req.id.0 + 1000), ..vote("U4", true, T0) };
+    assert!(matches!(s.insert_vote(orphan).await, Err(StoreError::Conflict(_))));
+}
+
+impl NewVote {
+    fn into_row(self) -> VoteRow {
+        VoteRow { request_id: self.request_id, voter: self.voter, approve: self.approve, comment: self.comment, at: self.at }
+    }
+}
+
+async fn append(db: &Db, n: i64) -> Vec<AuditRow> {
+    let mut rows = Vec::new();
+    for i in 1..=n {
+        rows.push(db.store.append_audit(entry(i)).await.unwrap());
+    }
+    rows
+}
+
+async fn audit_append_and_verify(db: &Db) {
+    let empty = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(empty.is_ok());
+    assert_eq!((empty.count, empty.last_hash.as_str()), (0, audit::GENESIS));
+
+    let rows = append(db, 5).await;
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(rows[0].prev_hash, audit::GENESIS);
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    assert_eq!(db.store.audit_page(0, 100).await.unwrap(), rows);
+    assert_eq!(db.store.audit_page(2, 2).await.unwrap(), rows[2..4].to_vec());
+    let tail = db.store.audit_tail(2).await.unwrap();
+    assert_eq!(tail, vec![rows[4].clone(), rows[3].clone()]);
+
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.count, report.last_seq), (5, 5));
+    assert_eq!(report.last_hash, rows[4].hash);
+}
+
+async fn audit_verify_names_an_edited_row(db: &Db) {
+    append(db, 5).await;
+    assert_eq!(db.exec("UPDATE audit_log SET outcome = 'refused' WHERE seq = 3").await, 1);
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    let broken = report.broken.expect("an edited row must break the chain");
+    assert_eq!(broken.seq, 3);
+    assert!(matches!(broken.kind, BreakKind::ContentMismatch { .. }), "{broken:?}");
+    assert!(broken.to_string().contains("edited"));
+    assert_eq!(report.last_seq, 2);
+}
+
+async fn audit_verify_names_a_deleted_row(db: &Db) {
+    append(db, 5).await;
+    assert_eq!(db.exec("DELETE FROM audit_log WHERE seq = 3").await, 1);
+    let broken = audit::verify(db.store.as_ref()).await.unwrap().broken.unwrap();
+    assert_eq!(broken.seq, 4);
+    assert_eq!(broken.kind, BreakKind::SeqGap { expected: 3 });
+
+    // Renumbering to hide the gap still leaves row 3 pointing at the deleted row.
+    db.exec("UPDATE audit_log SET seq = seq - 1 WHERE seq > 3").await;
+    let broken = audit::verify(db.store.as_ref()).await.unwrap().broken.unwrap();
+    assert_eq!(broken.seq, 3);
+    assert!(matches!(broken.kind, BreakKind::ContentMismatch { .. }), "{broken:?}");
+}
+
+async fn audit_concurrent_appends_keep_the_chain(db: &Db) {
+    let tasks = (0..50).map(|task| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..4 {
+                seqs.push(store.append_audit(entry(task * 10 + i)).await.unwrap().seq);
+            }
+            seqs
+        })
+    });
+    let seqs: HashSet<i64> = join_all(tasks).await.into_iter().flat_map(|r| r.unwrap()).collect();
+    assert_eq!(seqs, (1..=200).collect());
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.count, 200);
+}
+
+async fn audit_export_jsonl_and_csv(db: &Db) {
+    let mut tricky = entry(1);
+    tricky.reason = "needs two, \"senior\" approvers\nsecond line".into();
+    tricky.who.display_name = " Ann, Jr.".into();
+    tricky.environment = None;
+    tricky.request_id = None;
+    db.store.append_audit(tricky).await.unwrap();
+    append(db, 2).await;
+    let rows = db.store.audit_page(0, 100).await.unwrap();
+
+    let mut jsonl = Vec::new();
+    assert_eq!(audit::export(db.store.as_ref(), ExportFormat::Jsonl, &mut jsonl).await.unwrap(), 3);
+    let parsed: Vec<AuditRow> = String::from_utf8(jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed, rows);
+
+    let mut csv = Vec::new();
+    assert_eq!(audit::export(db.store.as_ref(), ExportFormat::Csv, &mut csv).await.unwrap(), 3);
+    let records = parse_csv(&String::from_utf8(csv).unwrap());
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[0], audit::CSV_HEADER.map(String::from).to_vec());
+    let col = |name: &str| audit::CSV_HEADER.iter().position(|h| *h == name).unwrap();
+    let first = &records[1];
+    assert_eq!(first[col("reason")], rows[0].entry.reason);
+    assert_eq!(first[col("who_display_name")], " Ann, Jr.");
+    assert_eq!(first[col("environment")], "");
+    assert_eq!(first[col("hash")], rows[0].hash);
+    assert_eq!(records[3][col("prev_hash")], rows[1].hash);
+    assert_eq!(records[3][col("at_ms")], (T0 + 2).to_string());
+    assert_eq!(records[3][col("arguments")], r#"{"n":2}"#);
+}
+
+/// A strict RFC 4180 reader, independent of the writer under test.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field) = (Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => {
+                assert!(field.is_empty(), "quote inside an unquoted field");
+                quoted = true;
+            }
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') => assert_eq!(chars.next(), Some('\n')),
+            (false, '\n') => panic!("bare LF ends a record"),
+            (false, c) => field.push(c),
+        }
+        if !quoted && c == '\r' {
+            record.push(std::mem::take(&mut field));
+            records.push(std::mem::take(&mut record));
+        }
+    }
+    assert!(!quoted && field.is_empty() && record.is_empty(), "truncated CSV");
+    records
+}
+
+async fn soak_facts_follow_deploys_and_rollbacks(db: &Db) {
+    let s = &db.store;
+    let rec = |version: &str, kind: &str, succeeded: bool, at: i64| DeploymentRecord {
+        environment: "staging".into(),
+        version: version.into(),
+        kind: kind.into(),
+        succeeded,
+        request_id: None,
+        at: t(at),
+    };
+    assert_eq!(s.soak_facts("staging", "v1").await.unwrap(), SoakFacts::default());
+
+    s.record_deployment(rec("v1", "deploy", true, T0 + 1_000)).await.unwrap();
+    s.record_deployment(rec("v2", "deploy", false, T0 + 1_500)).await.unwrap();
+    let facts = s.soak_facts("staging", "v1").await.unwrap();
+    assert_eq!(facts, SoakFacts { deployed_at: Some(t(T0 + 1_000)), rolled_back_since: None });
+    assert_eq!(s.soak_facts("staging", "v2").await.unwrap(), SoakFacts::default());
+    assert_eq!(s.soak_facts("prod", "v1").await.unwrap(), SoakFacts::default());
+
+    s.record_deployment(rec("v0", "rollback", true, T0 + 2_000)).await.unwrap();
+    let facts = s.soak_facts("staging", "v1").await.unwrap();
+    assert_eq!(facts.rolled_back_since, Some(t(T0 + 2_000)));
+
+    // Redeploying the version starts a new soak: the earlier rollback no longer counts.
+    s.record_deployment(rec("v1", "deploy", true, T0 + 3_000)).await.unwrap();
+    let facts = s.soak_facts("staging", "v1").await.unwrap();
+    assert_eq!(facts, SoakFacts { deployed_at: Some(t(T0 + 3_000)), rolled_back_since: None });
+
+    let mut history = s.deployments("staging", 10).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[0].at, t(T0 + 3_000));
+    assert_eq!(history[1].kind, "rollback");
+    history.truncate(0);
+    assert_eq!(s.deployments("staging", 2).await.unwrap().len(), 2);
+    assert!(s.deployments("prod", 10).await.unwrap().is_empty());
+}
+
+async fn sandbox_get_and_put(db: &Db) {
+    let s = &db.store;
+    assert_eq!(s.sandbox_get("prod").await.unwrap(), None);
+    let row = SandboxRow { environment: "prod".into(), state_json: r#"{"replicas":3}"#.into(), updated_at: t(T0) };
+    s.sandbox_put(row.clone()).await.unwrap();
+    assert_eq!(s.sandbox_get("prod").await.unwrap(), Some(row));
+    let newer = SandboxRow { environment: "prod".into(), state_json: r#"{"replicas":5}"#.into(), updated_at: t(T0 + 1) };
+    s.sandbox_put(newer.clone()).await.unwrap();
+    assert_eq!(s.sandbox_get("prod").await.unwrap(), Some(newer));
+    assert_eq!(s.sandbox_get("staging").await.unwrap(), None);
+}
+
+async fn incidents_and_events(db: &Db) {
+    let s = &db.store;
+    let inc = s
+        .insert_incident(NewIncident {
+            severity: Severity::P1,
+            title: "API errors".into(),
+            declared_by: who("U1"),
+            declared_at: t(T0),
+            channel: "slack:C1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(inc.severity, Severity::P1);
+    assert_eq!(inc.channels_json, "{}");
+    assert_eq!((inc.commander.as_ref(), inc.resolved_at), (None, None));
+    assert_eq!(s.get_incident(inc.id).await.unwrap().as_ref(), Some(&inc));
+    assert_eq!(s.open_incidents().await.unwrap(), vec![inc.clone()]);
+
+    let declared = s.append_incident_event(inc.id, t(T0), "declared", Some(&who("U1")), "API errors").await.unwrap();
+    assert_eq!((declared.seq, declared.who.as_ref()), (1, Some(&who("U1"))));
+    let update = s.append_incident_event(inc.id, t(T0 + 1), "status_update", None, "still failing").await.unwrap();
+    assert_eq!((update.seq, update.who.as_ref()), (2, None));
+
+    let more = (0..20).map(|i| {
+        let store = s.clone();
+        let id = inc.id;
+        tokio::spawn(async move { store.append_incident_event(id, t(T0 + 2 + i), "update", None, "x").await.unwrap().seq })
+    });
+    let seqs: HashSet<i64> = join_all(more).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(seqs, (3..=22).collect());
+    let events = s.incident_events(inc.id).await.unwrap();
+    assert_eq!(events.len(), 22);
+    assert_eq!(events[0], declared);
+    assert_eq!(events[1], update);
+
+    let missing = s.append_incident_event(IncidentId(inc.id.0 + 1000), t(T0), "update", None, "x").await;
+    assert!(matches!(missing, Err(StoreError::Conflict(_))), "{missing:?}");
+
+    let mut resolved = inc.clone();
+    resolved.severity = Severity::P0;
+    resolved.commander = Some("slack:U2".into());
+    resolved.channels_json = r#"{"slack":"C9"}"#.into();
+    resolved.resolved_at = Some(t(T0 + 100));
+    resolved.summary = Some("bad config".into());
+    resolved.last_human_update_at = Some(t(T0 + 90));
+    s.update_incident(&resolved).await.unwrap();
+    assert_eq!(s.get_incident(inc.id).await.unwrap(), Some(resolved));
+    assert!(s.open_incidents().await.unwrap().is_empty());
+}
+
+async fn jobs_claimed_once_by_concurrent_owners(db: &Db) {
+    let s = &db.store;
+    for i in 0..10 {
+        s.upsert_job(&format!("expire:R-{i}"), "expire", &format!("{i}"), t(T0 + i)).await.unwrap();
+    }
+    s.upsert_job("incident_update:INC-1", "incident_update", "", t(T0 + 100_000)).await.unwrap();
+    // Upserting an existing key moves it instead of adding a second job.
+    s.upsert_job("expire:R-9", "expire", "moved", t(T0 + 200_000)).await.unwrap();
+
+    let claims = ["a", "b", "c"].map(|owner| {
+        let store = s.clone();
+        tokio::spawn(async move { store.claim_due_jobs(owner, t(T0 + 50), t(T0 + 900_000), 4).await.unwrap() })
+    });
+    let mut claimed = BTreeMap::new();
+    for (owner, jobs) in ["a", "b", "c"].into_iter().zip(join_all(claims).await) {
+        for job in jobs.unwrap() {
+            assert_eq!(job.lease_owner.as_deref(), Some(owner));
+            assert_eq!(job.lease_until, Some(t(T0 + 900_000)));
+            assert!(claimed.insert(job.key.clone(), owner).is_none(), "{} claimed twice", job.key);
+        }
+    }
+    assert_eq!(claimed.len(), 9);
+    assert!(!claimed.contains_key("expire:R-9"));
+    assert!(s.claim_due_jobs("d", t(T0 + 50), t(T0 + 60_000), 100).await.unwrap().is_empty());
+
+    let later = s.claim_due_jobs("d", t(T0 + 300_000), t(T0 + 360_000), 100).await.unwrap();
+    let keys: Vec<_> = later.iter().map(|j| j.key.as_str()).collect();
+    assert_eq!(keys, ["incident_update:INC-1", "expire:R-9"]);
+    assert_eq!(later[1].payload, "moved");
+}
+
+async fn jobs_expired_lease_is_taken_over(db: &Db) {
+    let s = &db.store;
+    s.upsert_job("incident_update:INC-7", "incident_update", "{}", t(T0)).await.unwrap();
+    let a = s.claim_due_jobs("a", t(T0), t(T0 + 1_000), 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert!(s.claim_due_jobs("b", t(T0 + 500), t(T0 + 1_500), 10).await.unwrap().is_empty());
+
+    let b = s.claim_due_jobs("b", t(T0 + 2_000), t(T0 + 3_000), 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].id, a[0].id);
+    assert_eq!(b[0].lease_owner.as_deref(), Some("b"));
+
+    assert!(!s.complete_job(a[0].id, "a", Some(t(T0 + 10_000))).await.unwrap());
+    assert!(s.complete_job(b[0].id, "b", Some(t(T0 + 10_000))).await.unwrap());
+    assert!(s.claim_due_jobs("c", t(T0 + 9_999), t(T0 + 20_000), 10).await.unwrap().is_empty());
+    let c = s.claim_due_jobs("c", t(T0 + 10_000), t(T0 + 20_000), 10).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].due_at, t(T0 + 10_000));
+
+    assert!(s.complete_job(c[0].id, "c", None).await.unwrap());
+    assert!(!s.complete_job(c[0].id, "c", None).await.unwrap());
+    assert!(s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10).await.unwrap().is_empty());
+
+    s.upsert_job("expire:R-1", "expire", "", t(T0)).await.unwrap();
+    s.delete_job("expire:R-1").await.unwrap();
+    s.delete_job("expire:R-1").await.unwrap();
+    assert!(s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10).await.unwrap().is_empty());
+}
+
+async fn unreachable_database_error_hides_password(db: &Db) {
+    let url = match db.raw {
+        Raw::Sqlite(_) => "sqlite:///nonexistent-dir-erlmcp/sub/bot.db",
+        // Port 9 (discard) refuses connections: the error must not echo the password.
+        Raw::Pg(_) => "postgres://bot:s3cr3t-pw@127.0.0.1:9/bot?connect_timeout=2",
+    };
+    let err = match open_store(url).await {
+        Ok(_) => panic!("{url} should not open"),
+        Err(e) => format!("{e:#}"),
+    };
+    if matches!(db.raw, Raw::Pg(_)) {
+        assert!(!err.contains("s3cr3t-pw"), "{err}");
+        assert!(err.contains("***"), "{err}");
+    }
+}
+
+#[test]
+fn redaction() {
+    assert_eq!(redact_url("postgres://bot:pa%40ss@db:5432/bot"), "postgres://bot:***@db:5432/bot");
+    assert_eq!(redact_url("postgres://bot@db/bot"), "postgres://bot@db/bot");
+    assert_eq!(redact_url("sqlite:///var/lib/bot.db"), "sqlite:///var/lib/bot.db");
+    assert_eq!(scrub("auth failed for pa@ss and pa%40ss", "postgres://bot:pa%40ss@db/bot"), "auth failed for *** and ***");
+}
+
+// --- migrations ---
+
+fn migration_files(backend: &str) -> Vec<(i64, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(backend);
+    let mut files: Vec<(i64, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let version = name.split('_').next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: NNNN_name.sql"));
+            (version, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    files.sort_by_key(|(v, _)| *v);
+    files
+}
+
+/// `NOT NULL` columns without a `DEFAULT` make later `ADD COLUMN`s and hand-written inserts
+/// fail. These are exempt because every insert writes them and no default would be
+/// meaningful: a made-up time, identity or hash would hide a bug rather than prevent one.
+const WRITTEN_BY_EVERY_INSERT: &[&str] = &[
+    // When: a zero timestamp would silently pass expiry and soak checks.
+    "requests.created_at",
+    "requests.expires_at",
+    "requests.updated_at",
+    "votes.at",
+    "audit_log.at",
+    "deployments.at",
+    "sandbox.updated_at",
+    "incidents.declared_at",
+    "incident_events.at",
+    "scheduled_jobs.due_at",
+    // Who and what: the rows mean nothing without them.
+    "requests.requester_platform",
+    "requests.requester_id",
+    "requests.operation",
+    "votes.approve",
+    "audit_log.action",
+    "deployments.environment",
+    "deployments.version",
+    "deployments.kind",
+    "deployments.succeeded",
+    "incidents.severity",
+    "incident_events.kind",
+    "scheduled_jobs.key",
+    "scheduled_jobs.kind",
+    // The chain: a default hash would be a forged link.
+    "audit_log.prev_hash",
+    "audit_log.hash",
+];
+
+#[derive(Debug, PartialEq)]
+struct Column {
+    table: String,
+    name: String,
+    not_null: bool,
+    default: bool,
+    primary_key: bool,
+}
+
+/// Columns declared by `CREATE TABLE` and `ALTER TABLE ... ADD COLUMN`, in order.
+fn declared_columns(sql: &str) -> Vec<Column> {
+    let sql: String = sql.lines().map(|l| l.split("--").next().unwrap()).collect::<Vec<_>>().join("\n");
+    let mut columns = Vec::new();
+    for stmt in sql.split(';') {
+        let stmt = stmt.trim();
+        let upper = stmt.to_ascii_uppercase();
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        if upper.starts_with("CREATE TABLE") {
+            let table = words[2].trim_end_matches('(').to_string();
+            let body = &stmt[stmt.find('(').unwrap() + 1..stmt.rfind(')').unwrap()];
+            let mut primary = Vec::new();
+            let mut table_cols = Vec::new();
+            for item in split_top_level(body) {
+                let item_upper = item.to_ascii_uppercase();
+                if item_upper.starts_with("PRIMARY KEY") {
+                    let cols = &item[item.find('(').unwrap() + 1..item.rfind(')').unwrap()];
+                    primary.extend(cols.split(',').map(|c| c.trim().to_string()));
+                } else if ["UNIQUE", "CONSTRAINT", "FOREIGN", "CHECK"].iter().any(|k| item_upper.starts_with(k)) {
+                } else {
+                    table_cols.push(column(&table, &item));
+                }
+            }
+            for mut c in table_cols {
+                c.primary_key |= primary.contains(&c.name);
+                columns.push(c);
+            }
+        } else if upper.starts_with("ALTER TABLE") && upper.contains(" ADD COLUMN ") {
+            let def = &stmt[upper.find(" ADD COLUMN ").unwrap() + " ADD COLUMN ".len()..];
+            columns.push(column(words[2], def));
+        }
+    }
+    columns
+}
+
+fn column(table: &str, def: &str) -> Column {
+    let upper = def.to_ascii_uppercase();
+    Column {
+        table: table.to_string(),
+        name: def.split_whitespace().next().unwrap().to_string(),
+        not_null: upper.contains("NOT NULL"),
+        default: upper.contains(" DEFAULT "),
+        primary_key: upper.contains("PRIMARY KEY"),
+    }
+}
+
+fn split_top_level(body: &str) -> Vec<String> {
+    let (mut items, mut current, mut depth) = (Vec::new(), String::new(), 0);
+    for c in body.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(current.trim().to_string());
+                current.clear();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        items.push(current.trim().to_string());
+    }
+    items
+}
+
+#[test]
+fn not_null_columns_have_defaults() {
+    for backend in ["sqlite", "postgres"] {
+        let mut exempt_used = HashSet::new();
+        for (version, sql) in migration_files(backend) {
+            for c in declared_columns(&sql) {
+                let qualified = format!("{}.{}", c.table, c.name);
+                if !c.not_null || c.default || c.primary_key {
+                    assert!(!WRITTEN_BY_EVERY_INSERT.contains(&qualified.as_str()) || c.not_null, "{qualified} is exempt but nullable");
+                    continue;
+                }
+                assert!(
+                    WRITTEN_BY_EVERY_INSERT.contains(&qualified.as_str()),
+                    "{backend} migration {version}: {qualified} is NOT NULL without DEFAULT"
+                );
+                exempt_used.insert(qualified);
+            }
+        }
+        let stale: Vec<_> = WRITTEN_BY_EVERY_INSERT.iter().filter(|c| !exempt_used.contains(**c)).collect();
+        assert!(stale.is_empty(), "{backend}: exemptions for columns that need none: {stale:?}");
+    }
+}
+
+#[test]
+fn schemas_are_parallel() {
+    let shape = |backend| {
+        migration_files(backend)
+            .iter()
+            .flat_map(|(_, sql)| declared_columns(sql))
+            .map(|c| (c.table, c.name, c.not_null, c.default, c.primary_key))
+            .collect::<Vec<_>>()
+    };
+    let sqlite = shape("sqlite");
+    assert!(sqlite.len() > 50, "parser found only {} columns", sqlite.len());
+    assert_eq!(sqlite, shape("postgres"));
+    let versions = |b| migration_files(b).into_iter().map(|(v, _)| v).collect::<Vec<_>>();
+    assert_eq!(versions("sqlite"), versions("postgres"));
+}
+
+#[test]
+fn parser_sees_table_primary_keys() {
+    let cols = declared_columns("CREATE TABLE v (a BIGINT NOT NULL, b TEXT NOT NULL DEFAULT '', PRIMARY KEY (a)); -- x\nALTER TABLE v ADD COLUMN c TEXT NOT NULL;");
+    let flags: Vec<_> = cols.iter().map(|c| (c.name.as_str(), c.not_null, c.default, c.primary_key)).collect();
+    assert_eq!(flags, [("a", true, false, true), ("b", true, true, false), ("c", true, false, false)]);
+}
+
+// --- throughput (run with --ignored --nocapture) ---
+
+async fn appends_per_second(store: Arc<dyn Store>, tasks: i64, per_task: i64) -> f64 {
+    let start = Instant::now();
+    let handles = (0..tasks).map(|task| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..per_task {
+                store.append_audit(entry(task * per_task + i)).await.unwrap();
+            }
+        })
+    });
+    for h in join_all(handles).await {
+        h.unwrap();
+    }
+    (tasks * per_task) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The engine's shape of work: request insert, two audit appends, a state transition.
+async fn operations_per_second(store: Arc<dyn Store>, tasks: i64, per_task: i64) -> f64 {
+    let start = Instant::now();
+    let handles = (0..tasks).map(|task| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..per_task {
+                let n = task * per_task + i;
+                store.append_audit(entry(n)).await.unwrap();
+                let req = store.insert_request(new_request(T0 + 60_000)).await.unwrap();
+                store
+                    .transition_request(req.id, RequestState::Pending, RequestState::Executing, None, t(T0 + n))
+                    .await
+                    .unwrap();
+                store.append_audit(entry(n)).await.unwrap();
+            }
+        })
+    });
+    for h in join_all(handles).await {
+        h.unwrap();
+    }
+    (tasks * per_task) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement"]
+async fn throughput_sqlite() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store = Arc::new(store);
+    let start = Instant::now();
+    let handles = (0..32).map(|task| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..30 {
+                store.append_audit_unbatched(entry(task * 30 + i)).await.unwrap();
+            }
+        })
+    });
+    for h in join_all(handles).await {
+        h.unwrap();
+    }
+    let unbatched = 960.0 / start.elapsed().as_secs_f64();
+    let batched = appends_per_second(store.clone(), 32, 500).await;
+    let ops = operations_per_second(store.clone(), 32, 200).await;
+    assert!(audit::verify(store.as_ref()).await.unwrap().is_ok());
+    eprintln!(
+        "sqlite (synchronous=FULL), 32 tasks: append_audit one tx each {unbatched:.0}/s, \
+         group commit {batched:.0}/s; engine-shaped ops {ops:.0}/s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement"]
+async fn throughput_postgres() {
+    let Some(url) = testdb::fresh_postgres_url("throughput_postgres").await else { return };
+    let pg = PgStore::open(&url).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(pg);
+    let appends = appends_per_second(store.clone(), 32, 100).await;
+    let ops = operations_per_second(store.clone(), 32, 50).await;
+    assert!(audit::verify(store.as_ref()).await.unwrap().is_ok());
+    eprintln!("postgres (synchronous_commit=on), 32 tasks: append_audit {appends:.0}/s; engine-shaped ops {ops:.0}/s");
+    drop(store);
+    testdb::drop_postgres_database(&url).await;
+}

@@ -1,0 +1,921 @@
+//! Persistence: one `Store` trait, implemented on SQLite (the embedded default) and on
+//! PostgreSQL (several replicas). The same contract test suite runs on both.
+//!
+//! Timestamps are stored as Unix milliseconds (BIGINT) and JSON as TEXT on both backends,
+//! so the audit log's canonical form — and so its hashes — are identical on either.
+
+use async_trait::async_trait;
+use erlmcp_commands::{IncidentId, RequestId, Severity, Timestamp};
+use serde::{Deserialize, Serialize};
+
+pub mod audit;
+pub mod postgres;
+pub mod sqlite;
+pub mod testdb;
+
+#[cfg(test)]
+mod contract_tests;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Lifecycle of an operation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved (or allowed at once) and being carried out by exactly one process.
+    Executing,
+    Succeeded,
+    Failed,
+    Denied,
+    Cancelled,
+    Expired,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Executing => "executing",
+            RequestState::Succeeded => "succeeded",
+            RequestState::Failed => "failed",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RequestState> {
+        Some(match s {
+            "pending" => RequestState::Pending,
+            "executing" => RequestState::Executing,
+            "succeeded" => RequestState::Succeeded,
+            "failed" => RequestState::Failed,
+            "denied" => RequestState::Denied,
+            "cancelled" => RequestState::Cancelled,
+            "expired" => RequestState::Expired,
+            _ => return None,
+        })
+    }
+    pub fn is_final(self) -> bool {
+        !matches!(self, RequestState::Pending | RequestState::Executing)
+    }
+}
+
+/// A platform user as recorded: who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Who {
+    pub platform: String,
+    pub user_id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub requester: Who,
+    /// Where it was asked: `PLATFORM:CHANNEL_ID` (or `cli`).
+    pub channel: String,
+    /// The command as typed, for the audit log and the approval message.
+    pub command_text: String,
+    /// `deploy`, `rollback`, ... (`OperationKind::as_str`).
+    pub operation: String,
+    pub environment: Option<String>,
+    /// The parsed command, JSON (`erlmcp_commands::Command`).
+    pub command_json: String,
+    /// Approvals needed: count and roles, JSON (`erlmcp_commands::policy::ApprovalRequirement`).
+    pub approvals_json: String,
+    pub state: RequestState,
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub id: RequestId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub requester: Who,
+    pub channel: String,
+    pub command_text: String,
+    pub operation: String,
+    pub environment: Option<String>,
+    pub command_json: String,
+    pub approvals_json: String,
+    pub state: RequestState,
+    pub break_glass: bool,
+    /// Outcome text once final.
+    pub outcome: Option<String>,
+    /// Chat message that shows this request (`PLATFORM:CHANNEL:TS`), for in-place updates.
+    pub message_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVote {
+    pub request_id: RequestId,
+    pub voter: Who,
+    pub approve: bool,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRow {
+    pub request_id: RequestId,
+    pub voter: Who,
+    pub approve: bool,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteInsert {
+    Inserted,
+    /// This voter already voted on this request: the vote is not counted twice.
+    AlreadyVoted,
+}
+
+/// One entry of the audit log before it is chained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    pub at: Timestamp,
+    /// `requested`, `refused`, `voted`, `executed`, `failed`, `denied`, `cancelled`,
+    /// `expired`, `automatic`, `incident`...
+    pub action: String,
+    pub who: Who,
+    pub channel: String,
+    /// Operation name (`deploy`) or command name for read-only commands.
+    pub operation: String,
+    /// Arguments as canonical JSON text.
+    pub arguments: String,
+    pub environment: Option<String>,
+    pub request_id: Option<RequestId>,
+    /// `allow`, `needs_approval`, `deny`, `break_glass`, or empty.
+    pub decision: String,
+    pub reason: String,
+    /// Votes so far, JSON text (array).
+    pub votes: String,
+    /// `ok`, `pending`, `refused`, `failed: ...`, ...
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
+    /// Hex SHA-256 of the previous row (`0` * 64 for the first row).
+    pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash` and this row's canonical content.
+    pub hash: String,
+}
+
+/// A completed change on an environment, for the soak precondition and status digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRecord {
+    pub environment: String,
+    pub version: String,
+    /// `deploy`, `rollback`
+    pub kind: String,
+    pub succeeded: bool,
+    pub request_id: Option<RequestId>,
+    pub at: Timestamp,
+}
+
+/// Facts for the soak precondition: the same version deployed to the soak environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SoakFacts {
+    /// When the most recent successful deploy of this version to the environment finished.
+    pub deployed_at: Option<Timestamp>,
+    /// A rollback happened in that environment after that deploy.
+    pub rolled_back_since: Option<Timestamp>,
+}
+
+/// The simulated workload of one environment (sandbox target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRow {
+    pub environment: String,
+    /// The whole simulated state as JSON; owned by the sandbox target.
+    pub state_json: String,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIncident {
+    pub severity: Severity,
+    pub title: String,
+    pub declared_by: Who,
+    pub declared_at: Timestamp,
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
+    pub id: IncidentId,
+    pub severity: Severity,
+    pub title: String,
+    pub declared_by: Who,
+    pub declared_at: Timestamp,
+    /// Where it was declared.
+    pub channel: String,
+    /// Channels created for it, JSON object platform -> channel id.
+    pub channels_json: String,
+    pub commander: Option<String>,
+    pub resolved_at: Option<Timestamp>,
+    pub summary: Option<String>,
+    pub last_human_update_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEventRow {
+    pub incident_id: IncidentId,
+    pub seq: i64,
+    pub at: Timestamp,
+    /// `declared`, `update`, `severity`, `commander`, `operation`, `status_update`, `resolved`
+    pub kind: String,
+    pub who: Option<Who>,
+    pub text: String,
+}
+
+/// A job for the scheduler (status updates, request expiry), claimed with a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: i64,
+    /// `incident_update:INC-7`, `expire:R-42`: unique per job.
+    pub key: String,
+    pub kind: String,
+    pub payload: String,
+    pub due_at: Timestamp,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness check for /readyz.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Closes the connections (on shutdown: lets SQLite checkpoint its WAL).
+    async fn close(&self) {}
+
+    // --- requests and votes ---
+    async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow>;
+    async fn get_request(&self, id: RequestId) -> StoreResult<Option<RequestRow>>;
+    async fn pending_requests(&self) -> StoreResult<Vec<RequestRow>>;
+    /// Compare-and-set of a request's state: true when this call made the change. This is
+    /// what makes two simultaneous approvals execute once.
+    async fn transition_request(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        to: RequestState,
+        outcome: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()>;
+    /// Pending requests whose expiry is at or before `now`.
+    async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>>;
+    /// One vote per (request, voter platform, voter id).
+    async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert>;
+    async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>>;
+
+    // --- audit log ---
+    /// Appends one entry to the hash chain and makes it durable before returning.
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow>;
+    /// Rows with `seq > after`, in order, at most `limit`.
+    async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
+    /// The newest `n` rows, newest first.
+    async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>>;
+
+    // --- deployment history ---
+    async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()>;
+    async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts>;
+    /// Most recent first.
+    async fn deployments(&self, environment: &str, limit: u32) -> StoreResult<Vec<DeploymentRecord>>;
+
+    // --- sandbox target ---
+    async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>>;
+    async fn sandbox_put(&self, row: SandboxRow) -> StoreResult<()>;
+
+    // --- incidents ---
+    async fn insert_incident(&self, new: NewIncident) -> StoreResult<IncidentRow>;
+    async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>>;
+    async fn open_incidents(&self) -> StoreResult<Vec<IncidentRow>>;
+    async fn update_incident(&self, row: &IncidentRow) -> StoreResult<()>;
+    async fn append_incident_event(
+        &self,
+        incident: IncidentId,
+        at: Timestamp,
+        kind: &str,
+        who: Option<&Who>,
+        text: &str,
+    ) -> StoreResult<IncidentEventRow>;
+    async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>>;
+
+    // --- scheduled jobs ---
+    /// Creates the job or, when the key exists, moves its due time.
+    async fn upsert_job(&self, key: &str, kind: &str, payload: &str, due_at: Timestamp) -> StoreResult<()>;
+    async fn delete_job(&self, key: &str) -> StoreResult<()>;
+    /// Claims up to `limit` jobs due at `now` whose lease is free or expired, leasing them to
+    /// `owner` until `lease_until`. Each due job is claimed by one caller only, across
+    /// processes (FOR UPDATE SKIP LOCKED on PostgreSQL, a conditional UPDATE on SQLite).
+    async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRow>>;
+    /// Completes a claimed job: reschedules it (`next_due`) or deletes it (`None`), releasing
+    /// the lease; false when `owner` no longer holds it.
+    async fn complete_job(&self, id: i64, owner: &str, next_due: Option<Timestamp>) -> StoreResult<bool>;
+}
+
+/// Opens the store named by `database_url` (`sqlite:...`, `postgres://...`,
+/// `postgresql://...`) and brings its schema up to date.
+pub async fn open_store(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use anyhow::Context as _;
+    let shown = redact_url(database_url);
+    let store: std::sync::Arc<dyn Store> = match Backend::of(database_url)? {
+        Backend::Sqlite => std::sync::Arc::new(
+            SqliteStore::open(database_url)
+                .await
+                .with_context(|| format!("opening {shown}"))?,
+        ),
+        Backend::Postgres => std::sync::Arc::new(
+            PgStore::open(database_url)
+                .await
+                .with_context(|| format!("opening {shown}"))?,
+        ),
+    };
+    Ok(store)
+}
+
+/// Applies pending migrations and closes the connection (the `migrate` subcommand).
+pub async fn migrate_only(database_url: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let shown = redact_url(database_url);
+    match Backend::of(database_url)? {
+        Backend::Sqlite => {
+            let store = SqliteStore::open(database_url)
+                .await
+                .with_context(|| format!("migrating {shown}"))?;
+            store.close().await;
+        }
+        Backend::Postgres => {
+            let store = PgStore::open(database_url)
+                .await
+                .with_context(|| format!("migrating {shown}"))?;
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {}: expected sqlite:, postgres: or postgresql:",
+                redact_url(url)
+            )
+        }
+    }
+}
+
+/// The URL with its password replaced by `***`, safe for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(pw) if !pw.is_empty() => url.replacen(pw, "***", 1),
+        _ => url.to_string(),
+    }
+}
+
+/// The raw (still percent-encoded) password of `scheme://user:password@host/...`.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    Some(&userinfo[userinfo.find(':')? + 1..])
+}
+
+/// Removes the URL's password, encoded or decoded, from a driver message: connection errors
+/// can echo the URL or its parts.
+pub(crate) fn scrub(message: &str, url: &str) -> String {
+    let mut out = message.to_string();
+    if let Some(pw) = url_password(url).filter(|pw| !pw.is_empty()) {
+        out = out.replace(pw, "***");
+        let decoded = percent_decode(pw);
+        if !decoded.is_empty() {
+            out = out.replace(&decoded, "***");
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Maps a driver error onto the store's vocabulary: connection trouble is `Unavailable`
+/// (worth retrying), constraint violations are `Conflict`.
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(d) => {
+            if d.is_unique_violation() || d.is_foreign_key_violation() || d.is_check_violation() {
+                StoreError::Conflict(d.message().to_string())
+            } else if is_busy(d.as_ref()) {
+                StoreError::Unavailable(d.message().to_string())
+            } else {
+                StoreError::Database(d.message().to_string())
+            }
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// SQLite's BUSY/LOCKED (another writer held the lock past busy_timeout) and PostgreSQL's
+/// connection-class SQLSTATEs (08xxx, 57P0x: shutdown) are transient.
+fn is_busy(d: &dyn sqlx::error::DatabaseError) -> bool {
+    match d.code() {
+        Some(code) => {
+            let code = code.as_ref();
+            matches!(code, "5" | "6" | "261" | "517") || code.starts_with("08") || code.starts_with("57P0")
+        }
+        None => false,
+    }
+}
+
+pub(crate) fn to_ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> StoreResult<Timestamp> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Database(format!("timestamp out of range: {ms}")))
+}
+
+/// Row shapes and SQL shared by both backends. SQLite accepts PostgreSQL's `$N` placeholders,
+/// so one text serves both wherever the dialects agree; the contract tests run each on both.
+pub(crate) mod common {
+    use super::*;
+
+    macro_rules! request_cols {
+        () => {
+            "id, created_at, expires_at, updated_at, requester_platform, requester_id, \
+             requester_name, channel, command_text, operation, environment, command_json, \
+             approvals_json, state, break_glass, outcome, message_ref"
+        };
+    }
+    macro_rules! vote_cols {
+        () => {
+            "request_id, voter_platform, voter_id, voter_name, approve, comment, at"
+        };
+    }
+    macro_rules! audit_cols {
+        () => {
+            "seq, at, action, who_platform, who_id, who_name, channel, operation, arguments, \
+             environment, request_id, decision, reason, votes, outcome, prev_hash, hash"
+        };
+    }
+    macro_rules! deployment_cols {
+        () => {
+            "environment, version, kind, succeeded, request_id, at"
+        };
+    }
+    macro_rules! incident_cols {
+        () => {
+            "id, severity, title, declared_by_platform, declared_by_id, declared_by_name, \
+             declared_at, channel, channels_json, commander, resolved_at, summary, \
+             last_human_update_at"
+        };
+    }
+    macro_rules! event_cols {
+        () => {
+            "incident_id, seq, at, kind, who_platform, who_id, who_name, text"
+        };
+    }
+    macro_rules! job_cols {
+        () => {
+            "id, key, kind, payload, due_at, lease_owner, lease_until"
+        };
+    }
+    pub(crate) use job_cols;
+
+    pub const INSERT_REQUEST: &str = concat!(
+        "INSERT INTO requests (created_at, expires_at, updated_at, requester_platform, \
+         requester_id, requester_name, channel, command_text, operation, environment, \
+         command_json, approvals_json, state, break_glass) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+        request_cols!()
+    );
+    pub const GET_REQUEST: &str = concat!("SELECT ", request_cols!(), " FROM requests WHERE id = $1");
+    pub const PENDING_REQUESTS: &str =
+        concat!("SELECT ", request_cols!(), " FROM requests WHERE state = 'pending' ORDER BY id");
+    pub const EXPIRED_REQUESTS: &str = concat!(
+        "SELECT ",
+        request_cols!(),
+        " FROM requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id"
+    );
+    pub const TRANSITION_REQUEST: &str = "UPDATE requests SET state = $1, \
+         outcome = COALESCE($2, outcome), updated_at = $3 WHERE id = $4 AND state = $5";
+    pub const SET_REQUEST_MESSAGE: &str = "UPDATE requests SET message_ref = $1 WHERE id = $2";
+
+    pub const INSERT_VOTE: &str = concat!(
+        "INSERT INTO votes (",
+        vote_cols!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (request_id, voter_platform, voter_id) DO NOTHING"
+    );
+    pub const VOTES: &str = concat!(
+        "SELECT ",
+        vote_cols!(),
+        " FROM votes WHERE request_id = $1 ORDER BY at, voter_platform, voter_id"
+    );
+
+    pub const LAST_AUDIT: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+    pub const INSERT_AUDIT: &str = concat!(
+        "INSERT INTO audit_log (",
+        audit_cols!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    );
+    pub const AUDIT_PAGE: &str =
+        concat!("SELECT ", audit_cols!(), " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+    pub const AUDIT_TAIL: &str =
+        concat!("SELECT ", audit_cols!(), " FROM audit_log ORDER BY seq DESC LIMIT $1");
+
+    pub const RECORD_DEPLOYMENT: &str = concat!(
+        "INSERT INTO deployments (",
+        deployment_cols!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6)"
+    );
+    pub const SOAK_DEPLOYED_AT: &str = "SELECT MAX(at) FROM deployments WHERE environment = $1 \
+         AND version = $2 AND kind = 'deploy' AND succeeded = TRUE";
+    // Any rollback attempt counts, failed ones included: someone judged the version bad.
+    pub const SOAK_ROLLED_BACK: &str = "SELECT MAX(at) FROM deployments WHERE environment = $1 \
+         AND kind = 'rollback' AND at >= $2";
+    pub const DEPLOYMENTS: &str = concat!(
+        "SELECT ",
+        deployment_cols!(),
+        " FROM deployments WHERE environment = $1 ORDER BY at DESC, id DESC LIMIT $2"
+    );
+
+    pub const SANDBOX_GET: &str =
+        "SELECT environment, state_json, updated_at FROM sandbox WHERE environment = $1";
+    pub const SANDBOX_PUT: &str = "INSERT INTO sandbox (environment, state_json, updated_at) \
+         VALUES ($1, $2, $3) ON CONFLICT (environment) DO UPDATE \
+         SET state_json = excluded.state_json, updated_at = excluded.updated_at";
+
+    pub const INSERT_INCIDENT: &str = concat!(
+        "INSERT INTO incidents (severity, title, declared_by_platform, declared_by_id, \
+         declared_by_name, declared_at, channel) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+        incident_cols!()
+    );
+    pub const GET_INCIDENT: &str =
+        concat!("SELECT ", incident_cols!(), " FROM incidents WHERE id = $1");
+    pub const OPEN_INCIDENTS: &str = concat!(
+        "SELECT ",
+        incident_cols!(),
+        " FROM incidents WHERE resolved_at IS NULL ORDER BY id"
+    );
+    pub const UPDATE_INCIDENT: &str = "UPDATE incidents SET severity = $1, title = $2, \
+         channel = $3, channels_json = $4, commander = $5, resolved_at = $6, summary = $7, \
+         last_human_update_at = $8 WHERE id = $9";
+    pub const APPEND_INCIDENT_EVENT: &str = concat!(
+        "INSERT INTO incident_events (",
+        event_cols!(),
+        ") SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 \
+         FROM incident_events WHERE incident_id = $1 RETURNING ",
+        event_cols!()
+    );
+    pub const INCIDENT_EVENTS: &str = concat!(
+        "SELECT ",
+        event_cols!(),
+        " FROM incident_events WHERE incident_id = $1 ORDER BY seq"
+    );
+
+    pub const UPSERT_JOB: &str = "INSERT INTO scheduled_jobs (key, kind, payload, due_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE \
+         SET kind = excluded.kind, payload = excluded.payload, due_at = excluded.due_at";
+    pub const DELETE_JOB: &str = "DELETE FROM scheduled_jobs WHERE key = $1";
+    pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3";
+    pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
+
+    #[derive(sqlx::FromRow)]
+    pub struct RequestRaw {
+        id: i64,
+        created_at: i64,
+        expires_at: i64,
+        updated_at: i64,
+        requester_platform: String,
+        requester_id: String,
+        requester_name: String,
+        channel: String,
+        command_text: String,
+        operation: String,
+        environment: Option<String>,
+        command_json: String,
+        approvals_json: String,
+        state: String,
+        break_glass: bool,
+        outcome: Option<String>,
+        message_ref: Option<String>,
+    }
+
+    impl TryFrom<RequestRaw> for RequestRow {
+        type Error = StoreError;
+        fn try_from(r: RequestRaw) -> StoreResult<RequestRow> {
+            let state = RequestState::parse(&r.state).ok_or_else(|| {
+                StoreError::Database(format!("request {} has unknown state {:?}", r.id, r.state))
+            })?;
+            Ok(RequestRow {
+                id: RequestId(r.id),
+                created_at: from_ms(r.created_at)?,
+                expires_at: from_ms(r.expires_at)?,
+                updated_at: from_ms(r.updated_at)?,
+                requester: Who {
+                    platform: r.requester_platform,
+                    user_id: r.requester_id,
+                    display_name: r.requester_name,
+                },
+                channel: r.channel,
+                command_text: r.command_text,
+                operation: r.operation,
+                environment: r.environment,
+                command_json: r.command_json,
+                approvals_json: r.approvals_json,
+                state,
+                break_glass: r.break_glass,
+                outcome: r.outcome,
+                message_ref: r.message_ref,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct VoteRaw {
+        request_id: i64,
+        voter_platform: String,
+        voter_id: String,
+        voter_name: String,
+        approve: bool,
+        comment: Option<String>,
+        at: i64,
+    }
+
+    impl TryFrom<VoteRaw> for VoteRow {
+        type Error = StoreError;
+        fn try_from(r: VoteRaw) -> StoreResult<VoteRow> {
+            Ok(VoteRow {
+                request_id: RequestId(r.request_id),
+                voter: Who {
+                    platform: r.voter_platform,
+                    user_id: r.voter_id,
+                    display_name: r.voter_name,
+                },
+                approve: r.approve,
+                comment: r.comment,
+                at: from_ms(r.at)?,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct AuditRaw {
+        seq: i64,
+        at: i64,
+        action: String,
+        who_platform: String,
+        who_id: String,
+        who_name: String,
+        channel: String,
+        operation: String,
+        arguments: String,
+        environment: Option<String>,
+        request_id: Option<i64>,
+        decision: String,
+        reason: String,
+        votes: String,
+        outcome: String,
+        prev_hash: String,
+        hash: String,
+    }
+
+    impl TryFrom<AuditRaw> for AuditRow {
+        type Error = StoreError;
+        fn try_from(r: AuditRaw) -> StoreResult<AuditRow> {
+            Ok(AuditRow {
+                seq: r.seq,
+                entry: NewAuditEntry {
+                    at: from_ms(r.at)?,
+                    action: r.action,
+                    who: Who { platform: r.who_platform, user_id: r.who_id, display_name: r.who_name },
+                    channel: r.channel,
+                    operation: r.operation,
+                    arguments: r.arguments,
+                    environment: r.environment,
+                    request_id: r.request_id.map(RequestId),
+                    decision: r.decision,
+                    reason: r.reason,
+                    votes: r.votes,
+                    outcome: r.outcome,
+                },
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct DeploymentRaw {
+        environment: String,
+        version: String,
+        kind: String,
+        succeeded: bool,
+        request_id: Option<i64>,
+        at: i64,
+    }
+
+    impl TryFrom<DeploymentRaw> for DeploymentRecord {
+        type Error = StoreError;
+        fn try_from(r: DeploymentRaw) -> StoreResult<DeploymentRecord> {
+            Ok(DeploymentRecord {
+                environment: r.environment,
+                version: r.version,
+                kind: r.kind,
+                succeeded: r.succeeded,
+                request_id: r.request_id.map(RequestId),
+                at: from_ms(r.at)?,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct SandboxRaw {
+        environment: String,
+        state_json: String,
+        updated_at: i64,
+    }
+
+    impl TryFrom<SandboxRaw> for SandboxRow {
+        type Error = StoreError;
+        fn try_from(r: SandboxRaw) -> StoreResult<SandboxRow> {
+            Ok(SandboxRow {
+                environment: r.environment,
+                state_json: r.state_json,
+                updated_at: from_ms(r.updated_at)?,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct IncidentRaw {
+        id: i64,
+        severity: String,
+        title: String,
+        declared_by_platform: String,
+        declared_by_id: String,
+        declared_by_name: String,
+        declared_at: i64,
+        channel: String,
+        channels_json: String,
+        commander: Option<String>,
+        resolved_at: Option<i64>,
+        summary: Option<String>,
+        last_human_update_at: Option<i64>,
+    }
+
+    impl TryFrom<IncidentRaw> for IncidentRow {
+        type Error = StoreError;
+        fn try_from(r: IncidentRaw) -> StoreResult<IncidentRow> {
+            let severity = Severity::parse(&r.severity).ok_or_else(|| {
+                StoreError::Database(format!("incident {} has unknown severity {:?}", r.id, r.severity))
+            })?;
+            Ok(IncidentRow {
+                id: IncidentId(r.id),
+                severity,
+                title: r.title,
+                declared_by: Who {
+                    platform: r.declared_by_platform,
+                    user_id: r.declared_by_id,
+                    display_name: r.declared_by_name,
+                },
+                declared_at: from_ms(r.declared_at)?,
+                channel: r.channel,
+                channels_json: r.channels_json,
+                commander: r.commander,
+                resolved_at: r.resolved_at.map(from_ms).transpose()?,
+                summary: r.summary,
+                last_human_update_at: r.last_human_update_at.map(from_ms).transpose()?,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct IncidentEventRaw {
+        incident_id: i64,
+        seq: i64,
+        at: i64,
+        kind: String,
+        who_platform: Option<String>,
+        who_id: Option<String>,
+        who_name: Option<String>,
+        text: String,
+    }
+
+    impl TryFrom<IncidentEventRaw> for IncidentEventRow {
+        type Error = StoreError;
+        fn try_from(r: IncidentEventRaw) -> StoreResult<IncidentEventRow> {
+            let who = r.who_platform.map(|platform| Who {
+                platform,
+                user_id: r.who_id.unwrap_or_default(),
+                display_name: r.who_name.unwrap_or_default(),
+            });
+            Ok(IncidentEventRow {
+                incident_id: IncidentId(r.incident_id),
+                seq: r.seq,
+                at: from_ms(r.at)?,
+                kind: r.kind,
+                who,
+                text: r.text,
+            })
+        }
+    }
+
+    #[derive(sqlx::FromRow)]
+    pub struct JobRaw {
+        id: i64,
+        key: String,
+        kind: String,
+        payload: String,
+        due_at: i64,
+        lease_owner: Option<String>,
+        lease_until: Option<i64>,
+    }
+
+    impl TryFrom<JobRaw> for JobRow {
+        type Error = StoreError;
+        fn try_from(r: JobRaw) -> StoreResult<JobRow> {
+            Ok(JobRow {
+                id: r.id,
+                key: r.key,
+                kind: r.kind,
+                payload: r.payload,
+                due_at: from_ms(r.due_at)?,
+                lease_owner: r.lease_owner,
+                lease_until: r.lease_until.map(from_ms).transpose()?,
+            })
+        }
+    }
+
+    pub fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
+        rows.into_iter().map(T::try_from).collect()
+    }
+}

@@ -1,0 +1,684 @@
+//! SQLite backend: the embedded default.
+//!
+//! Every write goes through one writer task that owns one connection. It takes whatever
+//! writes are queued, runs them in a single `BEGIN IMMEDIATE` transaction (each under its own
+//! savepoint, so one failing write does not undo the others) and commits them together; each
+//! caller gets its answer only after that commit. With `synchronous=FULL` a commit costs one
+//! fsync, so batching is what lets many concurrent callers each wait for durability without
+//! paying an fsync apiece. It also means writers in this process never contend for SQLite's
+//! lock; other processes are held off by `BEGIN IMMEDIATE` and `busy_timeout`.
+//!
+//! Reads use a small pool: WAL lets them run beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::common::{self, *};
+use super::*;
+
+/// Most writes committed in one transaction; bounds the latency a batch adds.
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 4096;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<Box<dyn WriteJob>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file if missing) without touching the schema.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // The writer connects first so the file exists and is in WAL mode before readers open.
+        let conn = options.connect().await.map_err(|e| connect_err(e, url))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_err(e, url))?;
+        let (writer, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer_loop(conn, rx));
+        Ok(SqliteStore { pool, writer })
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    /// `connect` then `migrate`.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The read pool, for tools and tests that need raw SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the read pool; the writer stops once the store is dropped.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs `f` inside the writer's current batch and returns once that batch is durable.
+    /// A caller that stops waiting does not cancel the write.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Box::new(TypedJob { f, reply }))
+            .await
+            .map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    /// One `append_audit` in its own transaction, without batching: kept to measure what
+    /// batching buys.
+    #[cfg(test)]
+    pub(crate) async fn append_audit_unbatched(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let row = append_audit_on(&mut tx, entry).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(row)
+    }
+}
+
+fn connect_err(e: sqlx::Error, url: &str) -> StoreError {
+    StoreError::Unavailable(scrub(&e.to_string(), url))
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the SQLite writer task has stopped".into())
+}
+
+async fn append_audit_on(conn: &mut SqliteConnection, entry: NewAuditEntry) -> StoreResult<AuditRow> {
+    let last: Option<(i64, String)> = sqlx::query_as(LAST_AUDIT)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let row = audit::next_row(entry, last)?;
+    let e = &row.entry;
+    sqlx::query(INSERT_AUDIT)
+        .bind(row.seq)
+        .bind(to_ms(e.at))
+        .bind(&e.action)
+        .bind(&e.who.platform)
+        .bind(&e.who.user_id)
+        .bind(&e.who.display_name)
+        .bind(&e.channel)
+        .bind(&e.operation)
+        .bind(&e.arguments)
+        .bind(&e.environment)
+        .bind(e.request_id.map(|r| r.0))
+        .bind(&e.decision)
+        .bind(&e.reason)
+        .bind(&e.votes)
+        .bind(&e.outcome)
+        .bind(&row.prev_hash)
+        .bind(&row.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(row)
+}
+
+/// A queued write, type-erased so one channel carries every kind.
+trait WriteJob: Send {
+    /// Runs the write; the returned completion delivers the answer once the batch's fate is
+    /// known (`None` = committed).
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran>;
+    /// Answers without running (the batch could not start).
+    fn abort(self: Box<Self>, err: StoreError);
+}
+
+struct Ran {
+    ok: bool,
+    complete: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+}
+
+struct TypedJob<T, F> {
+    f: F,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> WriteJob for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran> {
+        let TypedJob { f, reply } = *self;
+        Box::pin(async move {
+            let result = f(conn).await;
+            Ran {
+                ok: result.is_ok(),
+                complete: Box::new(move |commit_err: Option<&StoreError>| {
+                    let answer = match (result, commit_err) {
+                        (Ok(_), Some(e)) => Err(same_error(e)),
+                        (result, _) => result,
+                    };
+                    let _ = reply.send(answer);
+                }),
+            }
+        })
+    }
+
+    fn abort(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        run_batch(&mut conn, &mut batch).await;
+        batch.clear();
+    }
+    let _ = conn.close().await;
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()> {
+    sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(db_err)
+}
+
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Box<dyn WriteJob>>) {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
+        for job in batch.drain(..) {
+            job.abort(same_error(&e));
+        }
+        return;
+    }
+    let mut done: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    let mut jobs = batch.drain(..);
+    for job in jobs.by_ref() {
+        if let Err(e) = exec(conn, "SAVEPOINT w").await {
+            failure = Some(e);
+            job.abort(StoreError::Unavailable("batch aborted".into()));
+            break;
+        }
+        let ran = job.run(conn).await;
+        done.push(ran.complete);
+        let end = if ran.ok {
+            exec(conn, "RELEASE w").await
+        } else {
+            match exec(conn, "ROLLBACK TO w").await {
+                Ok(()) => exec(conn, "RELEASE w").await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = end {
+            failure = Some(e);
+            break;
+        }
+    }
+    let failure = match failure {
+        None => exec(conn, "COMMIT").await.err(),
+        some => some,
+    };
+    if let Some(e) = &failure {
+        // Also covers SQLite having rolled back on its own (then ROLLBACK itself fails).
+        let _ = exec(conn, "ROLLBACK").await;
+        for job in jobs {
+            job.abort(same_error(e));
+        }
+    }
+    for complete in done {
+        complete(failure.as_ref());
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        if self.writer.is_closed() {
+            return Err(writer_gone());
+        }
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+    }
+
+    async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let raw: RequestRaw = sqlx::query_as(INSERT_REQUEST)
+                    .bind(to_ms(new.created_at))
+                    .bind(to_ms(new.expires_at))
+                    .bind(to_ms(new.created_at))
+                    .bind(&new.requester.platform)
+                    .bind(&new.requester.user_id)
+                    .bind(&new.requester.display_name)
+                    .bind(&new.channel)
+                    .bind(&new.command_text)
+                    .bind(&new.operation)
+                    .bind(&new.environment)
+                    .bind(&new.command_json)
+                    .bind(&new.approvals_json)
+                    .bind(new.state.as_str())
+                    .bind(new.break_glass)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                raw.try_into()
+            })
+        })
+        .await
+    }
+
+    async fn get_request(&self, id: RequestId) -> StoreResult<Option<RequestRow>> {
+        let raw: Option<RequestRaw> = sqlx::query_as(GET_REQUEST)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        raw.map(TryInto::try_into).transpose()
+    }
+
+    async fn pending_requests(&self) -> StoreResult<Vec<RequestRow>> {
+        let raw: Vec<RequestRaw> = sqlx::query_as(PENDING_REQUESTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn transition_request(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        to: RequestState,
+        outcome: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let outcome = outcome.map(str::to_string);
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(TRANSITION_REQUEST)
+                    .bind(to.as_str())
+                    .bind(outcome)
+                    .bind(to_ms(at))
+                    .bind(id.0)
+                    .bind(from.as_str())
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
+        let message_ref = message_ref.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(SET_REQUEST_MESSAGE)
+                    .bind(message_ref)
+                    .bind(id.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
+        let raw: Vec<RequestRaw> = sqlx::query_as(EXPIRED_REQUESTS)
+            .bind(to_ms(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(INSERT_VOTE)
+                    .bind(vote.request_id.0)
+                    .bind(&vote.voter.platform)
+                    .bind(&vote.voter.user_id)
+                    .bind(&vote.voter.display_name)
+                    .bind(vote.approve)
+                    .bind(&vote.comment)
+                    .bind(to_ms(vote.at))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(if done.rows_affected() == 1 { VoteInsert::Inserted } else { VoteInsert::AlreadyVoted })
+            })
+        })
+        .await
+    }
+
+    async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>> {
+        let raw: Vec<VoteRaw> = sqlx::query_as(VOTES)
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
+        self.write(move |c| Box::pin(append_audit_on(c, entry))).await
+    }
+
+    async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
+        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_PAGE)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>> {
+        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_TAIL)
+            .bind(i64::from(n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(RECORD_DEPLOYMENT)
+                    .bind(&rec.environment)
+                    .bind(&rec.version)
+                    .bind(&rec.kind)
+                    .bind(rec.succeeded)
+                    .bind(rec.request_id.map(|r| r.0))
+                    .bind(to_ms(rec.at))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts> {
+        let deployed: Option<i64> = sqlx::query_scalar(SOAK_DEPLOYED_AT)
+            .bind(environment)
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(deployed) = deployed else {
+            return Ok(SoakFacts::default());
+        };
+        let rolled_back: Option<i64> = sqlx::query_scalar(SOAK_ROLLED_BACK)
+            .bind(environment)
+            .bind(deployed)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(SoakFacts {
+            deployed_at: Some(from_ms(deployed)?),
+            rolled_back_since: rolled_back.map(from_ms).transpose()?,
+        })
+    }
+
+    async fn deployments(&self, environment: &str, limit: u32) -> StoreResult<Vec<DeploymentRecord>> {
+        let raw: Vec<DeploymentRaw> = sqlx::query_as(DEPLOYMENTS)
+            .bind(environment)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>> {
+        let raw: Option<SandboxRaw> = sqlx::query_as(SANDBOX_GET)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        raw.map(TryInto::try_into).transpose()
+    }
+
+    async fn sandbox_put(&self, row: SandboxRow) -> StoreResult<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(SANDBOX_PUT)
+                    .bind(&row.environment)
+                    .bind(&row.state_json)
+                    .bind(to_ms(row.updated_at))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn insert_incident(&self, new: NewIncident) -> StoreResult<IncidentRow> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let raw: IncidentRaw = sqlx::query_as(INSERT_INCIDENT)
+                    .bind(new.severity.as_str())
+                    .bind(&new.title)
+                    .bind(&new.declared_by.platform)
+                    .bind(&new.declared_by.user_id)
+                    .bind(&new.declared_by.display_name)
+                    .bind(to_ms(new.declared_at))
+                    .bind(&new.channel)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                raw.try_into()
+            })
+        })
+        .await
+    }
+
+    async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>> {
+        let raw: Option<IncidentRaw> = sqlx::query_as(GET_INCIDENT)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        raw.map(TryInto::try_into).transpose()
+    }
+
+    async fn open_incidents(&self) -> StoreResult<Vec<IncidentRow>> {
+        let raw: Vec<IncidentRaw> = sqlx::query_as(OPEN_INCIDENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn update_incident(&self, row: &IncidentRow) -> StoreResult<()> {
+        let row = row.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(UPDATE_INCIDENT)
+                    .bind(row.severity.as_str())
+                    .bind(&row.title)
+                    .bind(&row.channel)
+                    .bind(&row.channels_json)
+                    .bind(&row.commander)
+                    .bind(row.resolved_at.map(to_ms))
+                    .bind(&row.summary)
+                    .bind(row.last_human_update_at.map(to_ms))
+                    .bind(row.id.0)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!("no incident {}", row.id)));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn append_incident_event(
+        &self,
+        incident: IncidentId,
+        at: Timestamp,
+        kind: &str,
+        who: Option<&Who>,
+        text: &str,
+    ) -> StoreResult<IncidentEventRow> {
+        let (kind, who, text) = (kind.to_string(), who.cloned(), text.to_string());
+        self.write(move |c| {
+            Box::pin(async move {
+                let raw: IncidentEventRaw = sqlx::query_as(APPEND_INCIDENT_EVENT)
+                    .bind(incident.0)
+                    .bind(to_ms(at))
+                    .bind(&kind)
+                    .bind(who.as_ref().map(|w| &w.platform))
+                    .bind(who.as_ref().map(|w| &w.user_id))
+                    .bind(who.as_ref().map(|w| &w.display_name))
+                    .bind(&text)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                raw.try_into()
+            })
+        })
+        .await
+    }
+
+    async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>> {
+        let raw: Vec<IncidentEventRaw> = sqlx::query_as(INCIDENT_EVENTS)
+            .bind(incident.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        common::convert(raw)
+    }
+
+    async fn upsert_job(&self, key: &str, kind: &str, payload: &str, due_at: Timestamp) -> StoreResult<()> {
+        let (key, kind, payload) = (key.to_string(), kind.to_string(), payload.to_string());
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(UPSERT_JOB)
+                    .bind(&key)
+                    .bind(&kind)
+                    .bind(&payload)
+                    .bind(to_ms(due_at))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn delete_job(&self, key: &str) -> StoreResult<()> {
+        let key = key.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(DELETE_JOB).bind(&key).execute(&mut *c).await.map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRow>> {
+        // One statement under SQLite's single-writer lock, so no two callers (in any
+        // process) can take the same row.
+        const CLAIM: &str = concat!(
+            "UPDATE scheduled_jobs SET lease_owner = $1, lease_until = $2 WHERE id IN \
+             (SELECT id FROM scheduled_jobs WHERE due_at <= $3 \
+             AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id LIMIT $4) \
+             RETURNING ",
+            job_cols!()
+        );
+        let owner = owner.to_string();
+        let raw: Vec<JobRaw> = self
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query_as(CLAIM)
+                        .bind(&owner)
+                        .bind(to_ms(lease_until))
+                        .bind(to_ms(now))
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)
+                })
+            })
+            .await?;
+        let mut jobs: Vec<JobRow> = common::convert(raw)?;
+        jobs.sort_by_key(|j| (j.due_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn complete_job(&self, id: i64, owner: &str, next_due: Option<Timestamp>) -> StoreResult<bool> {
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = match next_due {
+                    Some(due) => sqlx::query(RESCHEDULE_JOB)
+                        .bind(to_ms(due))
+                        .bind(id)
+                        .bind(&owner)
+                        .execute(&mut *c)
+                        .await,
+                    None => sqlx::query(FINISH_JOB).bind(id).bind(&owner).execute(&mut *c).await,
+                }
+                .map_err(db_err)?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+}

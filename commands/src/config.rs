@@ -1,0 +1,745 @@
+//! The configuration schema (DESIGN §5) and its validation. Loading (TOML, environment
+//! overrides) happens in the daemon; what a valid configuration is lives here so that
+//! `check-config` and the policy agree on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::grammar::{EnvironmentNames, ParseContext};
+use crate::model::{OperationKind, Severity};
+
+/// A duration written as `90s`, `15m`, `24h`, `7d` or a combination such as `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<HumanDuration, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty duration".into());
+        }
+        let mut total: u64 = 0;
+        let mut digits = String::new();
+        let mut seen_unit = false;
+        for ch in s.chars() {
+            if ch.is_ascii_digit() {
+                digits.push(ch);
+                continue;
+            }
+            let unit = match ch {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => {
+                    return Err(format!(
+                        "malformed duration {s:?}: unexpected {ch:?} (use e.g. 90s, 15m, 24h, 7d)"
+                    ));
+                }
+            };
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("malformed duration {s:?}: a unit needs a number before it"))?;
+            digits.clear();
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| format!("duration {s:?} is too large"))?;
+            seen_unit = true;
+        }
+        if !digits.is_empty() || !seen_unit {
+            return Err(format!(
+                "malformed duration {s:?}: every number needs a unit (s, m, h, d)"
+            ));
+        }
+        Ok(HumanDuration(Duration::from_secs(total)))
+    }
+
+    pub fn as_chrono(self) -> chrono::Duration {
+        chrono::Duration::seconds(self.0.as_secs() as i64)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::render::duration(self.as_chrono()))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", self.0.as_secs()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HumanDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"[redacted]\"")
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Sandbox,
+    Kubernetes,
+    GithubActions,
+}
+
+impl TargetKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TargetKind::Sandbox => "sandbox",
+            TargetKind::Kubernetes => "kubernetes",
+            TargetKind::GithubActions => "github-actions",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Filled from the table key when loading.
+    #[serde(default, skip_serializing)]
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default = "default_target")]
+    pub target: TargetKind,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `deployment/erlmcp` or `statefulset/erlmcp`.
+    #[serde(default)]
+    pub workload: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Image repository without tag, e.g. `ghcr.io/banyan-platform/erlmcp`.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub health_url: Option<String>,
+    #[serde(default)]
+    pub version_url: Option<String>,
+    /// Ingress that maintenance mode annotates (defaults to the workload's name).
+    #[serde(default)]
+    pub ingress: Option<String>,
+    /// Flagger Canary name (defaults to the workload's name).
+    #[serde(default)]
+    pub canary: Option<String>,
+    #[serde(default)]
+    pub workflow: Option<String>,
+    #[serde(default)]
+    pub rollback_workflow: Option<String>,
+    #[serde(rename = "ref", default)]
+    pub git_ref: Option<String>,
+    /// How long to follow a rollout before calling it failed.
+    #[serde(default)]
+    pub rollout_timeout: Option<HumanDuration>,
+    /// Post-deploy guard: probe health after a deploy and roll back automatically.
+    #[serde(default)]
+    pub auto_rollback: Option<bool>,
+    #[serde(default)]
+    pub guard_window: Option<HumanDuration>,
+    /// Sandbox: replicas the simulated workload starts with.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+}
+
+fn default_target() -> TargetKind {
+    TargetKind::Sandbox
+}
+
+impl EnvironmentSpec {
+    pub fn sandbox(name: &str, aliases: &[&str], replicas: u32) -> EnvironmentSpec {
+        EnvironmentSpec {
+            name: name.to_string(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            target: TargetKind::Sandbox,
+            namespace: Some(format!("erlmcp-{name}")),
+            workload: Some("deployment/erlmcp".into()),
+            container: Some("erlmcp".into()),
+            image: Some("ghcr.io/banyan-platform/erlmcp".into()),
+            health_url: None,
+            version_url: None,
+            ingress: None,
+            canary: None,
+            workflow: None,
+            rollback_workflow: None,
+            git_ref: None,
+            rollout_timeout: None,
+            auto_rollback: None,
+            guard_window: None,
+            replicas: Some(replicas),
+        }
+    }
+
+    /// The workload's kind and name: `("deployment", "erlmcp")`.
+    pub fn workload_ref(&self) -> Option<(&str, &str)> {
+        self.workload.as_deref()?.split_once('/')
+    }
+
+    /// Post-deploy guard: on by default for production.
+    pub fn auto_rollback_enabled(&self) -> bool {
+        self.auto_rollback.unwrap_or(self.name == "production")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    pub count: u32,
+    pub from: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PreconditionSpec {
+    #[serde(default)]
+    pub soak_from: Option<String>,
+    #[serde(default)]
+    pub soak: Option<HumanDuration>,
+    #[serde(default)]
+    pub ci_green: bool,
+}
+
+/// Break-glass for rollbacks: who may roll back at once during which incidents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassSpec {
+    pub roles: Vec<String>,
+    #[serde(default = "default_break_glass_severities")]
+    pub during: Vec<Severity>,
+}
+
+fn default_break_glass_severities() -> Vec<Severity> {
+    vec![Severity::P0, Severity::P1]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// An operation name: deploy, rollback, scale, restart, maintenance, canary, pods, logs,
+    /// incident.declare, incident.update, incident.severity, incident.commander,
+    /// incident.resolve, audit.
+    pub operation: String,
+    /// Environments the rule covers; empty or `["*"]` means all.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub approvals: Option<ApprovalSpec>,
+    #[serde(default)]
+    pub preconditions: Option<PreconditionSpec>,
+    #[serde(default)]
+    pub break_glass: Option<BreakGlassSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotSection {
+    #[serde(default = "default_command")]
+    pub command: String,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_database_url")]
+    pub database_url: Secret,
+    #[serde(default = "default_status_interval")]
+    pub status_update_interval: HumanDuration,
+    #[serde(default = "default_request_ttl")]
+    pub request_ttl: HumanDuration,
+    /// `human` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+fn default_command() -> String {
+    "/erlmcp".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_database_url() -> Secret {
+    Secret::new("sqlite://erlmcp-bot.db")
+}
+fn default_status_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15 * 60))
+}
+fn default_request_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+fn default_log_format() -> String {
+    "human".into()
+}
+
+impl Default for BotSection {
+    fn default() -> Self {
+        BotSection {
+            command: default_command(),
+            listen: default_listen(),
+            database_url: default_database_url(),
+            status_update_interval: default_status_interval(),
+            request_ttl: default_request_ttl(),
+            log_format: default_log_format(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSection {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub bot_token: Secret,
+    #[serde(default)]
+    pub signing_secret: Secret,
+    #[serde(default)]
+    pub app_token: Secret,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub incidents_channel: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordSection {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub bot_token: Secret,
+    #[serde(default)]
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub guild_id: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub incidents_channel: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSection {
+    #[serde(default)]
+    pub token: Secret,
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSection {
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutySection {
+    #[serde(default)]
+    pub routing_key: Secret,
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageSection {
+    #[serde(default)]
+    pub api_key: Secret,
+    #[serde(default)]
+    pub page_id: Option<String>,
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub bot: BotSection,
+    #[serde(default)]
+    pub slack: SlackSection,
+    #[serde(default)]
+    pub discord: DiscordSection,
+    #[serde(default)]
+    pub github: GithubSection,
+    #[serde(default)]
+    pub kubernetes: KubernetesSection,
+    #[serde(default)]
+    pub pagerduty: PagerDutySection,
+    #[serde(default)]
+    pub statuspage: StatusPageSection,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentSpec>,
+    /// Role name to identities (`slack:U1`, `discord-role:3`, `local:alice`, or `alice`).
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// One thing wrong with a configuration, with the key path that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Normalises an identity as written in config: a bare name means `local:NAME`.
+pub fn normalize_identity(id: &str) -> String {
+    if id.contains(':') {
+        id.to_string()
+    } else {
+        format!("local:{id}")
+    }
+}
+
+const IDENTITY_PLATFORMS: [&str; 5] = ["slack", "slack-group", "discord", "discord-role", "local"];
+
+impl Config {
+    /// Fills derived fields (environment names) after loading.
+    pub fn finish(mut self) -> Config {
+        for (name, env) in self.environments.iter_mut() {
+            env.name = name.clone();
+        }
+        self
+    }
+
+    pub fn parse_context(&self) -> ParseContext {
+        ParseContext {
+            command: self.bot.command.clone(),
+            environments: self
+                .environments
+                .values()
+                .map(|e| EnvironmentNames {
+                    name: e.name.clone(),
+                    aliases: e.aliases.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentSpec> {
+        self.environments.get(name)
+    }
+
+    /// Roles bound to any of the given identities (already normalised `PLATFORM:ID`).
+    pub fn roles_for(&self, identities: &[String]) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|(_, members)| {
+                members
+                    .iter()
+                    .any(|m| identities.contains(&normalize_identity(m)))
+            })
+            .map(|(role, _)| role.clone())
+            .collect()
+    }
+
+    /// Every problem in the configuration, each with its key path. Empty means valid.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut problem = |path: String, message: String| out.push(ConfigProblem { path, message });
+
+        if !self.bot.command.starts_with('/') || self.bot.command.len() < 2 {
+            problem(
+                "bot.command".into(),
+                format!("must start with '/', got {:?}", self.bot.command),
+            );
+        }
+        if self.bot.listen.parse::<std::net::SocketAddr>().is_err() {
+            problem(
+                "bot.listen".into(),
+                format!("not a socket address (host:port): {:?}", self.bot.listen),
+            );
+        }
+        let db = self.bot.database_url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres:") || db.starts_with("postgresql:"))
+        {
+            problem(
+                "bot.database_url".into(),
+                "must start with sqlite: or postgres:".into(),
+            );
+        }
+        if self.bot.status_update_interval.0.as_secs() < 60 {
+            problem(
+                "bot.status_update_interval".into(),
+                "must be at least 1m".into(),
+            );
+        }
+        if self.bot.request_ttl.0.as_secs() < 60 {
+            problem("bot.request_ttl".into(), "must be at least 1m".into());
+        }
+        if !matches!(self.bot.log_format.as_str(), "human" | "json") {
+            problem(
+                "bot.log_format".into(),
+                format!("must be \"human\" or \"json\", got {:?}", self.bot.log_format),
+            );
+        }
+
+        // Environment names and aliases must be unique across the deployment.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (name, env) in &self.environments {
+            let base = format!("environments.{name}");
+            for (i, n) in std::iter::once(name).chain(env.aliases.iter()).enumerate() {
+                let lower = n.to_lowercase();
+                if let Some(other) = seen.insert(lower.clone(), name.clone()) {
+                    if &other != name {
+                        problem(
+                            if i == 0 { base.clone() } else { format!("{base}.aliases") },
+                            format!("name {n:?} is already used by environment {other:?}"),
+                        );
+                    }
+                }
+                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    problem(
+                        base.clone(),
+                        format!("name {n:?} may hold only letters, digits, '-' and '_'"),
+                    );
+                }
+            }
+            match env.target {
+                TargetKind::Kubernetes => {
+                    if env.namespace.is_none() {
+                        problem(format!("{base}.namespace"), "required for target \"kubernetes\"".into());
+                    }
+                    match env.workload_ref() {
+                        Some(("deployment" | "statefulset", n)) if !n.is_empty() => {}
+                        _ => problem(
+                            format!("{base}.workload"),
+                            "required for target \"kubernetes\", as deployment/NAME or statefulset/NAME"
+                                .into(),
+                        ),
+                    }
+                    if env.image.is_none() {
+                        problem(format!("{base}.image"), "required for target \"kubernetes\"".into());
+                    }
+                }
+                TargetKind::GithubActions => {
+                    if env.workflow.is_none() {
+                        problem(format!("{base}.workflow"), "required for target \"github-actions\"".into());
+                    }
+                }
+                TargetKind::Sandbox => {}
+            }
+            for (key, url) in [("health_url", &env.health_url), ("version_url", &env.version_url)] {
+                if let Some(u) = url {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        problem(format!("{base}.{key}"), format!("not an http(s) URL: {u:?}"));
+                    }
+                }
+            }
+        }
+
+        for (role, members) in &self.roles {
+            for (i, m) in members.iter().enumerate() {
+                let id = normalize_identity(m);
+                let (platform, rest) = id.split_once(':').unwrap_or(("", ""));
+                if !IDENTITY_PLATFORMS.contains(&platform) || rest.is_empty() {
+                    problem(
+                        format!("roles.{role}[{i}]"),
+                        format!(
+                            "identity {m:?} must be PLATFORM:ID with PLATFORM one of {}",
+                            IDENTITY_PLATFORMS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+
+        let role_known = |r: &String| self.roles.contains_key(r);
+        for (i, rule) in self.rules.iter().enumerate() {
+            let base = format!("rules[{i}]");
+            let kind = OperationKind::parse(&rule.operation);
+            if kind.is_none() {
+                let known: Vec<&str> = OperationKind::ALL.iter().map(|k| k.as_str()).collect();
+                problem(
+                    format!("{base}.operation"),
+                    format!("unknown operation {:?} (known: {})", rule.operation, known.join(", ")),
+                );
+            }
+            for (j, e) in rule.environments.iter().enumerate() {
+                if e != "*" && !self.environments.contains_key(e) {
+                    problem(
+                        format!("{base}.environments[{j}]"),
+                        format!("unknown environment {e:?}"),
+                    );
+                }
+            }
+            if rule.roles.is_empty() {
+                problem(format!("{base}.roles"), "a rule must grant at least one role".into());
+            }
+            for (j, r) in rule.roles.iter().enumerate() {
+                if !role_known(r) {
+                    problem(format!("{base}.roles[{j}]"), format!("unknown role {r:?}"));
+                }
+            }
+            if let Some(a) = &rule.approvals {
+                if a.count == 0 {
+                    problem(format!("{base}.approvals.count"), "must be at least 1 (omit approvals instead)".into());
+                }
+                if a.from.is_empty() {
+                    problem(format!("{base}.approvals.from"), "must name at least one role".into());
+                }
+                let mut approvers = std::collections::BTreeSet::new();
+                for (j, r) in a.from.iter().enumerate() {
+                    match self.roles.get(r) {
+                        None => problem(format!("{base}.approvals.from[{j}]"), format!("unknown role {r:?}")),
+                        Some(members) => approvers.extend(members.iter().map(|m| normalize_identity(m))),
+                    }
+                }
+                // Group identities may hold any number of people; count them as unbounded.
+                let has_group = approvers
+                    .iter()
+                    .any(|m| m.starts_with("slack-group:") || m.starts_with("discord-role:"));
+                if !has_group && a.count as usize > approvers.len() && a.from.iter().all(role_known) {
+                    problem(
+                        format!("{base}.approvals.count"),
+                        format!(
+                            "needs {} approvals but only {} people can approve (roles {})",
+                            a.count,
+                            approvers.len(),
+                            a.from.join(", ")
+                        ),
+                    );
+                }
+            }
+            if let Some(p) = &rule.preconditions {
+                if let Some(from) = &p.soak_from {
+                    if !self.environments.contains_key(from) {
+                        problem(
+                            format!("{base}.preconditions.soak_from"),
+                            format!("unknown environment {from:?}"),
+                        );
+                    }
+                    if p.soak.is_none() {
+                        problem(format!("{base}.preconditions.soak"), "required with soak_from".into());
+                    }
+                }
+                if p.soak.is_some() && p.soak_from.is_none() {
+                    problem(format!("{base}.preconditions.soak_from"), "required with soak".into());
+                }
+                if kind.is_some() && kind != Some(OperationKind::Deploy) {
+                    problem(
+                        format!("{base}.preconditions"),
+                        "preconditions apply to deploy rules only".into(),
+                    );
+                }
+                if p.ci_green && (self.github.owner.is_none() || self.github.repo.is_none()) {
+                    let sandbox_only = rule.environments.iter().all(|e| {
+                        self.environments
+                            .get(e)
+                            .is_some_and(|env| env.target == TargetKind::Sandbox)
+                    }) && !rule.environments.is_empty();
+                    if !sandbox_only {
+                        problem(
+                            format!("{base}.preconditions.ci_green"),
+                            "needs github.owner and github.repo to look up CI".into(),
+                        );
+                    }
+                }
+            }
+            if let Some(bg) = &rule.break_glass {
+                if kind.is_some() && kind != Some(OperationKind::Rollback) {
+                    problem(
+                        format!("{base}.break_glass"),
+                        "break-glass applies to rollback rules only".into(),
+                    );
+                }
+                for (j, r) in bg.roles.iter().enumerate() {
+                    if !role_known(r) {
+                        problem(format!("{base}.break_glass.roles[{j}]"), format!("unknown role {r:?}"));
+                    }
+                }
+                if bg.during.iter().any(|s| *s == Severity::P2) {
+                    problem(
+                        format!("{base}.break_glass.during"),
+                        "break-glass is for P0 and P1 incidents only".into(),
+                    );
+                }
+            }
+        }
+
+        if self.slack.enabled {
+            if self.slack.bot_token.is_empty() {
+                problem("slack.bot_token".into(), "required when slack.enabled".into());
+            }
+            match self.slack.mode.as_deref().unwrap_or("http") {
+                "http" => {
+                    if self.slack.signing_secret.is_empty() {
+                        problem("slack.signing_secret".into(), "required in http mode".into());
+                    }
+                }
+                "socket" => {
+                    if self.slack.app_token.is_empty() {
+                        problem("slack.app_token".into(), "required in socket mode".into());
+                    }
+                }
+                other => problem(
+                    "slack.mode".into(),
+                    format!("must be \"http\" or \"socket\", got {other:?}"),
+                ),
+            }
+        }
+        if self.discord.enabled {
+            if self.discord.bot_token.is_empty() {
+                problem("discord.bot_token".into(), "required when discord.enabled".into());
+            }
+            if self.discord.public_key.is_none() && self.discord.mode.as_deref() != Some("gateway") {
+                problem("discord.public_key".into(), "required in http mode".into());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure domain of erlmcp-bot: the command grammar, the policy, the approval state
+//! machine and the texts the bot replies with. Nothing here does IO, so every decision the
+//! bot makes can be tested as a plain function.
+
+pub mod approval;
+pub mod config;
+pub mod grammar;
+pub mod model;
+pub mod policy;
+pub mod render;
+pub mod status;
+
+pub use model::*;

@@ -1,0 +1,393 @@
+//! The domain vocabulary shared by the grammar, the policy, the engine and every adapter.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A request that waits for approvals: `R-42`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(pub i64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "R-{}", self.0)
+    }
+}
+
+/// An incident: `INC-7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IncidentId(pub i64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+/// The canonical name of a configured environment (aliases already resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnvName(pub String);
+
+impl EnvName {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A release version such as `v3.0.1` or `3.0.1-rc.1`. Validated by the parser.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub String);
+
+impl Version {
+    /// Accepts `v?MAJOR[.MINOR[.PATCH]]` with an optional `-pre` or `+build` suffix made of
+    /// ASCII alphanumerics, dots and hyphens. Kept strict because it ends up in image tags.
+    pub fn parse(s: &str) -> Option<Version> {
+        let body = s.strip_prefix('v').unwrap_or(s);
+        let (core, suffix) = match body.find(['-', '+']) {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        let parts: Vec<&str> = core.split('.').collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return None;
+        }
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return None;
+        }
+        if let Some(sfx) = suffix {
+            if sfx.is_empty()
+                || sfx.len() > 64
+                || !sfx
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+')
+            {
+                return None;
+            }
+        }
+        Some(Version(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    P0,
+    P1,
+    P2,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_uppercase().as_str() {
+            "P0" => Some(Severity::P0),
+            "P1" => Some(Severity::P1),
+            "P2" => Some(Severity::P2),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P0 => "P0",
+            Severity::P1 => "P1",
+            Severity::P2 => "P2",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Rolling,
+    Canary,
+    BlueGreen,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "rolling" => Some(Strategy::Rolling),
+            "canary" => Some(Strategy::Canary),
+            "blue-green" => Some(Strategy::BlueGreen),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Rolling => "rolling",
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryAction {
+    Status,
+    Pause,
+    Resume,
+    Abort,
+    Promote,
+}
+
+impl CanaryAction {
+    pub fn parse(s: &str) -> Option<CanaryAction> {
+        match s {
+            "status" => Some(CanaryAction::Status),
+            "pause" => Some(CanaryAction::Pause),
+            "resume" => Some(CanaryAction::Resume),
+            "abort" => Some(CanaryAction::Abort),
+            "promote" => Some(CanaryAction::Promote),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryAction::Status => "status",
+            CanaryAction::Pause => "pause",
+            CanaryAction::Resume => "resume",
+            CanaryAction::Abort => "abort",
+            CanaryAction::Promote => "promote",
+        }
+    }
+}
+
+/// One parsed chat command: the whole grammar of DESIGN §3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Help {
+        topic: Option<String>,
+    },
+    Whoami,
+    Status {
+        env: Option<EnvName>,
+    },
+    Deploy {
+        env: EnvName,
+        version: Version,
+        strategy: Strategy,
+        reason: Option<String>,
+    },
+    Rollback {
+        env: EnvName,
+        version: Option<Version>,
+        reason: Option<String>,
+    },
+    Approve {
+        id: RequestId,
+        comment: Option<String>,
+    },
+    Deny {
+        id: RequestId,
+        reason: Option<String>,
+    },
+    Cancel {
+        id: RequestId,
+    },
+    Requests,
+    Scale {
+        env: EnvName,
+        replicas: u32,
+        reason: Option<String>,
+    },
+    Restart {
+        env: EnvName,
+        reason: Option<String>,
+    },
+    Maintenance {
+        env: EnvName,
+        on: bool,
+        reason: Option<String>,
+    },
+    Canary {
+        env: EnvName,
+        action: CanaryAction,
+    },
+    /// Read-only troubleshooting: the workload's pods with their state and restarts.
+    Pods {
+        env: EnvName,
+    },
+    /// Read-only troubleshooting: a pod's log tail.
+    Logs {
+        env: EnvName,
+        pod: Option<String>,
+        previous: bool,
+        tail: Option<u32>,
+    },
+    Incident(IncidentCommand),
+    Audit {
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum IncidentCommand {
+    Declare {
+        severity: Severity,
+        title: String,
+    },
+    Update {
+        id: Option<IncidentId>,
+        text: String,
+    },
+    Severity {
+        id: Option<IncidentId>,
+        severity: Severity,
+    },
+    Commander {
+        id: Option<IncidentId>,
+        user: String,
+    },
+    Resolve {
+        id: Option<IncidentId>,
+        summary: Option<String>,
+    },
+    List,
+    Timeline {
+        id: Option<IncidentId>,
+    },
+}
+
+/// The operation kinds that rules in the configuration grant (`operation = "deploy"`).
+/// Adding one forces a decision in the policy, the help and the audit names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OperationKind {
+    Deploy,
+    Rollback,
+    Scale,
+    Restart,
+    Maintenance,
+    Canary,
+    Pods,
+    Logs,
+    IncidentDeclare,
+    IncidentUpdate,
+    IncidentSeverity,
+    IncidentCommander,
+    IncidentResolve,
+    Audit,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 14] = [
+        OperationKind::Deploy,
+        OperationKind::Rollback,
+        OperationKind::Scale,
+        OperationKind::Restart,
+        OperationKind::Maintenance,
+        OperationKind::Canary,
+        OperationKind::Pods,
+        OperationKind::Logs,
+        OperationKind::IncidentDeclare,
+        OperationKind::IncidentUpdate,
+        OperationKind::IncidentSeverity,
+        OperationKind::IncidentCommander,
+        OperationKind::IncidentResolve,
+        OperationKind::Audit,
+    ];
+
+    /// The name used in configuration rules and in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Deploy => "deploy",
+            OperationKind::Rollback => "rollback",
+            OperationKind::Scale => "scale",
+            OperationKind::Restart => "restart",
+            OperationKind::Maintenance => "maintenance",
+            OperationKind::Canary => "canary",
+            OperationKind::Pods => "pods",
+            OperationKind::Logs => "logs",
+            OperationKind::IncidentDeclare => "incident.declare",
+            OperationKind::IncidentUpdate => "incident.update",
+            OperationKind::IncidentSeverity => "incident.severity",
+            OperationKind::IncidentCommander => "incident.commander",
+            OperationKind::IncidentResolve => "incident.resolve",
+            OperationKind::Audit => "audit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OperationKind> {
+        OperationKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether rules for this operation are scoped to environments.
+    pub fn is_environment_scoped(self) -> bool {
+        matches!(
+            self,
+            OperationKind::Deploy
+                | OperationKind::Rollback
+                | OperationKind::Scale
+                | OperationKind::Restart
+                | OperationKind::Maintenance
+                | OperationKind::Canary
+                | OperationKind::Pods
+                | OperationKind::Logs
+        )
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is asking: the platform identity plus the roles it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `slack`, `discord`, `local`.
+    pub platform: String,
+    /// The platform's user id (`U123`, a Discord snowflake, `alice`).
+    pub user_id: String,
+    pub display_name: String,
+    /// Roles resolved from the configuration for this identity and its groups.
+    pub roles: Vec<String>,
+}
+
+impl Actor {
+    /// `PLATFORM:ID`, the form used in configuration and in the audit log.
+    pub fn identity(&self) -> String {
+        format!("{}:{}", self.platform, self.user_id)
+    }
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+    pub fn has_any_role(&self, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.has_role(r))
+    }
+}
+
+/// Timestamps are always UTC.
+pub type Timestamp = DateTime<Utc>;

@@ -1,0 +1,300 @@
+//! Every text the bot says, as small named functions, rendered to a platform-neutral
+//! `Reply`. Chat adapters turn a `Reply` into Block Kit or Discord components; `exec`
+//! prints `Reply::text`.
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{RequestId, Timestamp};
+use crate::policy::{ApprovalRequirement, Refusal, Unmet, VoteRefusal};
+use crate::status::EnvStatus;
+
+/// How the command ended, which decides `exec`'s exit code and how chat shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// Done, or an informational answer.
+    Ok,
+    /// Accepted and waiting (approval pending).
+    Accepted,
+    /// Refused by policy or by the state of the request.
+    Refused,
+    /// Tried and failed (target error, audit log unavailable, ...).
+    Failed,
+    /// The command could not be parsed.
+    Usage,
+}
+
+impl ReplyKind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ReplyKind::Ok | ReplyKind::Accepted => 0,
+            ReplyKind::Refused | ReplyKind::Failed => 1,
+            ReplyKind::Usage => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Only the person who typed the command sees it (parse errors, refusals, help).
+    Ephemeral,
+    /// Everyone in the channel (operations, approvals, outcomes).
+    InChannel,
+}
+
+/// A request waiting for approvals, as the approval message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalCard {
+    pub id: RequestId,
+    /// The command as typed, e.g. `deploy production v3.0.1`.
+    pub what: String,
+    pub requester: String,
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub requirement: ApprovalRequirement,
+    pub approvals: Vec<String>,
+    /// Preconditions checked and met, for the approvers' information.
+    pub met: Vec<String>,
+    pub expires_at: Timestamp,
+    /// `pending`, or the final state: buttons are shown only while pending.
+    pub state: String,
+    pub state_detail: Option<String>,
+}
+
+impl ApprovalCard {
+    pub fn is_open(&self) -> bool {
+        self.state == "pending"
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!("{} {} — requested by {}\n", self.id, self.what, self.requester);
+        if self.is_open() {
+            out.push_str(&format!(
+                "Needs {} approval{} from {} ({} so far). Expires {}.\n",
+                self.requirement.count,
+                if self.requirement.count == 1 { "" } else { "s" },
+                self.requirement.from.join(" or "),
+                self.approvals.len(),
+                timestamp(self.expires_at)
+            ));
+        } else {
+            out.push_str(&format!("State: {}", self.state));
+            if let Some(d) = &self.state_detail {
+                out.push_str(&format!(" — {d}"));
+            }
+            out.push('\n');
+        }
+        for m in &self.met {
+            out.push_str(&format!("✓ {m}\n"));
+        }
+        if !self.approvals.is_empty() {
+            out.push_str(&format!("Approved by: {}\n", self.approvals.join(", ")));
+        }
+        if self.is_open() {
+            out.push_str(&format!(
+                "Approve with `approve {}` or deny with `deny {}`.",
+                self.id, self.id
+            ));
+        }
+        out.trim_end().to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub kind: ReplyKind,
+    pub visibility: Visibility,
+    pub text: String,
+    /// Set when the reply is (or updates) an approval message.
+    pub approval: Option<ApprovalCard>,
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Ok,
+            visibility: Visibility::InChannel,
+            text: text.into(),
+            approval: None,
+        }
+    }
+    /// An answer only the asker needs to see (help, whoami, read-only lookups).
+    pub fn private(text: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Ok,
+            visibility: Visibility::Ephemeral,
+            text: text.into(),
+            approval: None,
+        }
+    }
+    pub fn refused(text: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Refused,
+            visibility: Visibility::Ephemeral,
+            text: text.into(),
+            approval: None,
+        }
+    }
+    pub fn failed(text: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Failed,
+            visibility: Visibility::InChannel,
+            text: text.into(),
+            approval: None,
+        }
+    }
+    pub fn usage(text: impl Into<String>) -> Reply {
+        Reply {
+            kind: ReplyKind::Usage,
+            visibility: Visibility::Ephemeral,
+            text: text.into(),
+            approval: None,
+        }
+    }
+    pub fn pending(card: ApprovalCard) -> Reply {
+        Reply {
+            kind: ReplyKind::Accepted,
+            visibility: Visibility::InChannel,
+            text: card.text(),
+            approval: Some(card),
+        }
+    }
+}
+
+/// `2d 3h`, `23h 59m`, `5m 3s`, `45s`: two units at most, enough to read at a glance.
+pub fn duration(d: Duration) -> String {
+    let mut secs = d.num_seconds();
+    let neg = secs < 0;
+    if neg {
+        secs = -secs;
+    }
+    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")]
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    let body = if parts.is_empty() { "0s".to_string() } else { parts.join(" ") };
+    if neg { format!("-{body}") } else { body }
+}
+
+pub fn timestamp(t: Timestamp) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn refusal(r: &Refusal, now: Timestamp) -> String {
+    match r {
+        Refusal::NoRole => {
+            "Refused: you hold no role in erlmcp-bot. Ask an admin to add your id to a role (see `whoami`).".into()
+        }
+        Refusal::NotPermitted {
+            operation,
+            env,
+            allowed,
+        } => {
+            let where_ = env.as_ref().map(|e| format!(" on {e}")).unwrap_or_default();
+            if allowed.is_empty() {
+                format!("Refused: no rule allows {operation}{where_}.")
+            } else {
+                format!(
+                    "Refused: {operation}{where_} is allowed to {} only.",
+                    allowed.join(", ")
+                )
+            }
+        }
+        Refusal::Preconditions(unmet) => {
+            let mut out = String::from("Refused: preconditions not met:");
+            for u in unmet {
+                out.push_str("\n• ");
+                out.push_str(&unmet_line(u, now));
+            }
+            out
+        }
+    }
+}
+
+pub fn unmet_line(u: &Unmet, now: Timestamp) -> String {
+    match u {
+        Unmet::Soak {
+            from,
+            needed,
+            met_at,
+            why,
+            ..
+        } => match met_at {
+            Some(at) => format!(
+                "soak: {why}; {needed} in {from} needed, met at {} (in {})",
+                timestamp(*at),
+                duration(*at - now)
+            ),
+            None => format!("soak: {why}; it needs {needed} in {from} first"),
+        },
+        Unmet::CiNotGreen { version, detail } => format!("ci: CI for {version} is not green ({detail})"),
+    }
+}
+
+pub fn vote_refusal(r: &VoteRefusal, id: RequestId) -> String {
+    match r {
+        VoteRefusal::Requester => format!("Refused: you requested {id}, so you cannot approve or deny it."),
+        VoteRefusal::NotApprover { from } => format!(
+            "Refused: only {} can vote on {id}.",
+            from.join(" or ")
+        ),
+    }
+}
+
+/// The status digest of one environment.
+pub fn status(s: &EnvStatus) -> String {
+    let mut out = format!(
+        "{} [{}]: {} — {}/{} ready, {} updated, {} available",
+        s.env,
+        s.target,
+        s.version.as_deref().unwrap_or("unknown version"),
+        s.replicas.ready,
+        s.replicas.desired,
+        s.replicas.updated,
+        s.replicas.available
+    );
+    out.push_str(&format!("\n  rollout: {}", s.rollout));
+    if let Some(img) = &s.image {
+        out.push_str(&format!("\n  image: {img}"));
+    }
+    if let Some(m) = s.maintenance {
+        out.push_str(&format!("\n  maintenance: {}", if m { "ON" } else { "off" }));
+    }
+    if let Some(h) = &s.health {
+        match (h.code, &h.error) {
+            (Some(c), _) => out.push_str(&format!("\n  health: {c} in {} ms", h.latency_ms)),
+            (None, Some(e)) => out.push_str(&format!("\n  health: failed ({e})")),
+            (None, None) => out.push_str("\n  health: no answer"),
+        }
+    }
+    if let Some(v) = &s.reported_version {
+        out.push_str(&format!("\n  reported version: {v}"));
+    }
+    if let Some(c) = &s.canary {
+        out.push_str(&format!(
+            "\n  canary: {} at {}% ({} failed checks{})",
+            c.phase,
+            c.weight,
+            c.failed_checks,
+            if c.paused { ", paused" } else { "" }
+        ));
+    }
+    for c in &s.conditions {
+        out.push_str(&format!("\n  condition: {c}"));
+    }
+    for p in &s.pods_not_ready {
+        out.push_str(&format!(
+            "\n  pod {} not ready: {} ({} restarts)",
+            p.name,
+            p.reason.as_deref().unwrap_or(&p.phase),
+            p.restarts
+        ));
+    }
+    out
+}
