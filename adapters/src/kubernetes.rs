@@ -467,9 +467,8 @@ pub fn pod_info(p: &Value, now_unix: i64) -> PodInfo {
             .pointer("/lastState/terminated/reason")
             .and_then(Value::as_str);
         let r = match (waiting, terminated, last) {
-            (Some(w), _, Some(l)) if w == "CrashLoopBackOff" => {
-                Some(format!("{w} (last termination: {l})"))
-            }
+            // An OOM kill is the usual cause worth naming next to the back-off.
+            (Some(w), _, Some("OOMKilled")) => Some(format!("{w} (OOMKilled)")),
             (Some(w), _, _) => Some(w.to_string()),
             (None, Some(t), _) => Some(t.to_string()),
             (None, None, Some(l)) if l == "OOMKilled" || !ready => Some(l.to_string()),
@@ -1504,7 +1503,7 @@ mod tests {
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
                 "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}});
         let p = pod_info(&crash, 0);
-        assert_eq!(p.reason.as_deref(), Some("CrashLoopBackOff (last termination: OOMKilled)"));
+        assert_eq!(p.reason.as_deref(), Some("CrashLoopBackOff (OOMKilled)"));
         assert_eq!(p.restarts, 7);
         let pending = json!({"metadata": {"name": "b"}, "status": {"phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}});

@@ -226,7 +226,6 @@ pub fn deployment(ns: &str, name: &str, container: &str, image: &str, replicas: 
     d["metadata"]["name"] = json!(name);
     d["metadata"]["namespace"] = json!(ns);
     d["metadata"]["labels"] = labels.clone();
-    d["metadata"]["selfLink"].take();
     if let Some(m) = d["metadata"].as_object_mut() {
         m.remove("selfLink");
         m.remove("resourceVersion");
@@ -425,7 +424,7 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
+            b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
                 match u8::from_str_radix(hex, 16) {
                     Ok(b) => {
@@ -572,12 +571,7 @@ async fn handle(
 }
 
 fn not_found(plural: &str, name: &str) -> Response {
-    let resource = plural.trim_end_matches('s');
-    status_error(
-        404,
-        "NotFound",
-        format!("{plural}.apps \"{name}\" not found").replace(&format!("{resource}s.apps"), &format!("{plural}")),
-    )
+    status_error(404, "NotFound", format!("{plural} \"{name}\" not found"))
 }
 
 fn get_obj(state: &AppState, plural: &str, ns: &str, name: &str) -> Option<Value> {
@@ -947,7 +941,10 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
         let current_rev = str_at(&d, "/metadata/annotations/deployment.kubernetes.io~1revision")
             .parse::<i64>()
             .unwrap_or(0);
-        let rs_name = match matching {
+        let rs_name = if !replacing {
+            format!("{name}-{}", short_hash(&template))
+        } else {
+            match matching {
             Some(mut rs) if revision_of(&rs) != current_rev || max_rev == 0 => {
                 // An old ReplicaSet comes back (rollback): it gets the next revision.
                 let old = revision_of(&rs);
@@ -994,6 +991,7 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
                     json!(next.to_string());
                 w.store("replicasets", rs, tx);
                 format!("{name}-{hash}")
+            }
             }
         };
         if w.stalled.contains(&(ns.clone(), name.clone())) {

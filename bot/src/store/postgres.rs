@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
 use super::common::{self, *};
 use super::*;
@@ -27,6 +28,10 @@ impl PgStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
+        // One direct connection first: the pool would retry until its timeout and then report
+        // only "pool timed out", hiding the cause (refused, bad role, TLS...).
+        let probe = options.connect().await.map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

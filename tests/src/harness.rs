@@ -1,0 +1,92 @@
+//! A bot under test: the real engine on a real database, a manual clock, and helpers that
+//! read like the story they tell.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeZone, Utc};
+use erlmcp_adapters::target::Progress;
+use erlmcp_bot::app::{self, App, BuildOptions};
+use erlmcp_bot::clock::ManualClock;
+use erlmcp_bot::config;
+use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::store::Store;
+use erlmcp_commands::config::Config;
+use erlmcp_commands::render::Reply;
+
+/// Collects progress lines so tests can read them.
+#[derive(Default, Clone)]
+pub struct Lines(pub Arc<Mutex<Vec<String>>>);
+
+impl Progress for Lines {
+    fn report(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+impl Lines {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+pub struct Bot {
+    pub app: App,
+    pub clock: ManualClock,
+    pub progress: Lines,
+}
+
+/// 2026-11-02 09:00 UTC: a Monday morning.
+pub fn start_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+}
+
+pub fn embedded_config() -> Config {
+    config::from_toml(config::EMBEDDED_DEFAULT).expect("embedded default is valid")
+}
+
+impl Bot {
+    pub async fn start(store: Arc<dyn Store>, cfg: Config) -> Bot {
+        let clock = ManualClock::new(start_time());
+        let app = app::build(
+            cfg,
+            store,
+            Arc::new(clock.clone()),
+            BuildOptions {
+                sandbox_step: std::time::Duration::ZERO,
+            },
+        )
+        .await
+        .expect("bot builds");
+        Bot {
+            app,
+            clock,
+            progress: Lines::default(),
+        }
+    }
+
+    /// `who` types `text` in the test channel.
+    pub async fn say(&self, who: &str, text: &str) -> Reply {
+        let engine = &self.app.engine;
+        engine
+            .handle(Invocation {
+                actor: engine.actor("local", who, who, &[]),
+                channel: "local:test".into(),
+                text: text.into(),
+                progress: Arc::new(self.progress.clone()),
+            })
+            .await
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+    }
+}
+
+/// The request id in a reply such as "R-3 deploy production ...".
+pub fn request_id(reply: &Reply) -> String {
+    reply
+        .approval
+        .as_ref()
+        .map(|c| c.id.to_string())
+        .unwrap_or_else(|| panic!("no request in reply: {}", reply.text))
+}
