@@ -55,7 +55,9 @@ impl GuardPolicy {
 pub enum GuardVerdict {
     Healthy,
     /// Evidence lines go into the chat reply and the audit record as they are.
-    Rollback { evidence: Vec<String> },
+    Rollback {
+        evidence: Vec<String>,
+    },
 }
 
 /// Probes `env.health_url` and looks for crash-looping pods every `policy.interval` for

@@ -244,7 +244,9 @@ pub fn deployment_rollout(d: &Value) -> RolloutState {
             .unwrap_or_else(|| format!("deployment {name:?} exceeded its progress deadline"));
         return RolloutState::Failed(msg);
     }
-    let desired = ptr(d, "/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = ptr(d, "/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let updated = int(d, "/status/updatedReplicas");
     let replicas = int(d, "/status/replicas");
     let available = int(d, "/status/availableReplicas");
@@ -284,7 +286,9 @@ pub fn statefulset_rollout(s: &Value) -> RolloutState {
             "update strategy {strategy}: pods change only when deleted"
         ));
     }
-    let desired = ptr(s, "/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = ptr(s, "/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let ready = int(s, "/status/readyReplicas");
     let updated = int(s, "/status/updatedReplicas");
     if ready < desired {
@@ -462,7 +466,9 @@ pub fn pod_info(p: &Value, now_unix: i64) -> PodInfo {
     let mut reason = None;
     for s in &statuses {
         let waiting = s.pointer("/state/waiting/reason").and_then(Value::as_str);
-        let terminated = s.pointer("/state/terminated/reason").and_then(Value::as_str);
+        let terminated = s
+            .pointer("/state/terminated/reason")
+            .and_then(Value::as_str);
         let last = s
             .pointer("/lastState/terminated/reason")
             .and_then(Value::as_str);
@@ -601,7 +607,10 @@ impl KubernetesTarget {
 
     fn workload<'a>(&self, env: &'a EnvironmentSpec) -> Result<Workload<'a>, TargetError> {
         let ns = env.namespace.as_deref().ok_or_else(|| {
-            TargetError::Refused(format!("environment {} has no namespace configured", env.name))
+            TargetError::Refused(format!(
+                "environment {} has no namespace configured",
+                env.name
+            ))
         })?;
         let (kind, name) = match env.workload_ref() {
             Some(("deployment", n)) if !n.is_empty() => (Kind::Deployment, n),
@@ -655,10 +664,7 @@ impl KubernetesTarget {
                 RolloutState::Failed(msg) => return Err(TargetError::RolloutFailed(msg)),
                 RolloutState::Progressing(_) => {}
             }
-            current = match self
-                .next_version(&api, wl, &current, deadline)
-                .await?
-            {
+            current = match self.next_version(&api, wl, &current, deadline).await? {
                 Some(v) => v,
                 None => {
                     return Err(TargetError::RolloutFailed(format!(
@@ -919,11 +925,7 @@ impl KubernetesTarget {
 
     /// kubectl's `StatefulSetRollbacker` with `--to-revision=0`: the ControllerRevision
     /// before the newest holds the previous template as a ready-made patch.
-    async fn undo_statefulset(
-        &self,
-        wl: Workload<'_>,
-        sts: &Value,
-    ) -> Result<Undo, TargetError> {
+    async fn undo_statefulset(&self, wl: Workload<'_>, sts: &Value) -> Result<Undo, TargetError> {
         let uid = string(sts, "/metadata/uid").unwrap_or("");
         let mut lp = ListParams::default();
         if let Some(sel) = selector_string(sts) {
@@ -949,7 +951,10 @@ impl KubernetesTarget {
         let target = &history[history.len() - 2];
         let revision = int(target, "/revision");
         let data = ptr(target, "/data").cloned().unwrap_or(Value::Null);
-        let mut restored = data.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+        let mut restored = data
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
         strip_patch_directives(&mut restored);
         if restored == *ptr(sts, "/spec/template").unwrap_or(&Value::Null) {
             return Ok(Undo::Skipped(revision));
@@ -973,7 +978,8 @@ impl KubernetesTarget {
             return Err(TargetError::Refused(PAUSED_RESTART.into()));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
         let after = self
             .workload_api(wl)
             .patch(wl.name, &patch_params(), &Patch::Strategic(&patch))
@@ -1073,11 +1079,7 @@ impl KubernetesTarget {
         }
     }
 
-    async fn patch_canary(
-        &self,
-        env: &EnvironmentSpec,
-        spec: Value,
-    ) -> Result<Value, TargetError> {
+    async fn patch_canary(&self, env: &EnvironmentSpec, spec: Value) -> Result<Value, TargetError> {
         let wl = self.workload(env)?;
         let name = self.canary_name(env, wl);
         let c = self
@@ -1134,7 +1136,8 @@ impl KubernetesTarget {
                 ));
                 let finished = self.wait_canary_done(env, progress).await;
                 // Cleared on every path so the next release is analysed again.
-                self.patch_canary(env, json!({"skipAnalysis": false})).await?;
+                self.patch_canary(env, json!({"skipAnalysis": false}))
+                    .await?;
                 match finished? {
                     Some(s) if s.phase == "Succeeded" => Ok(outcome(format!(
                         "canary {name} promoted without further analysis: {}",
@@ -1224,11 +1227,9 @@ impl KubernetesTarget {
             return None;
         }
         let body = resp.text().await.ok()?;
-        let from_json = serde_json::from_str::<Value>(&body).ok().and_then(|v| {
-            v.get("version")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let from_json = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string));
         let text = from_json.unwrap_or_else(|| body.trim().to_string());
         (!text.is_empty()).then(|| text.chars().take(100).collect())
     }
@@ -1447,8 +1448,14 @@ mod tests {
 
     #[test]
     fn image_version_handles_registries_with_ports_and_digests() {
-        assert_eq!(image_version("ghcr.io/a/erlmcp:v3.0.1").as_deref(), Some("v3.0.1"));
-        assert_eq!(image_version("localhost:5000/erlmcp:v1").as_deref(), Some("v1"));
+        assert_eq!(
+            image_version("ghcr.io/a/erlmcp:v3.0.1").as_deref(),
+            Some("v3.0.1")
+        );
+        assert_eq!(
+            image_version("localhost:5000/erlmcp:v1").as_deref(),
+            Some("v1")
+        );
         assert_eq!(image_version("localhost:5000/erlmcp"), None);
         assert_eq!(
             image_version("erlmcp@sha256:abc").as_deref(),
@@ -1507,6 +1514,9 @@ mod tests {
         assert_eq!(p.restarts, 7);
         let pending = json!({"metadata": {"name": "b"}, "status": {"phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}});
-        assert_eq!(pod_info(&pending, 0).reason.as_deref(), Some("Unschedulable"));
+        assert_eq!(
+            pod_info(&pending, 0).reason.as_deref(),
+            Some("Unschedulable")
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! here so the engine can be driven without a network; each implementation takes its base
 //! URL from configuration so tests point the real client at a fake server.
 
+pub mod chat;
 pub mod ci;
 pub mod target;
 pub mod guard;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use erlmcp_adapters::chat::ChatPlatform;
 use erlmcp_adapters::target::Target;
 use erlmcp_commands::config::{Config, EnvironmentSpec, TargetKind};
 
@@ -23,12 +24,16 @@ pub struct App {
 pub struct BuildOptions {
     /// Pause between the sandbox's simulated rollout steps.
     pub sandbox_step: Duration,
+    /// Chat platforms supplied by the caller (tests, the local chat) in addition to the
+    /// configured ones.
+    pub chats: Vec<Arc<dyn ChatPlatform>>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             sandbox_step: Duration::from_millis(100),
+            chats: Vec::new(),
         }
     }
 }
@@ -64,6 +69,7 @@ pub async fn build(
         ci: Arc::new(SandboxCi),
         clock,
         metrics: metrics.clone(),
+        chats: opts.chats,
     });
     Ok(App {
         engine: Arc::new(engine),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use erlmcp_adapters::chat::ChatPlatform;
 use erlmcp_adapters::ci::CiStatusSource;
 use erlmcp_adapters::target::{ExecContext, Progress, Target, TargetAction, TargetError};
 use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
@@ -77,6 +78,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<EngineEvent>,
+    chats: Vec<Arc<dyn ChatPlatform>>,
 }
 
 pub struct EngineParts {
@@ -86,6 +88,8 @@ pub struct EngineParts {
     pub ci: Arc<dyn CiStatusSource>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The chat platforms configured (incident channels are opened on each).
+    pub chats: Vec<Arc<dyn ChatPlatform>>,
 }
 
 static TRACE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -198,6 +202,7 @@ impl Engine {
             clock: parts.clock,
             metrics: parts.metrics,
             events,
+            chats: parts.chats,
         }
     }
 
@@ -207,6 +212,14 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn chats(&self) -> &[Arc<dyn ChatPlatform>] {
+        &self.chats
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {

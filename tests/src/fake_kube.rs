@@ -240,8 +240,9 @@ pub fn deployment(ns: &str, name: &str, container: &str, image: &str, replicas: 
     d["status"]["updatedReplicas"] = json!(replicas);
     d["status"]["readyReplicas"] = json!(replicas);
     d["status"]["availableReplicas"] = json!(replicas);
-    d["status"]["conditions"][1]["message"] =
-        json!(format!("ReplicaSet \"{name}-5d9c7b6f8\" has successfully progressed."));
+    d["status"]["conditions"][1]["message"] = json!(format!(
+        "ReplicaSet \"{name}-5d9c7b6f8\" has successfully progressed."
+    ));
     d
 }
 
@@ -329,7 +330,9 @@ pub fn controller_revision(sts: &Value, image: &str, revision: i64) -> Value {
 
 /// A v1 Pod of `app`; `container_status` is its single containerStatuses entry.
 pub fn pod(ns: &str, name: &str, app: &str, ready: bool, container_status: Value) -> Value {
-    let phase = if container_status.pointer("/state/waiting/reason").and_then(Value::as_str)
+    let phase = if container_status
+        .pointer("/state/waiting/reason")
+        .and_then(Value::as_str)
         == Some("ContainerCreating")
     {
         "Pending"
@@ -445,7 +448,9 @@ fn decode(s: &str) -> String {
 fn labels_match(obj: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
         let (k, v) = if let Some((k, v)) = term.split_once("!=") {
-            return obj.pointer("/metadata/labels").and_then(|l| l.get(k.trim()))
+            return obj
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(k.trim()))
                 != Some(&json!(v.trim()));
         } else if let Some((k, v)) = term.split_once("==") {
             (k, v)
@@ -457,7 +462,9 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
                 .and_then(|l| l.get(term.trim()))
                 .is_some();
         };
-        obj.pointer("/metadata/labels").and_then(|l| l.get(k.trim())) == Some(&json!(v.trim()))
+        obj.pointer("/metadata/labels")
+            .and_then(|l| l.get(k.trim()))
+            == Some(&json!(v.trim()))
     })
 }
 
@@ -553,12 +560,10 @@ async fn handle(
             Some(o) => json_response(&o),
             None => not_found(&r.plural, name),
         },
-        (Method::GET, Some(name), Some("scale")) => {
-            match get_obj(&state, &r.plural, &r.ns, name) {
-                Some(o) => json_response(&scale_view(&o)),
-                None => not_found(&r.plural, name),
-            }
-        }
+        (Method::GET, Some(name), Some("scale")) => match get_obj(&state, &r.plural, &r.ns, name) {
+            Some(o) => json_response(&scale_view(&o)),
+            None => not_found(&r.plural, name),
+        },
         (Method::GET, Some(name), Some("log")) => logs(&state, &r.ns, name, &q),
         (Method::PATCH, Some(name), sub) => {
             let Some(patch) = body_json else {
@@ -690,12 +695,7 @@ fn logs(state: &AppState, ns: &str, pod: &str, q: &HashMap<String, String>) -> R
         }
         None => text.clone(),
     };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
 fn scale_view(obj: &Value) -> Value {
@@ -769,7 +769,10 @@ fn patch_obj(
     if matches!(r.plural.as_str(), "deployments" | "statefulsets")
         && after.get("spec") != before.get("spec")
     {
-        let g = after.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let g = after
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         after["metadata"]["generation"] = json!(g + 1);
         if after.pointer("/spec/template") != before.pointer("/spec/template") {
             w.replacing.insert(key.clone());
@@ -881,13 +884,18 @@ fn short_hash(v: &Value) -> String {
 }
 
 fn set_condition(obj: &mut Value, ty: &str, status: &str, reason: &str, message: &str) {
-    let conds = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conds = obj["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut conds: Vec<Value> = conds
         .into_iter()
         .filter(|c| c.get("type").and_then(Value::as_str) != Some(ty))
         .collect();
-    conds.push(json!({"type": ty, "status": status, "reason": reason, "message": message,
-        "lastUpdateTime": "2026-02-02T10:00:00Z", "lastTransitionTime": "2026-02-02T10:00:00Z"}));
+    conds.push(
+        json!({"type": ty, "status": status, "reason": reason, "message": message,
+        "lastUpdateTime": "2026-02-02T10:00:00Z", "lastTransitionTime": "2026-02-02T10:00:00Z"}),
+    );
     obj["status"]["conditions"] = json!(conds);
 }
 
@@ -913,12 +921,18 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
     }
     let name = key.2.clone();
     let ns = key.1.clone();
-    let generation = d.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let generation = d
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let observed = d
         .pointer("/status/observedGeneration")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let desired = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let get = |d: &Value, f: &str| d["status"][f].as_i64().unwrap_or(0);
 
     if observed < generation {
@@ -926,7 +940,10 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
         let replacing = w.replacing.remove(key);
         let template = template_without_hash(&d["spec"]["template"]);
         let uid = d["metadata"]["uid"].clone();
-        let owned: Vec<Value> = owned_by(w, "replicasets", &ns, &uid).into_iter().cloned().collect();
+        let owned: Vec<Value> = owned_by(w, "replicasets", &ns, &uid)
+            .into_iter()
+            .cloned()
+            .collect();
         let revision_of = |rs: &Value| {
             rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
                 .and_then(Value::as_str)
@@ -938,60 +955,63 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
             .iter()
             .find(|rs| template_without_hash(&rs["spec"]["template"]) == template)
             .cloned();
-        let current_rev = str_at(&d, "/metadata/annotations/deployment.kubernetes.io~1revision")
-            .parse::<i64>()
-            .unwrap_or(0);
+        let current_rev = str_at(
+            &d,
+            "/metadata/annotations/deployment.kubernetes.io~1revision",
+        )
+        .parse::<i64>()
+        .unwrap_or(0);
         let rs_name = if !replacing {
             format!("{name}-{}", short_hash(&template))
         } else {
             match matching {
-            Some(mut rs) if revision_of(&rs) != current_rev || max_rev == 0 => {
-                // An old ReplicaSet comes back (rollback): it gets the next revision.
-                let old = revision_of(&rs);
-                let next = max_rev.max(current_rev) + 1;
-                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
-                    json!(next.to_string());
-                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] =
-                    json!(old.to_string());
-                rs["spec"]["replicas"] = json!(desired);
-                d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
-                    json!(next.to_string());
-                let n = str_at(&rs, "/metadata/name").to_string();
-                w.store("replicasets", rs, tx);
-                n
-            }
-            Some(rs) => str_at(&rs, "/metadata/name").to_string(),
-            None => {
-                let hash = short_hash(&template);
-                let next = max_rev.max(current_rev) + 1;
-                let mut tmpl = d["spec"]["template"].clone();
-                tmpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-                let mut annotations = d["metadata"]["annotations"].clone();
-                if !annotations.is_object() {
-                    annotations = json!({});
+                Some(mut rs) if revision_of(&rs) != current_rev || max_rev == 0 => {
+                    // An old ReplicaSet comes back (rollback): it gets the next revision.
+                    let old = revision_of(&rs);
+                    let next = max_rev.max(current_rev) + 1;
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!(next.to_string());
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] =
+                        json!(old.to_string());
+                    rs["spec"]["replicas"] = json!(desired);
+                    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!(next.to_string());
+                    let n = str_at(&rs, "/metadata/name").to_string();
+                    w.store("replicasets", rs, tx);
+                    n
                 }
-                annotations["deployment.kubernetes.io/revision"] = json!(next.to_string());
-                annotations["deployment.kubernetes.io/desired-replicas"] =
-                    json!(desired.to_string());
-                let rs_uid = w.uid();
-                let rs = json!({
-                    "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                    "metadata": {"name": format!("{name}-{hash}"), "namespace": ns,
-                        "uid": rs_uid, "generation": 1,
-                        "labels": tmpl["metadata"]["labels"].clone(),
-                        "annotations": annotations,
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                            "name": name, "uid": uid, "controller": true,
-                            "blockOwnerDeletion": true}]},
-                    "spec": {"replicas": desired, "selector": {"matchLabels":
-                        tmpl["metadata"]["labels"].clone()}, "template": tmpl},
-                    "status": {"replicas": 0, "observedGeneration": 1}
-                });
-                d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
-                    json!(next.to_string());
-                w.store("replicasets", rs, tx);
-                format!("{name}-{hash}")
-            }
+                Some(rs) => str_at(&rs, "/metadata/name").to_string(),
+                None => {
+                    let hash = short_hash(&template);
+                    let next = max_rev.max(current_rev) + 1;
+                    let mut tmpl = d["spec"]["template"].clone();
+                    tmpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+                    let mut annotations = d["metadata"]["annotations"].clone();
+                    if !annotations.is_object() {
+                        annotations = json!({});
+                    }
+                    annotations["deployment.kubernetes.io/revision"] = json!(next.to_string());
+                    annotations["deployment.kubernetes.io/desired-replicas"] =
+                        json!(desired.to_string());
+                    let rs_uid = w.uid();
+                    let rs = json!({
+                        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "metadata": {"name": format!("{name}-{hash}"), "namespace": ns,
+                            "uid": rs_uid, "generation": 1,
+                            "labels": tmpl["metadata"]["labels"].clone(),
+                            "annotations": annotations,
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                "name": name, "uid": uid, "controller": true,
+                                "blockOwnerDeletion": true}]},
+                        "spec": {"replicas": desired, "selector": {"matchLabels":
+                            tmpl["metadata"]["labels"].clone()}, "template": tmpl},
+                        "status": {"replicas": 0, "observedGeneration": 1}
+                    });
+                    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                        json!(next.to_string());
+                    w.store("replicasets", rs, tx);
+                    format!("{name}-{hash}")
+                }
             }
         };
         if w.stalled.contains(&(ns.clone(), name.clone())) {
@@ -1054,7 +1074,8 @@ fn deployment_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
         let done = get(&d, "replicas") == desired
             && d.pointer("/status/conditions").is_some_and(|c| {
                 c.as_array().is_some_and(|a| {
-                    a.iter().any(|c| c["reason"] == json!("NewReplicaSetAvailable"))
+                    a.iter()
+                        .any(|c| c["reason"] == json!("NewReplicaSetAvailable"))
                 })
             });
         if done {
@@ -1098,12 +1119,18 @@ fn statefulset_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
     };
     let ns = key.1.clone();
     let name = key.2.clone();
-    let generation = s.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let generation = s
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let observed = s
         .pointer("/status/observedGeneration")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let desired = s.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let desired = s
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     if observed < generation {
         s["status"]["observedGeneration"] = json!(generation);
         let uid = s["metadata"]["uid"].clone();
@@ -1118,7 +1145,10 @@ fn statefulset_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
             .unwrap_or(0);
         let template = s["spec"]["template"].clone();
         let restores = |c: &Value| {
-            let mut t = c.pointer("/data/spec/template").cloned().unwrap_or(Value::Null);
+            let mut t = c
+                .pointer("/data/spec/template")
+                .cloned()
+                .unwrap_or(Value::Null);
             strip_directives(&mut t);
             t == template
         };

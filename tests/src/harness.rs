@@ -53,6 +53,7 @@ impl Bot {
             Arc::new(clock.clone()),
             BuildOptions {
                 sandbox_step: std::time::Duration::ZERO,
+                chats: Vec::new(),
             },
         )
         .await

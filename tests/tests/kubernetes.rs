@@ -85,13 +85,21 @@ fn with_history(s: &Setup) -> Value {
         (2, "v2.9.5", "7f5d8c9a22"),
         (3, "v3.0.1", "5d9c7b6f83"),
     ] {
-        s.fake
-            .insert("replicasets", fake_kube::replicaset(&d, &image(tag), rev, hash));
+        s.fake.insert(
+            "replicasets",
+            fake_kube::replicaset(&d, &image(tag), rev, hash),
+        );
     }
     d
 }
 
-async fn run(s: &Setup, action: TargetAction) -> (Result<erlmcp_adapters::target::Outcome, TargetError>, Vec<String>) {
+async fn run(
+    s: &Setup,
+    action: TargetAction,
+) -> (
+    Result<erlmcp_adapters::target::Outcome, TargetError>,
+    Vec<String>,
+) {
     let lines = Lines::default();
     let r = s.target.execute(&s.env, &action, &ctx(), &lines).await;
     (r, lines.all())
@@ -108,7 +116,11 @@ async fn deploy_patches_the_image_and_follows_the_rollout() {
     let (r, lines) = run(&s, deploy("v3.0.1")).await;
     let outcome = r.unwrap();
 
-    assert!(outcome.summary.contains("5 of 5 available"), "{}", outcome.summary);
+    assert!(
+        outcome.summary.contains("5 of 5 available"),
+        "{}",
+        outcome.summary
+    );
     assert_eq!(outcome.version_before.as_deref(), Some("v3.0.0"));
     assert_eq!(outcome.version_after.as_deref(), Some("v3.0.1"));
     for expected in [
@@ -116,15 +128,27 @@ async fn deploy_patches_the_image_and_follows_the_rollout() {
         "2 old replicas are pending termination",
         "4 of 5 updated replicas are available",
     ] {
-        assert!(lines.iter().any(|l| l == expected), "{expected:?} not in {lines:#?}");
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected:?} not in {lines:#?}"
+        );
     }
-    assert!(lines.last().unwrap().contains("5 of 5 available"), "{lines:#?}");
-    assert!(lines.windows(2).all(|w| w[0] != w[1]), "duplicate lines: {lines:#?}");
+    assert!(
+        lines.last().unwrap().contains("5 of 5 available"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0] != w[1]),
+        "duplicate lines: {lines:#?}"
+    );
 
     let patches = s.fake.patches();
     assert_eq!(patches.len(), 1);
     let p = &patches[0];
-    assert_eq!(p.path, "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp");
+    assert_eq!(
+        p.path,
+        "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp"
+    );
     assert_eq!(
         p.content_type.as_deref(),
         Some("application/strategic-merge-patch+json")
@@ -143,7 +167,10 @@ async fn deploy_patches_the_image_and_follows_the_rollout() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         json!(image("v3.0.1"))
     );
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], json!("IfNotPresent"));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        json!("IfNotPresent")
+    );
 }
 
 #[tokio::test]
@@ -156,7 +183,9 @@ async fn deploy_to_an_unknown_container_is_refused() {
     );
     let (r, _) = run(&s, deploy("v3.0.1")).await;
     match r {
-        Err(TargetError::Refused(m)) => assert!(m.contains("no container named \"sidecar\""), "{m}"),
+        Err(TargetError::Refused(m)) => {
+            assert!(m.contains("no container named \"sidecar\""), "{m}")
+        }
         other => panic!("expected Refused, got {other:?}"),
     }
     assert!(s.fake.patches().is_empty());
@@ -169,10 +198,17 @@ async fn rollback_sends_kubectls_json_patch_for_the_second_highest_revision() {
 
     let (r, lines) = run(&s, TargetAction::Rollback { version: None }).await;
     let outcome = r.unwrap();
-    assert!(outcome.summary.contains("revision 2"), "{}", outcome.summary);
+    assert!(
+        outcome.summary.contains("revision 2"),
+        "{}",
+        outcome.summary
+    );
     assert_eq!(outcome.version_before.as_deref(), Some("v3.0.1"));
     assert_eq!(outcome.version_after.as_deref(), Some("v2.9.5"));
-    assert!(lines.last().unwrap().contains("5 of 5 available"), "{lines:#?}");
+    assert!(
+        lines.last().unwrap().contains("5 of 5 available"),
+        "{lines:#?}"
+    );
 
     let shapes: Value = serde_json::from_str(KUBECTL_SHAPES).unwrap();
     let undo = &shapes["rollout_undo"];
@@ -200,12 +236,20 @@ async fn rollback_sends_kubectls_json_patch_for_the_second_highest_revision() {
         template["spec"]["containers"][0]["image"],
         json!(image("v2.9.5"))
     );
-    assert!(template["metadata"]["labels"].get("pod-template-hash").is_none());
+    assert!(
+        template["metadata"]["labels"]
+            .get("pod-template-hash")
+            .is_none()
+    );
     assert_eq!(template["metadata"]["labels"], json!({"app": "erlmcp"}));
     let annotations = &ops[1]["value"];
     // Skip-list keys keep the deployment's values, everything else comes from the RS.
     assert_eq!(annotations["deployment.kubernetes.io/revision"], json!("3"));
-    assert!(annotations.get("deployment.kubernetes.io/desired-replicas").is_none());
+    assert!(
+        annotations
+            .get("deployment.kubernetes.io/desired-replicas")
+            .is_none()
+    );
     assert_eq!(
         annotations["kubernetes.io/change-cause"],
         json!(format!("deploy {}", image("v2.9.5")))
@@ -213,7 +257,10 @@ async fn rollback_sends_kubectls_json_patch_for_the_second_highest_revision() {
 
     // The controller brought the old ReplicaSet back as revision 4.
     let d = s.fake.get("deployments", NS, "erlmcp").unwrap();
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], json!("4"));
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        json!("4")
+    );
 }
 
 #[tokio::test]
@@ -252,7 +299,10 @@ async fn rollback_of_a_paused_deployment_is_refused() {
     let (r, _) = run(&s, TargetAction::Rollback { version: None }).await;
     match r {
         Err(TargetError::Refused(m)) => {
-            assert!(m.starts_with("you cannot rollback a paused deployment"), "{m}");
+            assert!(
+                m.starts_with("you cannot rollback a paused deployment"),
+                "{m}"
+            );
             assert!(m.contains("rollout resume"), "{m}");
         }
         other => panic!("expected Refused, got {other:?}"),
@@ -317,20 +367,26 @@ async fn statefulset_rollback_applies_the_previous_controller_revision() {
     let sts = s.fake.insert("statefulsets", sts);
     let mut revisions = Vec::new();
     for (rev, tag) in [(1, "v2.9.0"), (2, "v2.9.5"), (3, "v3.0.1")] {
-        revisions.push(
-            s.fake
-                .insert("controllerrevisions", fake_kube::controller_revision(&sts, &image(tag), rev)),
-        );
+        revisions.push(s.fake.insert(
+            "controllerrevisions",
+            fake_kube::controller_revision(&sts, &image(tag), rev),
+        ));
     }
 
     let (r, lines) = run(&s, TargetAction::Rollback { version: None }).await;
     let outcome = r.unwrap();
     assert_eq!(outcome.version_after.as_deref(), Some("v2.9.5"));
-    assert!(outcome.summary.contains("revision 2"), "{}", outcome.summary);
+    assert!(
+        outcome.summary.contains("revision 2"),
+        "{}",
+        outcome.summary
+    );
     // The API server defaults rollingUpdate.partition to 0, which kubectl reports as a
     // partitioned roll out.
     assert!(
-        lines.iter().any(|l| l.ends_with("1 out of 3 new pods have been updated")),
+        lines
+            .iter()
+            .any(|l| l.ends_with("1 out of 3 new pods have been updated")),
         "{lines:#?}"
     );
     assert_eq!(
@@ -341,7 +397,10 @@ async fn statefulset_rollback_applies_the_previous_controller_revision() {
     let patches = s.fake.patches();
     assert_eq!(patches.len(), 1);
     let p = &patches[0];
-    assert_eq!(p.path, "/apis/apps/v1/namespaces/erlmcp-prod/statefulsets/erlmcp");
+    assert_eq!(
+        p.path,
+        "/apis/apps/v1/namespaces/erlmcp-prod/statefulsets/erlmcp"
+    );
     assert_eq!(
         p.content_type.as_deref(),
         Some("application/strategic-merge-patch+json")
@@ -407,11 +466,16 @@ async fn restart_sets_restarted_at_by_strategic_merge() {
         Some("application/strategic-merge-patch+json")
     );
     let body = p.body.as_ref().unwrap();
-    let at = body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
-        .as_str()
-        .unwrap();
+    let at =
+        body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .as_str()
+            .unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
-    assert_eq!(body.as_object().unwrap().len(), 1, "only the annotation is sent: {body}");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        1,
+        "only the annotation is sent: {body}"
+    );
 }
 
 #[tokio::test]
@@ -423,7 +487,10 @@ async fn restart_of_a_paused_deployment_is_refused() {
     let (r, _) = run(&s, TargetAction::Restart).await;
     match r {
         Err(TargetError::Refused(m)) => {
-            assert_eq!(m, "can't restart paused deployment (run rollout resume first)")
+            assert_eq!(
+                m,
+                "can't restart paused deployment (run rollout resume first)"
+            )
         }
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -438,13 +505,27 @@ async fn scale_patches_the_scale_subresource() {
     );
     let (r, _) = run(&s, TargetAction::Scale { replicas: 7 }).await;
     let outcome = r.unwrap();
-    assert!(outcome.summary.contains("from 5 to 7"), "{}", outcome.summary);
-    assert!(outcome.summary.contains("7 of 7 available"), "{}", outcome.summary);
+    assert!(
+        outcome.summary.contains("from 5 to 7"),
+        "{}",
+        outcome.summary
+    );
+    assert!(
+        outcome.summary.contains("7 of 7 available"),
+        "{}",
+        outcome.summary
+    );
 
     let shapes: Value = serde_json::from_str(KUBECTL_SHAPES).unwrap();
     let p = &s.fake.patches()[0];
-    assert_eq!(p.path, "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp/scale");
-    assert_eq!(p.content_type.as_deref(), shapes["scale"]["content_type"].as_str());
+    assert_eq!(
+        p.path,
+        "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp/scale"
+    );
+    assert_eq!(
+        p.content_type.as_deref(),
+        shapes["scale"]["content_type"].as_str()
+    );
     assert_eq!(p.body.as_ref().unwrap(), &json!({"spec": {"replicas": 7}}));
     let d = s.fake.get("deployments", NS, "erlmcp").unwrap();
     assert_eq!(d["spec"]["replicas"], json!(7));
@@ -460,27 +541,48 @@ async fn maintenance_annotates_the_ingress_and_removes_it_again() {
     s.fake.insert("ingresses", fake_kube::ingress(NS, "erlmcp"));
     let key = "nginx.ingress.kubernetes.io/maintenance";
 
-    run(&s, TargetAction::Maintenance { on: true }).await.0.unwrap();
+    run(&s, TargetAction::Maintenance { on: true })
+        .await
+        .0
+        .unwrap();
     let ing = s.fake.get("ingresses", NS, "erlmcp").unwrap();
     assert_eq!(ing["metadata"]["annotations"][key], json!("true"));
     assert_eq!(
         ing["metadata"]["annotations"]["kubernetes.io/ingress.class"],
         json!("nginx")
     );
-    assert_eq!(s.target.status(&s.env).await.unwrap().maintenance, Some(true));
+    assert_eq!(
+        s.target.status(&s.env).await.unwrap().maintenance,
+        Some(true)
+    );
 
-    run(&s, TargetAction::Maintenance { on: false }).await.0.unwrap();
+    run(&s, TargetAction::Maintenance { on: false })
+        .await
+        .0
+        .unwrap();
     let ing = s.fake.get("ingresses", NS, "erlmcp").unwrap();
     assert!(ing["metadata"]["annotations"].get(key).is_none());
-    assert_eq!(s.target.status(&s.env).await.unwrap().maintenance, Some(false));
+    assert_eq!(
+        s.target.status(&s.env).await.unwrap().maintenance,
+        Some(false)
+    );
 
     let patches = s.fake.patches();
     assert_eq!(patches.len(), 2);
     for p in &patches {
-        assert_eq!(p.path, "/apis/networking.k8s.io/v1/namespaces/erlmcp-prod/ingresses/erlmcp");
-        assert_eq!(p.content_type.as_deref(), Some("application/merge-patch+json"));
+        assert_eq!(
+            p.path,
+            "/apis/networking.k8s.io/v1/namespaces/erlmcp-prod/ingresses/erlmcp"
+        );
+        assert_eq!(
+            p.content_type.as_deref(),
+            Some("application/merge-patch+json")
+        );
     }
-    assert_eq!(patches[1].body.as_ref().unwrap()["metadata"]["annotations"][key], Value::Null);
+    assert_eq!(
+        patches[1].body.as_ref().unwrap()["metadata"]["annotations"][key],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -494,7 +596,10 @@ async fn canary_verbs_touch_the_documented_fields() {
             .into_iter()
             .filter(|p| p.path == canary_path)
             .inspect(|p| {
-                assert_eq!(p.content_type.as_deref(), Some("application/merge-patch+json"))
+                assert_eq!(
+                    p.content_type.as_deref(),
+                    Some("application/merge-patch+json")
+                )
             })
             .map(|p| p.body.unwrap())
             .collect()
@@ -502,12 +607,20 @@ async fn canary_verbs_touch_the_documented_fields() {
     let act = |a: CanaryAction| TargetAction::Canary { action: a };
 
     let o = run(&s, act(CanaryAction::Status)).await.0.unwrap();
-    assert!(o.summary.contains("Progressing, weight 20%, 1 failed checks"), "{}", o.summary);
+    assert!(
+        o.summary
+            .contains("Progressing, weight 20%, 1 failed checks"),
+        "{}",
+        o.summary
+    );
     assert!(s.fake.patches().is_empty(), "status changes nothing");
 
     let o = run(&s, act(CanaryAction::Pause)).await.0.unwrap();
     assert!(o.summary.contains("suspended"), "{}", o.summary);
-    assert_eq!(canary_patches(&s.fake), vec![json!({"spec": {"suspend": true}})]);
+    assert_eq!(
+        canary_patches(&s.fake),
+        vec![json!({"spec": {"suspend": true}})]
+    );
     let status = s.target.status(&s.env).await.unwrap();
     assert!(status.canary.as_ref().unwrap().paused);
     assert_eq!(status.canary.as_ref().unwrap().weight, 20);
@@ -521,7 +634,10 @@ async fn canary_verbs_touch_the_documented_fields() {
     let (r, lines) = run(&s, act(CanaryAction::Promote)).await;
     let o = r.unwrap();
     assert!(o.summary.contains("promoted"), "{}", o.summary);
-    assert!(lines.iter().any(|l| l.starts_with("Promoting")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Promoting")),
+        "{lines:#?}"
+    );
     let patches = canary_patches(&s.fake);
     assert_eq!(
         patches[2..],
@@ -535,10 +651,20 @@ async fn canary_verbs_touch_the_documented_fields() {
     assert_eq!(c["spec"]["skipAnalysis"], json!(false));
 
     let o = run(&s, act(CanaryAction::Abort)).await.0.unwrap();
-    assert!(o.summary.starts_with("canary erlmcp aborted"), "{}", o.summary);
-    assert_eq!(canary_patches(&s.fake)[4], json!({"spec": {"suspend": true}}));
+    assert!(
+        o.summary.starts_with("canary erlmcp aborted"),
+        "{}",
+        o.summary
+    );
+    assert_eq!(
+        canary_patches(&s.fake)[4],
+        json!({"spec": {"suspend": true}})
+    );
     let workload_patch = s.fake.patches().into_iter().last().unwrap();
-    assert_eq!(workload_patch.path, "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp");
+    assert_eq!(
+        workload_patch.path,
+        "/apis/apps/v1/namespaces/erlmcp-prod/deployments/erlmcp"
+    );
     assert_eq!(
         workload_patch.content_type.as_deref(),
         Some("application/json-patch+json")
@@ -552,7 +678,14 @@ async fn canary_status_without_a_canary_is_refused_and_status_shows_none() {
         "deployments",
         fake_kube::deployment(NS, "erlmcp", "erlmcp", &image("v3.0.0"), 5),
     );
-    let r = run(&s, TargetAction::Canary { action: CanaryAction::Status }).await.0;
+    let r = run(
+        &s,
+        TargetAction::Canary {
+            action: CanaryAction::Status,
+        },
+    )
+    .await
+    .0;
     assert!(matches!(r, Err(TargetError::Refused(m)) if m.contains("no Flagger canary")));
     assert_eq!(s.target.status(&s.env).await.unwrap().canary, None);
 }
@@ -560,34 +693,58 @@ async fn canary_status_without_a_canary_is_refused_and_status_shows_none() {
 fn sick_pods(s: &Setup) {
     s.fake.insert(
         "pods",
-        fake_kube::pod(NS, "erlmcp-5d9c7b6f83-aaaaa", "erlmcp", true, json!({
+        fake_kube::pod(
+            NS,
+            "erlmcp-5d9c7b6f83-aaaaa",
+            "erlmcp",
+            true,
+            json!({
             "name": "erlmcp", "ready": true, "restartCount": 0, "image": image("v3.0.0"),
-            "imageID": "", "state": {"running": {"startedAt": "2026-02-02T10:00:05Z"}}})),
+            "imageID": "", "state": {"running": {"startedAt": "2026-02-02T10:00:05Z"}}}),
+        ),
     );
     s.fake.insert(
         "pods",
-        fake_kube::pod(NS, "erlmcp-5d9c7b6f83-bbbbb", "erlmcp", false, json!({
+        fake_kube::pod(
+            NS,
+            "erlmcp-5d9c7b6f83-bbbbb",
+            "erlmcp",
+            false,
+            json!({
             "name": "erlmcp", "ready": false, "restartCount": 7, "image": image("v3.0.0"),
             "imageID": "",
             "state": {"waiting": {"reason": "CrashLoopBackOff",
                 "message": "back-off 5m0s restarting failed container=erlmcp"}},
             "lastState": {"terminated": {"reason": "Error", "exitCode": 1,
-                "startedAt": "2026-02-02T10:00:05Z", "finishedAt": "2026-02-02T10:00:09Z"}}})),
+                "startedAt": "2026-02-02T10:00:05Z", "finishedAt": "2026-02-02T10:00:09Z"}}}),
+        ),
     );
     s.fake.insert(
         "pods",
-        fake_kube::pod(NS, "erlmcp-5d9c7b6f83-ccccc", "erlmcp", false, json!({
+        fake_kube::pod(
+            NS,
+            "erlmcp-5d9c7b6f83-ccccc",
+            "erlmcp",
+            false,
+            json!({
             "name": "erlmcp", "ready": false, "restartCount": 3, "image": image("v3.0.0"),
             "imageID": "", "state": {"running": {"startedAt": "2026-02-02T10:05:00Z"}},
             "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
-                "startedAt": "2026-02-02T10:00:05Z", "finishedAt": "2026-02-02T10:04:59Z"}}})),
+                "startedAt": "2026-02-02T10:00:05Z", "finishedAt": "2026-02-02T10:04:59Z"}}}),
+        ),
     );
     // Another app's pod in the namespace must not show up.
     s.fake.insert(
         "pods",
-        fake_kube::pod(NS, "redis-0", "redis", false, json!({"name": "redis", "ready": false,
+        fake_kube::pod(
+            NS,
+            "redis-0",
+            "redis",
+            false,
+            json!({"name": "redis", "ready": false,
             "restartCount": 99, "image": "redis", "imageID": "",
-            "state": {"waiting": {"reason": "CrashLoopBackOff"}}})),
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}),
+        ),
     );
 }
 
@@ -609,9 +766,14 @@ async fn status_pods_and_logs_show_crash_looping_and_oom_killed_pods() {
     assert_eq!(st.replicas.desired, 5);
     assert_eq!(st.replicas.available, 5);
     assert_eq!(st.rollout, "successfully rolled out (5 of 5 available)");
-    assert!(st.conditions.contains(
-        &"Available=True (MinimumReplicasAvailable): Deployment has minimum availability.".to_string()
-    ), "{:#?}", st.conditions);
+    assert!(
+        st.conditions.contains(
+            &"Available=True (MinimumReplicasAvailable): Deployment has minimum availability."
+                .to_string()
+        ),
+        "{:#?}",
+        st.conditions
+    );
     let not_ready: Vec<(&str, Option<&str>, u32)> = st
         .pods_not_ready
         .iter()
@@ -634,10 +796,15 @@ async fn status_pods_and_logs_show_crash_looping_and_oom_killed_pods() {
     assert_eq!(pods.len(), 3);
     assert!(pods[0].ready && pods[0].node.as_deref() == Some("node-1"));
 
-    let long: String = (1..=1000).map(|i| format!("2026-02-02T10:00:{i:04} crash line {i}\n")).collect();
+    let long: String = (1..=1000)
+        .map(|i| format!("2026-02-02T10:00:{i:04} crash line {i}\n"))
+        .collect();
     s.fake.set_logs(NS, "erlmcp-5d9c7b6f83-bbbbb", true, &long);
     let out = s.target.logs(&s.env, None, true, 1000).await.unwrap();
-    assert!(out.starts_with("logs of pod erlmcp-5d9c7b6f83-bbbbb, previous container (last 500 lines)"), "{out}");
+    assert!(
+        out.starts_with("logs of pod erlmcp-5d9c7b6f83-bbbbb, previous container (last 500 lines)"),
+        "{out}"
+    );
     assert!(out.contains("trimmed to the last 3500 characters"), "{out}");
     assert!(out.ends_with("crash line 1000\n"));
     assert!(out.len() < 3_700, "{}", out.len());
@@ -650,7 +817,12 @@ async fn status_pods_and_logs_show_crash_looping_and_oom_killed_pods() {
     assert!(log_req.query.contains("tailLines=500"), "{}", log_req.query);
     assert!(log_req.query.contains("previous=true"), "{}", log_req.query);
 
-    s.fake.set_logs(NS, "erlmcp-5d9c7b6f83-aaaaa", false, "started\nserving on :8080\n");
+    s.fake.set_logs(
+        NS,
+        "erlmcp-5d9c7b6f83-aaaaa",
+        false,
+        "started\nserving on :8080\n",
+    );
     let out = s
         .target
         .logs(&s.env, Some("erlmcp-5d9c7b6f83-aaaaa"), false, 50)
@@ -692,7 +864,12 @@ async fn guard_rolls_back_after_three_failed_health_checks() {
         assert!(line.contains("/health failed: HTTP 503"), "{line}");
         assert!(chrono::DateTime::parse_from_rfc3339(line.split(' ').next().unwrap()).is_ok());
     }
-    let probes = s.fake.requests().iter().filter(|r| r.path == "/health").count();
+    let probes = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/health")
+        .count();
     assert_eq!(probes, 3);
 }
 
@@ -719,7 +896,12 @@ async fn guard_stays_healthy_when_probes_pass_and_no_pod_crash_loops() {
     .await;
     assert_eq!(verdict, GuardVerdict::Healthy);
     assert_eq!(*slept.lock().unwrap(), vec![Duration::from_secs(10); 4]);
-    let probes = s.fake.requests().iter().filter(|r| r.path == "/health").count();
+    let probes = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/health")
+        .count();
     assert_eq!(probes, 5);
 }
 

@@ -1,9 +1,8 @@
 //! SQLite backend: the embedded default.
 //!
 //! Every write goes through one writer task that owns one connection. It takes whatever
-//! writes are queued, runs them in a single `BEGIN IMMEDIATE` transaction (each under its own
-//! savepoint, so one failing write does not undo the others) and commits them together; each
-//! caller gets its answer only after that commit. With `synchronous=FULL` a commit costs one
+//! writes are queued, runs them in a single `BEGIN IMMEDIATE` transaction and commits them
+//! together; each caller gets its answer only after that commit. With `synchronous=FULL` a commit costs one
 //! fsync, so batching is what lets many concurrent callers each wait for durability without
 //! paying an fsync apiece. It also means writers in this process never contend for SQLite's
 //! lock; other processes are held off by `BEGIN IMMEDIATE` and `busy_timeout`.
@@ -82,11 +81,13 @@ impl SqliteStore {
     }
 
     /// Runs `f` inside the writer's current batch and returns once that batch is durable.
-    /// A caller that stops waiting does not cancel the write.
+    /// `f` must issue at most one statement that writes: after a failed job the batch is
+    /// committed up to it, and a job's earlier writes would be kept. A caller that stops
+    /// waiting does not cancel the write.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         self.writer
@@ -102,7 +103,9 @@ impl SqliteStore {
     pub(crate) async fn append_audit_unbatched(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        let row = append_audit_on(&mut tx, entry).await?;
+        let last = last_audit(&mut tx).await?;
+        let row = audit::next_row(entry, last)?;
+        insert_audit(&mut tx, &row).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(row)
     }
@@ -116,12 +119,40 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable("the SQLite writer task has stopped".into())
 }
 
-async fn append_audit_on(conn: &mut SqliteConnection, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-    let last: Option<(i64, String)> = sqlx::query_as(LAST_AUDIT)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let row = audit::next_row(entry, last)?;
+/// The writer task's connection and what it knows inside the current transaction.
+pub(crate) struct Writer {
+    conn: SqliteConnection,
+    /// `(seq, hash)` of the newest audit row, once read in this transaction: `BEGIN
+    /// IMMEDIATE` keeps other processes from appending until commit, so later appends in the
+    /// same batch need not read it again. Outer `None` = not read yet.
+    audit_tip: Option<Option<(i64, String)>>,
+}
+
+impl Writer {
+    async fn append_audit(&mut self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
+        let last = match self.audit_tip.take() {
+            Some(tip) => tip,
+            None => last_audit(&mut self.conn).await?,
+        };
+        let row = match audit::next_row(entry, last.clone()) {
+            Ok(row) => row,
+            Err(e) => {
+                self.audit_tip = Some(last);
+                return Err(e);
+            }
+        };
+        // On failure the tip stays unknown and is read again.
+        insert_audit(&mut self.conn, &row).await?;
+        self.audit_tip = Some(Some((row.seq, row.hash.clone())));
+        Ok(row)
+    }
+}
+
+async fn last_audit(conn: &mut SqliteConnection) -> StoreResult<Option<(i64, String)>> {
+    sqlx::query_as(LAST_AUDIT).fetch_optional(&mut *conn).await.map_err(db_err)
+}
+
+async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> StoreResult<()> {
     let e = &row.entry;
     sqlx::query(INSERT_AUDIT)
         .bind(row.seq)
@@ -144,15 +175,15 @@ async fn append_audit_on(conn: &mut SqliteConnection, entry: NewAuditEntry) -> S
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    Ok(row)
+    Ok(())
 }
 
 /// A queued write, type-erased so one channel carries every kind.
 trait WriteJob: Send {
-    /// Runs the write; the returned completion delivers the answer once the batch's fate is
-    /// known (`None` = committed).
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran>;
-    /// Answers without running (the batch could not start).
+    /// Runs the write; the returned completion delivers the answer once the transaction's
+    /// fate is known (`None` = committed).
+    fn run<'c>(self: Box<Self>, w: &'c mut Writer) -> BoxFuture<'c, Ran>;
+    /// Answers without running (no transaction could be started).
     fn abort(self: Box<Self>, err: StoreError);
 }
 
@@ -169,12 +200,12 @@ struct TypedJob<T, F> {
 impl<T, F> WriteJob for TypedJob<T, F>
 where
     T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
 {
-    fn run<'c>(self: Box<Self>, conn: &'c mut SqliteConnection) -> BoxFuture<'c, Ran> {
+    fn run<'c>(self: Box<Self>, w: &'c mut Writer) -> BoxFuture<'c, Ran> {
         let TypedJob { f, reply } = *self;
         Box::pin(async move {
-            let result = f(conn).await;
+            let result = f(w).await;
             Ran {
                 ok: result.is_ok(),
                 complete: Box::new(move |commit_err: Option<&StoreError>| {
@@ -201,63 +232,49 @@ fn same_error(e: &StoreError) -> StoreError {
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut w = Writer { conn, audit_tip: None };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        run_batch(&mut conn, &mut batch).await;
-        batch.clear();
+        run_batch(&mut w, &mut batch).await;
     }
-    let _ = conn.close().await;
+    let _ = w.conn.close().await;
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()> {
     sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(db_err)
 }
 
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Box<dyn WriteJob>>) {
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
-        for job in batch.drain(..) {
-            job.abort(same_error(&e));
-        }
-        return;
-    }
-    let mut done: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> = Vec::with_capacity(batch.len());
-    let mut failure = None;
-    let mut jobs = batch.drain(..);
-    for job in jobs.by_ref() {
-        if let Err(e) = exec(conn, "SAVEPOINT w").await {
-            failure = Some(e);
-            job.abort(StoreError::Unavailable("batch aborted".into()));
-            break;
-        }
-        let ran = job.run(conn).await;
-        done.push(ran.complete);
-        let end = if ran.ok {
-            exec(conn, "RELEASE w").await
-        } else {
-            match exec(conn, "ROLLBACK TO w").await {
-                Ok(()) => exec(conn, "RELEASE w").await,
-                Err(e) => Err(e),
+/// Runs the queued jobs in as few transactions as possible: one, unless a job fails. A failed
+/// job ends its transaction, because some SQLite errors (I/O, full disk) roll back the whole
+/// transaction and later statements would then run outside it; the COMMIT that follows
+/// reports that to every job in it.
+async fn run_batch(w: &mut Writer, batch: &mut Vec<Box<dyn WriteJob>>) {
+    let mut jobs = batch.drain(..).peekable();
+    while jobs.peek().is_some() {
+        w.audit_tip = None;
+        if let Err(e) = exec(&mut w.conn, "BEGIN IMMEDIATE").await {
+            for job in jobs {
+                job.abort(same_error(&e));
             }
-        };
-        if let Err(e) = end {
-            failure = Some(e);
-            break;
+            return;
         }
-    }
-    let failure = match failure {
-        None => exec(conn, "COMMIT").await.err(),
-        some => some,
-    };
-    if let Some(e) = &failure {
-        // Also covers SQLite having rolled back on its own (then ROLLBACK itself fails).
-        let _ = exec(conn, "ROLLBACK").await;
-        for job in jobs {
-            job.abort(same_error(e));
+        let mut done = Vec::new();
+        for job in jobs.by_ref() {
+            let ran = job.run(w).await;
+            done.push(ran.complete);
+            if !ran.ok {
+                break;
+            }
         }
-    }
-    for complete in done {
-        complete(failure.as_ref());
+        let failure = exec(&mut w.conn, "COMMIT").await.err();
+        if failure.is_some() {
+            let _ = exec(&mut w.conn, "ROLLBACK").await;
+        }
+        w.audit_tip = None;
+        for complete in done {
+            complete(failure.as_ref());
+        }
     }
 }
 
@@ -292,7 +309,7 @@ impl Store for SqliteStore {
                     .bind(&new.approvals_json)
                     .bind(new.state.as_str())
                     .bind(new.break_glass)
-                    .fetch_one(&mut *c)
+                    .fetch_one(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 raw.try_into()
@@ -335,7 +352,7 @@ impl Store for SqliteStore {
                     .bind(to_ms(at))
                     .bind(id.0)
                     .bind(from.as_str())
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(done.rows_affected() == 1)
@@ -351,7 +368,7 @@ impl Store for SqliteStore {
                 sqlx::query(SET_REQUEST_MESSAGE)
                     .bind(message_ref)
                     .bind(id.0)
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -380,7 +397,7 @@ impl Store for SqliteStore {
                     .bind(vote.approve)
                     .bind(&vote.comment)
                     .bind(to_ms(vote.at))
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(if done.rows_affected() == 1 { VoteInsert::Inserted } else { VoteInsert::AlreadyVoted })
@@ -399,7 +416,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        self.write(move |c| Box::pin(append_audit_on(c, entry))).await
+        self.write(move |c| Box::pin(c.append_audit(entry))).await
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
@@ -431,7 +448,7 @@ impl Store for SqliteStore {
                     .bind(rec.succeeded)
                     .bind(rec.request_id.map(|r| r.0))
                     .bind(to_ms(rec.at))
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -488,7 +505,7 @@ impl Store for SqliteStore {
                     .bind(&row.environment)
                     .bind(&row.state_json)
                     .bind(to_ms(row.updated_at))
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -508,7 +525,7 @@ impl Store for SqliteStore {
                     .bind(&new.declared_by.display_name)
                     .bind(to_ms(new.declared_at))
                     .bind(&new.channel)
-                    .fetch_one(&mut *c)
+                    .fetch_one(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 raw.try_into()
@@ -548,7 +565,7 @@ impl Store for SqliteStore {
                     .bind(&row.summary)
                     .bind(row.last_human_update_at.map(to_ms))
                     .bind(row.id.0)
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 if done.rows_affected() == 0 {
@@ -579,7 +596,7 @@ impl Store for SqliteStore {
                     .bind(who.as_ref().map(|w| &w.user_id))
                     .bind(who.as_ref().map(|w| &w.display_name))
                     .bind(&text)
-                    .fetch_one(&mut *c)
+                    .fetch_one(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 raw.try_into()
@@ -606,7 +623,7 @@ impl Store for SqliteStore {
                     .bind(&kind)
                     .bind(&payload)
                     .bind(to_ms(due_at))
-                    .execute(&mut *c)
+                    .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -619,7 +636,7 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(DELETE_JOB).bind(&key).execute(&mut *c).await.map_err(db_err)?;
+                sqlx::query(DELETE_JOB).bind(&key).execute(&mut c.conn).await.map_err(db_err)?;
                 Ok(())
             })
         })
@@ -651,7 +668,7 @@ impl Store for SqliteStore {
                         .bind(to_ms(lease_until))
                         .bind(to_ms(now))
                         .bind(i64::from(limit))
-                        .fetch_all(&mut *c)
+                        .fetch_all(&mut c.conn)
                         .await
                         .map_err(db_err)
                 })
@@ -671,9 +688,9 @@ impl Store for SqliteStore {
                         .bind(to_ms(due))
                         .bind(id)
                         .bind(&owner)
-                        .execute(&mut *c)
+                        .execute(&mut c.conn)
                         .await,
-                    None => sqlx::query(FINISH_JOB).bind(id).bind(&owner).execute(&mut *c).await,
+                    None => sqlx::query(FINISH_JOB).bind(id).bind(&owner).execute(&mut c.conn).await,
                 }
                 .map_err(db_err)?;
                 Ok(done.rows_affected() == 1)
