@@ -28,9 +28,9 @@
 //! - `resume`: merge patch `spec.suspend: false`.
 //! - `promote`: merge patch `spec.skipAnalysis: true` and `spec.suspend: false`; Flagger then
 //!   promotes the canary on its next run without further analysis. The bot waits until
-//!   `status.phase` is `Succeeded` (or `Failed`) and sets `spec.skipAnalysis` back to
-//!   `false`, so the next release is analysed again. If that wait times out, the reply says
-//!   `skipAnalysis` is still set.
+//!   `status.phase` is `Succeeded` (or `Failed`), then sets `spec.skipAnalysis` back to
+//!   `false` so the next release is analysed again. It resets the field on timeout too, and
+//!   then reports that the promotion did not happen in time.
 //! - `abort`: Flagger has no abort field. Its own rollback needs failed checks or a
 //!   `rollback` webhook gate served by the load tester, which lives outside the API server.
 //!   The bot therefore (1) sets `spec.suspend: true` so Flagger stops shifting traffic, then

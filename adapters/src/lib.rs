@@ -7,4 +7,6 @@ pub mod ci;
 pub mod target;
 pub mod guard;
 pub mod kubernetes;
+pub mod pagerduty;
 pub mod probe;
+pub mod statuspage;

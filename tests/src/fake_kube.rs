@@ -42,7 +42,6 @@ type Key = (String, String, String); // (plural, namespace, name)
 struct Change {
     plural: String,
     ns: String,
-    name: String,
     object: Value,
 }
 
@@ -73,11 +72,10 @@ impl World {
         let ns = str_at(&obj, "/metadata/namespace").to_string();
         let name = str_at(&obj, "/metadata/name").to_string();
         self.objects
-            .insert((plural.into(), ns.clone(), name.clone()), obj.clone());
+            .insert((plural.into(), ns.clone(), name), obj.clone());
         let _ = tx.send(Change {
             plural: plural.into(),
             ns,
-            name,
             object: obj.clone(),
         });
         obj
@@ -641,7 +639,6 @@ fn watch(state: &AppState, r: &Route, q: &HashMap<String, String>) -> Response {
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
                 Ok(Ok(c)) => {
                     if matches(&c.plural, &c.ns, &c.object) {
-                        let _ = &c.name;
                         return Some((event_line(&c.object), (rx, matches)));
                     }
                 }

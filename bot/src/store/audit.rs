@@ -54,14 +54,22 @@ pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
 
 /// The row that follows `last` (`(seq, hash)` of the newest row, `None` for an empty log).
 /// The timestamp is cut to milliseconds so the returned row equals the one read back later.
-pub(crate) fn next_row(mut entry: NewAuditEntry, last: Option<(i64, String)>) -> StoreResult<AuditRow> {
+pub(crate) fn next_row(
+    mut entry: NewAuditEntry,
+    last: Option<(i64, String)>,
+) -> StoreResult<AuditRow> {
     entry.at = from_ms(to_ms(entry.at))?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_string()),
     };
     let hash = chain_hash(&prev_hash, &canonical(&entry, seq));
-    Ok(AuditRow { seq, entry, prev_hash, hash })
+    Ok(AuditRow {
+        seq,
+        entry,
+        prev_hash,
+        hash,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +109,11 @@ impl fmt::Display for BrokenLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             BreakKind::ContentMismatch { .. } => {
-                write!(f, "row {}: content does not match its hash (row edited)", self.seq)
+                write!(
+                    f,
+                    "row {}: content does not match its hash (row edited)",
+                    self.seq
+                )
             }
             BreakKind::PrevHashMismatch { .. } => write!(
                 f,
@@ -120,7 +132,12 @@ impl fmt::Display for BrokenLink {
 
 /// Walks the whole log in seq order and reports the first broken link.
 pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
-    let mut report = VerifyReport { count: 0, last_seq: 0, last_hash: GENESIS.to_string(), broken: None };
+    let mut report = VerifyReport {
+        count: 0,
+        last_seq: 0,
+        last_hash: GENESIS.to_string(),
+        broken: None,
+    };
     loop {
         let page = store.audit_page(report.last_seq, PAGE).await?;
         if page.is_empty() {
@@ -130,9 +147,14 @@ pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
             report.count += 1;
             let computed = chain_hash(&row.prev_hash, &canonical(&row.entry, row.seq));
             let kind = if computed != row.hash {
-                Some(BreakKind::ContentMismatch { stored: row.hash.clone(), computed })
+                Some(BreakKind::ContentMismatch {
+                    stored: row.hash.clone(),
+                    computed,
+                })
             } else if row.seq != report.last_seq + 1 {
-                Some(BreakKind::SeqGap { expected: report.last_seq + 1 })
+                Some(BreakKind::SeqGap {
+                    expected: report.last_seq + 1,
+                })
             } else if row.prev_hash != report.last_hash {
                 Some(BreakKind::PrevHashMismatch {
                     stored: row.prev_hash.clone(),
@@ -165,7 +187,9 @@ impl FromStr for ExportFormat {
         match s.to_ascii_lowercase().as_str() {
             "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
             "csv" => Ok(ExportFormat::Csv),
-            other => Err(format!("unknown export format {other:?}: expected jsonl or csv")),
+            other => Err(format!(
+                "unknown export format {other:?}: expected jsonl or csv"
+            )),
         }
     }
 }
@@ -262,9 +286,7 @@ fn write_csv_record<'a>(
 /// RFC 4180: a field containing a comma, quote, CR or LF is wrapped in quotes and its quotes
 /// doubled. Leading/trailing spaces are quoted too, since some readers trim them.
 pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    let needs_quotes = s.contains([',', '"', '\n', '\r'])
-        || s.starts_with(' ')
-        || s.ends_with(' ');
+    let needs_quotes = s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ');
     if needs_quotes {
         format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {
@@ -283,7 +305,11 @@ mod tests {
         NewAuditEntry {
             at: chrono::Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
             action: "executed".into(),
-            who: Who { platform: "slack".into(), user_id: "U1".into(), display_name: "Ann".into() },
+            who: Who {
+                platform: "slack".into(),
+                user_id: "U1".into(),
+                display_name: "Ann".into(),
+            },
             channel: "slack:C1".into(),
             operation: "deploy".into(),
             arguments: r#"{"env":"prod"}"#.into(),

@@ -25,12 +25,18 @@ enum Raw {
 impl Db {
     fn sqlite(store: SqliteStore) -> Db {
         let raw = Raw::Sqlite(store.pool().clone());
-        Db { store: Arc::new(store), raw }
+        Db {
+            store: Arc::new(store),
+            raw,
+        }
     }
 
     fn pg(store: PgStore) -> Db {
         let raw = Raw::Pg(store.pool().clone());
-        Db { store: Arc::new(store), raw }
+        Db {
+            store: Arc::new(store),
+            raw,
+        }
     }
 
     async fn exec(&self, sql: &'static str) -> u64 {
@@ -107,7 +113,11 @@ fn t(ms: i64) -> Timestamp {
 const T0: i64 = 1_700_000_000_000;
 
 fn who(id: &str) -> Who {
-    Who { platform: "slack".into(), user_id: id.into(), display_name: format!("User {id}") }
+    Who {
+        platform: "slack".into(),
+        user_id: id.into(),
+        display_name: format!("User {id}"),
+    }
 }
 
 fn new_request(expires_at: i64) -> NewRequest {
@@ -156,14 +166,18 @@ async fn migrations_applied_in_order(db: &Db) {
     let files = migration_files(dir);
     let applied: Vec<i64> = match &db.raw {
         Raw::Sqlite(p) => {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(p)
-                .await
+            sqlx::query_scalar(
+                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(p)
+            .await
         }
         Raw::Pg(p) => {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(p)
-                .await
+            sqlx::query_scalar(
+                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(p)
+            .await
         }
     }
     .unwrap();
@@ -178,21 +192,41 @@ async fn requests_insert_get_and_transition(db: &Db) {
     assert_eq!(row.updated_at, row.created_at);
     assert_eq!(row.outcome, None);
     assert_eq!(s.get_request(row.id).await.unwrap().as_ref(), Some(&row));
-    assert_eq!(s.get_request(RequestId(row.id.0 + 1000)).await.unwrap(), None);
+    assert_eq!(
+        s.get_request(RequestId(row.id.0 + 1000)).await.unwrap(),
+        None
+    );
     assert_eq!(s.pending_requests().await.unwrap(), vec![row.clone()]);
 
     let (pending, executing) = (RequestState::Pending, RequestState::Executing);
-    assert!(s.transition_request(row.id, pending, executing, None, t(T0 + 5)).await.unwrap());
-    assert!(!s.transition_request(row.id, pending, executing, None, t(T0 + 6)).await.unwrap());
+    assert!(
+        s.transition_request(row.id, pending, executing, None, t(T0 + 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.transition_request(row.id, pending, executing, None, t(T0 + 6))
+            .await
+            .unwrap()
+    );
     let succeeded = RequestState::Succeeded;
-    assert!(s.transition_request(row.id, executing, succeeded, Some("ok"), t(T0 + 7)).await.unwrap());
-    s.set_request_message(row.id, "slack:C1:1700000000.000100").await.unwrap();
+    assert!(
+        s.transition_request(row.id, executing, succeeded, Some("ok"), t(T0 + 7))
+            .await
+            .unwrap()
+    );
+    s.set_request_message(row.id, "slack:C1:1700000000.000100")
+        .await
+        .unwrap();
 
     let after = s.get_request(row.id).await.unwrap().unwrap();
     assert_eq!(after.state, RequestState::Succeeded);
     assert_eq!(after.outcome.as_deref(), Some("ok"));
     assert_eq!(after.updated_at, t(T0 + 7));
-    assert_eq!(after.message_ref.as_deref(), Some("slack:C1:1700000000.000100"));
+    assert_eq!(
+        after.message_ref.as_deref(),
+        Some("slack:C1:1700000000.000100")
+    );
     assert_eq!(after.command_json, row.command_json);
     assert!(s.pending_requests().await.unwrap().is_empty());
 
@@ -207,17 +241,31 @@ async fn requests_insert_get_and_transition(db: &Db) {
 
 async fn concurrent_transitions_have_one_winner(db: &Db) {
     for _ in 0..5 {
-        let row = db.store.insert_request(new_request(T0 + 60_000)).await.unwrap();
+        let row = db
+            .store
+            .insert_request(new_request(T0 + 60_000))
+            .await
+            .unwrap();
         let attempts = (0..4).map(|i| {
             let store = db.store.clone();
             tokio::spawn(async move {
                 store
-                    .transition_request(row.id, RequestState::Pending, RequestState::Executing, None, t(T0 + i))
+                    .transition_request(
+                        row.id,
+                        RequestState::Pending,
+                        RequestState::Executing,
+                        None,
+                        t(T0 + i),
+                    )
                     .await
                     .unwrap()
             })
         });
-        let wins = join_all(attempts).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+        let wins = join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
         assert_eq!(wins, 1);
     }
 }
@@ -227,12 +275,32 @@ async fn expired_requests_are_listed(db: &Db) {
     let soon = s.insert_request(new_request(T0 + 1_000)).await.unwrap();
     let later = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
     let done = s.insert_request(new_request(T0 + 500)).await.unwrap();
-    s.transition_request(done.id, RequestState::Pending, RequestState::Denied, None, t(T0)).await.unwrap();
+    s.transition_request(
+        done.id,
+        RequestState::Pending,
+        RequestState::Denied,
+        None,
+        t(T0),
+    )
+    .await
+    .unwrap();
 
     assert!(s.expired_requests(t(T0 + 999)).await.unwrap().is_empty());
-    let ids: Vec<_> = s.expired_requests(t(T0 + 1_000)).await.unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<_> = s
+        .expired_requests(t(T0 + 1_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, vec![soon.id]);
-    let ids: Vec<_> = s.expired_requests(t(T0 + 100_000)).await.unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<_> = s
+        .expired_requests(t(T0 + 100_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, vec![soon.id, later.id]);
 }
 
@@ -246,11 +314,20 @@ async fn duplicate_voter_counted_once(db: &Db) {
         comment: Some("lgtm, \"ship it\"".into()),
         at: t(at),
     };
-    assert_eq!(s.insert_vote(vote("U2", true, T0 + 1)).await.unwrap(), VoteInsert::Inserted);
-    assert_eq!(s.insert_vote(vote("U2", false, T0 + 2)).await.unwrap(), VoteInsert::AlreadyVoted);
+    assert_eq!(
+        s.insert_vote(vote("U2", true, T0 + 1)).await.unwrap(),
+        VoteInsert::Inserted
+    );
+    assert_eq!(
+        s.insert_vote(vote("U2", false, T0 + 2)).await.unwrap(),
+        VoteInsert::AlreadyVoted
+    );
     let mut other_platform = vote("U2", true, T0 + 3);
     other_platform.voter.platform = "discord".into();
-    assert_eq!(s.insert_vote(other_platform).await.unwrap(), VoteInsert::Inserted);
+    assert_eq!(
+        s.insert_vote(other_platform).await.unwrap(),
+        VoteInsert::Inserted
+    );
 
     let concurrent = (0..6).map(|_| {
         let store = s.clone();
@@ -267,15 +344,32 @@ async fn duplicate_voter_counted_once(db: &Db) {
     let votes = s.votes(req.id).await.unwrap();
     assert_eq!(votes.len(), 3);
     assert_eq!(votes[0], vote("U2", true, T0 + 1).into_row());
-    assert!(s.votes(RequestId(req.id.0 + 1000)).await.unwrap().is_empty());
+    assert!(
+        s.votes(RequestId(req.id.0 + 1000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let orphan = NewVote { request_id: RequestId(req.id.0 + 1000), ..vote("U4", true, T0) };
-    assert!(matches!(s.insert_vote(orphan).await, Err(StoreError::Conflict(_))));
+    let orphan = NewVote {
+        request_id: RequestId(req.id.0 + 1000),
+        ..vote("U4", true, T0)
+    };
+    assert!(matches!(
+        s.insert_vote(orphan).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 impl NewVote {
     fn into_row(self) -> VoteRow {
-        VoteRow { request_id: self.request_id, voter: self.voter, approve: self.approve, comment: self.comment, at: self.at }
+        VoteRow {
+            request_id: self.request_id,
+            voter: self.voter,
+            approve: self.approve,
+            comment: self.comment,
+            at: self.at,
+        }
     }
 }
 
@@ -293,13 +387,19 @@ async fn audit_append_and_verify(db: &Db) {
     assert_eq!((empty.count, empty.last_hash.as_str()), (0, audit::GENESIS));
 
     let rows = append(db, 5).await;
-    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(rows[0].prev_hash, audit::GENESIS);
     for pair in rows.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
     }
     assert_eq!(db.store.audit_page(0, 100).await.unwrap(), rows);
-    assert_eq!(db.store.audit_page(2, 2).await.unwrap(), rows[2..4].to_vec());
+    assert_eq!(
+        db.store.audit_page(2, 2).await.unwrap(),
+        rows[2..4].to_vec()
+    );
     let tail = db.store.audit_tail(2).await.unwrap();
     assert_eq!(tail, vec![rows[4].clone(), rows[3].clone()]);
 
@@ -311,11 +411,18 @@ async fn audit_append_and_verify(db: &Db) {
 
 async fn audit_verify_names_an_edited_row(db: &Db) {
     append(db, 5).await;
-    assert_eq!(db.exec("UPDATE audit_log SET outcome = 'refused' WHERE seq = 3").await, 1);
+    assert_eq!(
+        db.exec("UPDATE audit_log SET outcome = 'refused' WHERE seq = 3")
+            .await,
+        1
+    );
     let report = audit::verify(db.store.as_ref()).await.unwrap();
     let broken = report.broken.expect("an edited row must break the chain");
     assert_eq!(broken.seq, 3);
-    assert!(matches!(broken.kind, BreakKind::ContentMismatch { .. }), "{broken:?}");
+    assert!(
+        matches!(broken.kind, BreakKind::ContentMismatch { .. }),
+        "{broken:?}"
+    );
     assert!(broken.to_string().contains("edited"));
     assert_eq!(report.last_seq, 2);
 }
@@ -323,15 +430,27 @@ async fn audit_verify_names_an_edited_row(db: &Db) {
 async fn audit_verify_names_a_deleted_row(db: &Db) {
     append(db, 5).await;
     assert_eq!(db.exec("DELETE FROM audit_log WHERE seq = 3").await, 1);
-    let broken = audit::verify(db.store.as_ref()).await.unwrap().broken.unwrap();
+    let broken = audit::verify(db.store.as_ref())
+        .await
+        .unwrap()
+        .broken
+        .unwrap();
     assert_eq!(broken.seq, 4);
     assert_eq!(broken.kind, BreakKind::SeqGap { expected: 3 });
 
     // Renumbering to hide the gap still leaves row 3 pointing at the deleted row.
-    db.exec("UPDATE audit_log SET seq = seq - 1 WHERE seq > 3").await;
-    let broken = audit::verify(db.store.as_ref()).await.unwrap().broken.unwrap();
+    db.exec("UPDATE audit_log SET seq = seq - 1 WHERE seq > 3")
+        .await;
+    let broken = audit::verify(db.store.as_ref())
+        .await
+        .unwrap()
+        .broken
+        .unwrap();
     assert_eq!(broken.seq, 3);
-    assert!(matches!(broken.kind, BreakKind::ContentMismatch { .. }), "{broken:?}");
+    assert!(
+        matches!(broken.kind, BreakKind::ContentMismatch { .. }),
+        "{broken:?}"
+    );
 }
 
 async fn audit_concurrent_appends_keep_the_chain(db: &Db) {
@@ -345,7 +464,11 @@ async fn audit_concurrent_appends_keep_the_chain(db: &Db) {
             seqs
         })
     });
-    let seqs: HashSet<i64> = join_all(tasks).await.into_iter().flat_map(|r| r.unwrap()).collect();
+    let seqs: HashSet<i64> = join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
     assert_eq!(seqs, (1..=200).collect());
     let report = audit::verify(db.store.as_ref()).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -363,7 +486,12 @@ async fn audit_export_jsonl_and_csv(db: &Db) {
     let rows = db.store.audit_page(0, 100).await.unwrap();
 
     let mut jsonl = Vec::new();
-    assert_eq!(audit::export(db.store.as_ref(), ExportFormat::Jsonl, &mut jsonl).await.unwrap(), 3);
+    assert_eq!(
+        audit::export(db.store.as_ref(), ExportFormat::Jsonl, &mut jsonl)
+            .await
+            .unwrap(),
+        3
+    );
     let parsed: Vec<AuditRow> = String::from_utf8(jsonl)
         .unwrap()
         .lines()
@@ -372,7 +500,12 @@ async fn audit_export_jsonl_and_csv(db: &Db) {
     assert_eq!(parsed, rows);
 
     let mut csv = Vec::new();
-    assert_eq!(audit::export(db.store.as_ref(), ExportFormat::Csv, &mut csv).await.unwrap(), 3);
+    assert_eq!(
+        audit::export(db.store.as_ref(), ExportFormat::Csv, &mut csv)
+            .await
+            .unwrap(),
+        3
+    );
     let records = parse_csv(&String::from_utf8(csv).unwrap());
     assert_eq!(records.len(), 4);
     assert_eq!(records[0], audit::CSV_HEADER.map(String::from).to_vec());
@@ -415,7 +548,10 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
             records.push(std::mem::take(&mut record));
         }
     }
-    assert!(!quoted && field.is_empty() && record.is_empty(), "truncated CSV");
+    assert!(
+        !quoted && field.is_empty() && record.is_empty(),
+        "truncated CSV"
+    );
     records
 }
 
@@ -429,23 +565,52 @@ async fn soak_facts_follow_deploys_and_rollbacks(db: &Db) {
         request_id: None,
         at: t(at),
     };
-    assert_eq!(s.soak_facts("staging", "v1").await.unwrap(), SoakFacts::default());
+    assert_eq!(
+        s.soak_facts("staging", "v1").await.unwrap(),
+        SoakFacts::default()
+    );
 
-    s.record_deployment(rec("v1", "deploy", true, T0 + 1_000)).await.unwrap();
-    s.record_deployment(rec("v2", "deploy", false, T0 + 1_500)).await.unwrap();
+    s.record_deployment(rec("v1", "deploy", true, T0 + 1_000))
+        .await
+        .unwrap();
+    s.record_deployment(rec("v2", "deploy", false, T0 + 1_500))
+        .await
+        .unwrap();
     let facts = s.soak_facts("staging", "v1").await.unwrap();
-    assert_eq!(facts, SoakFacts { deployed_at: Some(t(T0 + 1_000)), rolled_back_since: None });
-    assert_eq!(s.soak_facts("staging", "v2").await.unwrap(), SoakFacts::default());
-    assert_eq!(s.soak_facts("prod", "v1").await.unwrap(), SoakFacts::default());
+    assert_eq!(
+        facts,
+        SoakFacts {
+            deployed_at: Some(t(T0 + 1_000)),
+            rolled_back_since: None
+        }
+    );
+    assert_eq!(
+        s.soak_facts("staging", "v2").await.unwrap(),
+        SoakFacts::default()
+    );
+    assert_eq!(
+        s.soak_facts("prod", "v1").await.unwrap(),
+        SoakFacts::default()
+    );
 
-    s.record_deployment(rec("v0", "rollback", true, T0 + 2_000)).await.unwrap();
+    s.record_deployment(rec("v0", "rollback", true, T0 + 2_000))
+        .await
+        .unwrap();
     let facts = s.soak_facts("staging", "v1").await.unwrap();
     assert_eq!(facts.rolled_back_since, Some(t(T0 + 2_000)));
 
     // Redeploying the version starts a new soak: the earlier rollback no longer counts.
-    s.record_deployment(rec("v1", "deploy", true, T0 + 3_000)).await.unwrap();
+    s.record_deployment(rec("v1", "deploy", true, T0 + 3_000))
+        .await
+        .unwrap();
     let facts = s.soak_facts("staging", "v1").await.unwrap();
-    assert_eq!(facts, SoakFacts { deployed_at: Some(t(T0 + 3_000)), rolled_back_since: None });
+    assert_eq!(
+        facts,
+        SoakFacts {
+            deployed_at: Some(t(T0 + 3_000)),
+            rolled_back_since: None
+        }
+    );
 
     let mut history = s.deployments("staging", 10).await.unwrap();
     assert_eq!(history.len(), 4);
@@ -459,10 +624,18 @@ async fn soak_facts_follow_deploys_and_rollbacks(db: &Db) {
 async fn sandbox_get_and_put(db: &Db) {
     let s = &db.store;
     assert_eq!(s.sandbox_get("prod").await.unwrap(), None);
-    let row = SandboxRow { environment: "prod".into(), state_json: r#"{"replicas":3}"#.into(), updated_at: t(T0) };
+    let row = SandboxRow {
+        environment: "prod".into(),
+        state_json: r#"{"replicas":3}"#.into(),
+        updated_at: t(T0),
+    };
     s.sandbox_put(row.clone()).await.unwrap();
     assert_eq!(s.sandbox_get("prod").await.unwrap(), Some(row));
-    let newer = SandboxRow { environment: "prod".into(), state_json: r#"{"replicas":5}"#.into(), updated_at: t(T0 + 1) };
+    let newer = SandboxRow {
+        environment: "prod".into(),
+        state_json: r#"{"replicas":5}"#.into(),
+        updated_at: t(T0 + 1),
+    };
     s.sandbox_put(newer.clone()).await.unwrap();
     assert_eq!(s.sandbox_get("prod").await.unwrap(), Some(newer));
     assert_eq!(s.sandbox_get("staging").await.unwrap(), None);
@@ -486,25 +659,46 @@ async fn incidents_and_events(db: &Db) {
     assert_eq!(s.get_incident(inc.id).await.unwrap().as_ref(), Some(&inc));
     assert_eq!(s.open_incidents().await.unwrap(), vec![inc.clone()]);
 
-    let declared = s.append_incident_event(inc.id, t(T0), "declared", Some(&who("U1")), "API errors").await.unwrap();
+    let declared = s
+        .append_incident_event(inc.id, t(T0), "declared", Some(&who("U1")), "API errors")
+        .await
+        .unwrap();
     assert_eq!((declared.seq, declared.who.as_ref()), (1, Some(&who("U1"))));
-    let update = s.append_incident_event(inc.id, t(T0 + 1), "status_update", None, "still failing").await.unwrap();
+    let update = s
+        .append_incident_event(inc.id, t(T0 + 1), "status_update", None, "still failing")
+        .await
+        .unwrap();
     assert_eq!((update.seq, update.who.as_ref()), (2, None));
 
     let more = (0..20).map(|i| {
         let store = s.clone();
         let id = inc.id;
-        tokio::spawn(async move { store.append_incident_event(id, t(T0 + 2 + i), "update", None, "x").await.unwrap().seq })
+        tokio::spawn(async move {
+            store
+                .append_incident_event(id, t(T0 + 2 + i), "update", None, "x")
+                .await
+                .unwrap()
+                .seq
+        })
     });
-    let seqs: HashSet<i64> = join_all(more).await.into_iter().map(|r| r.unwrap()).collect();
+    let seqs: HashSet<i64> = join_all(more)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(seqs, (3..=22).collect());
     let events = s.incident_events(inc.id).await.unwrap();
     assert_eq!(events.len(), 22);
     assert_eq!(events[0], declared);
     assert_eq!(events[1], update);
 
-    let missing = s.append_incident_event(IncidentId(inc.id.0 + 1000), t(T0), "update", None, "x").await;
-    assert!(matches!(missing, Err(StoreError::Conflict(_))), "{missing:?}");
+    let missing = s
+        .append_incident_event(IncidentId(inc.id.0 + 1000), t(T0), "update", None, "x")
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::Conflict(_))),
+        "{missing:?}"
+    );
 
     let mut resolved = inc.clone();
     resolved.severity = Severity::P0;
@@ -521,29 +715,62 @@ async fn incidents_and_events(db: &Db) {
 async fn jobs_claimed_once_by_concurrent_owners(db: &Db) {
     let s = &db.store;
     for i in 0..10 {
-        s.upsert_job(&format!("expire:R-{i}"), "expire", &format!("{i}"), t(T0 + i)).await.unwrap();
+        s.upsert_job(
+            &format!("expire:R-{i}"),
+            "expire",
+            &format!("{i}"),
+            t(T0 + i),
+        )
+        .await
+        .unwrap();
     }
-    s.upsert_job("incident_update:INC-1", "incident_update", "", t(T0 + 100_000)).await.unwrap();
+    s.upsert_job(
+        "incident_update:INC-1",
+        "incident_update",
+        "",
+        t(T0 + 100_000),
+    )
+    .await
+    .unwrap();
     // Upserting an existing key moves it instead of adding a second job.
-    s.upsert_job("expire:R-9", "expire", "moved", t(T0 + 200_000)).await.unwrap();
+    s.upsert_job("expire:R-9", "expire", "moved", t(T0 + 200_000))
+        .await
+        .unwrap();
 
     let claims = ["a", "b", "c"].map(|owner| {
         let store = s.clone();
-        tokio::spawn(async move { store.claim_due_jobs(owner, t(T0 + 50), t(T0 + 900_000), 4).await.unwrap() })
+        tokio::spawn(async move {
+            store
+                .claim_due_jobs(owner, t(T0 + 50), t(T0 + 900_000), 4)
+                .await
+                .unwrap()
+        })
     });
     let mut claimed = BTreeMap::new();
     for (owner, jobs) in ["a", "b", "c"].into_iter().zip(join_all(claims).await) {
         for job in jobs.unwrap() {
             assert_eq!(job.lease_owner.as_deref(), Some(owner));
             assert_eq!(job.lease_until, Some(t(T0 + 900_000)));
-            assert!(claimed.insert(job.key.clone(), owner).is_none(), "{} claimed twice", job.key);
+            assert!(
+                claimed.insert(job.key.clone(), owner).is_none(),
+                "{} claimed twice",
+                job.key
+            );
         }
     }
     assert_eq!(claimed.len(), 9);
     assert!(!claimed.contains_key("expire:R-9"));
-    assert!(s.claim_due_jobs("d", t(T0 + 50), t(T0 + 60_000), 100).await.unwrap().is_empty());
+    assert!(
+        s.claim_due_jobs("d", t(T0 + 50), t(T0 + 60_000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let later = s.claim_due_jobs("d", t(T0 + 300_000), t(T0 + 360_000), 100).await.unwrap();
+    let later = s
+        .claim_due_jobs("d", t(T0 + 300_000), t(T0 + 360_000), 100)
+        .await
+        .unwrap();
     let keys: Vec<_> = later.iter().map(|j| j.key.as_str()).collect();
     assert_eq!(keys, ["incident_update:INC-1", "expire:R-9"]);
     assert_eq!(later[1].payload, "moved");
@@ -551,31 +778,72 @@ async fn jobs_claimed_once_by_concurrent_owners(db: &Db) {
 
 async fn jobs_expired_lease_is_taken_over(db: &Db) {
     let s = &db.store;
-    s.upsert_job("incident_update:INC-7", "incident_update", "{}", t(T0)).await.unwrap();
-    let a = s.claim_due_jobs("a", t(T0), t(T0 + 1_000), 10).await.unwrap();
+    s.upsert_job("incident_update:INC-7", "incident_update", "{}", t(T0))
+        .await
+        .unwrap();
+    let a = s
+        .claim_due_jobs("a", t(T0), t(T0 + 1_000), 10)
+        .await
+        .unwrap();
     assert_eq!(a.len(), 1);
-    assert!(s.claim_due_jobs("b", t(T0 + 500), t(T0 + 1_500), 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_due_jobs("b", t(T0 + 500), t(T0 + 1_500), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    let b = s.claim_due_jobs("b", t(T0 + 2_000), t(T0 + 3_000), 10).await.unwrap();
+    let b = s
+        .claim_due_jobs("b", t(T0 + 2_000), t(T0 + 3_000), 10)
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].id, a[0].id);
     assert_eq!(b[0].lease_owner.as_deref(), Some("b"));
 
-    assert!(!s.complete_job(a[0].id, "a", Some(t(T0 + 10_000))).await.unwrap());
-    assert!(s.complete_job(b[0].id, "b", Some(t(T0 + 10_000))).await.unwrap());
-    assert!(s.claim_due_jobs("c", t(T0 + 9_999), t(T0 + 20_000), 10).await.unwrap().is_empty());
-    let c = s.claim_due_jobs("c", t(T0 + 10_000), t(T0 + 20_000), 10).await.unwrap();
+    assert!(
+        !s.complete_job(a[0].id, "a", Some(t(T0 + 10_000)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.complete_job(b[0].id, "b", Some(t(T0 + 10_000)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.claim_due_jobs("c", t(T0 + 9_999), t(T0 + 20_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = s
+        .claim_due_jobs("c", t(T0 + 10_000), t(T0 + 20_000), 10)
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].due_at, t(T0 + 10_000));
 
     assert!(s.complete_job(c[0].id, "c", None).await.unwrap());
     assert!(!s.complete_job(c[0].id, "c", None).await.unwrap());
-    assert!(s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    s.upsert_job("expire:R-1", "expire", "", t(T0)).await.unwrap();
+    s.upsert_job("expire:R-1", "expire", "", t(T0))
+        .await
+        .unwrap();
     s.delete_job("expire:R-1").await.unwrap();
     s.delete_job("expire:R-1").await.unwrap();
-    assert!(s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10).await.unwrap().is_empty());
+    assert!(
+        s.claim_due_jobs("c", t(T0 + 99_000), t(T0 + 100_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn unreachable_database_error_hides_password(db: &Db) {
@@ -596,23 +864,42 @@ async fn unreachable_database_error_hides_password(db: &Db) {
 
 #[test]
 fn redaction() {
-    assert_eq!(redact_url("postgres://bot:pa%40ss@db:5432/bot"), "postgres://bot:***@db:5432/bot");
+    assert_eq!(
+        redact_url("postgres://bot:pa%40ss@db:5432/bot"),
+        "postgres://bot:***@db:5432/bot"
+    );
     assert_eq!(redact_url("postgres://bot@db/bot"), "postgres://bot@db/bot");
-    assert_eq!(redact_url("sqlite:///var/lib/bot.db"), "sqlite:///var/lib/bot.db");
-    assert_eq!(scrub("auth failed for pa@ss and pa%40ss", "postgres://bot:pa%40ss@db/bot"), "auth failed for *** and ***");
+    assert_eq!(
+        redact_url("sqlite:///var/lib/bot.db"),
+        "sqlite:///var/lib/bot.db"
+    );
+    assert_eq!(
+        scrub(
+            "auth failed for pa@ss and pa%40ss",
+            "postgres://bot:pa%40ss@db/bot"
+        ),
+        "auth failed for *** and ***"
+    );
 }
 
 // --- migrations ---
 
 fn migration_files(backend: &str) -> Vec<(i64, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(backend);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(backend);
     let mut files: Vec<(i64, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "sql"))
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let version = name.split('_').next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: NNNN_name.sql"));
+            let version = name
+                .split('_')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: NNNN_name.sql"));
             (version, std::fs::read_to_string(&p).unwrap())
         })
         .collect();
@@ -665,7 +952,11 @@ struct Column {
 
 /// Columns declared by `CREATE TABLE` and `ALTER TABLE ... ADD COLUMN`, in order.
 fn declared_columns(sql: &str) -> Vec<Column> {
-    let sql: String = sql.lines().map(|l| l.split("--").next().unwrap()).collect::<Vec<_>>().join("\n");
+    let sql: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut columns = Vec::new();
     for stmt in sql.split(';') {
         let stmt = stmt.trim();
@@ -681,7 +972,10 @@ fn declared_columns(sql: &str) -> Vec<Column> {
                 if item_upper.starts_with("PRIMARY KEY") {
                     let cols = &item[item.find('(').unwrap() + 1..item.rfind(')').unwrap()];
                     primary.extend(cols.split(',').map(|c| c.trim().to_string()));
-                } else if ["UNIQUE", "CONSTRAINT", "FOREIGN", "CHECK"].iter().any(|k| item_upper.starts_with(k)) {
+                } else if ["UNIQUE", "CONSTRAINT", "FOREIGN", "CHECK"]
+                    .iter()
+                    .any(|k| item_upper.starts_with(k))
+                {
                 } else {
                     table_cols.push(column(&table, &item));
                 }
@@ -738,7 +1032,10 @@ fn not_null_columns_have_defaults() {
             for c in declared_columns(&sql) {
                 let qualified = format!("{}.{}", c.table, c.name);
                 if !c.not_null || c.default || c.primary_key {
-                    assert!(!WRITTEN_BY_EVERY_INSERT.contains(&qualified.as_str()) || c.not_null, "{qualified} is exempt but nullable");
+                    assert!(
+                        !WRITTEN_BY_EVERY_INSERT.contains(&qualified.as_str()) || c.not_null,
+                        "{qualified} is exempt but nullable"
+                    );
                     continue;
                 }
                 assert!(
@@ -748,8 +1045,14 @@ fn not_null_columns_have_defaults() {
                 exempt_used.insert(qualified);
             }
         }
-        let stale: Vec<_> = WRITTEN_BY_EVERY_INSERT.iter().filter(|c| !exempt_used.contains(**c)).collect();
-        assert!(stale.is_empty(), "{backend}: exemptions for columns that need none: {stale:?}");
+        let stale: Vec<_> = WRITTEN_BY_EVERY_INSERT
+            .iter()
+            .filter(|c| !exempt_used.contains(**c))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "{backend}: exemptions for columns that need none: {stale:?}"
+        );
     }
 }
 
@@ -763,17 +1066,38 @@ fn schemas_are_parallel() {
             .collect::<Vec<_>>()
     };
     let sqlite = shape("sqlite");
-    assert!(sqlite.len() > 50, "parser found only {} columns", sqlite.len());
+    assert!(
+        sqlite.len() > 50,
+        "parser found only {} columns",
+        sqlite.len()
+    );
     assert_eq!(sqlite, shape("postgres"));
-    let versions = |b| migration_files(b).into_iter().map(|(v, _)| v).collect::<Vec<_>>();
+    let versions = |b| {
+        migration_files(b)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(versions("sqlite"), versions("postgres"));
 }
 
 #[test]
 fn parser_sees_table_primary_keys() {
-    let cols = declared_columns("CREATE TABLE v (a BIGINT NOT NULL, b TEXT NOT NULL DEFAULT '', PRIMARY KEY (a)); -- x\nALTER TABLE v ADD COLUMN c TEXT NOT NULL;");
-    let flags: Vec<_> = cols.iter().map(|c| (c.name.as_str(), c.not_null, c.default, c.primary_key)).collect();
-    assert_eq!(flags, [("a", true, false, true), ("b", true, true, false), ("c", true, false, false)]);
+    let cols = declared_columns(
+        "CREATE TABLE v (a BIGINT NOT NULL, b TEXT NOT NULL DEFAULT '', PRIMARY KEY (a)); -- x\nALTER TABLE v ADD COLUMN c TEXT NOT NULL;",
+    );
+    let flags: Vec<_> = cols
+        .iter()
+        .map(|c| (c.name.as_str(), c.not_null, c.default, c.primary_key))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("a", true, false, true),
+            ("b", true, true, false),
+            ("c", true, false, false)
+        ]
+    );
 }
 
 // --- throughput (run with --ignored --nocapture) ---
@@ -784,7 +1108,10 @@ async fn appends_per_second(store: Arc<dyn Store>, tasks: i64, per_task: i64) ->
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..per_task {
-                store.append_audit(entry(task * per_task + i)).await.unwrap();
+                store
+                    .append_audit(entry(task * per_task + i))
+                    .await
+                    .unwrap();
             }
         })
     });
@@ -803,9 +1130,18 @@ async fn operations_per_second(store: Arc<dyn Store>, tasks: i64, per_task: i64)
             for i in 0..per_task {
                 let n = task * per_task + i;
                 store.append_audit(entry(n)).await.unwrap();
-                let req = store.insert_request(new_request(T0 + 60_000)).await.unwrap();
+                let req = store
+                    .insert_request(new_request(T0 + 60_000))
+                    .await
+                    .unwrap();
                 store
-                    .transition_request(req.id, RequestState::Pending, RequestState::Executing, None, t(T0 + n))
+                    .transition_request(
+                        req.id,
+                        RequestState::Pending,
+                        RequestState::Executing,
+                        None,
+                        t(T0 + n),
+                    )
                     .await
                     .unwrap();
                 store.append_audit(entry(n)).await.unwrap();
@@ -828,7 +1164,10 @@ async fn throughput_sqlite() {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..30 {
-                store.append_audit_unbatched(entry(task * 30 + i)).await.unwrap();
+                store
+                    .append_audit_unbatched(entry(task * 30 + i))
+                    .await
+                    .unwrap();
             }
         })
     });
@@ -838,23 +1177,28 @@ async fn throughput_sqlite() {
     let unbatched = 960.0 / start.elapsed().as_secs_f64();
     let batched = appends_per_second(store.clone(), 32, 500).await;
     let ops = operations_per_second(store.clone(), 32, 200).await;
+    let ops_128 = operations_per_second(store.clone(), 128, 50).await;
     assert!(audit::verify(store.as_ref()).await.unwrap().is_ok());
     eprintln!(
         "sqlite (synchronous=FULL), 32 tasks: append_audit one tx each {unbatched:.0}/s, \
-         group commit {batched:.0}/s; engine-shaped ops {ops:.0}/s"
+         group commit {batched:.0}/s; engine-shaped ops {ops:.0}/s (128 tasks: {ops_128:.0}/s)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "throughput measurement"]
 async fn throughput_postgres() {
-    let Some(url) = testdb::fresh_postgres_url("throughput_postgres").await else { return };
+    let Some(url) = testdb::fresh_postgres_url("throughput_postgres").await else {
+        return;
+    };
     let pg = PgStore::open(&url).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(pg);
     let appends = appends_per_second(store.clone(), 32, 100).await;
     let ops = operations_per_second(store.clone(), 32, 50).await;
     assert!(audit::verify(store.as_ref()).await.unwrap().is_ok());
-    eprintln!("postgres (synchronous_commit=on), 32 tasks: append_audit {appends:.0}/s; engine-shaped ops {ops:.0}/s");
+    eprintln!(
+        "postgres (synchronous_commit=on), 32 tasks: append_audit {appends:.0}/s; engine-shaped ops {ops:.0}/s"
+    );
     drop(store);
     testdb::drop_postgres_database(&url).await;
 }

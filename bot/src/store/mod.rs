@@ -308,7 +308,11 @@ pub trait Store: Send + Sync + 'static {
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()>;
     async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts>;
     /// Most recent first.
-    async fn deployments(&self, environment: &str, limit: u32) -> StoreResult<Vec<DeploymentRecord>>;
+    async fn deployments(
+        &self,
+        environment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeploymentRecord>>;
 
     // --- sandbox target ---
     async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>>;
@@ -328,10 +332,20 @@ pub trait Store: Send + Sync + 'static {
         text: &str,
     ) -> StoreResult<IncidentEventRow>;
     async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>>;
+    /// Keeps the status page's id for an incident (a column apart from `IncidentRow`, which
+    /// only the incident work needs).
+    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()>;
+    async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>>;
 
     // --- scheduled jobs ---
     /// Creates the job or, when the key exists, moves its due time.
-    async fn upsert_job(&self, key: &str, kind: &str, payload: &str, due_at: Timestamp) -> StoreResult<()>;
+    async fn upsert_job(
+        &self,
+        key: &str,
+        kind: &str,
+        payload: &str,
+        due_at: Timestamp,
+    ) -> StoreResult<()>;
     async fn delete_job(&self, key: &str) -> StoreResult<()>;
     /// Claims up to `limit` jobs due at `now` whose lease is free or expired, leasing them to
     /// `owner` until `lease_until`. Each due job is claimed by one caller only, across
@@ -345,7 +359,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<JobRow>>;
     /// Completes a claimed job: reschedules it (`next_due`) or deletes it (`None`), releasing
     /// the lease; false when `owner` no longer holds it.
-    async fn complete_job(&self, id: i64, owner: &str, next_due: Option<Timestamp>) -> StoreResult<bool>;
+    async fn complete_job(
+        &self,
+        id: i64,
+        owner: &str,
+        next_due: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+
+    // --- chat platform deliveries ---
+    /// Records an inbound event key (Slack's `event_id`); true the first time it is seen,
+    /// false for a retry already taken by this or another replica. Keys older than an hour
+    /// are forgotten: Slack's last retry comes about five minutes after the original.
+    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `database_url` (`sqlite:...`, `postgres://...`,
@@ -445,12 +470,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -486,7 +512,9 @@ fn is_busy(d: &dyn sqlx::error::DatabaseError) -> bool {
     match d.code() {
         Some(code) => {
             let code = code.as_ref();
-            matches!(code, "5" | "6" | "261" | "517") || code.starts_with("08") || code.starts_with("57P0")
+            matches!(code, "5" | "6" | "261" | "517")
+                || code.starts_with("08")
+                || code.starts_with("57P0")
         }
         None => false,
     }
@@ -555,9 +583,13 @@ pub(crate) mod common {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
         request_cols!()
     );
-    pub const GET_REQUEST: &str = concat!("SELECT ", request_cols!(), " FROM requests WHERE id = $1");
-    pub const PENDING_REQUESTS: &str =
-        concat!("SELECT ", request_cols!(), " FROM requests WHERE state = 'pending' ORDER BY id");
+    pub const GET_REQUEST: &str =
+        concat!("SELECT ", request_cols!(), " FROM requests WHERE id = $1");
+    pub const PENDING_REQUESTS: &str = concat!(
+        "SELECT ",
+        request_cols!(),
+        " FROM requests WHERE state = 'pending' ORDER BY id"
+    );
     pub const EXPIRED_REQUESTS: &str = concat!(
         "SELECT ",
         request_cols!(),
@@ -585,10 +617,16 @@ pub(crate) mod common {
         audit_cols!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     );
-    pub const AUDIT_PAGE: &str =
-        concat!("SELECT ", audit_cols!(), " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
-    pub const AUDIT_TAIL: &str =
-        concat!("SELECT ", audit_cols!(), " FROM audit_log ORDER BY seq DESC LIMIT $1");
+    pub const AUDIT_PAGE: &str = concat!(
+        "SELECT ",
+        audit_cols!(),
+        " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+    );
+    pub const AUDIT_TAIL: &str = concat!(
+        "SELECT ",
+        audit_cols!(),
+        " FROM audit_log ORDER BY seq DESC LIMIT $1"
+    );
 
     pub const RECORD_DEPLOYMENT: &str = concat!(
         "INSERT INTO deployments (",
@@ -640,6 +678,10 @@ pub(crate) mod common {
         " FROM incident_events WHERE incident_id = $1 ORDER BY seq"
     );
 
+    pub const SET_INCIDENT_STATUSPAGE_ID: &str =
+        "UPDATE incidents SET statuspage_id = $1 WHERE id = $2";
+    pub const INCIDENT_STATUSPAGE_ID: &str = "SELECT statuspage_id FROM incidents WHERE id = $1";
+
     pub const UPSERT_JOB: &str = "INSERT INTO scheduled_jobs (key, kind, payload, due_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE \
          SET kind = excluded.kind, payload = excluded.payload, due_at = excluded.due_at";
@@ -647,6 +689,11 @@ pub(crate) mod common {
     pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
          lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3";
     pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
+    pub const REMEMBER_EVENT: &str = "INSERT INTO slack_events (event_key, seen_at) \
+         VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING";
+    pub const FORGET_EVENTS: &str = "DELETE FROM slack_events WHERE seen_at < $1";
+    /// How long an event key is remembered, in milliseconds.
+    pub const EVENT_MEMORY_MS: i64 = 3_600_000;
 
     #[derive(sqlx::FromRow)]
     pub struct RequestRaw {
@@ -756,7 +803,11 @@ pub(crate) mod common {
                 entry: NewAuditEntry {
                     at: from_ms(r.at)?,
                     action: r.action,
-                    who: Who { platform: r.who_platform, user_id: r.who_id, display_name: r.who_name },
+                    who: Who {
+                        platform: r.who_platform,
+                        user_id: r.who_id,
+                        display_name: r.who_name,
+                    },
                     channel: r.channel,
                     operation: r.operation,
                     arguments: r.arguments,
@@ -836,7 +887,10 @@ pub(crate) mod common {
         type Error = StoreError;
         fn try_from(r: IncidentRaw) -> StoreResult<IncidentRow> {
             let severity = Severity::parse(&r.severity).ok_or_else(|| {
-                StoreError::Database(format!("incident {} has unknown severity {:?}", r.id, r.severity))
+                StoreError::Database(format!(
+                    "incident {} has unknown severity {:?}",
+                    r.id, r.severity
+                ))
             })?;
             Ok(IncidentRow {
                 id: IncidentId(r.id),

@@ -30,7 +30,10 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         // One direct connection first: the pool would retry until its timeout and then report
         // only "pool timed out", hiding the cause (refused, bad role, TLS...).
-        let probe = options.connect().await.map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
+        let probe = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -73,7 +76,11 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
@@ -166,7 +173,11 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(if done.rows_affected() == 1 { VoteInsert::Inserted } else { VoteInsert::AlreadyVoted })
+        Ok(if done.rows_affected() == 1 {
+            VoteInsert::Inserted
+        } else {
+            VoteInsert::AlreadyVoted
+        })
     }
 
     async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>> {
@@ -273,7 +284,11 @@ impl Store for PgStore {
         })
     }
 
-    async fn deployments(&self, environment: &str, limit: u32) -> StoreResult<Vec<DeploymentRecord>> {
+    async fn deployments(
+        &self,
+        environment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeploymentRecord>> {
         let raw: Vec<DeploymentRaw> = sqlx::query_as(DEPLOYMENTS)
             .bind(environment)
             .bind(i64::from(limit))
@@ -379,7 +394,9 @@ impl Store for PgStore {
                 .await;
             match result {
                 Ok(raw) => return raw.try_into(),
-                Err(sqlx::Error::Database(d)) if d.is_unique_violation() && attempt < EVENT_SEQ_RETRIES => {
+                Err(sqlx::Error::Database(d))
+                    if d.is_unique_violation() && attempt < EVENT_SEQ_RETRIES =>
+                {
                     attempt += 1;
                 }
                 Err(e) => return Err(db_err(e)),
@@ -396,7 +413,32 @@ impl Store for PgStore {
         common::convert(raw)
     }
 
-    async fn upsert_job(&self, key: &str, kind: &str, payload: &str, due_at: Timestamp) -> StoreResult<()> {
+    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()> {
+        sqlx::query(SET_INCIDENT_STATUSPAGE_ID)
+            .bind(statuspage_id)
+            .bind(incident.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>> {
+        let id: Option<Option<String>> = sqlx::query_scalar(INCIDENT_STATUSPAGE_ID)
+            .bind(incident.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(id.flatten())
+    }
+
+    async fn upsert_job(
+        &self,
+        key: &str,
+        kind: &str,
+        payload: &str,
+        due_at: Timestamp,
+    ) -> StoreResult<()> {
         sqlx::query(UPSERT_JOB)
             .bind(key)
             .bind(kind)
@@ -409,7 +451,11 @@ impl Store for PgStore {
     }
 
     async fn delete_job(&self, key: &str) -> StoreResult<()> {
-        sqlx::query(DELETE_JOB).bind(key).execute(&self.pool).await.map_err(db_err)?;
+        sqlx::query(DELETE_JOB)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -443,7 +489,12 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
-    async fn complete_job(&self, id: i64, owner: &str, next_due: Option<Timestamp>) -> StoreResult<bool> {
+    async fn complete_job(
+        &self,
+        id: i64,
+        owner: &str,
+        next_due: Option<Timestamp>,
+    ) -> StoreResult<bool> {
         let done = match next_due {
             Some(due) => {
                 sqlx::query(RESCHEDULE_JOB)
@@ -453,9 +504,32 @@ impl Store for PgStore {
                     .execute(&self.pool)
                     .await
             }
-            None => sqlx::query(FINISH_JOB).bind(id).bind(owner).execute(&self.pool).await,
+            None => {
+                sqlx::query(FINISH_JOB)
+                    .bind(id)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await
+            }
         }
         .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+        let first = sqlx::query(REMEMBER_EVENT)
+            .bind(key)
+            .bind(to_ms(at))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 1;
+        sqlx::query(FORGET_EVENTS)
+            .bind(to_ms(at) - EVENT_MEMORY_MS)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(first)
     }
 }

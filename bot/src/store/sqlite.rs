@@ -100,7 +100,10 @@ impl SqliteStore {
     /// One `append_audit` in its own transaction, without batching: kept to measure what
     /// batching buys.
     #[cfg(test)]
-    pub(crate) async fn append_audit_unbatched(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
+    pub(crate) async fn append_audit_unbatched(
+        &self,
+        entry: NewAuditEntry,
+    ) -> StoreResult<AuditRow> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         let last = last_audit(&mut tx).await?;
@@ -149,7 +152,10 @@ impl Writer {
 }
 
 async fn last_audit(conn: &mut SqliteConnection) -> StoreResult<Option<(i64, String)>> {
-    sqlx::query_as(LAST_AUDIT).fetch_optional(&mut *conn).await.map_err(db_err)
+    sqlx::query_as(LAST_AUDIT)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)
 }
 
 async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> StoreResult<()> {
@@ -187,9 +193,12 @@ trait WriteJob: Send {
     fn abort(self: Box<Self>, err: StoreError);
 }
 
+/// Delivers a job's answer given the fate of its transaction (`Some` = it failed).
+type Complete = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
 struct Ran {
     ok: bool,
-    complete: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+    complete: Complete,
 }
 
 struct TypedJob<T, F> {
@@ -233,7 +242,10 @@ fn same_error(e: &StoreError) -> StoreError {
 }
 
 async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
-    let mut w = Writer { conn, audit_tip: None };
+    let mut w = Writer {
+        conn,
+        audit_tip: None,
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         run_batch(&mut w, &mut batch).await;
@@ -242,7 +254,11 @@ async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Writ
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()> {
-    sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(db_err)
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(db_err)
 }
 
 /// Runs the queued jobs in as few transactions as possible: one, unless a job fails. A failed
@@ -288,7 +304,11 @@ impl Store for SqliteStore {
         if self.writer.is_closed() {
             return Err(writer_gone());
         }
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
@@ -400,7 +420,11 @@ impl Store for SqliteStore {
                     .execute(&mut c.conn)
                     .await
                     .map_err(db_err)?;
-                Ok(if done.rows_affected() == 1 { VoteInsert::Inserted } else { VoteInsert::AlreadyVoted })
+                Ok(if done.rows_affected() == 1 {
+                    VoteInsert::Inserted
+                } else {
+                    VoteInsert::AlreadyVoted
+                })
             })
         })
         .await
@@ -479,7 +503,11 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn deployments(&self, environment: &str, limit: u32) -> StoreResult<Vec<DeploymentRecord>> {
+    async fn deployments(
+        &self,
+        environment: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeploymentRecord>> {
         let raw: Vec<DeploymentRaw> = sqlx::query_as(DEPLOYMENTS)
             .bind(environment)
             .bind(i64::from(limit))
@@ -614,7 +642,38 @@ impl Store for SqliteStore {
         common::convert(raw)
     }
 
-    async fn upsert_job(&self, key: &str, kind: &str, payload: &str, due_at: Timestamp) -> StoreResult<()> {
+    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()> {
+        let statuspage_id = statuspage_id.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(SET_INCIDENT_STATUSPAGE_ID)
+                    .bind(&statuspage_id)
+                    .bind(incident.0)
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>> {
+        let id: Option<Option<String>> = sqlx::query_scalar(INCIDENT_STATUSPAGE_ID)
+            .bind(incident.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(id.flatten())
+    }
+
+    async fn upsert_job(
+        &self,
+        key: &str,
+        kind: &str,
+        payload: &str,
+        due_at: Timestamp,
+    ) -> StoreResult<()> {
         let (key, kind, payload) = (key.to_string(), kind.to_string(), payload.to_string());
         self.write(move |c| {
             Box::pin(async move {
@@ -636,7 +695,11 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(DELETE_JOB).bind(&key).execute(&mut c.conn).await.map_err(db_err)?;
+                sqlx::query(DELETE_JOB)
+                    .bind(&key)
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?;
                 Ok(())
             })
         })
@@ -679,21 +742,57 @@ impl Store for SqliteStore {
         Ok(jobs)
     }
 
-    async fn complete_job(&self, id: i64, owner: &str, next_due: Option<Timestamp>) -> StoreResult<bool> {
+    async fn complete_job(
+        &self,
+        id: i64,
+        owner: &str,
+        next_due: Option<Timestamp>,
+    ) -> StoreResult<bool> {
         let owner = owner.to_string();
         self.write(move |c| {
             Box::pin(async move {
                 let done = match next_due {
-                    Some(due) => sqlx::query(RESCHEDULE_JOB)
-                        .bind(to_ms(due))
-                        .bind(id)
-                        .bind(&owner)
-                        .execute(&mut c.conn)
-                        .await,
-                    None => sqlx::query(FINISH_JOB).bind(id).bind(&owner).execute(&mut c.conn).await,
+                    Some(due) => {
+                        sqlx::query(RESCHEDULE_JOB)
+                            .bind(to_ms(due))
+                            .bind(id)
+                            .bind(&owner)
+                            .execute(&mut c.conn)
+                            .await
+                    }
+                    None => {
+                        sqlx::query(FINISH_JOB)
+                            .bind(id)
+                            .bind(&owner)
+                            .execute(&mut c.conn)
+                            .await
+                    }
                 }
                 .map_err(db_err)?;
                 Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+        let key = key.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                let first = sqlx::query(REMEMBER_EVENT)
+                    .bind(&key)
+                    .bind(to_ms(at))
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected()
+                    == 1;
+                sqlx::query(FORGET_EVENTS)
+                    .bind(to_ms(at) - EVENT_MEMORY_MS)
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?;
+                Ok(first)
             })
         })
         .await

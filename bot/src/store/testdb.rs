@@ -22,7 +22,9 @@ const DB_PREFIX: &str = "erlmcp_t_";
 
 fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format!(
         "{}_{}_{}_{}",
         now.as_secs(),
@@ -78,11 +80,15 @@ pub async fn postgres_or_skip(test_name: &str) -> Option<PgStore> {
 /// Best effort: drops a database made by [`fresh_postgres_url`]. Failed tests that skip this
 /// leave their database for inspection; it is swept after a few hours.
 pub async fn drop_postgres_database(url: &str) {
-    let Some(name) = database_name(url) else { return };
+    let Some(name) = database_name(url) else {
+        return;
+    };
     if !name.starts_with(DB_PREFIX) {
         return;
     }
-    let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else { return };
+    let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
+        return;
+    };
     if let Ok(mut conn) = PgConnection::connect(&admin).await {
         let _ = conn.execute(sqlx::AssertSqlSafe(drop_sql(&name))).await;
         let _ = conn.close().await;
@@ -92,7 +98,8 @@ pub async fn drop_postgres_database(url: &str) {
 async fn create_database(admin: &str, name: &str) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect(admin).await?;
     sweep_stale(&mut conn).await;
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await?;
     conn.close().await
 }
 
@@ -110,9 +117,15 @@ async fn sweep_stale(conn: &mut PgConnection) {
     else {
         return;
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     for name in names {
-        let created = name[DB_PREFIX.len()..].split('_').next().and_then(|s| s.parse::<u64>().ok());
+        let created = name[DB_PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|s| s.parse::<u64>().ok());
         if created.is_some_and(|t| now.saturating_sub(t) > STALE_AFTER_SECS) {
             let _ = conn.execute(sqlx::AssertSqlSafe(drop_sql(&name))).await;
         }
@@ -126,7 +139,9 @@ fn with_database(admin: &str, name: &str) -> String {
         None => (admin, None),
     };
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut url = format!("{}/{name}", &base[..host_end]);
     if let Some(q) = query {
         url.push('?');
@@ -162,7 +177,9 @@ impl Drop for TempDb {
 /// A migrated SQLite store in a new file; keep the `TempDb` alive as long as the store.
 pub async fn fresh_sqlite() -> (SqliteStore, TempDb) {
     let (url, dir) = fresh_sqlite_url();
-    let store = SqliteStore::open(&url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    let store = SqliteStore::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     (store, dir)
 }
 
