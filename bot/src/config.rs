@@ -184,6 +184,21 @@ preconditions = { soak_from = "qa", soak = "24h" }
     }
 
     #[test]
+    fn example_configuration_is_valid() {
+        let text = include_str!("../../deploy/erlmcp-bot.example.toml");
+        let mut cfg = Figment::new()
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .expect("example parses")
+            .finish();
+        // The example leaves secrets to the environment.
+        cfg.slack.bot_token = erlmcp_commands::config::Secret::new("set-by-env");
+        cfg.slack.signing_secret = erlmcp_commands::config::Secret::new("set-by-env");
+        assert_eq!(cfg.problems(), vec![], "the example must pass check-config");
+        assert_eq!(cfg.environments["production"].workload_ref(), Some(("statefulset", "erlmcp")));
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let problems = from_toml("[slack]\nsigning_secrett = \"x\"\n").unwrap_err();
         assert_eq!(problems[0].path, "slack");

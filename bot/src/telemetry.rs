@@ -2,9 +2,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// `format` is `human` or `json`; the level comes from RUST_LOG (default `info`).
-pub fn init(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `format` is `human` or `json`; the level comes from RUST_LOG, else `default_level`.
+pub fn init(format: &str, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -73,9 +73,14 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
     /// The vote counts; more approvals are still needed.
-    VoteRecorded { approvals: u32, needed: u32 },
+    VoteRecorded {
+        approvals: u32,
+        needed: u32,
+    },
     /// Enough approvals: carry the operation out now.
-    Approved { approvals: u32 },
+    Approved {
+        approvals: u32,
+    },
     Denied,
     Cancelled,
     Expired,
@@ -96,7 +101,11 @@ pub enum Rejection {
 
 /// Applies one event. Votes in `view.votes` are those already stored; a vote event is the
 /// new one, not yet counted.
-pub fn apply(view: &RequestView, event: &Event<'_>, now: Timestamp) -> Result<Transition, Rejection> {
+pub fn apply(
+    view: &RequestView,
+    event: &Event<'_>,
+    now: Timestamp,
+) -> Result<Transition, Rejection> {
     if view.phase != Phase::Pending {
         return Err(Rejection::NotPending(view.phase));
     }

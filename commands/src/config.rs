@@ -40,9 +40,9 @@ impl HumanDuration {
                     ));
                 }
             };
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| format!("malformed duration {s:?}: a unit needs a number before it"))?;
+            let n: u64 = digits.parse().map_err(|_| {
+                format!("malformed duration {s:?}: a unit needs a number before it")
+            })?;
             digits.clear();
             total = n
                 .checked_mul(unit)
@@ -64,8 +64,16 @@ impl HumanDuration {
 }
 
 impl fmt::Display for HumanDuration {
+    /// In the largest unit that divides it, as people write it in config: `24h`, `15m`, `7d`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::render::duration(self.as_chrono()))
+        let s = self.0.as_secs();
+        match s {
+            0 => f.write_str("0s"),
+            _ if s.is_multiple_of(86_400) && s >= 2 * 86_400 => write!(f, "{}d", s / 86_400),
+            _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
+            _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
+            _ => f.write_str(&crate::render::duration(self.as_chrono())),
+        }
     }
 }
 
@@ -504,7 +512,9 @@ impl Config {
             );
         }
         let db = self.bot.database_url.expose();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres:") || db.starts_with("postgresql:"))
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres:")
+            || db.starts_with("postgresql:"))
         {
             problem(
                 "bot.database_url".into(),
@@ -523,7 +533,10 @@ impl Config {
         if !matches!(self.bot.log_format.as_str(), "human" | "json") {
             problem(
                 "bot.log_format".into(),
-                format!("must be \"human\" or \"json\", got {:?}", self.bot.log_format),
+                format!(
+                    "must be \"human\" or \"json\", got {:?}",
+                    self.bot.log_format
+                ),
             );
         }
 
@@ -533,15 +546,22 @@ impl Config {
             let base = format!("environments.{name}");
             for (i, n) in std::iter::once(name).chain(env.aliases.iter()).enumerate() {
                 let lower = n.to_lowercase();
-                if let Some(other) = seen.insert(lower.clone(), name.clone()) {
-                    if &other != name {
-                        problem(
-                            if i == 0 { base.clone() } else { format!("{base}.aliases") },
-                            format!("name {n:?} is already used by environment {other:?}"),
-                        );
-                    }
+                if let Some(other) = seen.insert(lower.clone(), name.clone())
+                    && &other != name
+                {
+                    problem(
+                        if i == 0 {
+                            base.clone()
+                        } else {
+                            format!("{base}.aliases")
+                        },
+                        format!("name {n:?} is already used by environment {other:?}"),
+                    );
                 }
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 {
                     problem(
                         base.clone(),
@@ -552,7 +572,10 @@ impl Config {
             match env.target {
                 TargetKind::Kubernetes => {
                     if env.namespace.is_none() {
-                        problem(format!("{base}.namespace"), "required for target \"kubernetes\"".into());
+                        problem(
+                            format!("{base}.namespace"),
+                            "required for target \"kubernetes\"".into(),
+                        );
                     }
                     match env.workload_ref() {
                         Some(("deployment" | "statefulset", n)) if !n.is_empty() => {}
@@ -563,21 +586,33 @@ impl Config {
                         ),
                     }
                     if env.image.is_none() {
-                        problem(format!("{base}.image"), "required for target \"kubernetes\"".into());
+                        problem(
+                            format!("{base}.image"),
+                            "required for target \"kubernetes\"".into(),
+                        );
                     }
                 }
                 TargetKind::GithubActions => {
                     if env.workflow.is_none() {
-                        problem(format!("{base}.workflow"), "required for target \"github-actions\"".into());
+                        problem(
+                            format!("{base}.workflow"),
+                            "required for target \"github-actions\"".into(),
+                        );
                     }
                 }
                 TargetKind::Sandbox => {}
             }
-            for (key, url) in [("health_url", &env.health_url), ("version_url", &env.version_url)] {
-                if let Some(u) = url {
-                    if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        problem(format!("{base}.{key}"), format!("not an http(s) URL: {u:?}"));
-                    }
+            for (key, url) in [
+                ("health_url", &env.health_url),
+                ("version_url", &env.version_url),
+            ] {
+                if let Some(u) = url
+                    && !(u.starts_with("http://") || u.starts_with("https://"))
+                {
+                    problem(
+                        format!("{base}.{key}"),
+                        format!("not an http(s) URL: {u:?}"),
+                    );
                 }
             }
         }
@@ -606,7 +641,11 @@ impl Config {
                 let known: Vec<&str> = OperationKind::ALL.iter().map(|k| k.as_str()).collect();
                 problem(
                     format!("{base}.operation"),
-                    format!("unknown operation {:?} (known: {})", rule.operation, known.join(", ")),
+                    format!(
+                        "unknown operation {:?} (known: {})",
+                        rule.operation,
+                        known.join(", ")
+                    ),
                 );
             }
             for (j, e) in rule.environments.iter().enumerate() {
@@ -618,7 +657,10 @@ impl Config {
                 }
             }
             if rule.roles.is_empty() {
-                problem(format!("{base}.roles"), "a rule must grant at least one role".into());
+                problem(
+                    format!("{base}.roles"),
+                    "a rule must grant at least one role".into(),
+                );
             }
             for (j, r) in rule.roles.iter().enumerate() {
                 if !role_known(r) {
@@ -627,23 +669,35 @@ impl Config {
             }
             if let Some(a) = &rule.approvals {
                 if a.count == 0 {
-                    problem(format!("{base}.approvals.count"), "must be at least 1 (omit approvals instead)".into());
+                    problem(
+                        format!("{base}.approvals.count"),
+                        "must be at least 1 (omit approvals instead)".into(),
+                    );
                 }
                 if a.from.is_empty() {
-                    problem(format!("{base}.approvals.from"), "must name at least one role".into());
+                    problem(
+                        format!("{base}.approvals.from"),
+                        "must name at least one role".into(),
+                    );
                 }
                 let mut approvers = std::collections::BTreeSet::new();
                 for (j, r) in a.from.iter().enumerate() {
                     match self.roles.get(r) {
-                        None => problem(format!("{base}.approvals.from[{j}]"), format!("unknown role {r:?}")),
-                        Some(members) => approvers.extend(members.iter().map(|m| normalize_identity(m))),
+                        None => problem(
+                            format!("{base}.approvals.from[{j}]"),
+                            format!("unknown role {r:?}"),
+                        ),
+                        Some(members) => {
+                            approvers.extend(members.iter().map(|m| normalize_identity(m)))
+                        }
                     }
                 }
                 // Group identities may hold any number of people; count them as unbounded.
                 let has_group = approvers
                     .iter()
                     .any(|m| m.starts_with("slack-group:") || m.starts_with("discord-role:"));
-                if !has_group && a.count as usize > approvers.len() && a.from.iter().all(role_known) {
+                if !has_group && a.count as usize > approvers.len() && a.from.iter().all(role_known)
+                {
                     problem(
                         format!("{base}.approvals.count"),
                         format!(
@@ -664,11 +718,17 @@ impl Config {
                         );
                     }
                     if p.soak.is_none() {
-                        problem(format!("{base}.preconditions.soak"), "required with soak_from".into());
+                        problem(
+                            format!("{base}.preconditions.soak"),
+                            "required with soak_from".into(),
+                        );
                     }
                 }
                 if p.soak.is_some() && p.soak_from.is_none() {
-                    problem(format!("{base}.preconditions.soak_from"), "required with soak".into());
+                    problem(
+                        format!("{base}.preconditions.soak_from"),
+                        "required with soak".into(),
+                    );
                 }
                 if kind.is_some() && kind != Some(OperationKind::Deploy) {
                     problem(
@@ -699,10 +759,13 @@ impl Config {
                 }
                 for (j, r) in bg.roles.iter().enumerate() {
                     if !role_known(r) {
-                        problem(format!("{base}.break_glass.roles[{j}]"), format!("unknown role {r:?}"));
+                        problem(
+                            format!("{base}.break_glass.roles[{j}]"),
+                            format!("unknown role {r:?}"),
+                        );
                     }
                 }
-                if bg.during.iter().any(|s| *s == Severity::P2) {
+                if bg.during.contains(&Severity::P2) {
                     problem(
                         format!("{base}.break_glass.during"),
                         "break-glass is for P0 and P1 incidents only".into(),
@@ -713,12 +776,18 @@ impl Config {
 
         if self.slack.enabled {
             if self.slack.bot_token.is_empty() {
-                problem("slack.bot_token".into(), "required when slack.enabled".into());
+                problem(
+                    "slack.bot_token".into(),
+                    "required when slack.enabled".into(),
+                );
             }
             match self.slack.mode.as_deref().unwrap_or("http") {
                 "http" => {
                     if self.slack.signing_secret.is_empty() {
-                        problem("slack.signing_secret".into(), "required in http mode".into());
+                        problem(
+                            "slack.signing_secret".into(),
+                            "required in http mode".into(),
+                        );
                     }
                 }
                 "socket" => {
@@ -734,9 +803,13 @@ impl Config {
         }
         if self.discord.enabled {
             if self.discord.bot_token.is_empty() {
-                problem("discord.bot_token".into(), "required when discord.enabled".into());
+                problem(
+                    "discord.bot_token".into(),
+                    "required when discord.enabled".into(),
+                );
             }
-            if self.discord.public_key.is_none() && self.discord.mode.as_deref() != Some("gateway") {
+            if self.discord.public_key.is_none() && self.discord.mode.as_deref() != Some("gateway")
+            {
                 problem("discord.public_key".into(), "required in http mode".into());
             }
         }

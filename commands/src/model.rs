@@ -69,15 +69,14 @@ impl Version {
         {
             return None;
         }
-        if let Some(sfx) = suffix {
-            if sfx.is_empty()
+        if let Some(sfx) = suffix
+            && (sfx.is_empty()
                 || sfx.len() > 64
                 || !sfx
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+')
-            {
-                return None;
-            }
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+'))
+        {
+            return None;
         }
         Some(Version(s.to_string()))
     }

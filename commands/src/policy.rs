@@ -6,7 +6,10 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, HumanDuration};
-use crate::model::{Actor, Command, EnvName, IncidentCommand, OperationKind, RequestId, Severity, Timestamp, Version};
+use crate::model::{
+    Actor, Command, EnvName, IncidentCommand, OperationKind, RequestId, Severity, Timestamp,
+    Version,
+};
 
 /// How many approvals a request needs, and from whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +56,10 @@ impl Rule {
                 None => true,
                 Some(e) => {
                     self.environments.is_empty()
-                        || self.environments.iter().any(|x| x == "*" || x == e.as_str())
+                        || self
+                            .environments
+                            .iter()
+                            .any(|x| x == "*" || x == e.as_str())
                 }
             }
     }
@@ -103,14 +109,24 @@ impl Policy {
         Policy { rules }
     }
 
-    pub fn rules_for(&self, op: OperationKind, env: Option<&EnvName>) -> impl Iterator<Item = &Rule> {
+    pub fn rules_for(
+        &self,
+        op: OperationKind,
+        env: Option<&EnvName>,
+    ) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(move |r| r.covers(op, env))
     }
 
     /// The rule that would apply to this actor: the first covering rule granting one of
     /// its roles.
-    pub fn rule_for(&self, actor: &Actor, op: OperationKind, env: Option<&EnvName>) -> Option<&Rule> {
-        self.rules_for(op, env).find(|r| actor.has_any_role(&r.roles))
+    pub fn rule_for(
+        &self,
+        actor: &Actor,
+        op: OperationKind,
+        env: Option<&EnvName>,
+    ) -> Option<&Rule> {
+        self.rules_for(op, env)
+            .find(|r| actor.has_any_role(&r.roles))
     }
 
     /// Which facts `decide` will need for this operation, so the engine gathers only those.
@@ -119,11 +135,11 @@ impl Policy {
         let Some(rule) = self.rule_for(actor, op.kind, op.env.as_ref()) else {
             return needs;
         };
-        if let Some(p) = &rule.preconditions {
-            if op.kind == OperationKind::Deploy {
-                needs.soak_from = p.soak.as_ref().map(|s| s.from.clone());
-                needs.ci = p.ci_green;
-            }
+        if let Some(p) = &rule.preconditions
+            && op.kind == OperationKind::Deploy
+        {
+            needs.soak_from = p.soak.as_ref().map(|s| s.from.clone());
+            needs.ci = p.ci_green;
         }
         needs.incidents = self
             .rules_for(op.kind, op.env.as_ref())
@@ -239,9 +255,15 @@ pub struct FactNeeds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Run now.
-    Allow { rule: Option<usize>, break_glass: bool },
+    Allow {
+        rule: Option<usize>,
+        break_glass: bool,
+    },
     /// Record a pending request; run when approved.
-    NeedsApproval { rule: usize, requirement: ApprovalRequirement },
+    NeedsApproval {
+        rule: usize,
+        requirement: ApprovalRequirement,
+    },
     Deny(Refusal),
 }
 
@@ -271,11 +293,20 @@ pub enum Unmet {
         met_at: Option<Timestamp>,
         why: String,
     },
-    CiNotGreen { version: Version, detail: String },
+    CiNotGreen {
+        version: Version,
+        detail: String,
+    },
 }
 
 /// The decision for an operation. Pure: every fact comes in through `facts`.
-pub fn decide(policy: &Policy, actor: &Actor, op: &Operation, facts: &Facts, now: Timestamp) -> Decision {
+pub fn decide(
+    policy: &Policy,
+    actor: &Actor,
+    op: &Operation,
+    facts: &Facts,
+    now: Timestamp,
+) -> Decision {
     // Exhaustive on purpose: each kind states which policy features apply to it.
     let (preconditions_apply, break_glass_applies) = match op.kind {
         OperationKind::Deploy => (true, false),
@@ -298,19 +329,17 @@ pub fn decide(policy: &Policy, actor: &Actor, op: &Operation, facts: &Facts, now
         return Decision::Deny(Refusal::NoRole);
     }
 
-    if break_glass_applies {
-        if let Some(sev) = facts.open_incident {
-            let glass = policy.rules_for(op.kind, op.env.as_ref()).find(|r| {
-                r.break_glass
-                    .as_ref()
-                    .is_some_and(|bg| actor.has_any_role(&bg.roles) && bg.during.contains(&sev))
-            });
-            if let Some(rule) = glass {
-                return Decision::Allow {
-                    rule: Some(rule.index),
-                    break_glass: true,
-                };
-            }
+    if break_glass_applies && let Some(sev) = facts.open_incident {
+        let glass = policy.rules_for(op.kind, op.env.as_ref()).find(|r| {
+            r.break_glass
+                .as_ref()
+                .is_some_and(|bg| actor.has_any_role(&bg.roles) && bg.during.contains(&sev))
+        });
+        if let Some(rule) = glass {
+            return Decision::Allow {
+                rule: Some(rule.index),
+                break_glass: true,
+            };
         }
     }
 
@@ -328,12 +357,10 @@ pub fn decide(policy: &Policy, actor: &Actor, op: &Operation, facts: &Facts, now
         });
     };
 
-    if preconditions_apply {
-        if let Some(p) = &rule.preconditions {
-            let unmet = unmet_preconditions(p, op, facts, now);
-            if !unmet.is_empty() {
-                return Decision::Deny(Refusal::Preconditions(unmet));
-            }
+    if preconditions_apply && let Some(p) = &rule.preconditions {
+        let unmet = unmet_preconditions(p, op, facts, now);
+        if !unmet.is_empty() {
+            return Decision::Deny(Refusal::Preconditions(unmet));
         }
     }
 
@@ -351,7 +378,12 @@ pub fn decide(policy: &Policy, actor: &Actor, op: &Operation, facts: &Facts, now
 
 /// Every unmet precondition, not just the first: the requester should learn all of them
 /// at once.
-pub fn unmet_preconditions(p: &Preconditions, op: &Operation, facts: &Facts, now: Timestamp) -> Vec<Unmet> {
+pub fn unmet_preconditions(
+    p: &Preconditions,
+    op: &Operation,
+    facts: &Facts,
+    now: Timestamp,
+) -> Vec<Unmet> {
     let mut unmet = Vec::new();
     let Some(version) = op.version.clone() else {
         return unmet;
@@ -365,7 +397,10 @@ pub fn unmet_preconditions(p: &Preconditions, op: &Operation, facts: &Facts, now
                 version: version.clone(),
                 needed,
                 met_at: None,
-                why: format!("{version} has not been deployed successfully to {}", soak.from),
+                why: format!(
+                    "{version} has not been deployed successfully to {}",
+                    soak.from
+                ),
             }),
             Some(at) => {
                 if let Some(rb) = f.rolled_back_at.filter(|rb| *rb >= at) {
@@ -430,12 +465,18 @@ pub enum VoteRefusal {
 }
 
 /// Whether `voter` may vote on a request raised by `requester_identity`.
-pub fn may_vote(req: &ApprovalRequirement, requester_identity: &str, voter: &Actor) -> Result<(), VoteRefusal> {
+pub fn may_vote(
+    req: &ApprovalRequirement,
+    requester_identity: &str,
+    voter: &Actor,
+) -> Result<(), VoteRefusal> {
     if voter.identity() == requester_identity {
         return Err(VoteRefusal::Requester);
     }
     if !voter.has_any_role(&req.from) {
-        return Err(VoteRefusal::NotApprover { from: req.from.clone() });
+        return Err(VoteRefusal::NotApprover {
+            from: req.from.clone(),
+        });
     }
     Ok(())
 }
@@ -451,16 +492,23 @@ pub fn capabilities(policy: &Policy, actor: &Actor, environments: &[String]) -> 
                 let e = EnvName::new(env.clone());
                 if let Some(rule) = policy.rule_for(actor, kind, Some(&e)) {
                     match &rule.approvals {
-                        Some(a) => approval.push(format!("{env} (needs {} from {})", a.count, a.from.join("/"))),
+                        Some(a) => approval.push(format!(
+                            "{env} (needs {} from {})",
+                            a.count,
+                            a.from.join("/")
+                        )),
                         None => now.push(env.clone()),
                     }
                 }
-                if policy
-                    .rules_for(kind, Some(&e))
-                    .any(|r| r.break_glass.as_ref().is_some_and(|bg| actor.has_any_role(&bg.roles)))
-                    && !now.contains(env)
+                if policy.rules_for(kind, Some(&e)).any(|r| {
+                    r.break_glass
+                        .as_ref()
+                        .is_some_and(|bg| actor.has_any_role(&bg.roles))
+                }) && !now.contains(env)
                 {
-                    approval.push(format!("{env} at once during a P0/P1 incident (break-glass)"));
+                    approval.push(format!(
+                        "{env} at once during a P0/P1 incident (break-glass)"
+                    ));
                 }
             }
             let mut parts = Vec::new();
@@ -473,7 +521,12 @@ pub fn capabilities(policy: &Policy, actor: &Actor, environments: &[String]) -> 
             }
         } else if let Some(rule) = policy.rule_for(actor, kind, None) {
             match &rule.approvals {
-                Some(a) => lines.push(format!("{} (needs {} from {})", kind.as_str(), a.count, a.from.join("/"))),
+                Some(a) => lines.push(format!(
+                    "{} (needs {} from {})",
+                    kind.as_str(),
+                    a.count,
+                    a.from.join("/")
+                )),
                 None => lines.push(kind.as_str().to_string()),
             }
         }

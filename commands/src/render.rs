@@ -69,7 +69,10 @@ impl ApprovalCard {
     }
 
     pub fn text(&self) -> String {
-        let mut out = format!("{} {} — requested by {}\n", self.id, self.what, self.requester);
+        let mut out = format!(
+            "{} {} — requested by {}\n",
+            self.id, self.what, self.requester
+        );
         if self.is_open() {
             out.push_str(&format!(
                 "Needs {} approval{} from {} ({} so far). Expires {}.\n",
@@ -178,7 +181,11 @@ pub fn duration(d: Duration) -> String {
         .filter(|(n, _)| *n != 0)
         .map(|(n, u)| format!("{n}{u}"))
         .collect();
-    let body = if parts.is_empty() { "0s".to_string() } else { parts.join(" ") };
+    let body = if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    };
     if neg { format!("-{body}") } else { body }
 }
 
@@ -233,17 +240,20 @@ pub fn unmet_line(u: &Unmet, now: Timestamp) -> String {
             ),
             None => format!("soak: {why}; it needs {needed} in {from} first"),
         },
-        Unmet::CiNotGreen { version, detail } => format!("ci: CI for {version} is not green ({detail})"),
+        Unmet::CiNotGreen { version, detail } => {
+            format!("ci: CI for {version} is not green ({detail})")
+        }
     }
 }
 
 pub fn vote_refusal(r: &VoteRefusal, id: RequestId) -> String {
     match r {
-        VoteRefusal::Requester => format!("Refused: you requested {id}, so you cannot approve or deny it."),
-        VoteRefusal::NotApprover { from } => format!(
-            "Refused: only {} can vote on {id}.",
-            from.join(" or ")
-        ),
+        VoteRefusal::Requester => {
+            format!("Refused: you requested {id}, so you cannot approve or deny it.")
+        }
+        VoteRefusal::NotApprover { from } => {
+            format!("Refused: only {} can vote on {id}.", from.join(" or "))
+        }
     }
 }
 
@@ -264,7 +274,10 @@ pub fn status(s: &EnvStatus) -> String {
         out.push_str(&format!("\n  image: {img}"));
     }
     if let Some(m) = s.maintenance {
-        out.push_str(&format!("\n  maintenance: {}", if m { "ON" } else { "off" }));
+        out.push_str(&format!(
+            "\n  maintenance: {}",
+            if m { "ON" } else { "off" }
+        ));
     }
     if let Some(h) = &s.health {
         match (h.code, &h.error) {

@@ -67,4 +67,3 @@ pub struct EnvStatus {
     /// What the version URL answered, when configured.
     pub reported_version: Option<String>,
 }
-

@@ -3,11 +3,12 @@
 use chrono::{Duration, TimeZone, Utc};
 use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
 use erlmcp_commands::config::{
-    ApprovalSpec, BreakGlassSpec, Config, EnvironmentSpec, HumanDuration, PreconditionSpec, RuleSpec,
+    ApprovalSpec, BreakGlassSpec, Config, EnvironmentSpec, HumanDuration, PreconditionSpec,
+    RuleSpec,
 };
 use erlmcp_commands::policy::{
-    self, ApprovalRequirement, CiStatus, Decision, Facts, Operation, Policy, Refusal, SoakFacts, Unmet,
-    VoteRefusal,
+    self, ApprovalRequirement, CiStatus, Decision, Facts, Operation, Policy, Refusal, SoakFacts,
+    Unmet, VoteRefusal,
 };
 use erlmcp_commands::{Actor, EnvName, OperationKind, Severity, Timestamp, Version};
 
@@ -29,7 +30,11 @@ fn rule(op: &str, envs: &[&str], roles: &[&str]) -> RuleSpec {
 /// The runbook's policy, built in code so the table reads on its own.
 fn runbook() -> Policy {
     let mut cfg = Config::default();
-    for (n, a) in [("development", "dev"), ("staging", "stg"), ("production", "prod")] {
+    for (n, a) in [
+        ("development", "dev"),
+        ("staging", "stg"),
+        ("production", "prod"),
+    ] {
         cfg.environments
             .insert(n.into(), EnvironmentSpec::sandbox(n, &[a], 3));
     }
@@ -41,7 +46,11 @@ fn runbook() -> Policy {
     ] {
         cfg.roles.insert(role.into(), vec![format!("local:{who}")]);
     }
-    cfg.rules.push(rule("deploy", &["development", "staging"], &["engineer", "devops-lead"]));
+    cfg.rules.push(rule(
+        "deploy",
+        &["development", "staging"],
+        &["engineer", "devops-lead"],
+    ));
     let mut prod_deploy = rule("deploy", &["production"], &["devops-lead"]);
     prod_deploy.approvals = Some(ApprovalSpec {
         count: 1,
@@ -113,7 +122,9 @@ enum D {
 
 fn short(d: &Decision) -> D {
     match d {
-        Decision::Allow { break_glass: true, .. } => D::BreakGlass,
+        Decision::Allow {
+            break_glass: true, ..
+        } => D::BreakGlass,
         Decision::Allow { .. } => D::Allow,
         Decision::NeedsApproval { .. } => D::Approval,
         Decision::Deny(Refusal::NoRole) => D::NoRole,
@@ -122,29 +133,122 @@ fn short(d: &Decision) -> D {
     }
 }
 
+/// who, roles, operation, environment, version, expected decision
+type Case<'a> = (&'a str, &'a [&'a str], OperationKind, Option<&'a str>, Option<&'a str>, D);
+
 #[test]
 fn allow_and_deny_per_role_and_environment() {
     use OperationKind::*;
     let p = runbook();
     let green = soaked(48);
-    let table: &[(&str, &[&str], OperationKind, Option<&str>, Option<&str>, D)] = &[
-        ("dave", &["engineer"], Deploy, Some("development"), Some("v1.0.0"), D::Allow),
-        ("dave", &["engineer"], Deploy, Some("staging"), Some("v1.0.0"), D::Allow),
-        ("dave", &["engineer"], Deploy, Some("production"), Some("v1.0.0"), D::NotPermitted),
-        ("alice", &["devops-lead"], Deploy, Some("production"), Some("v1.0.0"), D::Approval),
-        ("bob", &["change-board"], Deploy, Some("production"), Some("v1.0.0"), D::NotPermitted),
-        ("carol", &["oncall"], Rollback, Some("production"), None, D::Approval),
-        ("dave", &["engineer"], Rollback, Some("production"), None, D::NotPermitted),
-        ("dave", &["engineer"], Rollback, Some("staging"), None, D::NotPermitted),
-        ("alice", &["devops-lead"], Scale, Some("production"), None, D::Approval),
-        ("alice", &["devops-lead"], Scale, Some("staging"), None, D::NotPermitted),
-        ("erin", &[], Deploy, Some("development"), Some("v1.0.0"), D::NoRole),
+    let table: &[Case] = &[
+        (
+            "dave",
+            &["engineer"],
+            Deploy,
+            Some("development"),
+            Some("v1.0.0"),
+            D::Allow,
+        ),
+        (
+            "dave",
+            &["engineer"],
+            Deploy,
+            Some("staging"),
+            Some("v1.0.0"),
+            D::Allow,
+        ),
+        (
+            "dave",
+            &["engineer"],
+            Deploy,
+            Some("production"),
+            Some("v1.0.0"),
+            D::NotPermitted,
+        ),
+        (
+            "alice",
+            &["devops-lead"],
+            Deploy,
+            Some("production"),
+            Some("v1.0.0"),
+            D::Approval,
+        ),
+        (
+            "bob",
+            &["change-board"],
+            Deploy,
+            Some("production"),
+            Some("v1.0.0"),
+            D::NotPermitted,
+        ),
+        (
+            "carol",
+            &["oncall"],
+            Rollback,
+            Some("production"),
+            None,
+            D::Approval,
+        ),
+        (
+            "dave",
+            &["engineer"],
+            Rollback,
+            Some("production"),
+            None,
+            D::NotPermitted,
+        ),
+        (
+            "dave",
+            &["engineer"],
+            Rollback,
+            Some("staging"),
+            None,
+            D::NotPermitted,
+        ),
+        (
+            "alice",
+            &["devops-lead"],
+            Scale,
+            Some("production"),
+            None,
+            D::Approval,
+        ),
+        (
+            "alice",
+            &["devops-lead"],
+            Scale,
+            Some("staging"),
+            None,
+            D::NotPermitted,
+        ),
+        (
+            "erin",
+            &[],
+            Deploy,
+            Some("development"),
+            Some("v1.0.0"),
+            D::NoRole,
+        ),
         ("alice", &["devops-lead"], Audit, None, None, D::Allow),
         ("dave", &["engineer"], Audit, None, None, D::NotPermitted),
-        ("dave", &["engineer"], IncidentDeclare, None, None, D::NotPermitted),
+        (
+            "dave",
+            &["engineer"],
+            IncidentDeclare,
+            None,
+            None,
+            D::NotPermitted,
+        ),
     ];
     for (name, roles, kind, env, version, want) in table {
-        let d = policy::decide(&p, &actor(name, roles), &op(*kind, *env, *version), &green, now());
+        let d = policy::decide(
+            &p,
+            &actor(name, roles),
+            &op(*kind, *env, *version),
+            &green,
+            now(),
+        );
         assert_eq!(&short(&d), want, "{name} {kind:?} {env:?}: {d:?}");
     }
 }
@@ -182,7 +286,9 @@ fn every_unmet_precondition_is_listed() {
         ci: Some(CiStatus::NotGreen("2 checks failed".into())),
         ..Facts::default()
     };
-    let Decision::Deny(Refusal::Preconditions(unmet)) = policy::decide(&p, &alice, &deploy, &facts, now()) else {
+    let Decision::Deny(Refusal::Preconditions(unmet)) =
+        policy::decide(&p, &alice, &deploy, &facts, now())
+    else {
         panic!("expected unmet preconditions");
     };
     assert_eq!(unmet.len(), 2, "{unmet:?}");
@@ -202,7 +308,10 @@ fn every_unmet_precondition_is_listed() {
         Decision::Deny(r) => erlmcp_commands::render::refusal(r, now()),
         other => panic!("{other:?}"),
     };
-    assert!(text.contains("has not been deployed successfully to staging"), "{text}");
+    assert!(
+        text.contains("has not been deployed successfully to staging"),
+        "{text}"
+    );
 
     // Rolled back in staging since the deploy: the soak does not count.
     let facts = Facts {
@@ -213,17 +322,26 @@ fn every_unmet_precondition_is_listed() {
         ci: Some(CiStatus::Green),
         ..Facts::default()
     };
-    assert_eq!(short(&policy::decide(&p, &alice, &deploy, &facts, now())), D::Unmet(1));
+    assert_eq!(
+        short(&policy::decide(&p, &alice, &deploy, &facts, now())),
+        D::Unmet(1)
+    );
 
     // CI unknown fails closed.
     let facts = Facts {
         ci: Some(CiStatus::Unknown("GitHub timed out".into())),
         ..soaked(48)
     };
-    assert_eq!(short(&policy::decide(&p, &alice, &deploy, &facts, now())), D::Unmet(1));
+    assert_eq!(
+        short(&policy::decide(&p, &alice, &deploy, &facts, now())),
+        D::Unmet(1)
+    );
 
     // Exactly 24h is enough.
-    assert_eq!(short(&policy::decide(&p, &alice, &deploy, &soaked(24), now())), D::Approval);
+    assert_eq!(
+        short(&policy::decide(&p, &alice, &deploy, &soaked(24), now())),
+        D::Approval
+    );
 }
 
 #[test]
@@ -248,11 +366,18 @@ fn break_glass_only_for_oncall_only_in_p0_p1_only_for_rollback() {
     ];
     for (who, operation, sev, want) in cases {
         let d = policy::decide(&p, who, operation, &during(sev), now());
-        assert_eq!(short(&d), want, "{} {:?} during {sev:?}", who.user_id, operation.kind);
+        assert_eq!(
+            short(&d),
+            want,
+            "{} {:?} during {sev:?}",
+            who.user_id,
+            operation.kind
+        );
     }
     // Break-glass on a non-rollback rule is rejected by check-config.
     let mut cfg = Config::default();
-    cfg.roles.insert("oncall".into(), vec!["local:carol".into()]);
+    cfg.roles
+        .insert("oncall".into(), vec!["local:carol".into()]);
     let mut r = rule("scale", &[], &["oncall"]);
     r.break_glass = Some(BreakGlassSpec {
         roles: vec!["oncall".into()],
@@ -290,7 +415,14 @@ fn requester_cannot_approve_even_holding_the_role() {
     let bob = actor("bob", &["change-board", "devops-lead"]);
     let v = view("bob", 1, &["change-board"], &[]);
     assert_eq!(
-        approval::apply(&v, &Event::Vote { voter: &bob, approve: true }, now()),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &bob,
+                approve: true
+            },
+            now()
+        ),
         Err(Rejection::Vote(VoteRefusal::Requester))
     );
 }
@@ -300,7 +432,14 @@ fn only_named_roles_vote() {
     let dave = actor("dave", &["engineer"]);
     let v = view("alice", 1, &["change-board"], &[]);
     assert!(matches!(
-        approval::apply(&v, &Event::Vote { voter: &dave, approve: true }, now()),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &dave,
+                approve: true
+            },
+            now()
+        ),
         Err(Rejection::Vote(VoteRefusal::NotApprover { .. }))
     ));
 }
@@ -311,21 +450,50 @@ fn each_approver_counts_once() {
     let frank = actor("frank", &["change-board"]);
     let v = view("alice", 2, &["change-board"], &[("bob", true)]);
     assert_eq!(
-        approval::apply(&v, &Event::Vote { voter: &bob, approve: true }, now()),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &bob,
+                approve: true
+            },
+            now()
+        ),
         Err(Rejection::AlreadyVoted)
     );
     // The same voter stored twice (e.g. a replayed insert) still counts as one.
-    let dup = view("alice", 2, &["change-board"], &[("bob", true), ("bob", true)]);
+    let dup = view(
+        "alice",
+        2,
+        &["change-board"],
+        &[("bob", true), ("bob", true)],
+    );
     assert_eq!(dup.approvals(), 1);
     assert_eq!(approval::settle(&dup), None);
     assert_eq!(
-        approval::apply(&v, &Event::Vote { voter: &frank, approve: true }, now()),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &frank,
+                approve: true
+            },
+            now()
+        ),
         Ok(Transition::Approved { approvals: 2 })
     );
     let first = view("alice", 2, &["change-board"], &[]);
     assert_eq!(
-        approval::apply(&first, &Event::Vote { voter: &frank, approve: true }, now()),
-        Ok(Transition::VoteRecorded { approvals: 1, needed: 2 })
+        approval::apply(
+            &first,
+            &Event::Vote {
+                voter: &frank,
+                approve: true
+            },
+            now()
+        ),
+        Ok(Transition::VoteRecorded {
+            approvals: 1,
+            needed: 2
+        })
     );
 }
 
@@ -334,11 +502,23 @@ fn a_deny_settles_as_denied() {
     let bob = actor("bob", &["change-board"]);
     let v = view("alice", 2, &["change-board"], &[]);
     assert_eq!(
-        approval::apply(&v, &Event::Vote { voter: &bob, approve: false }, now()),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &bob,
+                approve: false
+            },
+            now()
+        ),
         Ok(Transition::Denied)
     );
     assert_eq!(
-        approval::settle(&view("alice", 2, &["change-board"], &[("frank", true), ("bob", false)])),
+        approval::settle(&view(
+            "alice",
+            2,
+            &["change-board"],
+            &[("frank", true), ("bob", false)]
+        )),
         Some(Transition::Denied)
     );
 }
@@ -350,11 +530,24 @@ fn expiry() {
     let v = view("alice", 1, &["change-board"], &[]);
     let later = now() + Duration::hours(1);
     assert_eq!(
-        approval::apply(&v, &Event::Vote { voter: &bob, approve: true }, later),
+        approval::apply(
+            &v,
+            &Event::Vote {
+                voter: &bob,
+                approve: true
+            },
+            later
+        ),
         Err(Rejection::Expired)
     );
-    assert_eq!(approval::apply(&v, &Event::Cancel { by: &alice }, later), Err(Rejection::Expired));
-    assert_eq!(approval::apply(&v, &Event::Expire, later), Ok(Transition::Expired));
+    assert_eq!(
+        approval::apply(&v, &Event::Cancel { by: &alice }, later),
+        Err(Rejection::Expired)
+    );
+    assert_eq!(
+        approval::apply(&v, &Event::Expire, later),
+        Ok(Transition::Expired)
+    );
     assert_eq!(
         approval::apply(&v, &Event::Expire, now()),
         Err(Rejection::NotPending(Phase::Pending)),
@@ -363,7 +556,14 @@ fn expiry() {
     let mut done = v.clone();
     done.phase = Phase::Succeeded;
     assert_eq!(
-        approval::apply(&done, &Event::Vote { voter: &bob, approve: true }, now()),
+        approval::apply(
+            &done,
+            &Event::Vote {
+                voter: &bob,
+                approve: true
+            },
+            now()
+        ),
         Err(Rejection::NotPending(Phase::Succeeded))
     );
 }
@@ -373,8 +573,14 @@ fn only_the_requester_cancels() {
     let bob = actor("bob", &["change-board"]);
     let alice = actor("alice", &["devops-lead"]);
     let v = view("alice", 1, &["change-board"], &[]);
-    assert_eq!(approval::apply(&v, &Event::Cancel { by: &bob }, now()), Err(Rejection::NotRequester));
-    assert_eq!(approval::apply(&v, &Event::Cancel { by: &alice }, now()), Ok(Transition::Cancelled));
+    assert_eq!(
+        approval::apply(&v, &Event::Cancel { by: &bob }, now()),
+        Err(Rejection::NotRequester)
+    );
+    assert_eq!(
+        approval::apply(&v, &Event::Cancel { by: &alice }, now()),
+        Ok(Transition::Cancelled)
+    );
 }
 
 #[test]
@@ -384,5 +590,8 @@ fn access_is_open_for_help_and_whoami_only() {
     assert_eq!(policy::access(&Command::Whoami), Access::Open);
     assert_eq!(policy::access(&Command::Help { topic: None }), Access::Open);
     assert_eq!(policy::access(&Command::Requests), Access::AnyRole);
-    assert_eq!(policy::access(&Command::Status { env: None }), Access::AnyRole);
+    assert_eq!(
+        policy::access(&Command::Status { env: None }),
+        Access::AnyRole
+    );
 }

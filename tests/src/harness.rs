@@ -44,20 +44,25 @@ pub fn embedded_config() -> Config {
     config::from_toml(config::EMBEDDED_DEFAULT).expect("embedded default is valid")
 }
 
+/// Options for a bot under test: no pauses anywhere.
+pub fn test_options() -> BuildOptions {
+    BuildOptions {
+        sandbox_step: std::time::Duration::ZERO,
+        guard_sleep: Arc::new(|_| Box::pin(async {})),
+        ..BuildOptions::default()
+    }
+}
+
 impl Bot {
     pub async fn start(store: Arc<dyn Store>, cfg: Config) -> Bot {
+        Bot::start_with(store, cfg, test_options()).await
+    }
+
+    pub async fn start_with(store: Arc<dyn Store>, cfg: Config, opts: BuildOptions) -> Bot {
         let clock = ManualClock::new(start_time());
-        let app = app::build(
-            cfg,
-            store,
-            Arc::new(clock.clone()),
-            BuildOptions {
-                sandbox_step: std::time::Duration::ZERO,
-                chats: Vec::new(),
-            },
-        )
-        .await
-        .expect("bot builds");
+        let app = app::build(cfg, store, Arc::new(clock.clone()), opts)
+            .await
+            .expect("bot builds");
         Bot {
             app,
             clock,

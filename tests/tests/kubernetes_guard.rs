@@ -1,0 +1,117 @@
+//! The post-deploy guard through the whole engine: a production deploy on the kubernetes
+//! target whose health check keeps failing is rolled back automatically, and audited so.
+
+use std::sync::Arc;
+
+use erlmcp_bot::app::BuildOptions;
+use erlmcp_bot::config;
+use erlmcp_bot::store::{Store, testdb};
+use erlmcp_commands::render::ReplyKind;
+use erlmcp_tests::fake_kube::{self, FakeKubeServer};
+use erlmcp_tests::harness::{Bot, test_options};
+use serde_json::json;
+
+const NS: &str = "erlmcp-prod";
+const REPO: &str = "ghcr.io/banyan-platform/erlmcp";
+
+fn config(health_url: &str) -> erlmcp_commands::config::Config {
+    config::from_toml(&format!(
+        r#"
+[environments.production]
+aliases = ["prod"]
+target = "kubernetes"
+namespace = "{NS}"
+workload = "deployment/erlmcp"
+container = "erlmcp"
+image = "{REPO}"
+health_url = "{health_url}"
+rollout_timeout = "30s"
+
+[roles]
+devops-lead = ["local:alice"]
+
+[[rules]]
+operation = "deploy"
+roles = ["devops-lead"]
+
+[[rules]]
+operation = "rollback"
+roles = ["devops-lead"]
+"#
+    ))
+    .expect("valid config")
+}
+
+async fn bot_on(fake: &FakeKubeServer, store: Arc<dyn Store>) -> Bot {
+    let opts = BuildOptions {
+        kube_client: Some(fake.client()),
+        ..test_options()
+    };
+    Bot::start_with(store, config(&format!("{}/health", fake.url)), opts).await
+}
+
+fn seed(fake: &FakeKubeServer) {
+    let mut d = fake_kube::deployment(NS, "erlmcp", "erlmcp", &format!("{REPO}:v3.0.1"), 3);
+    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
+    let d = fake.insert("deployments", d);
+    for (rev, tag, hash) in [(1, "v3.0.0", "6c8f9b7d41"), (2, "v3.0.1", "5d9c7b6f83")] {
+        fake.insert("replicasets", fake_kube::replicaset(&d, &format!("{REPO}:{tag}"), rev, hash));
+    }
+}
+
+#[tokio::test]
+async fn failing_health_after_a_production_deploy_rolls_back_automatically() {
+    let fake = FakeKubeServer::start().await;
+    seed(&fake);
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let bot = bot_on(&fake, store.clone()).await;
+
+    fake.set_health(503);
+    let r = bot.say("alice", "deploy production v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert!(bot.progress.take().iter().any(|l| l.contains("3 of 3")), "rollout followed");
+    bot.app.engine.wait_background().await;
+
+    // kubectl's undo patch went out after the deploy's image patch.
+    let undo = fake
+        .patches()
+        .into_iter()
+        .find(|p| p.content_type.as_deref() == Some("application/json-patch+json"))
+        .expect("the automatic rollback sends kubectl's undo patch");
+    assert!(undo.path.ends_with("/deployments/erlmcp"), "{}", undo.path);
+
+    let rows = store.audit_page(0, 1000).await.unwrap();
+    let auto = rows
+        .iter()
+        .find(|r| r.entry.action == "automatic")
+        .expect("the automatic rollback is audited");
+    assert_eq!(auto.entry.decision, "auto_rollback");
+    assert_eq!(auto.entry.who.platform, "system");
+    assert!(auto.entry.reason.contains("3 consecutive health check failures"), "{}", auto.entry.reason);
+    assert!(auto.entry.reason.contains("HTTP 503"), "{}", auto.entry.reason);
+    let executed = rows
+        .iter()
+        .filter(|r| r.entry.action == "executed" && r.entry.operation == "rollback")
+        .count();
+    assert_eq!(executed, 1);
+    let history = store.deployments("production", 5).await.unwrap();
+    assert_eq!(history[0].kind, "rollback", "{history:?}");
+}
+
+#[tokio::test]
+async fn healthy_after_deploy_means_no_rollback() {
+    let fake = FakeKubeServer::start().await;
+    seed(&fake);
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let bot = bot_on(&fake, store.clone()).await;
+
+    let r = bot.say("alice", "deploy production v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    bot.app.engine.wait_background().await;
+    let rows = store.audit_page(0, 1000).await.unwrap();
+    assert!(rows.iter().all(|r| r.entry.action != "automatic"));
+    let r = bot.say("alice", "status production").await;
+    assert!(r.text.contains("v3.0.2"), "{}", r.text);
+}
