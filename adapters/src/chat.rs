@@ -60,7 +60,11 @@ pub trait ChatPlatform: Send + Sync {
     async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError>;
 
     /// Posts in the thread under a message (progress of a long operation).
-    async fn post_in_thread(&self, parent: &MessageRef, text: &str) -> Result<MessageRef, ChatError>;
+    async fn post_in_thread(
+        &self,
+        parent: &MessageRef,
+        text: &str,
+    ) -> Result<MessageRef, ChatError>;
 
     /// Creates a channel for an incident. `name` is a hint the platform normalises (Slack:
     /// lowercase, ≤ 80, a–z 0–9 - _, a suffix when taken). Returns the channel id.

@@ -4,9 +4,13 @@
 
 pub mod chat;
 pub mod ci;
-pub mod target;
 pub mod guard;
 pub mod kubernetes;
 pub mod pagerduty;
 pub mod probe;
+pub mod slack;
 pub mod statuspage;
+pub mod target;
+
+/// The kube client crate, re-exported so the daemon and tests name one version.
+pub use kube as kube_client;

@@ -117,7 +117,13 @@ impl PagerDuty {
                     last = format!("HTTP {status}");
                 }
                 // reqwest's messages carry the URL, never the body, so the key stays out.
-                Err(e) => last = if e.is_timeout() { "timed out".into() } else { "connection failed".into() },
+                Err(e) => {
+                    last = if e.is_timeout() {
+                        "timed out".into()
+                    } else {
+                        "connection failed".into()
+                    }
+                }
             }
             warn!(action, attempt, error = %last, "PagerDuty event not accepted yet");
         }
@@ -179,7 +185,9 @@ mod tests {
             .await;
         Mock::given(method("POST"))
             .and(path("/v2/enqueue"))
-            .and(body_partial_json(json!({"event_action": "resolve", "dedup_key": "INC-7"})))
+            .and(body_partial_json(
+                json!({"event_action": "resolve", "dedup_key": "INC-7"}),
+            ))
             .respond_with(ResponseTemplate::new(202))
             .expect(1)
             .mount(&server)
@@ -206,7 +214,10 @@ mod tests {
             .await;
         let pd = PagerDuty::new(&server.uri(), Secret::new("secret-key")).unwrap();
         let err = pd.resolve("INC-1").await.unwrap_err();
-        assert!(matches!(err, PagerError::Rejected { status: 400, .. }), "{err}");
+        assert!(
+            matches!(err, PagerError::Rejected { status: 400, .. }),
+            "{err}"
+        );
         assert!(!format!("{err} {pd:?}").contains("secret-key"));
     }
 }

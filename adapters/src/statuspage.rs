@@ -62,7 +62,8 @@ pub enum StatusPageError {
 #[async_trait]
 pub trait StatusPage: Send + Sync {
     /// Opens an incident; returns Statuspage's id for it, kept with ours.
-    async fn open(&self, name: &str, body: &str, impact: Impact) -> Result<String, StatusPageError>;
+    async fn open(&self, name: &str, body: &str, impact: Impact)
+    -> Result<String, StatusPageError>;
     /// Posts an incident update; `impact` changes the impact when given.
     async fn update(
         &self,
@@ -99,14 +100,21 @@ impl Statuspage {
         Statuspage::new(base, page_id, cfg.api_key.clone()).ok()
     }
 
-    pub fn new(api_url: &str, page_id: &str, api_key: Secret) -> Result<Statuspage, reqwest::Error> {
+    pub fn new(
+        api_url: &str,
+        page_id: &str,
+        api_key: Secret,
+    ) -> Result<Statuspage, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .build()?;
         Ok(Statuspage {
             client,
-            incidents_url: format!("{}/v1/pages/{page_id}/incidents", api_url.trim_end_matches('/')),
+            incidents_url: format!(
+                "{}/v1/pages/{page_id}/incidents",
+                api_url.trim_end_matches('/')
+            ),
             api_key,
         })
     }
@@ -122,7 +130,11 @@ impl Statuspage {
             .await
             .map_err(|e| StatusPageError::Unavailable {
                 what,
-                detail: if e.is_timeout() { "timed out".into() } else { "connection failed".into() },
+                detail: if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    "connection failed".into()
+                },
             })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -147,7 +159,12 @@ impl Statuspage {
 
 #[async_trait]
 impl StatusPage for Statuspage {
-    async fn open(&self, name: &str, body: &str, impact: Impact) -> Result<String, StatusPageError> {
+    async fn open(
+        &self,
+        name: &str,
+        body: &str,
+        impact: Impact,
+    ) -> Result<String, StatusPageError> {
         let payload = json!({
             "incident": {
                 "name": name,
@@ -158,7 +175,10 @@ impl StatusPage for Statuspage {
             }
         });
         let v = self
-            .call("opening an incident", self.client.post(&self.incidents_url).json(&payload))
+            .call(
+                "opening an incident",
+                self.client.post(&self.incidents_url).json(&payload),
+            )
             .await?;
         v.get("id")
             .and_then(|id| id.as_str())
@@ -184,7 +204,9 @@ impl StatusPage for Statuspage {
         let url = format!("{}/{id}", self.incidents_url);
         self.call(
             "updating an incident",
-            self.client.patch(url).json(&json!({ "incident": incident })),
+            self.client
+                .patch(url)
+                .json(&json!({ "incident": incident })),
         )
         .await
         .map(|_| ())
@@ -203,22 +225,34 @@ mod tests {
         Mock::given(method("POST"))
             .and(path("/v1/pages/pg1/incidents"))
             .and(header("authorization", "OAuth k-1"))
-            .and(body_partial_json(json!({"incident": {"status": "investigating", "impact_override": "critical"}})))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "sp-9", "status": "investigating"})))
+            .and(body_partial_json(
+                json!({"incident": {"status": "investigating", "impact_override": "critical"}}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"id": "sp-9", "status": "investigating"})),
+            )
             .expect(1)
             .mount(&server)
             .await;
         Mock::given(method("PATCH"))
             .and(path("/v1/pages/pg1/incidents/sp-9"))
-            .and(body_partial_json(json!({"incident": {"status": "resolved"}})))
+            .and(body_partial_json(
+                json!({"incident": {"status": "resolved"}}),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "sp-9"})))
             .expect(1)
             .mount(&server)
             .await;
         let sp = Statuspage::new(&server.uri(), "pg1", Secret::new("k-1")).unwrap();
-        let id = sp.open("Outage", "We are investigating.", Impact::Critical).await.unwrap();
+        let id = sp
+            .open("Outage", "We are investigating.", Impact::Critical)
+            .await
+            .unwrap();
         assert_eq!(id, "sp-9");
-        sp.update(&id, PageStatus::Resolved, "Resolved.", None).await.unwrap();
+        sp.update(&id, PageStatus::Resolved, "Resolved.", None)
+            .await
+            .unwrap();
         assert!(!format!("{sp:?}").contains("k-1"));
     }
 }

@@ -12,13 +12,24 @@ pub use erlmcp_commands::status::{CanaryStatus, EnvStatus, HealthProbe, PodInfo,
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TargetAction {
-    Deploy { version: Version, strategy: Strategy },
+    Deploy {
+        version: Version,
+        strategy: Strategy,
+    },
     /// `None` means the previous revision (`kubectl rollout undo`).
-    Rollback { version: Option<Version> },
-    Scale { replicas: u32 },
+    Rollback {
+        version: Option<Version>,
+    },
+    Scale {
+        replicas: u32,
+    },
     Restart,
-    Maintenance { on: bool },
-    Canary { action: CanaryAction },
+    Maintenance {
+        on: bool,
+    },
+    Canary {
+        action: CanaryAction,
+    },
 }
 
 /// Who and why, so the target can record a change cause.

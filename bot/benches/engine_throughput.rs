@@ -18,15 +18,22 @@ use erlmcp_commands::render::ReplyKind;
 const ENVIRONMENTS: usize = 64;
 
 fn config() -> erlmcp_commands::config::Config {
-    let mut text = String::from("[roles]\nsre = [\"local:bench\"]\n\n[[rules]]\noperation = \"scale\"\nroles = [\"sre\"]\n\n");
+    let mut text = String::from(
+        "[roles]\nsre = [\"local:bench\"]\n\n[[rules]]\noperation = \"scale\"\nroles = [\"sre\"]\n\n",
+    );
     for i in 0..ENVIRONMENTS {
-        text.push_str(&format!("[environments.env{i}]\ntarget = \"sandbox\"\nreplicas = 3\n\n"));
+        text.push_str(&format!(
+            "[environments.env{i}]\ntarget = \"sandbox\"\nreplicas = 3\n\n"
+        ));
     }
     erlmcp_bot::config::from_toml(&text).expect("bench config")
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn run(label: &str, store: Arc<dyn Store>) {
@@ -105,7 +112,9 @@ fn main() {
         let (sqlite, _dir) = testdb::fresh_sqlite().await;
         run("sqlite", Arc::new(sqlite)).await;
         if let Some(url) = testdb::fresh_postgres_url("engine_throughput").await {
-            let pg = erlmcp_bot::store::PgStore::open(&url).await.expect("postgres");
+            let pg = erlmcp_bot::store::PgStore::open(&url)
+                .await
+                .expect("postgres");
             run("postgres", Arc::new(pg)).await;
             testdb::drop_postgres_database(&url).await;
         }

@@ -9,16 +9,20 @@ use erlmcp_adapters::target::Target;
 use erlmcp_commands::config::{Config, EnvironmentSpec, TargetKind};
 
 use crate::clock::Clock;
-use crate::engine::{Engine, EngineParts};
+use crate::engine::{Engine, EngineParts, GuardSleep, real_sleep};
 use crate::metrics::Metrics;
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
+use erlmcp_adapters::kube_client;
+use erlmcp_adapters::kubernetes::{KubernetesOptions, KubernetesTarget};
 
 pub struct App {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Slack's endpoints and Socket Mode, when `slack.enabled`.
+    pub slack: Option<Arc<crate::slack::SlackBridge>>,
 }
 
 pub struct BuildOptions {
@@ -27,6 +31,10 @@ pub struct BuildOptions {
     /// Chat platforms supplied by the caller (tests, the local chat) in addition to the
     /// configured ones.
     pub chats: Vec<Arc<dyn ChatPlatform>>,
+    /// How the post-deploy guard waits between checks.
+    pub guard_sleep: GuardSleep,
+    /// A kube client to use instead of the configured cluster (tests).
+    pub kube_client: Option<kube_client::Client>,
 }
 
 impl Default for BuildOptions {
@@ -34,6 +42,8 @@ impl Default for BuildOptions {
         BuildOptions {
             sandbox_step: Duration::from_millis(100),
             chats: Vec::new(),
+            guard_sleep: real_sleep(),
+            kube_client: None,
         }
     }
 }
@@ -62,6 +72,26 @@ pub async fn build(
             .context("could not prepare the sandbox environments")?;
         targets.push(Arc::new(sandbox));
     }
+    if uses(TargetKind::Kubernetes) {
+        let target = match opts.kube_client {
+            Some(client) => KubernetesTarget::from_client(client, KubernetesOptions::default()),
+            None => KubernetesTarget::new(config.kubernetes.api_url.as_deref())
+                .await
+                .context("could not connect to Kubernetes (in-cluster config, KUBECONFIG or kubernetes.api_url)")?,
+        };
+        targets.push(Arc::new(target));
+    }
+    let mut chats = opts.chats;
+    let slack = if config.slack.enabled {
+        let platform =
+            erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(&config))
+                .context("could not set up the Slack client")?;
+        let platform = Arc::new(platform);
+        chats.push(platform.clone());
+        Some(platform)
+    } else {
+        None
+    };
     let engine = Engine::new(EngineParts {
         config: config.clone(),
         store: store.clone(),
@@ -69,12 +99,15 @@ pub async fn build(
         ci: Arc::new(SandboxCi),
         clock,
         metrics: metrics.clone(),
-        chats: opts.chats,
+        chats,
+        guard_sleep: opts.guard_sleep,
     });
+    let slack = slack.map(|p| crate::slack::SlackBridge::start(engine.clone(), p, metrics.clone()));
     Ok(App {
-        engine: Arc::new(engine),
+        engine,
         store,
         metrics,
         config,
+        slack,
     })
 }

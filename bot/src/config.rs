@@ -90,7 +90,11 @@ pub fn from_toml(text: &str) -> Result<Config, Vec<ConfigProblem>> {
         .map_err(figment_problems)?;
     let config = config.finish();
     let problems = config.problems();
-    if problems.is_empty() { Ok(config) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
 }
 
 fn figment_problems(err: figment::Error) -> Vec<ConfigProblem> {
@@ -150,7 +154,10 @@ preconditions = { soak_from = "qa", soak = "24h" }
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         // Malformed durations stop deserialisation, so they are reported on their own.
         assert_eq!(problems.len(), 1, "{text:?}");
-        assert!(text[0].starts_with("bot.status_update_interval"), "{text:?}");
+        assert!(
+            text[0].starts_with("bot.status_update_interval"),
+            "{text:?}"
+        );
         assert!(text[0].contains("malformed duration"), "{text:?}");
 
         let fixed = text_without_interval();
@@ -159,8 +166,14 @@ preconditions = { soak_from = "qa", soak = "24h" }
         assert!(paths.contains(&"roles.engineer[0]"), "{paths:?}");
         assert!(paths.contains(&"rules[0].roles[1]"), "{paths:?}");
         assert!(paths.contains(&"rules[0].approvals.count"), "{paths:?}");
-        assert!(paths.contains(&"rules[0].preconditions.soak_from"), "{paths:?}");
-        let count = problems.iter().find(|p| p.path == "rules[0].approvals.count").unwrap();
+        assert!(
+            paths.contains(&"rules[0].preconditions.soak_from"),
+            "{paths:?}"
+        );
+        let count = problems
+            .iter()
+            .find(|p| p.path == "rules[0].approvals.count")
+            .unwrap();
         assert!(count.message.contains("only 1 people"), "{}", count.message);
     }
 
@@ -195,14 +208,21 @@ preconditions = { soak_from = "qa", soak = "24h" }
         cfg.slack.bot_token = erlmcp_commands::config::Secret::new("set-by-env");
         cfg.slack.signing_secret = erlmcp_commands::config::Secret::new("set-by-env");
         assert_eq!(cfg.problems(), vec![], "the example must pass check-config");
-        assert_eq!(cfg.environments["production"].workload_ref(), Some(("statefulset", "erlmcp")));
+        assert_eq!(
+            cfg.environments["production"].workload_ref(),
+            Some(("statefulset", "erlmcp"))
+        );
     }
 
     #[test]
     fn unknown_keys_are_named() {
         let problems = from_toml("[slack]\nsigning_secrett = \"x\"\n").unwrap_err();
-        assert_eq!(problems[0].path, "slack");
-        assert!(problems[0].message.contains("signing_secrett"), "{:?}", problems);
+        assert_eq!(problems[0].path, "slack.signing_secrett");
+        assert!(
+            problems[0].message.contains("signing_secrett"),
+            "{:?}",
+            problems
+        );
         assert!(!problems[0].message.contains("\"x\""));
     }
 

@@ -5,6 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use erlmcp_adapters::guard::{self, GuardPolicy, GuardVerdict};
+use futures::future::BoxFuture;
 
 use erlmcp_adapters::chat::ChatPlatform;
 use erlmcp_adapters::ci::CiStatusSource;
@@ -16,18 +21,17 @@ use erlmcp_commands::policy::{
     self, Access, ApprovalRequirement, Decision, Facts, Operation, Policy, SoakFacts,
 };
 use erlmcp_commands::render::{self, ApprovalCard, Reply};
-use erlmcp_commands::{
-    Actor, Command, IncidentCommand, IncidentId, OperationKind, RequestId, Severity, Timestamp,
-};
+use erlmcp_commands::{Actor, Command, IncidentCommand, OperationKind, RequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::{Instrument, error, info, warn};
 
 use crate::clock::Clock;
+use crate::incidents::OperationNote;
 use crate::metrics::{CommandLabels, Metrics, OperationLabels};
 use crate::store::{
-    DeploymentRecord, IncidentRow, NewAuditEntry, NewIncident, NewRequest, NewVote, RequestRow,
-    RequestState, Store, StoreError, VoteInsert, Who,
+    DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
+    StoreError, VoteInsert, Who,
 };
 
 /// One inbound command.
@@ -79,6 +83,19 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     events: broadcast::Sender<EngineEvent>,
     chats: Vec<Arc<dyn ChatPlatform>>,
+    /// Itself, for work that outlives a command (the post-deploy guard).
+    me: Weak<Engine>,
+    http: reqwest::Client,
+    guard_sleep: GuardSleep,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) notifiers: crate::incidents::Notifiers,
+}
+
+/// How the post-deploy guard waits between checks; tests make it instant.
+pub type GuardSleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
+
+pub fn real_sleep() -> GuardSleep {
+    Arc::new(|d| Box::pin(tokio::time::sleep(d)))
 }
 
 pub struct EngineParts {
@@ -90,6 +107,7 @@ pub struct EngineParts {
     pub metrics: Arc<Metrics>,
     /// The chat platforms configured (incident channels are opened on each).
     pub chats: Vec<Arc<dyn ChatPlatform>>,
+    pub guard_sleep: GuardSleep,
 }
 
 static TRACE_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -104,7 +122,7 @@ fn trace_id() -> String {
     format!("{:08x}{:04x}", t, n & 0xffff)
 }
 
-fn who(actor: &Actor) -> Who {
+pub(crate) fn who(actor: &Actor) -> Who {
     Who {
         platform: actor.platform.clone(),
         user_id: actor.user_id.clone(),
@@ -112,7 +130,7 @@ fn who(actor: &Actor) -> Who {
     }
 }
 
-fn who_label(w: &Who) -> String {
+pub(crate) fn who_label(w: &Who) -> String {
     if w.display_name.is_empty() || w.display_name == w.user_id {
         format!("{}:{}", w.platform, w.user_id)
     } else {
@@ -188,11 +206,20 @@ fn command_text(text: &str, prefix: &str) -> String {
 }
 
 impl Engine {
-    pub fn new(parts: EngineParts) -> Engine {
+    pub fn new(parts: EngineParts) -> Arc<Engine> {
         let policy = Policy::from_config(&parts.config);
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
-        Engine {
+        let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            http,
+            guard_sleep: parts.guard_sleep,
+            background: Mutex::new(Vec::new()),
             targets: parts.targets.into_iter().map(|t| (t.kind(), t)).collect(),
             cfg: parts.config,
             policy,
@@ -203,6 +230,34 @@ impl Engine {
             metrics: parts.metrics,
             events,
             chats: parts.chats,
+            notifiers,
+        })
+    }
+
+    /// Waits for background work (post-deploy guards) started so far.
+    pub async fn wait_background(&self) {
+        loop {
+            let handles: Vec<_> =
+                std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+            if handles.is_empty() {
+                return;
+            }
+            for h in handles {
+                let _ = h.await;
+            }
+        }
+    }
+
+    /// Posts a message in the channel a command came from (`PLATFORM:CHANNEL`), when that
+    /// platform is connected; `local:*` channels have nobody to post to.
+    pub async fn post_to(&self, channel: &str, reply: &Reply) {
+        let Some((platform, id)) = channel.split_once(':') else {
+            return;
+        };
+        if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform) {
+            if let Err(e) = chat.post(id, reply).await {
+                error!(error = %e, %channel, "could not post to chat");
+            }
         }
     }
 
@@ -232,7 +287,13 @@ impl Engine {
 
     /// Resolves roles for a platform identity and the groups it belongs to
     /// (`slack-group:S1`, `discord-role:3`).
-    pub fn actor(&self, platform: &str, user_id: &str, display_name: &str, groups: &[String]) -> Actor {
+    pub fn actor(
+        &self,
+        platform: &str,
+        user_id: &str,
+        display_name: &str,
+        groups: &[String],
+    ) -> Actor {
         let mut ids = vec![format!("{platform}:{user_id}")];
         ids.extend(groups.iter().cloned());
         Actor {
@@ -389,7 +450,8 @@ impl Engine {
         let pending = self.store.pending_requests().await?;
         let mut lines = Vec::new();
         for r in pending.iter().filter(|r| r.expires_at > now) {
-            let stored: StoredApproval = serde_json::from_str(&r.approvals_json).unwrap_or_default();
+            let stored: StoredApproval =
+                serde_json::from_str(&r.approvals_json).unwrap_or_default();
             let requester = format!("{}:{}", r.requester.platform, r.requester.user_id);
             let can = if requester == actor.identity() {
                 Some("yours: `cancel` to withdraw")
@@ -418,7 +480,10 @@ impl Engine {
         }
     }
 
-    fn target_for(&self, env: &erlmcp_commands::config::EnvironmentSpec) -> Result<&Arc<dyn Target>, String> {
+    pub(crate) fn target_for(
+        &self,
+        env: &erlmcp_commands::config::EnvironmentSpec,
+    ) -> Result<&Arc<dyn Target>, String> {
         self.targets.get(env.target.as_str()).ok_or_else(|| {
             format!(
                 "the {} target is not configured in this bot",
@@ -461,7 +526,8 @@ impl Engine {
             return met;
         };
         if let (Some(p), Some(v)) = (&rule.preconditions, &op.version) {
-            if let (Some(s), Some(at)) = (&p.soak, facts.soak.as_ref().and_then(|f| f.deployed_at)) {
+            if let (Some(s), Some(at)) = (&p.soak, facts.soak.as_ref().and_then(|f| f.deployed_at))
+            {
                 met.push(format!(
                     "{v} soaked in {} since {} (≥ {})",
                     s.from,
@@ -561,7 +627,13 @@ impl Engine {
                 if let Err(e) = self.audit(entry).await {
                     let _ = self
                         .store
-                        .transition_request(row.id, RequestState::Pending, RequestState::Failed, Some("audit log unavailable"), self.now())
+                        .transition_request(
+                            row.id,
+                            RequestState::Pending,
+                            RequestState::Failed,
+                            Some("audit log unavailable"),
+                            self.now(),
+                        )
                         .await;
                     return Reply::failed(format!(
                         "Not recorded: the audit log is unavailable ({e}). The request was dropped; nothing will be executed."
@@ -629,13 +701,19 @@ impl Engine {
         if let Err(e) = self.audit(entry).await {
             let _ = self
                 .store
-                .transition_request(row.id, RequestState::Executing, RequestState::Failed, Some("audit log unavailable"), self.now())
+                .transition_request(
+                    row.id,
+                    RequestState::Executing,
+                    RequestState::Failed,
+                    Some("audit log unavailable"),
+                    self.now(),
+                )
                 .await;
             return audit_unavailable(&e);
         }
         if break_glass {
             warn!(request = %row.id, "break-glass operation");
-            self.note_on_open_incidents(&row, "break-glass").await;
+            self.note_operation(&row, OperationNote::BreakGlass).await;
         }
         self.execute(&row, &cmd, inv.progress.as_ref()).await
     }
@@ -681,15 +759,23 @@ impl Engine {
             .get_or_create(&OperationLabels {
                 operation: row.operation.clone(),
                 environment: env_name.clone(),
-                outcome: if result.is_ok() { "succeeded" } else { "failed" }.into(),
+                outcome: if result.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+                .into(),
             })
             .inc();
-        if let (Ok(o), Some(version)) = (&result, match &action {
-            TargetAction::Deploy { .. } | TargetAction::Rollback { .. } => {
-                result.as_ref().ok().and_then(|o| o.version_after.clone())
-            }
-            _ => None,
-        }) {
+        if let (Ok(o), Some(version)) = (
+            &result,
+            match &action {
+                TargetAction::Deploy { .. } | TargetAction::Rollback { .. } => {
+                    result.as_ref().ok().and_then(|o| o.version_after.clone())
+                }
+                _ => None,
+            },
+        ) {
             let kind = if matches!(action, TargetAction::Rollback { .. }) {
                 "rollback"
             } else {
@@ -716,7 +802,13 @@ impl Engine {
         let mut warning = String::new();
         if let Err(e) = self
             .store
-            .transition_request(row.id, RequestState::Executing, state, Some(&outcome_text), now)
+            .transition_request(
+                row.id,
+                RequestState::Executing,
+                state,
+                Some(&outcome_text),
+                now,
+            )
             .await
         {
             error!(error = %e, request = %row.id, "could not record the request's outcome");
@@ -727,7 +819,12 @@ impl Engine {
         entry.arguments = row.command_json.clone();
         entry.environment = row.environment.clone();
         entry.request_id = Some(row.id);
-        entry.decision = if row.break_glass { "break_glass" } else { "allow" }.into();
+        entry.decision = if row.break_glass {
+            "break_glass"
+        } else {
+            "allow"
+        }
+        .into();
         entry.votes = self.votes_json(row.id).await;
         entry.outcome = match &result {
             Ok(_) => format!("ok: {outcome_text}"),
@@ -738,10 +835,157 @@ impl Engine {
                 "\nWarning: the outcome could not be written to the audit log ({e})."
             ));
         }
-        self.note_on_open_incidents(row, &outcome_text).await;
+        self.note_operation(
+            row,
+            OperationNote::Finished {
+                ok: result.is_ok(),
+                outcome: &outcome_text,
+            },
+        )
+        .await;
         self.announce(row.id).await;
+        if result.is_ok() && matches!(action, TargetAction::Deploy { .. }) {
+            self.start_guard(row);
+        }
         let mut reply = reply;
         reply.text.push_str(&warning);
+        reply
+    }
+
+    /// The runbook's automatic rollback triggers: after a deploy to an environment with the
+    /// guard on (production by default), watch its health in the background.
+    fn start_guard(&self, row: &RequestRow) {
+        let Some(env) = row
+            .environment
+            .as_deref()
+            .and_then(|e| self.cfg.environment(e))
+        else {
+            return;
+        };
+        // The sandbox has nothing to probe unless a health URL is configured.
+        let watchable =
+            env.target != erlmcp_commands::config::TargetKind::Sandbox || env.health_url.is_some();
+        if !env.auto_rollback_enabled() || !watchable {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let row = row.clone();
+        let handle = tokio::spawn(async move { me.guard(row).await });
+        self.background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
+    async fn guard(&self, deployed: RequestRow) {
+        let env_name = deployed.environment.clone().unwrap_or_default();
+        let Some(env) = self.cfg.environment(&env_name) else {
+            return;
+        };
+        let Ok(target) = self.target_for(env) else {
+            return;
+        };
+        let sleep = self.guard_sleep.clone();
+        let verdict = guard::watch_after_deploy(
+            target.as_ref(),
+            env,
+            &self.http,
+            &GuardPolicy::for_env(env),
+            move |d| sleep(d),
+        )
+        .await;
+        let GuardVerdict::Rollback { evidence } = verdict else {
+            info!(request = %deployed.id, env = %env_name, "post-deploy guard: healthy");
+            return;
+        };
+        warn!(request = %deployed.id, env = %env_name, ?evidence, "post-deploy guard: rolling back");
+        let reply = self.auto_rollback(&deployed, &env_name, &evidence).await;
+        self.post_to(&deployed.channel, &reply).await;
+    }
+
+    /// Rolls an environment back on the guard's evidence, audited as automatic.
+    async fn auto_rollback(
+        &self,
+        deployed: &RequestRow,
+        env_name: &str,
+        evidence: &[String],
+    ) -> Reply {
+        let system = Who {
+            platform: "system".into(),
+            user_id: "erlmcp-bot".into(),
+            display_name: "erlmcp-bot (post-deploy guard)".into(),
+        };
+        let cmd = Command::Rollback {
+            env: erlmcp_commands::EnvName::new(env_name),
+            version: None,
+            reason: Some(format!("automatic rollback after {}", deployed.id)),
+        };
+        let now = self.now();
+        let arguments = serde_json::to_string(&cmd).unwrap_or_default();
+        let new = NewRequest {
+            created_at: now,
+            expires_at: now,
+            requester: system.clone(),
+            channel: deployed.channel.clone(),
+            command_text: format!("rollback {env_name} (automatic, after {})", deployed.id),
+            operation: OperationKind::Rollback.as_str().into(),
+            environment: Some(env_name.to_string()),
+            command_json: arguments.clone(),
+            approvals_json: "{}".into(),
+            state: RequestState::Executing,
+            break_glass: false,
+        };
+        let header = format!(
+            "Automatic rollback of {env_name} after {} ({}):\n• {}",
+            deployed.id,
+            deployed.command_text,
+            evidence.join("\n• ")
+        );
+        let row = match self.store.insert_request(new).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = audit_unavailable(&e);
+                r.text = format!("{header}\n{}", r.text);
+                return r;
+            }
+        };
+        let mut entry = self.entry(
+            &system,
+            &deployed.channel,
+            "automatic",
+            OperationKind::Rollback.as_str(),
+        );
+        entry.arguments = arguments;
+        entry.environment = Some(env_name.to_string());
+        entry.request_id = Some(row.id);
+        entry.decision = "auto_rollback".into();
+        entry.reason = format!(
+            "post-deploy guard after {}: {}",
+            deployed.id,
+            evidence.join("; ")
+        );
+        entry.outcome = "started".into();
+        if let Err(e) = self.audit(entry).await {
+            let _ = self
+                .store
+                .transition_request(
+                    row.id,
+                    RequestState::Executing,
+                    RequestState::Failed,
+                    Some("audit log unavailable"),
+                    self.now(),
+                )
+                .await;
+            let mut r = audit_unavailable(&e);
+            r.text = format!("{header}\n{}", r.text);
+            return r;
+        }
+        let mut reply = self
+            .execute(&row, &cmd, &erlmcp_adapters::target::NoProgress)
+            .await;
+        reply.text = format!("{header}\n{}", reply.text);
         reply
     }
 
@@ -796,7 +1040,9 @@ impl Engine {
         if self.events.receiver_count() == 0 {
             return;
         }
-        let (Ok(Some(row)), Ok(votes)) = (self.store.get_request(id).await, self.store.votes(id).await) else {
+        let (Ok(Some(row)), Ok(votes)) =
+            (self.store.get_request(id).await, self.store.votes(id).await)
+        else {
             return;
         };
         let card = self.card(&row, &votes);
@@ -823,7 +1069,13 @@ impl Engine {
         }
     }
 
-    async fn vote(&self, inv: &Invocation, id: RequestId, approve: bool, comment: Option<String>) -> Reply {
+    async fn vote(
+        &self,
+        inv: &Invocation,
+        id: RequestId,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Reply {
         let now = self.now();
         let row = match self.store.get_request(id).await {
             Ok(Some(r)) => r,
@@ -836,7 +1088,14 @@ impl Engine {
         };
         let view = self.view(&row, &votes);
         let verb = if approve { "approve" } else { "deny" };
-        match approval::apply(&view, &Event::Vote { voter: &inv.actor, approve }, now) {
+        match approval::apply(
+            &view,
+            &Event::Vote {
+                voter: &inv.actor,
+                approve,
+            },
+            now,
+        ) {
             Err(Rejection::Expired) => {
                 self.expire_one(&row).await;
                 return Reply::refused(format!(
@@ -845,7 +1104,10 @@ impl Engine {
                 ));
             }
             Err(Rejection::NotPending(p)) => {
-                return Reply::refused(format!("{id} is {}; there is nothing to {verb}.", p.describe()));
+                return Reply::refused(format!(
+                    "{id} is {}; there is nothing to {verb}.",
+                    p.describe()
+                ));
             }
             Err(Rejection::Vote(r)) => {
                 let text = render::vote_refusal(&r, id);
@@ -859,7 +1121,9 @@ impl Engine {
                 return Reply::refused(text);
             }
             Err(Rejection::AlreadyVoted) => {
-                return Reply::refused(format!("You already voted on {id}; each person counts once."));
+                return Reply::refused(format!(
+                    "You already voted on {id}; each person counts once."
+                ));
             }
             Err(Rejection::NotRequester) => {
                 return Reply::refused(format!("Only the requester can cancel {id}."));
@@ -879,7 +1143,9 @@ impl Engine {
         match inserted {
             Ok(VoteInsert::Inserted) => {}
             Ok(VoteInsert::AlreadyVoted) => {
-                return Reply::refused(format!("You already voted on {id}; each person counts once."));
+                return Reply::refused(format!(
+                    "You already voted on {id}; each person counts once."
+                ));
             }
             Err(e) => return audit_unavailable(&e),
         }
@@ -908,11 +1174,18 @@ impl Engine {
                     + &comment.map(|c| format!(": {c}")).unwrap_or_default();
                 match self
                     .store
-                    .transition_request(id, RequestState::Pending, RequestState::Denied, Some(&why), self.now())
+                    .transition_request(
+                        id,
+                        RequestState::Pending,
+                        RequestState::Denied,
+                        Some(&why),
+                        self.now(),
+                    )
                     .await
                 {
                     Ok(true) => {
-                        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "denied", &row.operation);
+                        let mut entry =
+                            self.entry(&who(&inv.actor), &inv.channel, "denied", &row.operation);
                         entry.request_id = Some(id);
                         entry.environment = row.environment.clone();
                         entry.arguments = row.command_json.clone();
@@ -930,7 +1203,8 @@ impl Engine {
             }
             _ => {
                 self.announce(id).await;
-                let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+                let stored: StoredApproval =
+                    serde_json::from_str(&row.approvals_json).unwrap_or_default();
                 Reply::ok(format!(
                     "{} approved {id} ({} of {} approvals).",
                     who_label(&who(&inv.actor)),
@@ -945,14 +1219,18 @@ impl Engine {
         let id = row.id;
         match self
             .store
-            .transition_request(id, RequestState::Pending, RequestState::Executing, None, self.now())
+            .transition_request(
+                id,
+                RequestState::Pending,
+                RequestState::Executing,
+                None,
+                self.now(),
+            )
             .await
         {
             Ok(true) => {}
             Ok(false) => {
-                return Reply::ok(format!(
-                    "Vote recorded; {id} is already being carried out."
-                ));
+                return Reply::ok(format!("Vote recorded; {id} is already being carried out."));
             }
             Err(e) => return audit_unavailable(&e),
         }
@@ -961,14 +1239,27 @@ impl Engine {
             Err(e) => {
                 let _ = self
                     .store
-                    .transition_request(id, RequestState::Executing, RequestState::Failed, Some("stored command unreadable"), self.now())
+                    .transition_request(
+                        id,
+                        RequestState::Executing,
+                        RequestState::Failed,
+                        Some("stored command unreadable"),
+                        self.now(),
+                    )
                     .await;
-                return Reply::failed(format!("{id} cannot be executed: its stored command is unreadable ({e})."));
+                return Reply::failed(format!(
+                    "{id} cannot be executed: its stored command is unreadable ({e})."
+                ));
             }
         };
         // The world may have changed while the request waited: check again.
         if let Command::Deploy { env, version, .. } = &cmd {
-            let requester = self.actor(&row.requester.platform, &row.requester.user_id, &row.requester.display_name, &[]);
+            let requester = self.actor(
+                &row.requester.platform,
+                &row.requester.user_id,
+                &row.requester.display_name,
+                &[],
+            );
             let op = Operation {
                 kind: OperationKind::Deploy,
                 env: Some(env.clone()),
@@ -982,15 +1273,34 @@ impl Engine {
                 let facts = match self.gather_facts(&requester, &op).await {
                     Ok(f) => f,
                     Err(e) => {
-                        let _ = self.store.transition_request(id, RequestState::Executing, RequestState::Failed, Some("audit log unavailable"), self.now()).await;
+                        let _ = self
+                            .store
+                            .transition_request(
+                                id,
+                                RequestState::Executing,
+                                RequestState::Failed,
+                                Some("audit log unavailable"),
+                                self.now(),
+                            )
+                            .await;
                         return audit_unavailable(&e);
                     }
                 };
                 let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
                 if !unmet.is_empty() {
                     let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
-                    let _ = self.store.transition_request(id, RequestState::Executing, RequestState::Failed, Some(&text), self.now()).await;
-                    let mut entry = self.entry(&row.requester, &row.channel, "failed", &row.operation);
+                    let _ = self
+                        .store
+                        .transition_request(
+                            id,
+                            RequestState::Executing,
+                            RequestState::Failed,
+                            Some(&text),
+                            self.now(),
+                        )
+                        .await;
+                    let mut entry =
+                        self.entry(&row.requester, &row.channel, "failed", &row.operation);
                     entry.request_id = Some(id);
                     entry.environment = row.environment.clone();
                     entry.reason = text.clone();
@@ -1006,13 +1316,22 @@ impl Engine {
         entry.environment = row.environment.clone();
         entry.arguments = row.command_json.clone();
         entry.decision = "approved".into();
-        entry.reason = format!("{approvals} approval(s), last by {}", who_label(&who(&inv.actor)));
+        entry.reason = format!(
+            "{approvals} approval(s), last by {}",
+            who_label(&who(&inv.actor))
+        );
         entry.votes = self.votes_json(id).await;
         entry.outcome = "started".into();
         if let Err(e) = self.audit(entry).await {
             let _ = self
                 .store
-                .transition_request(id, RequestState::Executing, RequestState::Failed, Some("audit log unavailable"), self.now())
+                .transition_request(
+                    id,
+                    RequestState::Executing,
+                    RequestState::Failed,
+                    Some("audit log unavailable"),
+                    self.now(),
+                )
                 .await;
             return audit_unavailable(&e);
         }
@@ -1033,14 +1352,20 @@ impl Engine {
         match approval::apply(&view, &Event::Cancel { by: &inv.actor }, self.now()) {
             Ok(Transition::Cancelled) => {}
             Err(Rejection::NotRequester) => {
-                return Reply::refused(format!("Only the requester ({}) can cancel {id}.", who_label(&row.requester)));
+                return Reply::refused(format!(
+                    "Only the requester ({}) can cancel {id}.",
+                    who_label(&row.requester)
+                ));
             }
             Err(Rejection::Expired) => {
                 self.expire_one(&row).await;
                 return Reply::refused(format!("{id} already expired."));
             }
             Err(Rejection::NotPending(p)) => {
-                return Reply::refused(format!("{id} is {}; it can no longer be cancelled.", p.describe()));
+                return Reply::refused(format!(
+                    "{id} is {}; it can no longer be cancelled.",
+                    p.describe()
+                ));
             }
             Ok(_) | Err(_) => return Reply::refused(format!("{id} cannot be cancelled.")),
         }
@@ -1054,7 +1379,13 @@ impl Engine {
         }
         match self
             .store
-            .transition_request(id, RequestState::Pending, RequestState::Cancelled, Some("cancelled by the requester"), self.now())
+            .transition_request(
+                id,
+                RequestState::Pending,
+                RequestState::Cancelled,
+                Some("cancelled by the requester"),
+                self.now(),
+            )
             .await
         {
             Ok(true) => {
@@ -1069,7 +1400,13 @@ impl Engine {
     async fn expire_one(&self, row: &RequestRow) -> bool {
         match self
             .store
-            .transition_request(row.id, RequestState::Pending, RequestState::Expired, Some("expired without enough approvals"), self.now())
+            .transition_request(
+                row.id,
+                RequestState::Pending,
+                RequestState::Expired,
+                Some("expired without enough approvals"),
+                self.now(),
+            )
             .await
         {
             Ok(true) => {
@@ -1112,7 +1449,10 @@ impl Engine {
                 pod,
                 previous,
                 tail,
-            } => self.logs(env.as_str(), pod.as_deref(), *previous, tail.unwrap_or(50)).await,
+            } => {
+                self.logs(env.as_str(), pod.as_deref(), *previous, tail.unwrap_or(50))
+                    .await
+            }
             Command::Audit { limit } => self.audit_tail(limit.unwrap_or(10)).await,
             Command::Incident(ic) => self.incident(inv, ic).await,
             _ => Ok(Reply::failed("internal error: unexpected command")),
@@ -1139,7 +1479,10 @@ impl Engine {
                             p.phase,
                             if p.ready { "ready" } else { "NOT READY" },
                             p.restarts,
-                            p.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                            p.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
                         )
                     }))
                     .collect::<Vec<_>>()
@@ -1149,7 +1492,13 @@ impl Engine {
         })
     }
 
-    async fn logs(&self, env: &str, pod: Option<&str>, previous: bool, tail: u32) -> Result<Reply, StoreError> {
+    async fn logs(
+        &self,
+        env: &str,
+        pod: Option<&str>,
+        previous: bool,
+        tail: u32,
+    ) -> Result<Reply, StoreError> {
         let Some(spec) = self.cfg.environment(env) else {
             return Ok(Reply::refused(format!("unknown environment {env}")));
         };
@@ -1180,7 +1529,10 @@ impl Engine {
                     who_label(&e.who),
                     e.action,
                     e.operation,
-                    e.environment.as_ref().map(|x| format!(" {x}")).unwrap_or_default(),
+                    e.environment
+                        .as_ref()
+                        .map(|x| format!(" {x}"))
+                        .unwrap_or_default(),
                     e.request_id.map(|x| format!(" {x}")).unwrap_or_default(),
                     e.outcome
                 )
@@ -1188,212 +1540,4 @@ impl Engine {
             .collect();
         Ok(Reply::private(lines.join("\n")))
     }
-
-    /// Finds the incident a command refers to: the id given, the incident whose channel
-    /// this is, or the only open one.
-    async fn find_incident(&self, inv: &Invocation, id: Option<IncidentId>) -> Result<Result<IncidentRow, String>, StoreError> {
-        if let Some(id) = id {
-            return Ok(self.store.get_incident(id).await?.ok_or_else(|| format!("There is no incident {id}.")));
-        }
-        let open = self.store.open_incidents().await?;
-        if let Some(i) = open.iter().find(|i| i.channels_json.contains(&format!("\"{}\"", inv.channel))) {
-            return Ok(Ok(i.clone()));
-        }
-        match open.as_slice() {
-            [one] => Ok(Ok(one.clone())),
-            [] => Ok(Err("There is no open incident.".into())),
-            many => Ok(Err(format!(
-                "Several incidents are open ({}); say which with --id INC-N.",
-                many.iter().map(|i| i.id.to_string()).collect::<Vec<_>>().join(", ")
-            ))),
-        }
-    }
-
-    async fn incident(&self, inv: &Invocation, ic: &IncidentCommand) -> Result<Reply, StoreError> {
-        let now = self.now();
-        let me = who(&inv.actor);
-        match ic {
-            IncidentCommand::Declare { severity, title } => {
-                let row = self
-                    .store
-                    .insert_incident(NewIncident {
-                        severity: *severity,
-                        title: title.clone(),
-                        declared_by: me.clone(),
-                        declared_at: now,
-                        channel: inv.channel.clone(),
-                    })
-                    .await?;
-                self.store
-                    .append_incident_event(row.id, now, "declared", Some(&me), &format!("{severity} declared: {title}"))
-                    .await?;
-                Ok(Reply::ok(format!(
-                    "{} declared ({severity}): {title}\n{}",
-                    row.id,
-                    checklist(*severity)
-                )))
-            }
-            IncidentCommand::Update { id, text } => {
-                let mut inc = match self.find_incident(inv, *id).await? {
-                    Ok(i) => i,
-                    Err(msg) => return Ok(Reply::refused(msg)),
-                };
-                self.store.append_incident_event(inc.id, now, "update", Some(&me), text).await?;
-                inc.last_human_update_at = Some(now);
-                self.store.update_incident(&inc).await?;
-                Ok(Reply::ok(format!("{} update from {}: {text}", inc.id, who_label(&me))))
-            }
-            IncidentCommand::Severity { id, severity } => {
-                let mut inc = match self.find_incident(inv, *id).await? {
-                    Ok(i) => i,
-                    Err(msg) => return Ok(Reply::refused(msg)),
-                };
-                let old = inc.severity;
-                inc.severity = *severity;
-                self.store.update_incident(&inc).await?;
-                self.store
-                    .append_incident_event(inc.id, now, "severity", Some(&me), &format!("severity {old} → {severity}"))
-                    .await?;
-                Ok(Reply::ok(format!("{} severity {old} → {severity}", inc.id)))
-            }
-            IncidentCommand::Commander { id, user } => {
-                let mut inc = match self.find_incident(inv, *id).await? {
-                    Ok(i) => i,
-                    Err(msg) => return Ok(Reply::refused(msg)),
-                };
-                inc.commander = Some(user.clone());
-                self.store.update_incident(&inc).await?;
-                self.store
-                    .append_incident_event(inc.id, now, "commander", Some(&me), &format!("commander: {user}"))
-                    .await?;
-                Ok(Reply::ok(format!("{} commander is now {user}", inc.id)))
-            }
-            IncidentCommand::Resolve { id, summary } => {
-                let mut inc = match self.find_incident(inv, *id).await? {
-                    Ok(i) => i,
-                    Err(msg) => return Ok(Reply::refused(msg)),
-                };
-                if inc.resolved_at.is_some() {
-                    return Ok(Reply::refused(format!("{} is already resolved.", inc.id)));
-                }
-                inc.resolved_at = Some(now);
-                inc.summary = summary.clone();
-                self.store.update_incident(&inc).await?;
-                self.store
-                    .append_incident_event(inc.id, now, "resolved", Some(&me), summary.as_deref().unwrap_or("resolved"))
-                    .await?;
-                let events = self.store.incident_events(inc.id).await?;
-                let mut out = format!(
-                    "{} resolved after {}: {}\nTimeline:",
-                    inc.id,
-                    render::duration(now - inc.declared_at),
-                    inc.title
-                );
-                for e in &events {
-                    out.push_str(&format!("\n  {} {} {}", render::timestamp(e.at), e.kind, e.text));
-                }
-                out.push_str(&format!(
-                    "\n{}: please schedule the postmortem.",
-                    inc.commander.clone().unwrap_or_else(|| "Commander".into())
-                ));
-                Ok(Reply::ok(out))
-            }
-            IncidentCommand::List | IncidentCommand::Timeline { .. } => Ok(Reply::failed("internal error")),
-        }
-    }
-
-    async fn incident_list(&self) -> Result<Reply, StoreError> {
-        let open = self.store.open_incidents().await?;
-        if open.is_empty() {
-            return Ok(Reply::private("No open incidents."));
-        }
-        let now = self.now();
-        Ok(Reply::private(
-            open.iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {} — open {}, commander {}",
-                        i.id,
-                        i.severity,
-                        i.title,
-                        render::duration(now - i.declared_at),
-                        i.commander.as_deref().unwrap_or("none")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ))
-    }
-
-    async fn incident_timeline(&self, inv: &Invocation, id: Option<IncidentId>) -> Result<Reply, StoreError> {
-        let inc = match self.find_incident(inv, id).await? {
-            Ok(i) => i,
-            Err(msg) => return Ok(Reply::refused(msg)),
-        };
-        let events = self.store.incident_events(inc.id).await?;
-        let mut out = format!("{} {} {}", inc.id, inc.severity, inc.title);
-        for e in &events {
-            out.push_str(&format!(
-                "\n{} {}{}: {}",
-                render::timestamp(e.at),
-                e.kind,
-                e.who.as_ref().map(|w| format!(" ({})", who_label(w))).unwrap_or_default(),
-                e.text
-            ));
-        }
-        Ok(Reply::private(out))
-    }
-
-    /// Puts an operation on the timeline of every open incident (the affected environment is
-    /// what incidents are about; the incident channel link is added by the incident work).
-    async fn note_on_open_incidents(&self, row: &RequestRow, what: &str) {
-        let Ok(open) = self.store.open_incidents().await else {
-            return;
-        };
-        for inc in open {
-            let text = format!(
-                "{} {}{}: {what}",
-                row.id,
-                row.command_text,
-                if row.break_glass { " [break-glass]" } else { "" }
-            );
-            let _ = self
-                .store
-                .append_incident_event(inc.id, self.now(), "operation", Some(&row.requester), &text)
-                .await;
-        }
-    }
-}
-
-/// The runbook's checklist for a severity.
-pub fn checklist(s: Severity) -> String {
-    let items: &[&str] = match s {
-        Severity::P0 => &[
-            "Declare the incident and update the status page",
-            "Page on-call and name an incident commander (`incident commander @user`)",
-            "Assess impact: `status`, recent deploys, recent changes",
-            "Mitigate: `rollback production`, `scale production N`, or `maintenance production on`",
-            "Fail over to the DR region if the primary is down",
-            "Communicate every 15 minutes (`incident update ...`)",
-            "Resolve (`incident resolve ...`) and schedule the postmortem",
-        ],
-        Severity::P1 => &[
-            "Declare the incident",
-            "Investigate: recent changes, metrics, error logs (`logs production`)",
-            "Mitigate: `rollback production` or `scale production N`",
-            "Monitor: error rates and latency back to normal",
-            "Resolve (`incident resolve ...`)",
-        ],
-        Severity::P2 => &[
-            "Create a ticket",
-            "Investigate the affected service (`pods production`, `logs production`)",
-            "Fix: `restart production` or a patch release",
-            "Resolve (`incident resolve ...`)",
-        ],
-    };
-    items
-        .iter()
-        .map(|i| format!("☐ {i}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -10,12 +10,17 @@ use erlmcp_bot::app::{self, App, BuildOptions};
 use erlmcp_bot::clock::SystemClock;
 use erlmcp_bot::config;
 use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::scheduler::Scheduler;
 use erlmcp_bot::store::{self, audit};
 use erlmcp_bot::{server, telemetry};
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "erlmcp-bot", version, about = "ChatOps for the erlmcp runbook: audited deploys, rollbacks and incidents from chat")]
+#[command(
+    name = "erlmcp-bot",
+    version,
+    about = "ChatOps for the erlmcp runbook: audited deploys, rollbacks and incidents from chat"
+)]
 struct Cli {
     /// Configuration file (default: ./erlmcp-bot.toml if present, else the embedded default).
     #[arg(long, global = true, value_name = "FILE")]
@@ -88,7 +93,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&loaded.config.bot.log_format);
+    // One-shot commands print their answer; only warnings belong beside it.
+    let level = if matches!(cli.command, Cmd::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    telemetry::init(&loaded.config.bot.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -122,7 +133,10 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
             match command {
                 AuditCmd::Verify => match audit::verify(store.as_ref()).await {
                     Ok(r) if r.is_ok() => {
-                        println!("audit log ok: {} rows, last #{} {}", r.count, r.last_seq, r.last_hash);
+                        println!(
+                            "audit log ok: {} rows, last #{} {}",
+                            r.count, r.last_seq, r.last_hash
+                        );
                         ExitCode::SUCCESS
                     }
                     Ok(r) => {
@@ -160,10 +174,17 @@ fn fail(msg: String) -> ExitCode {
 }
 
 async fn open_app(loaded: config::Loaded, url: &str) -> Result<App, ExitCode> {
-    let store = store::open_store(url).await.map_err(|e| fail(format!("{e:#}")))?;
-    app::build(loaded.config, store, Arc::new(SystemClock), BuildOptions::default())
+    let store = store::open_store(url)
         .await
-        .map_err(|e| fail(format!("{e:#}")))
+        .map_err(|e| fail(format!("{e:#}")))?;
+    app::build(
+        loaded.config,
+        store,
+        Arc::new(SystemClock),
+        BuildOptions::default(),
+    )
+    .await
+    .map_err(|e| fail(format!("{e:#}")))
 }
 
 /// Progress lines go to stderr so stdout holds only the reply.
@@ -210,7 +231,10 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
     info!(
         %addr,
         config = %source,
@@ -218,25 +242,37 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         ready_ms = started.elapsed().as_millis() as u64,
         "erlmcp-bot ready"
     );
+    // Status updates and expiries live in the store; every replica ticks and the leases
+    // decide who runs what.
     let sweeper = {
-        let engine = app.engine.clone();
+        let scheduler = Scheduler::new(app.engine.clone(), Scheduler::process_owner());
+        if let Err(e) = scheduler.install().await {
+            warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
+        }
+        info!(owner = scheduler.owner(), "scheduler running");
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match engine.expire_due().await {
-                    Ok(0) => {}
-                    Ok(n) => info!(expired = n, "requests expired"),
-                    Err(e) => warn!(error = %e, "expiry sweep failed"),
-                }
+                scheduler.tick().await;
             }
         })
     };
+    // Socket Mode: the bot dials Slack instead of being called; same handlers as HTTP mode.
+    let socket_mode = app
+        .slack
+        .as_ref()
+        .filter(|s| s.mode() == erlmcp_bot::slack::Mode::Socket)
+        .map(|s| s.start_socket_mode());
     let router = server::router(app.clone());
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     sweeper.abort();
+    if let Some(s) = socket_mode {
+        s.abort();
+    }
     app.store.close().await;
     match result {
         Ok(()) => {

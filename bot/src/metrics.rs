@@ -46,7 +46,11 @@ impl Metrics {
         let audit_write_failures = Counter::default();
         let delivery_failures = Family::<DeliveryLabels, Counter>::default();
         let command_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register("commands", "Chat commands handled, by outcome", commands.clone());
+        registry.register(
+            "commands",
+            "Chat commands handled, by outcome",
+            commands.clone(),
+        );
         registry.register(
             "operations",
             "Operations carried out on targets, by outcome",

@@ -95,8 +95,9 @@ impl SandboxTarget {
             .await
             .map_err(|e| TargetError::Unavailable(e.to_string()))?;
         match row {
-            Some(r) => serde_json::from_str(&r.state_json)
-                .map_err(|e| TargetError::Unavailable(format!("sandbox state of {}: {e}", env.name))),
+            Some(r) => serde_json::from_str(&r.state_json).map_err(|e| {
+                TargetError::Unavailable(format!("sandbox state of {}: {e}", env.name))
+            }),
             None => self.seed_env(env).await,
         }
     }
@@ -188,13 +189,19 @@ impl Target for SandboxTarget {
                         weight: 10,
                         paused: false,
                     });
-                    progress.report(format!("sandbox: canary of {version} on {name} at 10% traffic"));
-                    format!("sandbox: canary of {version} started on {name} at 10% (promote with `canary {name} promote`)")
+                    progress.report(format!(
+                        "sandbox: canary of {version} on {name} at 10% traffic"
+                    ));
+                    format!(
+                        "sandbox: canary of {version} started on {name} at 10% (promote with `canary {name} promote`)"
+                    )
                 } else if w.version == version.as_str() {
                     format!("sandbox: {name} already runs {version}; nothing to do")
                 } else {
-                    self.roll(name, w.replicas, version.as_str(), progress).await;
-                    w.history.push(std::mem::replace(&mut w.version, version.to_string()));
+                    self.roll(name, w.replicas, version.as_str(), progress)
+                        .await;
+                    w.history
+                        .push(std::mem::replace(&mut w.version, version.to_string()));
                     w.revision += 1;
                     summary(name, &w)
                 }
@@ -230,9 +237,13 @@ impl Target for SandboxTarget {
                 format!("sandbox: {name} scaled from {from} to {replicas} replicas")
             }
             TargetAction::Restart => {
-                self.roll(name, w.replicas, &w.version.clone(), progress).await;
+                self.roll(name, w.replicas, &w.version.clone(), progress)
+                    .await;
                 w.restarted_at = Some(self.clock.now());
-                format!("sandbox: {name} restarted ({} replicas replaced)", w.replicas)
+                format!(
+                    "sandbox: {name} restarted ({} replicas replaced)",
+                    w.replicas
+                )
             }
             TargetAction::Maintenance { on } => {
                 w.maintenance = *on;
@@ -302,7 +313,9 @@ impl Target for SandboxTarget {
         tail: u32,
     ) -> Result<String, TargetError> {
         let w = self.load(env).await?;
-        let pod = pod.map(str::to_string).unwrap_or_else(|| format!("erlmcp-{}-0", w.revision));
+        let pod = pod
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("erlmcp-{}-0", w.revision));
         let lines = [
             format!("sandbox: {pod} started erlmcp {}", w.version),
             "sandbox: listening on 0.0.0.0:8080".to_string(),
@@ -332,17 +345,26 @@ fn canary(env: &str, w: &mut Workload, action: CanaryAction) -> Result<String, T
         ),
         CanaryAction::Pause => {
             c.paused = true;
-            format!("sandbox: canary of {} on {env} paused at {}%", c.version, c.weight)
+            format!(
+                "sandbox: canary of {} on {env} paused at {}%",
+                c.version, c.weight
+            )
         }
         CanaryAction::Resume => {
             c.paused = false;
             c.weight = (c.weight + 40).min(100);
-            format!("sandbox: canary of {} on {env} resumed, now at {}%", c.version, c.weight)
+            format!(
+                "sandbox: canary of {} on {env} resumed, now at {}%",
+                c.version, c.weight
+            )
         }
         CanaryAction::Abort => {
             let v = c.version.clone();
             w.canary = None;
-            format!("sandbox: canary of {v} on {env} aborted; all traffic back on {}", w.version)
+            format!(
+                "sandbox: canary of {v} on {env} aborted; all traffic back on {}",
+                w.version
+            )
         }
         CanaryAction::Promote => {
             let v = c.version.clone();

@@ -16,11 +16,14 @@ pub struct ServerState {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(ServerState { app })
+        .route("/metrics", get(metrics));
+    if let Some(slack) = &app.slack {
+        router = router.merge(crate::slack::routes(slack.clone()));
+    }
+    router.with_state(ServerState { app })
 }
 
 async fn healthz() -> &'static str {

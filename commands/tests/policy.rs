@@ -134,7 +134,14 @@ fn short(d: &Decision) -> D {
 }
 
 /// who, roles, operation, environment, version, expected decision
-type Case<'a> = (&'a str, &'a [&'a str], OperationKind, Option<&'a str>, Option<&'a str>, D);
+type Case<'a> = (
+    &'a str,
+    &'a [&'a str],
+    OperationKind,
+    Option<&'a str>,
+    Option<&'a str>,
+    D,
+);
 
 #[test]
 fn allow_and_deny_per_role_and_environment() {

@@ -44,7 +44,8 @@ async fn racing_approvals(store: Arc<dyn Store>) {
         let executions = rows
             .iter()
             .filter(|r| {
-                r.entry.action == "executing" && r.entry.request_id.map(|x| x.to_string()) == Some(id.clone())
+                r.entry.action == "executing"
+                    && r.entry.request_id.map(|x| x.to_string()) == Some(id.clone())
             })
             .count();
         assert_eq!(executions, 1, "round {round}: {} / {}", a.text, b.text);
@@ -53,7 +54,12 @@ async fn racing_approvals(store: Arc<dyn Store>) {
         // Roll production back so the next round deploys again.
         bot.say("carol", "scale production 5").await;
     }
-    assert!(erlmcp_bot::store::audit::verify(store.as_ref()).await.unwrap().is_ok());
+    assert!(
+        erlmcp_bot::store::audit::verify(store.as_ref())
+            .await
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +70,8 @@ async fn racing_approvals_execute_once_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_approvals_execute_once_on_postgres() {
-    let Some(store) = testdb::postgres_or_skip("racing_approvals_execute_once_on_postgres").await else {
+    let Some(store) = testdb::postgres_or_skip("racing_approvals_execute_once_on_postgres").await
+    else {
         return;
     };
     racing_approvals(Arc::new(store)).await;
@@ -84,7 +91,11 @@ async fn audit_unavailable(store: Arc<dyn Store>, break_audit: impl AsyncFnOnce(
     assert!(r.text.contains("Not executed"), "{}", r.text);
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let r = bot.say("dave", "status staging").await;
-    assert!(r.text.contains("v3.0.1"), "staging must be unchanged: {}", r.text);
+    assert!(
+        r.text.contains("v3.0.1"),
+        "staging must be unchanged: {}",
+        r.text
+    );
     let history = store.deployments("staging", 10).await.unwrap();
     assert!(history.iter().all(|d| d.version != "v3.0.2"), "{history:?}");
 }
@@ -104,7 +115,9 @@ async fn audit_unavailable_means_not_executed_on_sqlite() {
 
 #[tokio::test]
 async fn audit_unavailable_means_not_executed_on_postgres() {
-    let Some(store) = testdb::postgres_or_skip("audit_unavailable_means_not_executed_on_postgres").await else {
+    let Some(store) =
+        testdb::postgres_or_skip("audit_unavailable_means_not_executed_on_postgres").await
+    else {
         return;
     };
     let pool = store.pool().clone();
@@ -121,7 +134,9 @@ async fn audit_unavailable_means_not_executed_on_postgres() {
 /// unavailable and nothing runs; once it is back, the world is as it was.
 #[tokio::test]
 async fn database_gone_means_a_clear_reply_and_no_execution() {
-    let Some(url) = testdb::fresh_postgres_url("database_gone_means_a_clear_reply_and_no_execution").await else {
+    let Some(url) =
+        testdb::fresh_postgres_url("database_gone_means_a_clear_reply_and_no_execution").await
+    else {
         return;
     };
     let store = erlmcp_bot::store::PgStore::open(&url).await.unwrap();
@@ -132,9 +147,14 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
 
     let admin = std::env::var(testdb::POSTGRES_URL_VAR).unwrap();
     let db = url.rsplit('/').next().unwrap().to_string();
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
     let set = |allow: bool| format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {allow}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(set(false))).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set(false)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     )))
@@ -145,12 +165,23 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
     let r = bot.say("dave", "deploy staging v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
     assert!(r.text.contains("audit log is unavailable"), "{}", r.text);
-    assert!(!r.text.contains("postgres://"), "no connection string in replies: {}", r.text);
+    assert!(
+        !r.text.contains("postgres://"),
+        "no connection string in replies: {}",
+        r.text
+    );
     assert!(bot.progress.take().is_empty(), "nothing may run");
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(set(true))).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set(true)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let r = bot.say("dave", "status staging").await;
-    assert!(r.text.contains("v3.0.1"), "staging must be unchanged: {}", r.text);
+    assert!(
+        r.text.contains("v3.0.1"),
+        "staging must be unchanged: {}",
+        r.text
+    );
     testdb::drop_postgres_database(&url).await;
 }
 
@@ -209,7 +240,12 @@ async fn break_glass_rollback_during_p0() {
     let r = bot.say("dave", "incident declare P2 slow dashboard").await;
     assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
     let r = bot.say("carol", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "a P2 is no reason to break glass: {}", r.text);
+    assert_eq!(
+        r.kind,
+        ReplyKind::Accepted,
+        "a P2 is no reason to break glass: {}",
+        r.text
+    );
 
     let r = bot.say("dave", "incident declare P0 production down").await;
     assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
@@ -222,7 +258,8 @@ async fn break_glass_rollback_during_p0() {
 
     let rows = bot.app.store.audit_page(0, 1000).await.unwrap();
     assert!(
-        rows.iter().any(|r| r.entry.decision == "break_glass" && r.entry.action == "executing"),
+        rows.iter()
+            .any(|r| r.entry.decision == "break_glass" && r.entry.action == "executing"),
         "break-glass is audited"
     );
     let r = bot.say("carol", "incident timeline INC-2").await;

@@ -55,7 +55,10 @@ fn seed(fake: &FakeKubeServer) {
     d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
     let d = fake.insert("deployments", d);
     for (rev, tag, hash) in [(1, "v3.0.0", "6c8f9b7d41"), (2, "v3.0.1", "5d9c7b6f83")] {
-        fake.insert("replicasets", fake_kube::replicaset(&d, &format!("{REPO}:{tag}"), rev, hash));
+        fake.insert(
+            "replicasets",
+            fake_kube::replicaset(&d, &format!("{REPO}:{tag}"), rev, hash),
+        );
     }
 }
 
@@ -70,7 +73,10 @@ async fn failing_health_after_a_production_deploy_rolls_back_automatically() {
     fake.set_health(503);
     let r = bot.say("alice", "deploy production v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(bot.progress.take().iter().any(|l| l.contains("3 of 3")), "rollout followed");
+    assert!(
+        bot.progress.take().iter().any(|l| l.contains("3 of 3")),
+        "rollout followed"
+    );
     bot.app.engine.wait_background().await;
 
     // kubectl's undo patch went out after the deploy's image patch.
@@ -88,8 +94,18 @@ async fn failing_health_after_a_production_deploy_rolls_back_automatically() {
         .expect("the automatic rollback is audited");
     assert_eq!(auto.entry.decision, "auto_rollback");
     assert_eq!(auto.entry.who.platform, "system");
-    assert!(auto.entry.reason.contains("3 consecutive health check failures"), "{}", auto.entry.reason);
-    assert!(auto.entry.reason.contains("HTTP 503"), "{}", auto.entry.reason);
+    assert!(
+        auto.entry
+            .reason
+            .contains("3 consecutive health check failures"),
+        "{}",
+        auto.entry.reason
+    );
+    assert!(
+        auto.entry.reason.contains("HTTP 503"),
+        "{}",
+        auto.entry.reason
+    );
     let executed = rows
         .iter()
         .filter(|r| r.entry.action == "executed" && r.entry.operation == "rollback")

@@ -18,7 +18,10 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     assert!(r.text.contains("staging runs v3.0.1"), "{}", r.text);
     assert!(r.text.contains("sandbox"), "{}", r.text);
     let progress = bot.progress.take();
-    assert!(progress.iter().any(|l| l.contains("3 of 3 available")), "{progress:?}");
+    assert!(
+        progress.iter().any(|l| l.contains("3 of 3 available")),
+        "{progress:?}"
+    );
 
     let r = bot.say("alice", "deploy production v3.0.1").await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
@@ -27,13 +30,19 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     assert!(r.text.contains("met at 2026-11-03 09:00 UTC"), "{}", r.text);
 
     bot.advance(Duration::hours(24));
-    let r = bot.say("alice", "/erlmcp deploy prod v3.0.1 release 3.0.1").await;
+    let r = bot
+        .say("alice", "/erlmcp deploy prod v3.0.1 release 3.0.1")
+        .await;
     assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
     let id = request_id(&r);
     assert!(r.text.contains("change-board"), "{}", r.text);
     let card = r.approval.as_ref().unwrap();
     assert_eq!(card.requirement.count, 1);
-    assert!(card.met.iter().any(|m| m.contains("soaked in staging")), "{:?}", card.met);
+    assert!(
+        card.met.iter().any(|m| m.contains("soaked in staging")),
+        "{:?}",
+        card.met
+    );
 
     let r = bot.say("alice", &format!("approve {id}")).await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
@@ -48,11 +57,20 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     assert!(r.text.contains("production runs v3.0.1"), "{}", r.text);
 
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "a settled request takes no votes: {}", r.text);
+    assert_eq!(
+        r.kind,
+        ReplyKind::Refused,
+        "a settled request takes no votes: {}",
+        r.text
+    );
 
     let r = bot.say("carol", "status production").await;
     assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production [sandbox]: v3.0.1"), "{}", r.text);
+    assert!(
+        r.text.contains("production [sandbox]: v3.0.1"),
+        "{}",
+        r.text
+    );
 
     let r = bot.say("carol", "rollback production").await;
     assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
@@ -66,12 +84,22 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     let rows = store.audit_page(0, 1000).await.unwrap();
     let executed = rows
         .iter()
-        .find(|r| r.entry.action == "executed" && r.entry.environment.as_deref() == Some("production"))
+        .find(|r| {
+            r.entry.action == "executed" && r.entry.environment.as_deref() == Some("production")
+        })
         .expect("the production deploy is audited");
     assert_eq!(executed.entry.who.user_id, "alice");
     assert_eq!(executed.entry.channel, "local:test");
-    assert!(executed.entry.votes.contains("bob"), "{}", executed.entry.votes);
-    assert!(executed.entry.outcome.starts_with("ok"), "{}", executed.entry.outcome);
+    assert!(
+        executed.entry.votes.contains("bob"),
+        "{}",
+        executed.entry.votes
+    );
+    assert!(
+        executed.entry.outcome.starts_with("ok"),
+        "{}",
+        executed.entry.outcome
+    );
 
     // Someone edits row 3 behind the bot's back.
     tamper("UPDATE audit_log SET outcome = 'ok' WHERE seq = 3").await;

@@ -104,6 +104,8 @@ contract!(
     jobs_claimed_once_by_concurrent_owners,
     jobs_expired_lease_is_taken_over,
     unreachable_database_error_hides_password,
+    incident_statuspage_id_is_kept,
+    event_keys_remembered_for_an_hour,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -712,6 +714,53 @@ async fn incidents_and_events(db: &Db) {
     assert!(s.open_incidents().await.unwrap().is_empty());
 }
 
+async fn incident_statuspage_id_is_kept(db: &Db) {
+    let s = &db.store;
+    let inc = s
+        .insert_incident(NewIncident {
+            severity: Severity::P2,
+            title: "slow".into(),
+            declared_by: who("U1"),
+            declared_at: t(T0),
+            channel: "cli".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.incident_statuspage_id(inc.id).await.unwrap(), None);
+    s.set_incident_statuspage_id(inc.id, "sp-123")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.incident_statuspage_id(inc.id).await.unwrap().as_deref(),
+        Some("sp-123")
+    );
+    assert_eq!(
+        s.incident_statuspage_id(IncidentId(inc.id.0 + 1000))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn event_keys_remembered_for_an_hour(db: &Db) {
+    let s = &db.store;
+    let tries = (0..4).map(|_| {
+        let store = s.clone();
+        tokio::spawn(async move { store.remember_event("Ev1", t(T0)).await.unwrap() })
+    });
+    let firsts = join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(firsts, 1);
+    assert!(s.remember_event("Ev2", t(T0 + 1)).await.unwrap());
+    assert!(!s.remember_event("Ev1", t(T0 + 300_000)).await.unwrap());
+    // Remembering a later key forgets the ones older than an hour.
+    assert!(s.remember_event("Ev3", t(T0 + 3_600_001)).await.unwrap());
+    assert!(s.remember_event("Ev1", t(T0 + 3_600_002)).await.unwrap());
+}
+
 async fn jobs_claimed_once_by_concurrent_owners(db: &Db) {
     let s = &db.store;
     for i in 0..10 {
@@ -922,6 +971,7 @@ const WRITTEN_BY_EVERY_INSERT: &[&str] = &[
     "incidents.declared_at",
     "incident_events.at",
     "scheduled_jobs.due_at",
+    "slack_events.seen_at",
     // Who and what: the rows mean nothing without them.
     "requests.requester_platform",
     "requests.requester_id",

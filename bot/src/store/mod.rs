@@ -334,7 +334,11 @@ pub trait Store: Send + Sync + 'static {
     async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>>;
     /// Keeps the status page's id for an incident (a column apart from `IncidentRow`, which
     /// only the incident work needs).
-    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()>;
+    async fn set_incident_statuspage_id(
+        &self,
+        incident: IncidentId,
+        statuspage_id: &str,
+    ) -> StoreResult<()>;
     async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>>;
 
     // --- scheduled jobs ---

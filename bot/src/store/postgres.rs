@@ -413,7 +413,11 @@ impl Store for PgStore {
         common::convert(raw)
     }
 
-    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()> {
+    async fn set_incident_statuspage_id(
+        &self,
+        incident: IncidentId,
+        statuspage_id: &str,
+    ) -> StoreResult<()> {
         sqlx::query(SET_INCIDENT_STATUSPAGE_ID)
             .bind(statuspage_id)
             .bind(incident.0)

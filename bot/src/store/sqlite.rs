@@ -81,9 +81,10 @@ impl SqliteStore {
     }
 
     /// Runs `f` inside the writer's current batch and returns once that batch is durable.
-    /// `f` must issue at most one statement that writes: after a failed job the batch is
-    /// committed up to it, and a job's earlier writes would be kept. A caller that stops
-    /// waiting does not cancel the write.
+    /// There is no savepoint per job (it would triple the statements per append): when a
+    /// statement of `f` fails, the writes of `f`'s earlier statements are committed with the
+    /// batch. So `f` issues one writing statement, or orders them so that is harmless. A
+    /// caller that stops waiting does not cancel the write.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -642,7 +643,11 @@ impl Store for SqliteStore {
         common::convert(raw)
     }
 
-    async fn set_incident_statuspage_id(&self, incident: IncidentId, statuspage_id: &str) -> StoreResult<()> {
+    async fn set_incident_statuspage_id(
+        &self,
+        incident: IncidentId,
+        statuspage_id: &str,
+    ) -> StoreResult<()> {
         let statuspage_id = statuspage_id.to_string();
         self.write(move |c| {
             Box::pin(async move {
@@ -779,6 +784,13 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.write(move |c| {
             Box::pin(async move {
+                // Forget first: a job's failed statement must come before any it already
+                // wrote (see `write`), or a caller told "error" would find its key taken.
+                sqlx::query(FORGET_EVENTS)
+                    .bind(to_ms(at) - EVENT_MEMORY_MS)
+                    .execute(&mut c.conn)
+                    .await
+                    .map_err(db_err)?;
                 let first = sqlx::query(REMEMBER_EVENT)
                     .bind(&key)
                     .bind(to_ms(at))
@@ -787,11 +799,6 @@ impl Store for SqliteStore {
                     .map_err(db_err)?
                     .rows_affected()
                     == 1;
-                sqlx::query(FORGET_EVENTS)
-                    .bind(to_ms(at) - EVENT_MEMORY_MS)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
                 Ok(first)
             })
         })

@@ -1,0 +1,513 @@
+//! Slack over its Web API with slack-morphism: messages (Block Kit approval requests,
+//! threads, in-place updates), ephemeral answers through `response_url`, incident channels,
+//! user groups for roles, and the Socket Mode URL.
+//!
+//! Every call goes through one retry policy: a 429 waits what `Retry-After` says, a 5xx or a
+//! broken connection backs off exponentially, a bounded number of times; `ok:false` answers
+//! are final. chat.postMessage is also held to one message per second per channel, Slack's
+//! documented limit for that method, so bursts queue here instead of being refused there.
+
+pub mod blocks;
+pub mod names;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use erlmcp_commands::render::Reply;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tracing::{debug, warn};
+
+use crate::chat::{ChatError, ChatPlatform, MessageRef};
+pub use blocks::ApproverDirectory;
+
+const PLATFORM: &str = "slack";
+
+/// How failed calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    /// Wait after the first failure; doubled after each further one.
+    pub base: Duration,
+    /// Longest wait between two tries (a longer `Retry-After` is still honoured up to
+    /// `max_retry_after`).
+    pub max: Duration,
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed try number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+pub struct SlackOptions {
+    /// Base of the Web API, e.g. `https://slack.com/api/`.
+    pub api_url: String,
+    pub bot_token: String,
+    /// App-level token (`xapp-…`) for Socket Mode; empty in HTTP mode.
+    pub app_token: String,
+    pub approvers: ApproverDirectory,
+    /// User group ids (`S…`) that the configuration binds to roles.
+    pub groups: Vec<String>,
+    /// How long a user group's membership is trusted before it is read again.
+    pub group_refresh: Duration,
+    pub retry: RetryPolicy,
+}
+
+pub struct SlackPlatform {
+    client: SlackClient<SlackClientHyperHttpsConnector>,
+    bot_token: SlackApiToken,
+    app_token: Option<SlackApiToken>,
+    approvers: ApproverDirectory,
+    retry: RetryPolicy,
+    post_limiter: DefaultKeyedRateLimiter<String>,
+    groups: GroupCache,
+}
+
+/// A Slack channel id from `C123` or `slack:C123`.
+pub fn channel_id(channel: &str) -> &str {
+    channel.strip_prefix("slack:").unwrap_or(channel)
+}
+
+fn ts(id: &str) -> SlackTs {
+    SlackTs::new(id.to_string())
+}
+
+fn chan(id: &str) -> SlackChannelId {
+    SlackChannelId::new(channel_id(id).to_string())
+}
+
+/// Slack's `ok:false` codes that mean "try again later" rather than "no".
+fn transient_api_error(code: &str) -> bool {
+    matches!(
+        code,
+        "ratelimited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout"
+    )
+}
+
+impl SlackPlatform {
+    pub fn new(opts: SlackOptions) -> anyhow::Result<SlackPlatform> {
+        // https_or_http: the API base comes from configuration, and a fake Slack in tests or
+        // a local relay speaks plain http; slack-morphism's default connector refuses it.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| anyhow::anyhow!("no TLS root certificates for Slack: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let api_url = opts.api_url.trim_end_matches('/').to_string();
+        let connector = SlackClientHyperConnector::from(https).with_slack_api_url(&api_url);
+        let one = NonZeroU32::MIN;
+        let app_token = (!opts.app_token.is_empty())
+            .then(|| SlackApiToken::new(SlackApiTokenValue::new(opts.app_token.clone())));
+        Ok(SlackPlatform {
+            client: SlackClient::new(connector),
+            bot_token: SlackApiToken::new(SlackApiTokenValue::new(opts.bot_token)),
+            app_token,
+            approvers: opts.approvers,
+            retry: opts.retry,
+            post_limiter: RateLimiter::keyed(Quota::per_second(one)),
+            groups: GroupCache {
+                ids: opts.groups,
+                refresh: opts.group_refresh,
+                state: tokio::sync::Mutex::new(None),
+            },
+        })
+    }
+
+    pub fn approvers(&self) -> &ApproverDirectory {
+        &self.approvers
+    }
+
+    /// Runs one Web API call under the retry policy.
+    async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, ChatError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = ClientResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let (wait, text) = match &err {
+                SlackClientError::RateLimitError(r) => (
+                    Some(
+                        r.retry_after
+                            .unwrap_or(Duration::from_secs(1))
+                            .min(self.retry.max_retry_after),
+                    ),
+                    format!("rate limited (retry after {:?})", r.retry_after),
+                ),
+                SlackClientError::HttpError(h) if h.status_code.is_server_error() => (
+                    Some(self.retry.backoff(attempt)),
+                    format!("HTTP {}", h.status_code),
+                ),
+                SlackClientError::HttpError(h) => (None, format!("HTTP {}", h.status_code)),
+                SlackClientError::ApiError(a) if transient_api_error(&a.code) => {
+                    (Some(self.retry.backoff(attempt)), a.code.clone())
+                }
+                SlackClientError::ApiError(a) => (None, a.code.clone()),
+                SlackClientError::HttpProtocolError(_) | SlackClientError::EndOfStream(_) => {
+                    (Some(self.retry.backoff(attempt)), err.to_string())
+                }
+                other => (None, other.to_string()),
+            };
+            match wait {
+                None => {
+                    return Err(ChatError::Rejected {
+                        platform: PLATFORM,
+                        method,
+                        error: text,
+                    });
+                }
+                Some(_) if attempt >= self.retry.attempts => {
+                    return Err(ChatError::Unavailable {
+                        platform: PLATFORM,
+                        method,
+                        error: format!("{text} after {attempt} tries"),
+                    });
+                }
+                Some(wait) => {
+                    warn!(method, attempt, wait_ms = wait.as_millis() as u64, error = %text, "slack call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn post_content(
+        &self,
+        channel: &str,
+        content: SlackMessageContent,
+        thread: Option<&str>,
+    ) -> Result<MessageRef, ChatError> {
+        let channel = channel_id(channel).to_string();
+        self.post_limiter.until_key_ready(&channel).await;
+        let req = SlackApiChatPostMessageRequest::new(chan(&channel), content)
+            .opt_thread_ts(thread.map(ts));
+        let resp = self
+            .call("chat.postMessage", || async {
+                self.client
+                    .open_session(&self.bot_token)
+                    .chat_post_message(&req)
+                    .await
+            })
+            .await?;
+        Ok(MessageRef {
+            platform: PLATFORM.into(),
+            channel: resp.channel.0,
+            id: resp.ts.0,
+        })
+    }
+
+    /// Answers through an interaction's or a slash command's `response_url`. Slack shows
+    /// such answers to the requester only unless told otherwise, which is what refusals and
+    /// parse errors need; `replace_original: false` keeps a clicked approval message intact.
+    pub async fn respond(&self, response_url: &str, reply: &Reply) -> Result<(), ChatError> {
+        let url = url::Url::parse(response_url).map_err(|e| ChatError::Rejected {
+            platform: PLATFORM,
+            method: "response_url",
+            error: format!("not a URL: {e}"),
+        })?;
+        let url = SlackResponseUrl::new(url);
+        let req = SlackApiPostWebhookMessageRequest::new(blocks::content(reply, &self.approvers))
+            .with_replace_original(false);
+        self.call("response_url", || async {
+            self.client.respond_to_event(&url, &req).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A message only `user` sees, where there is no `response_url` (app mentions).
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        reply: &Reply,
+    ) -> Result<(), ChatError> {
+        let req = SlackApiChatPostEphemeralRequest::new(
+            chan(channel),
+            SlackUserId::new(user.to_string()),
+            blocks::content(reply, &self.approvers),
+        );
+        self.call("chat.postEphemeral", || async {
+            self.client
+                .open_session(&self.bot_token)
+                .chat_post_ephemeral(&req)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Posts text already in Slack's markup (mentions kept, the caller escaped the rest).
+    pub async fn post_markup(&self, channel: &str, mrkdwn: &str) -> Result<MessageRef, ChatError> {
+        self.post_content(
+            channel,
+            SlackMessageContent::new().with_text(mrkdwn.to_string()),
+            None,
+        )
+        .await
+    }
+
+    /// Posts a reply in a thread (progress lines, the outcome of an operation).
+    pub async fn reply_in_thread(
+        &self,
+        parent: &MessageRef,
+        reply: &Reply,
+    ) -> Result<MessageRef, ChatError> {
+        self.post_content(
+            &parent.channel,
+            blocks::content(reply, &self.approvers),
+            Some(&parent.id),
+        )
+        .await
+    }
+
+    /// Identities (`slack-group:S…`) of the configured user groups `user` belongs to.
+    pub async fn groups_of(&self, user: &str) -> Vec<String> {
+        self.groups.of(self, user).await
+    }
+
+    /// A fresh Socket Mode WebSocket URL (apps.connections.open with the app-level token).
+    pub async fn open_socket_url(&self) -> Result<String, ChatError> {
+        let token = self.app_token.as_ref().ok_or(ChatError::Rejected {
+            platform: PLATFORM,
+            method: "apps.connections.open",
+            error: "no app-level token configured (slack.app_token)".into(),
+        })?;
+        let resp = self
+            .call("apps.connections.open", || async {
+                self.client
+                    .open_session(token)
+                    .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+                    .await
+            })
+            .await?;
+        Ok(resp.url.0.to_string())
+    }
+}
+
+struct GroupSnapshot {
+    taken: Instant,
+    /// User id to the group identities it belongs to.
+    members: HashMap<String, Vec<String>>,
+}
+
+struct GroupCache {
+    ids: Vec<String>,
+    refresh: Duration,
+    state: tokio::sync::Mutex<Option<GroupSnapshot>>,
+}
+
+impl GroupCache {
+    async fn of(&self, slack: &SlackPlatform, user: &str) -> Vec<String> {
+        if self.ids.is_empty() {
+            return Vec::new();
+        }
+        // One refresh at a time: concurrent commands wait for it instead of each asking
+        // Slack (usergroups.users.list is a Tier 2 method).
+        let mut state = self.state.lock().await;
+        let stale = state
+            .as_ref()
+            .is_none_or(|s| s.taken.elapsed() >= self.refresh);
+        if stale {
+            match self.load(slack).await {
+                Ok(members) => {
+                    *state = Some(GroupSnapshot {
+                        taken: Instant::now(),
+                        members,
+                    })
+                }
+                Err(e) => {
+                    // Keep what is known (or nothing: group roles are then not granted) and
+                    // try again after another refresh period rather than on every command.
+                    warn!(error = %e, "could not read Slack user groups; group roles use the last known members");
+                    let members = state.take().map(|s| s.members).unwrap_or_default();
+                    *state = Some(GroupSnapshot {
+                        taken: Instant::now(),
+                        members,
+                    });
+                }
+            }
+        }
+        state
+            .as_ref()
+            .and_then(|s| s.members.get(user).cloned())
+            .unwrap_or_default()
+    }
+
+    async fn load(&self, slack: &SlackPlatform) -> Result<HashMap<String, Vec<String>>, ChatError> {
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for group in &self.ids {
+            let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.clone()));
+            let resp = slack
+                .call("usergroups.users.list", || async {
+                    slack
+                        .client
+                        .open_session(&slack.bot_token)
+                        .usergroups_users_list(&req)
+                        .await
+                })
+                .await?;
+            debug!(group, members = resp.users.len(), "slack user group read");
+            for u in resp.users {
+                members
+                    .entry(u.0)
+                    .or_default()
+                    .push(format!("slack-group:{group}"));
+            }
+        }
+        Ok(members)
+    }
+}
+
+#[async_trait]
+impl ChatPlatform for SlackPlatform {
+    fn platform(&self) -> &'static str {
+        PLATFORM
+    }
+
+    async fn post(&self, channel: &str, message: &Reply) -> Result<MessageRef, ChatError> {
+        self.post_content(channel, blocks::content(message, &self.approvers), None)
+            .await
+    }
+
+    async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError> {
+        let req = SlackApiChatUpdateRequest::new(
+            chan(&message.channel),
+            blocks::content(content, &self.approvers),
+            ts(&message.id),
+        );
+        self.call("chat.update", || async {
+            self.client
+                .open_session(&self.bot_token)
+                .chat_update(&req)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn post_in_thread(
+        &self,
+        parent: &MessageRef,
+        text: &str,
+    ) -> Result<MessageRef, ChatError> {
+        let content = SlackMessageContent::new().with_text(blocks::escape(text));
+        self.post_content(&parent.channel, content, Some(&parent.id))
+            .await
+    }
+
+    async fn create_channel(&self, name: &str) -> Result<String, ChatError> {
+        let base = names::channel_name(name);
+        for n in 1..=20u32 {
+            let candidate = if n == 1 {
+                base.clone()
+            } else {
+                names::with_suffix(&base, n)
+            };
+            let req = SlackApiConversationsCreateRequest::new(candidate.clone());
+            match self
+                .call("conversations.create", || async {
+                    self.client
+                        .open_session(&self.bot_token)
+                        .conversations_create(&req)
+                        .await
+                })
+                .await
+            {
+                Ok(resp) => return Ok(resp.channel.id.0),
+                Err(ChatError::Rejected { error, .. }) if error == "name_taken" => {
+                    debug!(name = %candidate, "channel name taken; trying the next suffix");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ChatError::Rejected {
+            platform: PLATFORM,
+            method: "conversations.create",
+            error: format!("name_taken for {base} and its first 19 suffixes"),
+        })
+    }
+
+    async fn invite(&self, channel: &str, user_ids: &[String]) -> Result<(), ChatError> {
+        if user_ids.is_empty() {
+            return Ok(());
+        }
+        let req = SlackApiConversationsInviteRequest::new(
+            chan(channel),
+            user_ids
+                .iter()
+                .map(|u| SlackUserId::new(u.clone()))
+                .collect(),
+        );
+        match self
+            .call("conversations.invite", || async {
+                self.client
+                    .open_session(&self.bot_token)
+                    .conversations_invite(&req)
+                    .await
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Inviting someone already there is the state we wanted.
+            Err(ChatError::Rejected { error, .. }) if error == "already_in_channel" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), ChatError> {
+        let req = SlackApiConversationsSetTopicRequest::new(chan(channel), topic.to_string());
+        self.call("conversations.setTopic", || async {
+            self.client
+                .open_session(&self.bot_token)
+                .conversations_set_topic(&req)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1), Duration::from_millis(250));
+        assert_eq!(p.backoff(2), Duration::from_millis(500));
+        assert_eq!(p.backoff(3), Duration::from_secs(1));
+        assert_eq!(p.backoff(30), Duration::from_secs(8));
+    }
+}

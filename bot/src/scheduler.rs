@@ -1,0 +1,223 @@
+//! Scheduled work kept in the store: incident status updates and request expiry.
+//!
+//! A job is claimed with a lease before it runs, so with several replicas on one database
+//! each due job runs once, and a job whose holder died is taken over when its lease runs
+//! out. Running a job only emits a [`TimerEvent`] into the engine; the loop that calls
+//! [`Scheduler::tick`] is the only thing that knows about wall-clock time, so tests drive
+//! the scheduler with the engine's injected clock.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use erlmcp_commands::{IncidentId, Timestamp};
+use tracing::{info, warn};
+
+use crate::engine::Engine;
+use crate::incidents::STATUS_UPDATE_JOB;
+use crate::store::{JobRow, StoreError, StoreResult};
+
+pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
+
+/// Something due, handed to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerEvent {
+    IncidentStatusUpdate(IncidentId),
+    ExpireRequests,
+}
+
+/// Whether a recurring job goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recurrence {
+    Again,
+    Stop,
+}
+
+impl Engine {
+    pub async fn on_timer(&self, event: TimerEvent) -> Result<Recurrence, StoreError> {
+        match event {
+            TimerEvent::IncidentStatusUpdate(id) => {
+                Ok(if self.post_incident_status_update(id).await? {
+                    Recurrence::Again
+                } else {
+                    Recurrence::Stop
+                })
+            }
+            TimerEvent::ExpireRequests => {
+                let n = self.expire_due().await?;
+                if n > 0 {
+                    info!(expired = n, "requests expired");
+                }
+                Ok(Recurrence::Again)
+            }
+        }
+    }
+}
+
+/// The next due time of a recurring job: on its cadence, except after downtime, when the
+/// one catch-up run now restarts the cadence instead of replaying every missed slot.
+pub fn next_due(due_at: Timestamp, now: Timestamp, every: Duration) -> Timestamp {
+    let next = due_at + every;
+    if next <= now { now + every } else { next }
+}
+
+pub struct Scheduler {
+    engine: Arc<Engine>,
+    owner: String,
+    lease: Duration,
+    batch: u32,
+    expiry_every: Duration,
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<Engine>, owner: impl Into<String>) -> Scheduler {
+        Scheduler {
+            engine,
+            owner: owner.into(),
+            // Far longer than one status update takes (a status call per environment and a
+            // post per platform), so a live holder never loses a job to another replica.
+            lease: Duration::minutes(2),
+            batch: 100,
+            expiry_every: Duration::seconds(30),
+        }
+    }
+
+    /// A lease owner unique to this process: the pod name where there is one.
+    pub fn process_owner() -> String {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "erlmcp-bot".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{host}-{}-{nanos:08x}", std::process::id())
+    }
+
+    pub fn with_lease(mut self, lease: Duration) -> Scheduler {
+        self.lease = lease;
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Creates the recurring jobs every replica relies on.
+    pub async fn install(&self) -> StoreResult<()> {
+        self.engine
+            .store()
+            .upsert_job(
+                EXPIRE_REQUESTS_JOB,
+                EXPIRE_REQUESTS_JOB,
+                "",
+                self.engine.now(),
+            )
+            .await
+    }
+
+    /// Leases up to one batch of due jobs to this process.
+    pub async fn claim(&self) -> StoreResult<Vec<JobRow>> {
+        let now = self.engine.now();
+        self.engine
+            .store()
+            .claim_due_jobs(&self.owner, now, now + self.lease, self.batch)
+            .await
+    }
+
+    /// Runs one claimed job and releases it with its next due time; false when it did not
+    /// run to completion (it is retried once its lease runs out).
+    pub async fn run(&self, job: &JobRow) -> bool {
+        let event = match job.kind.as_str() {
+            STATUS_UPDATE_JOB => match job.payload.parse() {
+                Ok(n) => Some(TimerEvent::IncidentStatusUpdate(IncidentId(n))),
+                Err(_) => None,
+            },
+            EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
+            _ => None,
+        };
+        let Some(event) = event else {
+            warn!(job = %job.key, kind = %job.kind, "unknown scheduled job dropped");
+            let _ = self
+                .engine
+                .store()
+                .complete_job(job.id, &self.owner, None)
+                .await;
+            return false;
+        };
+        let every = match event {
+            TimerEvent::IncidentStatusUpdate(_) => {
+                self.engine.config().bot.status_update_interval.as_chrono()
+            }
+            TimerEvent::ExpireRequests => self.expiry_every,
+        };
+        let recurrence = match self.engine.on_timer(event).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(job = %job.key, error = %e, "scheduled job failed; retried after its lease");
+                return false;
+            }
+        };
+        let next = match recurrence {
+            Recurrence::Again => Some(next_due(job.due_at, self.engine.now(), every)),
+            Recurrence::Stop => None,
+        };
+        match self
+            .engine
+            .store()
+            .complete_job(job.id, &self.owner, next)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                warn!(job = %job.key, "lease lost while running; another replica took the job over");
+                true
+            }
+            Err(e) => {
+                warn!(job = %job.key, error = %e, "could not release a finished job");
+                true
+            }
+        }
+    }
+
+    /// One pass: claims due jobs batch by batch and runs them; returns how many ran.
+    pub async fn tick(&self) -> usize {
+        let mut ran = 0;
+        loop {
+            let jobs = match self.claim().await {
+                Ok(j) => j,
+                Err(e) => {
+                    warn!(error = %e, "could not claim scheduled jobs");
+                    return ran;
+                }
+            };
+            let full = jobs.len() as u32 >= self.batch;
+            for job in &jobs {
+                if self.run(job).await {
+                    ran += 1;
+                }
+            }
+            if !full {
+                return ran;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn next_due_keeps_the_cadence_and_catches_up_once() {
+        let t = |h, m| Utc.with_ymd_and_hms(2026, 11, 2, h, m, 0).unwrap();
+        let every = Duration::minutes(15);
+        assert_eq!(next_due(t(9, 15), t(9, 15), every), t(9, 30));
+        assert_eq!(next_due(t(9, 15), t(9, 16), every), t(9, 30));
+        // Down from 09:10 to 09:50: one update now, the next at 10:05, not at 09:30 and 09:45.
+        assert_eq!(next_due(t(9, 15), t(9, 50), every), t(10, 5));
+        assert_eq!(next_due(t(9, 15), t(9, 30), every), t(9, 45));
+    }
+}

@@ -1,0 +1,1047 @@
+//! Slack inbound: slash commands, button clicks and Events API deliveries, over HTTP
+//! (signed requests) or Socket Mode (a WebSocket the bot opens), both feeding the same
+//! handlers.
+//!
+//! Slack gives every request three seconds. The handlers therefore answer at once — with
+//! the final reply when it is known without running anything (a parse error), else with an
+//! empty 200 — and run the command in a task. The reply then travels through
+//! `response_url` (what only the requester should see) or chat.postMessage (operations,
+//! approval requests and outcomes, visible in the channel). Progress of a long operation
+//! goes into a thread under its message, and approval messages are redrawn in place
+//! whenever the engine reports a change to their request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
+use erlmcp_adapters::slack::blocks::{APPROVE_ACTION, DENY_ACTION};
+use erlmcp_adapters::slack::{ApproverDirectory, RetryPolicy, SlackOptions, SlackPlatform};
+use erlmcp_adapters::target::Progress;
+use erlmcp_commands::config::{Config, Secret, normalize_identity};
+use erlmcp_commands::grammar::{self, ParseContext};
+use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
+use erlmcp_commands::{Command, RequestId};
+use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::engine::{Engine, EngineEvent, Invocation};
+use crate::metrics::{DeliveryLabels, Metrics};
+
+pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
+/// Slack's replay window for signed requests.
+pub const MAX_SKEW_SECS: i64 = 300;
+/// How long user group membership is trusted before usergroups.users.list is asked again.
+pub const GROUP_REFRESH: Duration = Duration::from_secs(300);
+
+// ---------------------------------------------------------------------------------------
+// Request signatures
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing X-Slack-Signature or X-Slack-Request-Timestamp")]
+    Missing,
+    #[error("malformed X-Slack-Request-Timestamp")]
+    BadTimestamp,
+    #[error("timestamp more than 5 minutes from now")]
+    Stale,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// Checks Slack's `v0` signature over the exact received bytes.
+///
+/// Written out with `hmac` rather than taken from slack-morphism's verifier because that one
+/// reads the system clock, and the replay window must be checked against the bot's clock:
+/// tests run on a manual clock, and Slack's documented example (timestamp 1531420618) only
+/// verifies "now" when now can be set to that moment.
+pub fn verify_signature(
+    secret: &[u8],
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<(), SignatureError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
+    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+        return Err(SignatureError::Stale);
+    }
+    let given = signature
+        .strip_prefix("v0=")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(SignatureError::Mismatch)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&given)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The `v0=…` signature Slack would send for `body` at `timestamp` (tests and load tools).
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring
+// ---------------------------------------------------------------------------------------
+
+/// How Slack reaches the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Socket,
+}
+
+/// Adapter options from the configuration: the API base, the tokens, and which user groups
+/// and people the roles name.
+pub fn platform_options(cfg: &Config) -> SlackOptions {
+    let roles = cfg
+        .roles
+        .iter()
+        .map(|(r, members)| {
+            (
+                r.clone(),
+                members.iter().map(|m| normalize_identity(m)).collect(),
+            )
+        })
+        .collect();
+    let mut groups: Vec<String> = cfg
+        .roles
+        .values()
+        .flatten()
+        .filter_map(|m| m.strip_prefix("slack-group:").map(str::to_string))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    SlackOptions {
+        api_url: cfg
+            .slack
+            .api_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+        bot_token: cfg.slack.bot_token.expose().to_string(),
+        app_token: cfg.slack.app_token.expose().to_string(),
+        approvers: ApproverDirectory { roles },
+        groups,
+        group_refresh: GROUP_REFRESH,
+        retry: RetryPolicy::default(),
+    }
+}
+
+pub struct SlackBridge {
+    engine: Arc<Engine>,
+    slack: Arc<SlackPlatform>,
+    metrics: Arc<Metrics>,
+    signing_secret: Secret,
+    parse_ctx: ParseContext,
+    mode: Mode,
+}
+
+impl SlackBridge {
+    /// Connects the engine to Slack and starts redrawing approval messages on engine events.
+    /// Must run inside the runtime.
+    pub fn start(
+        engine: Arc<Engine>,
+        slack: Arc<SlackPlatform>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<SlackBridge> {
+        let cfg = engine.config();
+        let mode = match cfg.slack.mode.as_deref() {
+            Some("socket") => Mode::Socket,
+            _ => Mode::Http,
+        };
+        let bridge = Arc::new(SlackBridge {
+            signing_secret: cfg.slack.signing_secret.clone(),
+            parse_ctx: cfg.parse_context(),
+            engine: engine.clone(),
+            slack: slack.clone(),
+            metrics: metrics.clone(),
+            mode,
+        });
+        tokio::spawn(redraw_approval_messages(engine.subscribe(), slack, metrics));
+        bridge
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn platform(&self) -> &Arc<SlackPlatform> {
+        &self.slack
+    }
+
+    fn delivery_failed(&self, what: &str, request: &str, err: &ChatError) {
+        error!(request, error = %err, "slack: could not deliver {what}");
+        self.metrics
+            .delivery_failures
+            .get_or_create(&DeliveryLabels {
+                platform: "slack".into(),
+            })
+            .inc();
+    }
+
+    fn check_signature(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(ts), Some(sig)) = (get("x-slack-request-timestamp"), get("x-slack-signature"))
+        else {
+            return Err(SignatureError::Missing);
+        };
+        if self.signing_secret.is_empty() {
+            // Without a secret nothing can be trusted.
+            return Err(SignatureError::Mismatch);
+        }
+        verify_signature(
+            self.signing_secret.expose().as_bytes(),
+            ts,
+            sig,
+            body,
+            self.engine.now().timestamp(),
+        )
+    }
+}
+
+/// Redraws each approval message as its request changes. One task, in order, so a later
+/// state is never overwritten by an earlier one.
+async fn redraw_approval_messages(
+    mut events: broadcast::Receiver<EngineEvent>,
+    slack: Arc<SlackPlatform>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "slack: approval message updates fell behind; some were skipped"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        #[allow(unreachable_patterns)]
+        let (card, message_ref) = match event {
+            EngineEvent::RequestChanged { card, message_ref } => (card, message_ref),
+            _ => continue,
+        };
+        let Some(message) = message_ref.as_deref().and_then(MessageRef::decode) else {
+            continue;
+        };
+        if message.platform != "slack" {
+            continue;
+        }
+        let id = card.id;
+        if let Err(e) = slack.update(&message, &Reply::pending(card)).await {
+            error!(request = %id, error = %e, "slack: could not update the approval message");
+            metrics
+                .delivery_failures
+                .get_or_create(&DeliveryLabels {
+                    platform: "slack".into(),
+                })
+                .inc();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What Slack sends, decoded
+// ---------------------------------------------------------------------------------------
+
+/// Why a request body was refused (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+#[derive(Debug, Clone)]
+pub struct SlashCommand {
+    pub user_id: String,
+    pub user_name: String,
+    pub channel_id: String,
+    pub text: String,
+    pub response_url: Option<String>,
+}
+
+impl SlashCommand {
+    fn from_fields(get: impl Fn(&str) -> Option<String>) -> Result<SlashCommand, BadRequest> {
+        let required = |k: &str| {
+            get(k)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| BadRequest(format!("missing field {k}")))
+        };
+        let user_id = required("user_id")?;
+        Ok(SlashCommand {
+            user_name: get("user_name").unwrap_or_else(|| user_id.clone()),
+            channel_id: required("channel_id")?,
+            user_id,
+            text: get("text").unwrap_or_default(),
+            response_url: get("response_url").filter(|u| !u.is_empty()),
+        })
+    }
+}
+
+fn form_fields(body: &[u8]) -> Result<HashMap<String, String>, BadRequest> {
+    std::str::from_utf8(body).map_err(|_| BadRequest("body is not UTF-8".into()))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| BadRequest(format!("malformed form body: {e}")))?;
+    Ok(pairs.into_iter().collect())
+}
+
+fn json_str(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().map(str::to_string)
+}
+
+/// A click on an approval message's button.
+#[derive(Debug, Clone)]
+struct VoteClick {
+    user_id: String,
+    user_name: String,
+    approve: bool,
+    request: RequestId,
+    channel_id: String,
+    message_ts: Option<String>,
+    response_url: Option<String>,
+}
+
+/// What the immediate answer carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ack {
+    Empty,
+    Json(Value),
+}
+
+impl IntoResponse for Ack {
+    fn into_response(self) -> Response {
+        match self {
+            Ack::Empty => StatusCode::OK.into_response(),
+            Ack::Json(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        }
+    }
+}
+
+fn ephemeral_ack(reply: &Reply) -> Ack {
+    Ack::Json(json!({
+        "response_type": "ephemeral",
+        "text": erlmcp_adapters::slack::blocks::escape(&reply.text),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers shared by HTTP and Socket Mode
+// ---------------------------------------------------------------------------------------
+
+/// Where a reply goes and what it belongs to.
+struct Destination {
+    channel_id: String,
+    user_id: String,
+    response_url: Option<String>,
+    /// The thread the command lives in: the approval message for votes, the mention for
+    /// app mentions, or the message opened for the operation's progress.
+    thread: Option<Thread>,
+    /// For logs: the request id when known, else the command.
+    label: String,
+}
+
+#[derive(Debug, Clone)]
+struct Thread {
+    parent: MessageRef,
+    /// Opened by the bot for this command's progress: redrawn with the outcome.
+    owned: bool,
+}
+
+impl SlackBridge {
+    /// A slash command: parse errors are answered in the acknowledgement itself; everything
+    /// else runs in a task.
+    pub fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Ack {
+        if let Err(e) = grammar::parse(&cmd.text, &self.parse_ctx) {
+            return ephemeral_ack(&Reply::usage(e.render()));
+        }
+        let this = self.clone();
+        let span = info_span!("slack_command", user = %cmd.user_id, channel = %cmd.channel_id);
+        tokio::spawn(
+            async move {
+                let dest = Destination {
+                    channel_id: cmd.channel_id.clone(),
+                    user_id: cmd.user_id.clone(),
+                    response_url: cmd.response_url.clone(),
+                    thread: this.request_thread(&cmd.text).await,
+                    label: cmd.text.clone(),
+                };
+                this.run(&cmd.user_id, &cmd.user_name, &cmd.text, dest)
+                    .await;
+            }
+            .instrument(span),
+        );
+        Ack::Empty
+    }
+
+    /// A button click (block_actions). Other interaction types are acknowledged and ignored.
+    pub fn interaction(self: &Arc<Self>, payload: &Value) -> Result<Ack, BadRequest> {
+        let kind = payload.get("type").and_then(Value::as_str);
+        if kind != Some("block_actions") {
+            debug!(kind = ?kind, "slack: interaction ignored");
+            return Ok(Ack::Empty);
+        }
+        let user_id = json_str(payload, &["user", "id"])
+            .ok_or_else(|| BadRequest("payload has no user.id".into()))?;
+        let action = payload
+            .get("actions")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .ok_or_else(|| BadRequest("payload has no actions".into()))?;
+        let approve = match action.get("action_id").and_then(Value::as_str) {
+            Some(APPROVE_ACTION) => true,
+            Some(DENY_ACTION) => false,
+            other => {
+                debug!(action = ?other, "slack: action ignored");
+                return Ok(Ack::Empty);
+            }
+        };
+        let value = action
+            .get("value")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let request = value
+            .trim()
+            .trim_start_matches("R-")
+            .parse::<i64>()
+            .map(RequestId)
+            .map_err(|_| BadRequest(format!("action value {value:?} is not a request id")))?;
+        let channel_id = json_str(payload, &["channel", "id"])
+            .or_else(|| json_str(payload, &["container", "channel_id"]))
+            .ok_or_else(|| BadRequest("payload has no channel".into()))?;
+        let click = VoteClick {
+            user_name: json_str(payload, &["user", "username"])
+                .or_else(|| json_str(payload, &["user", "name"]))
+                .unwrap_or_else(|| user_id.clone()),
+            user_id,
+            approve,
+            request,
+            channel_id,
+            message_ts: json_str(payload, &["container", "message_ts"])
+                .or_else(|| json_str(payload, &["message", "ts"])),
+            response_url: json_str(payload, &["response_url"]),
+        };
+        let this = self.clone();
+        let span = info_span!("slack_click", user = %click.user_id, request = %click.request);
+        tokio::spawn(
+            async move {
+                let text = format!(
+                    "{} {}",
+                    if click.approve { "approve" } else { "deny" },
+                    click.request
+                );
+                let dest = Destination {
+                    thread: click.message_ts.as_ref().map(|ts| Thread {
+                        parent: MessageRef {
+                            platform: "slack".into(),
+                            channel: click.channel_id.clone(),
+                            id: ts.clone(),
+                        },
+                        owned: false,
+                    }),
+                    channel_id: click.channel_id,
+                    user_id: click.user_id.clone(),
+                    response_url: click.response_url,
+                    label: click.request.to_string(),
+                };
+                this.run(&click.user_id, &click.user_name, &text, dest)
+                    .await;
+            }
+            .instrument(span),
+        );
+        Ok(Ack::Empty)
+    }
+
+    /// An Events API delivery. Each event_id runs once across retries and replicas.
+    pub async fn event(
+        self: &Arc<Self>,
+        body: &Value,
+        retry: Option<&str>,
+    ) -> Result<Ack, EventRefusal> {
+        match body.get("type").and_then(Value::as_str) {
+            Some("url_verification") => {
+                let challenge = body
+                    .get("challenge")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        EventRefusal::Bad(BadRequest("url_verification without a challenge".into()))
+                    })?;
+                Ok(Ack::Json(json!({ "challenge": challenge })))
+            }
+            Some("event_callback") => {
+                let event_id = body
+                    .get("event_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        EventRefusal::Bad(BadRequest("event_callback without event_id".into()))
+                    })?;
+                let first = self
+                    .engine
+                    .store()
+                    .remember_event(&format!("slack:{event_id}"), self.engine.now())
+                    .await
+                    .map_err(|e| {
+                        // Without the memory of seen events a retry could run twice; let Slack
+                        // deliver again once the database is back.
+                        error!(error = %e, event_id, "slack: cannot record the event; asking Slack to retry");
+                        EventRefusal::Unavailable
+                    })?;
+                if !first {
+                    info!(
+                        event_id,
+                        retry = retry.unwrap_or("-"),
+                        "slack: duplicate event delivery ignored"
+                    );
+                    return Ok(Ack::Empty);
+                }
+                if let Some(event) = body.get("event") {
+                    self.event_callback(event);
+                }
+                Ok(Ack::Empty)
+            }
+            Some("app_rate_limited") => {
+                warn!("slack: Events API deliveries are being rate limited by Slack");
+                Ok(Ack::Empty)
+            }
+            other => {
+                debug!(kind = ?other, "slack: event ignored");
+                Ok(Ack::Empty)
+            }
+        }
+    }
+
+    fn event_callback(self: &Arc<Self>, event: &Value) {
+        if event.get("type").and_then(Value::as_str) != Some("app_mention")
+            || event.get("bot_id").is_some()
+        {
+            return;
+        }
+        let (Some(user), Some(channel), Some(text)) = (
+            json_str(event, &["user"]),
+            json_str(event, &["channel"]),
+            json_str(event, &["text"]),
+        ) else {
+            return;
+        };
+        let text = strip_mentions(&text);
+        let thread = json_str(event, &["ts"]).map(|ts| Thread {
+            parent: MessageRef {
+                platform: "slack".into(),
+                channel: channel.clone(),
+                id: ts,
+            },
+            owned: false,
+        });
+        let this = self.clone();
+        let span = info_span!("slack_mention", user = %user, channel = %channel);
+        tokio::spawn(
+            async move {
+                let dest = Destination {
+                    channel_id: channel,
+                    user_id: user.clone(),
+                    response_url: None,
+                    thread,
+                    label: text.clone(),
+                };
+                this.run(&user, &user, &text, dest).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    /// For `approve R-n` / `deny R-n` typed as text, progress belongs under the request's
+    /// approval message.
+    async fn request_thread(&self, text: &str) -> Option<Thread> {
+        let id = match grammar::parse(text, &self.parse_ctx).ok()? {
+            Command::Approve { id, .. } | Command::Deny { id, .. } => id,
+            _ => return None,
+        };
+        let row = self.engine.store().get_request(id).await.ok()??;
+        let parent = MessageRef::decode(row.message_ref.as_deref()?)?;
+        (parent.platform == "slack").then_some(Thread {
+            parent,
+            owned: false,
+        })
+    }
+
+    /// Runs one command as a Slack user and delivers its reply.
+    async fn run(&self, user_id: &str, user_name: &str, text: &str, mut dest: Destination) {
+        let groups = self.slack.groups_of(user_id).await;
+        let actor = self.engine.actor("slack", user_id, user_name, &groups);
+        let (sink, forwarder) = ThreadProgress::start(
+            self.clone_parts(),
+            dest.channel_id.clone(),
+            format!(
+                "`{}` for <@{user_id}>: in progress…",
+                erlmcp_adapters::slack::blocks::escape(text.trim())
+            ),
+            dest.thread.clone(),
+        );
+        let reply = self
+            .engine
+            .handle(Invocation {
+                actor,
+                channel: format!("slack:{}", dest.channel_id),
+                text: text.to_string(),
+                progress: sink,
+            })
+            .await;
+        if let Ok(thread) = forwarder.await {
+            dest.thread = thread;
+        }
+        if let Some(card) = &reply.approval {
+            dest.label = card.id.to_string();
+        }
+        self.deliver(&reply, &dest).await;
+    }
+
+    fn clone_parts(&self) -> Parts {
+        Parts {
+            slack: self.slack.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    async fn deliver(&self, reply: &Reply, dest: &Destination) {
+        let new_request = reply.kind == ReplyKind::Accepted && reply.approval.is_some();
+        if new_request {
+            let card = reply.approval.as_ref().map(|c| c.id);
+            match self.slack.post(&dest.channel_id, reply).await {
+                Ok(message) => {
+                    if let Some(id) = card
+                        && let Err(e) = self
+                            .engine
+                            .store()
+                            .set_request_message(id, &message.encode())
+                            .await
+                    {
+                        error!(request = %id, error = %e, "slack: approval message posted but not recorded; it will not be updated");
+                    }
+                }
+                Err(e) => {
+                    self.delivery_failed("the approval message", &dest.label, &e);
+                    // The requester still learns the request exists and how to vote by text.
+                    self.respond_privately(reply, dest).await;
+                }
+            }
+            return;
+        }
+        match reply.visibility {
+            Visibility::Ephemeral => self.respond_privately(reply, dest).await,
+            Visibility::InChannel => match &dest.thread {
+                Some(thread) => {
+                    if thread.owned
+                        && let Err(e) = self.slack.update(&thread.parent, reply).await
+                    {
+                        self.delivery_failed("the outcome", &dest.label, &e);
+                    }
+                    if let Err(e) = self.slack.reply_in_thread(&thread.parent, reply).await {
+                        self.delivery_failed("the outcome line", &dest.label, &e);
+                    }
+                }
+                None => {
+                    if let Err(e) = self.slack.post(&dest.channel_id, reply).await {
+                        self.delivery_failed("the reply", &dest.label, &e);
+                    }
+                }
+            },
+        }
+    }
+
+    async fn respond_privately(&self, reply: &Reply, dest: &Destination) {
+        let result = match &dest.response_url {
+            Some(url) => self.slack.respond(url, reply).await,
+            None => {
+                self.slack
+                    .post_ephemeral(&dest.channel_id, &dest.user_id, reply)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            self.delivery_failed("a private reply", &dest.label, &e);
+        }
+    }
+}
+
+/// Why an event delivery was not taken.
+#[derive(Debug)]
+pub enum EventRefusal {
+    Bad(BadRequest),
+    /// The store is down: 503, and Slack retries.
+    Unavailable,
+}
+
+/// `<@U123> deploy staging v1` → `deploy staging v1`.
+fn strip_mentions(text: &str) -> String {
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("<@") {
+        match after.find('>') {
+            Some(end) => rest = after[end + 1..].trim_start(),
+            None => break,
+        }
+    }
+    rest.trim().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress in a thread
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Parts {
+    slack: Arc<SlackPlatform>,
+    metrics: Arc<Metrics>,
+}
+
+/// Progress lines of one command. The engine reports synchronously, so lines go into a
+/// channel and a task posts them; lines that arrive while a post waits for the channel's
+/// rate limit are sent together as one message.
+struct ThreadProgress {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Progress for ThreadProgress {
+    fn report(&self, line: String) {
+        let _ = self.tx.send(line);
+    }
+}
+
+impl ThreadProgress {
+    /// The sink for the engine, and a task that ends (with the thread used, if any) once the
+    /// sink is dropped and every line is posted.
+    fn start(
+        parts: Parts,
+        channel_id: String,
+        header: String,
+        thread: Option<Thread>,
+    ) -> (Arc<dyn Progress>, JoinHandle<Option<Thread>>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let task = tokio::spawn(async move {
+            let mut thread = thread;
+            while let Some(first) = rx.recv().await {
+                let mut lines = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    lines.push(more);
+                }
+                if thread.is_none() {
+                    match parts.slack.post_markup(&channel_id, &header).await {
+                        Ok(parent) => {
+                            thread = Some(Thread {
+                                parent,
+                                owned: true,
+                            })
+                        }
+                        Err(e) => {
+                            error!(error = %e, "slack: could not open the progress thread");
+                            count_failure(&parts.metrics);
+                            continue;
+                        }
+                    }
+                }
+                if let Some(t) = &thread
+                    && let Err(e) = parts
+                        .slack
+                        .post_in_thread(&t.parent, &lines.join("\n"))
+                        .await
+                {
+                    error!(error = %e, "slack: could not post progress");
+                    count_failure(&parts.metrics);
+                }
+            }
+            thread
+        });
+        (Arc::new(ThreadProgress { tx }), task)
+    }
+}
+
+fn count_failure(metrics: &Metrics) {
+    metrics
+        .delivery_failures
+        .get_or_create(&DeliveryLabels {
+            platform: "slack".into(),
+        })
+        .inc();
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP endpoints
+// ---------------------------------------------------------------------------------------
+
+/// POST /slack/commands, /slack/interactions, /slack/events.
+pub fn routes<S: Clone + Send + Sync + 'static>(bridge: Arc<SlackBridge>) -> Router<S> {
+    Router::new()
+        .route("/slack/commands", post(http_command))
+        .route("/slack/interactions", post(http_interaction))
+        .route("/slack/events", post(http_event))
+        .with_state(bridge)
+}
+
+fn unauthorized(e: SignatureError) -> Response {
+    debug!(error = %e, "slack: request refused");
+    (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response()
+}
+
+fn bad_request(b: BadRequest) -> Response {
+    info!(reason = %b.0, "slack: malformed request");
+    (StatusCode::BAD_REQUEST, format!("{}\n", b.0)).into_response()
+}
+
+async fn http_command(
+    State(b): State<Arc<SlackBridge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = b.check_signature(&headers, &body) {
+        return unauthorized(e);
+    }
+    let fields = match form_fields(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    // Slack checks the certificate of a slash command URL with an unsigned-looking probe.
+    if fields.get("ssl_check").is_some_and(|v| v == "1") {
+        return StatusCode::OK.into_response();
+    }
+    match SlashCommand::from_fields(|k| fields.get(k).cloned()) {
+        Ok(cmd) => b.slash_command(cmd).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn http_interaction(
+    State(b): State<Arc<SlackBridge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = b.check_signature(&headers, &body) {
+        return unauthorized(e);
+    }
+    let fields = match form_fields(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let Some(raw) = fields.get("payload") else {
+        return bad_request(BadRequest("no payload field".into()));
+    };
+    let payload: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => return bad_request(BadRequest(format!("payload is not JSON: {e}"))),
+    };
+    match b.interaction(&payload) {
+        Ok(ack) => ack.into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn http_event(
+    State(b): State<Arc<SlackBridge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = b.check_signature(&headers, &body) {
+        return unauthorized(e);
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return bad_request(BadRequest("body is not UTF-8".into()));
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(BadRequest(format!("body is not JSON: {e}"))),
+    };
+    let retry = headers
+        .get("x-slack-retry-num")
+        .and_then(|v| v.to_str().ok());
+    match b.event(&value, retry).await {
+        Ok(ack) => ack.into_response(),
+        Err(EventRefusal::Bad(e)) => bad_request(e),
+        Err(EventRefusal::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "event store unavailable\n",
+        )
+            .into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket Mode
+// ---------------------------------------------------------------------------------------
+
+impl SlackBridge {
+    /// Holds a Socket Mode connection for as long as the process runs, reconnecting when
+    /// Slack asks (`disconnect`) or the connection drops.
+    ///
+    /// The client is written here on tokio-tungstenite rather than taken from
+    /// slack-morphism's listener so that envelopes reach exactly the handlers HTTP mode
+    /// uses, on the same raw payloads, and each envelope is acknowledged before its command
+    /// runs rather than after a callback returns.
+    pub fn start_socket_mode(self: &Arc<Self>) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match this.socket_session().await {
+                    Ok(()) => {
+                        failures = 0;
+                        info!("slack socket mode: reconnecting");
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let wait = Duration::from_secs(1u64 << failures.min(5));
+                        warn!(error = %e, wait_s = wait.as_secs(), "slack socket mode: connection failed");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// One connection, until Slack closes it or asks for a reconnect.
+    async fn socket_session(self: &Arc<Self>) -> anyhow::Result<()> {
+        let url = self.slack.open_socket_url().await?;
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        let (mut tx, mut rx) = ws.split();
+        while let Some(frame) = rx.next().await {
+            let text = match frame? {
+                Message::Text(t) => t,
+                Message::Ping(p) => {
+                    tx.send(Message::Pong(p)).await?;
+                    continue;
+                }
+                Message::Close(_) => return Ok(()),
+                _ => continue,
+            };
+            let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+                warn!("slack socket mode: frame is not JSON");
+                continue;
+            };
+            match frame.get("type").and_then(Value::as_str) {
+                Some("hello") => info!("slack socket mode: connected"),
+                Some("disconnect") => {
+                    info!(reason = ?frame.get("reason"), "slack socket mode: asked to reconnect");
+                    return Ok(());
+                }
+                _ => {
+                    if let Some(ack) = self.envelope(&frame).await {
+                        tx.send(Message::Text(ack.to_string().into())).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one envelope and returns its acknowledgement.
+    pub async fn envelope(self: &Arc<Self>, frame: &Value) -> Option<Value> {
+        let envelope_id = frame.get("envelope_id")?.as_str()?.to_string();
+        let payload = frame.get("payload").cloned().unwrap_or(Value::Null);
+        let accepts_payload = frame
+            .get("accepts_response_payload")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let ack = match frame.get("type").and_then(Value::as_str) {
+            Some("slash_commands") => {
+                match SlashCommand::from_fields(|k| json_str(&payload, &[k])) {
+                    Ok(cmd) => self.slash_command(cmd),
+                    Err(e) => {
+                        warn!(reason = %e.0, "slack socket mode: malformed slash command");
+                        Ack::Empty
+                    }
+                }
+            }
+            Some("interactive") => self.interaction(&payload).unwrap_or_else(|e| {
+                warn!(reason = %e.0, "slack socket mode: malformed interaction");
+                Ack::Empty
+            }),
+            Some("events_api") => {
+                let retry = frame.get("retry_attempt").map(|v| v.to_string());
+                match self.event(&payload, retry.as_deref()).await {
+                    Ok(a) => a,
+                    // Not acknowledging makes Slack deliver the envelope again later.
+                    Err(EventRefusal::Unavailable) => return None,
+                    Err(EventRefusal::Bad(e)) => {
+                        warn!(reason = %e.0, "slack socket mode: malformed event");
+                        Ack::Empty
+                    }
+                }
+            }
+            other => {
+                debug!(kind = ?other, "slack socket mode: envelope ignored");
+                Ack::Empty
+            }
+        };
+        Some(match ack {
+            Ack::Json(p) if accepts_payload => json!({ "envelope_id": envelope_id, "payload": p }),
+            _ => json!({ "envelope_id": envelope_id }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_stripped() {
+        assert_eq!(
+            strip_mentions("<@W111> deploy staging v1"),
+            "deploy staging v1"
+        );
+        assert_eq!(strip_mentions("  <@U1> <@U2>  whoami "), "whoami");
+        assert_eq!(strip_mentions("<@U1"), "<@U1");
+    }
+
+    #[test]
+    fn skew_beyond_five_minutes_is_stale() {
+        let body = b"a=b";
+        let sig = sign(b"s", 1000, body);
+        assert_eq!(verify_signature(b"s", "1000", &sig, body, 1300), Ok(()));
+        assert_eq!(verify_signature(b"s", "1000", &sig, body, 700), Ok(()));
+        assert_eq!(
+            verify_signature(b"s", "1000", &sig, body, 1301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature(b"s", "1000", &sig, body, 699),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature(b"t", "1000", &sig, body, 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(b"s", "1000", "v0=zz", body, 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(b"s", "x", &sig, body, 1000),
+            Err(SignatureError::BadTimestamp)
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The binary as a newcomer uses it: `exec` on the embedded default with its exit codes,
+//! `audit verify` noticing an edit, `audit export`, `check-config`, and `serve` starting,
+//! answering and stopping on SIGTERM.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_erlmcp-bot");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run erlmcp-bot")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn exec_walks_the_flow_with_exit_codes() {
+    let dir = scratch();
+    let d = dir.path();
+
+    let o = run(d, &["exec", "--as", "dave", "deploy staging v3.0.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("staging runs v3.0.1"), "{}", stdout(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("3 of 3 available"),
+        "progress on stderr"
+    );
+
+    let o = run(d, &["exec", "--as", "alice", "/erlmcp deploy prod v3.0.1"]);
+    assert_eq!(o.status.code(), Some(1), "refused: {}", stdout(&o));
+    assert!(stdout(&o).contains("soak"), "{}", stdout(&o));
+
+    let o = run(d, &["exec", "--as", "alice", "deploy", "prod", "v3.0.0"]);
+    assert_eq!(o.status.code(), Some(0), "accepted: {}", stdout(&o));
+    assert!(stdout(&o).contains("R-2"), "{}", stdout(&o));
+
+    let o = run(d, &["exec", "--as", "bob", "approve R-2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("production runs v3.0.0"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(d, &["exec", "--as", "dave", "deploi staging v1"]);
+    assert_eq!(o.status.code(), Some(2), "usage error: {}", stdout(&o));
+    assert!(stdout(&o).contains("\"deploi\""), "{}", stdout(&o));
+
+    let o = run(d, &["exec", "--as", "erin", "whoami"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Roles: none"), "{}", stdout(&o));
+
+    // The audit log verifies, exports, and notices an edit made behind the bot's back.
+    let o = run(d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run(d, &["audit", "export", "--format", "jsonl"]);
+    assert_eq!(o.status.code(), Some(0));
+    let lines = stdout(&o).lines().count();
+    assert!(lines >= 5, "{lines}");
+    let o = run(d, &["audit", "export", "--format", "csv"]);
+    assert_eq!(
+        stdout(&o).lines().next().unwrap().split(',').next(),
+        Some("seq")
+    );
+
+    tamper(&d.join("erlmcp-bot.db"));
+    let o = run(d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("row 2"),
+        "names the edited row: {}",
+        stdout(&o)
+    );
+}
+
+fn tamper(db: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 2")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_path() {
+    let dir = scratch();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"
+[environments.production]
+target = "kubernetes"
+
+[roles]
+change-board = ["local:bob"]
+
+[[rules]]
+operation = "deploy"
+environments = ["production", "qa"]
+roles = ["change-board", "wizard"]
+approvals = { count = 2, from = ["change-board"] }
+"#,
+    )
+    .unwrap();
+    let o = run(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for path in [
+        "environments.production.namespace",
+        "environments.production.workload",
+        "rules[0].environments[1]",
+        "rules[0].roles[1]",
+        "rules[0].approvals.count",
+    ] {
+        assert!(err.contains(path), "missing {path} in:\n{err}");
+    }
+
+    let o = run(dir.path(), &["check-config"]);
+    assert_eq!(o.status.code(), Some(0), "the embedded default is valid");
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = scratch();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("ERLMCP_BOT__LISTEN", format!("127.0.0.1:{port}"))
+        .env("ERLMCP_BOT__LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let h = client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert!(h.status().is_success());
+        let m = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(m.contains("erlmcp_bot_command_duration_seconds"), "{m}");
+        assert!(m.contains("erlmcp_bot_audit_write_failures_total 0"), "{m}");
+    });
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "clean exit on SIGTERM");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("erlmcp-bot ready"), "{logs}");
+    assert!(logs.contains("\"level\":\"INFO\""), "json logs: {logs}");
+}
