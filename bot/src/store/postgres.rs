@@ -21,6 +21,97 @@ const EVENT_SEQ_RETRIES: usize = 20;
 
 pub struct PgStore {
     pool: PgPool,
+    audit: tokio::sync::mpsc::Sender<AuditJob>,
+}
+
+/// Appends waiting for the audit writer.
+struct AuditJob {
+    entry: NewAuditEntry,
+    reply: tokio::sync::oneshot::Sender<StoreResult<AuditRow>>,
+}
+
+/// Most appends one transaction carries.
+const AUDIT_BATCH: usize = 256;
+
+/// Group commit for the audit chain: appends that arrive together share one transaction
+/// (one advisory lock, one fsync) instead of queueing on the lock one commit at a time.
+/// Each caller still returns only after its row is committed.
+async fn audit_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < AUDIT_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let entries = jobs.iter().map(|j| j.entry.clone()).collect();
+        match append_batch(&pool, entries).await {
+            Ok(rows) => {
+                for (job, row) in jobs.into_iter().zip(rows) {
+                    let _ = job.reply.send(Ok(row));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(same_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+    }
+}
+
+async fn append_batch(pool: &PgPool, entries: Vec<NewAuditEntry>) -> StoreResult<Vec<AuditRow>> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // Held until commit: reading the last hash and inserting its successors is one step for
+    // every replica.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let mut last: Option<(i64, String)> = sqlx::query_as(LAST_AUDIT)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let row = audit::next_row(entry, last.take())?;
+        let e = &row.entry;
+        sqlx::query(INSERT_AUDIT)
+            .bind(row.seq)
+            .bind(to_ms(e.at))
+            .bind(&e.action)
+            .bind(&e.who.platform)
+            .bind(&e.who.user_id)
+            .bind(&e.who.display_name)
+            .bind(&e.channel)
+            .bind(&e.operation)
+            .bind(&e.arguments)
+            .bind(&e.environment)
+            .bind(e.request_id.map(|r| r.0))
+            .bind(&e.decision)
+            .bind(&e.reason)
+            .bind(&e.votes)
+            .bind(&e.outcome)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        last = Some((row.seq, row.hash.clone()));
+        rows.push(row);
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(rows)
 }
 
 impl PgStore {
@@ -41,7 +132,9 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
-        Ok(PgStore { pool })
+        let (audit, rx) = tokio::sync::mpsc::channel(4 * AUDIT_BATCH);
+        tokio::spawn(audit_writer(pool.clone(), rx));
+        Ok(PgStore { pool, audit })
     }
 
     /// Safe to run from several replicas at once: sqlx takes an advisory lock.
@@ -190,43 +283,13 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // Held until commit: reading the last hash and inserting its successor is one step
-        // for every replica.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_LOCK)
-            .execute(&mut *tx)
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable("the audit writer has stopped".into());
+        self.audit
+            .send(AuditJob { entry, reply })
             .await
-            .map_err(db_err)?;
-        let last: Option<(i64, String)> = sqlx::query_as(LAST_AUDIT)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let row = audit::next_row(entry, last)?;
-        let e = &row.entry;
-        sqlx::query(INSERT_AUDIT)
-            .bind(row.seq)
-            .bind(to_ms(e.at))
-            .bind(&e.action)
-            .bind(&e.who.platform)
-            .bind(&e.who.user_id)
-            .bind(&e.who.display_name)
-            .bind(&e.channel)
-            .bind(&e.operation)
-            .bind(&e.arguments)
-            .bind(&e.environment)
-            .bind(e.request_id.map(|r| r.0))
-            .bind(&e.decision)
-            .bind(&e.reason)
-            .bind(&e.votes)
-            .bind(&e.outcome)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(row)
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
