@@ -254,10 +254,10 @@ impl Engine {
         let Some((platform, id)) = channel.split_once(':') else {
             return;
         };
-        if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform) {
-            if let Err(e) = chat.post(id, reply).await {
-                error!(error = %e, %channel, "could not post to chat");
-            }
+        if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform)
+            && let Err(e) = chat.post(id, reply).await
+        {
+            error!(error = %e, %channel, "could not post to chat");
         }
     }
 
@@ -511,10 +511,10 @@ impl Engine {
                 rolled_back_at: s.rolled_back_since,
             });
         }
-        if needs.ci {
-            if let Some(v) = &op.version {
-                facts.ci = Some(self.ci.ci_status(v).await);
-            }
+        if needs.ci
+            && let Some(v) = &op.version
+        {
+            facts.ci = Some(self.ci.ci_status(v).await);
         }
         Ok(facts)
     }
@@ -782,8 +782,8 @@ impl Engine {
                 "deploy"
             };
             // A no-op (already at that version) is not a new deployment for soak purposes.
-            if o.version_before.as_deref() != Some(version.as_str()) {
-                if let Err(e) = self
+            if o.version_before.as_deref() != Some(version.as_str())
+                && let Err(e) = self
                     .store
                     .record_deployment(DeploymentRecord {
                         environment: env_name.clone(),
@@ -794,9 +794,8 @@ impl Engine {
                         at: now,
                     })
                     .await
-                {
-                    error!(error = %e, request = %row.id, "could not record the deployment");
-                }
+            {
+                error!(error = %e, request = %row.id, "could not record the deployment");
             }
         }
         let mut warning = String::new();

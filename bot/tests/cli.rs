@@ -167,10 +167,9 @@ fn serve_answers_and_stops_on_sigterm() {
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            let ready = client.get(format!("{base}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
             }
             assert!(Instant::now() < deadline, "serve did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,4 +197,31 @@ fn serve_answers_and_stops_on_sigterm() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("erlmcp-bot ready"), "{logs}");
     assert!(logs.contains("\"level\":\"INFO\""), "json logs: {logs}");
+}
+
+#[test]
+fn environment_variables_override_the_configuration() {
+    let dir = scratch();
+    let o = Command::new(BIN)
+        .arg("check-config")
+        .current_dir(dir.path())
+        .env("ERLMCP_BOT__REQUEST_TTL", "30s")
+        .env("ERLMCP_SLACK__ENABLED", "true")
+        .env("ERLMCP_SLACK__SIGNING_SECRET", "s3cr3t-value")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bot.request_ttl: must be at least 1m"),
+        "{err}"
+    );
+    assert!(
+        err.contains("slack.bot_token: required when slack.enabled"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cr3t-value"),
+        "secrets are never echoed: {err}"
+    );
 }

@@ -584,6 +584,12 @@ impl Store for PgStore {
     }
 
     async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+        // Forget first, so a key past its hour counts as new on this very call.
+        sqlx::query(FORGET_EVENTS)
+            .bind(to_ms(at) - EVENT_MEMORY_MS)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         let first = sqlx::query(REMEMBER_EVENT)
             .bind(key)
             .bind(to_ms(at))
@@ -592,11 +598,6 @@ impl Store for PgStore {
             .map_err(db_err)?
             .rows_affected()
             == 1;
-        sqlx::query(FORGET_EVENTS)
-            .bind(to_ms(at) - EVENT_MEMORY_MS)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
         Ok(first)
     }
 }
