@@ -85,7 +85,9 @@ pub struct Engine {
     chats: Vec<Arc<dyn ChatPlatform>>,
     /// Itself, for work that outlives a command (the post-deploy guard).
     me: Weak<Engine>,
-    http: reqwest::Client,
+    /// Made on first use: building a TLS client costs memory a bot that never probes
+    /// anything should not pay.
+    http: std::sync::OnceLock<reqwest::Client>,
     guard_sleep: GuardSleep,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub(crate) notifiers: crate::incidents::Notifiers,
@@ -211,10 +213,7 @@ impl Engine {
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
         let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = std::sync::OnceLock::new();
         Arc::new_cyclic(|me| Engine {
             me: me.clone(),
             http,
@@ -231,6 +230,16 @@ impl Engine {
             events,
             chats: parts.chats,
             notifiers,
+        })
+    }
+
+    /// The HTTP client for health probes, shared by the guard and the status updates.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
         })
     }
 
@@ -890,7 +899,7 @@ impl Engine {
         let verdict = guard::watch_after_deploy(
             target.as_ref(),
             env,
-            &self.http,
+            self.http(),
             &GuardPolicy::for_env(env),
             move |d| sleep(d),
         )

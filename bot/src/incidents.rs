@@ -34,11 +34,10 @@ const ONCALL_ROLES: [&str; 2] = ["oncall", "on-call"];
 /// Event kinds that are operations, listed in status updates and the resolution summary.
 const OPERATION_EVENTS: [&str; 2] = ["operation", "break_glass"];
 
-/// The paging and status page clients, when configured, and a client for health probes.
+/// The paging and status page clients, when configured.
 pub struct Notifiers {
     pager: Option<Arc<dyn Pager>>,
     status_page: Option<Arc<dyn StatusPage>>,
-    http: reqwest::Client,
 }
 
 impl Notifiers {
@@ -47,7 +46,6 @@ impl Notifiers {
             pager: PagerDuty::from_config(&cfg.pagerduty).map(|p| Arc::new(p) as Arc<dyn Pager>),
             status_page: Statuspage::from_config(&cfg.statuspage)
                 .map(|s| Arc::new(s) as Arc<dyn StatusPage>),
-            http: reqwest::Client::new(),
         }
     }
 }
@@ -985,7 +983,7 @@ impl Engine {
         let health = match (&status.health, &spec.health_url) {
             (Some(h), _) => Some(h.clone()),
             (None, Some(url)) => Some(
-                erlmcp_adapters::probe::probe(&self.notifiers.http, url, Duration::from_secs(5))
+                erlmcp_adapters::probe::probe(self.http(), url, Duration::from_secs(5))
                     .await,
             ),
             (None, None) => None,
