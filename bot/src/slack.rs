@@ -3,8 +3,9 @@
 //! handlers.
 //!
 //! Slack gives every request three seconds. The handlers therefore answer at once — with
-//! the final reply when it is known without running anything (a parse error), else with an
-//! empty 200 — and run the command in a task. The reply then travels through
+//! the final reply when it is known without running anything (a parse error), an ephemeral
+//! "working on it" for changes to a workload, else an empty 200 — and run the command in a
+//! task. The reply then travels through
 //! `response_url` (what only the requester should see) or chat.postMessage (operations,
 //! approval requests and outcomes, visible in the channel). Progress of a long operation
 //! goes into a thread under its message, and approval messages are redrawn in place
@@ -344,6 +345,19 @@ impl IntoResponse for Ack {
     }
 }
 
+/// Commands that change a workload (and so may run for minutes).
+fn changes_a_workload(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Deploy { .. }
+            | Command::Rollback { .. }
+            | Command::Scale { .. }
+            | Command::Restart { .. }
+            | Command::Maintenance { .. }
+            | Command::Canary { .. }
+    )
+}
+
 fn ephemeral_ack(reply: &Reply) -> Ack {
     Ack::Json(json!({
         "response_type": "ephemeral",
@@ -378,9 +392,20 @@ impl SlackBridge {
     /// A slash command: parse errors are answered in the acknowledgement itself; everything
     /// else runs in a task.
     pub fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Ack {
-        if let Err(e) = grammar::parse(&cmd.text, &self.parse_ctx) {
-            return ephemeral_ack(&Reply::usage(e.render()));
-        }
+        let parsed = match grammar::parse(&cmd.text, &self.parse_ctx) {
+            Ok(c) => c,
+            Err(e) => return ephemeral_ack(&Reply::usage(e.render())),
+        };
+        // A change to a workload can take minutes: say at once that it was heard. Lookups
+        // answer within a second, and a second message would only be noise.
+        let ack = if changes_a_workload(&parsed) {
+            ephemeral_ack(&Reply::private(format!(
+                "Working on `{}`; the outcome follows here.",
+                cmd.text.trim()
+            )))
+        } else {
+            Ack::Empty
+        };
         let this = self.clone();
         let span = info_span!("slack_command", user = %cmd.user_id, channel = %cmd.channel_id);
         tokio::spawn(
@@ -397,7 +422,7 @@ impl SlackBridge {
             }
             .instrument(span),
         );
-        Ack::Empty
+        ack
     }
 
     /// A button click (block_actions). Other interaction types are acknowledged and ignored.

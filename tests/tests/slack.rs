@@ -365,9 +365,12 @@ async fn slash_commands_are_acknowledged_at_once_and_answered() {
     assert_ne!(answer["response_type"], "in_channel");
 
     // An operation: progress in a thread under its message, the outcome in the channel.
-    let (status, _, took) = bot.slash("W111", "deploy staging v3.0.1").await;
+    let (status, body, took) = bot.slash("W111", "deploy staging v3.0.1").await;
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1), "{took:?}");
+    let ack: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ack["response_type"], "ephemeral", "{ack}");
+    assert!(ack["text"].as_str().unwrap().starts_with("Working on"), "{ack}");
     let header = bot.message_containing("deploy staging v3.0.1").await;
     assert_eq!(header.channel, CHANNEL);
     assert_eq!(header.thread_ts, None);
@@ -866,8 +869,16 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
     };
     let received = fake.wait_for(WAIT, "three acknowledgements", acks(3)).await;
     assert_eq!(
-        received[0],
-        json!({ "envelope_id": "1d3c79ab-0ffb-41f3-a080-d19e85f53649" })
+        received[0]["envelope_id"],
+        "1d3c79ab-0ffb-41f3-a080-d19e85f53649"
+    );
+    // A workload change is acknowledged with a word that it was heard.
+    assert!(
+        received[0]["payload"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Working on `deploy development v3.0.6`")),
+        "{}",
+        received[0]
     );
     assert_eq!(received[1]["envelope_id"], "typo-envelope");
     assert_eq!(received[1]["payload"]["response_type"], "ephemeral");
