@@ -90,6 +90,9 @@ pub struct Engine {
     http: std::sync::OnceLock<reqwest::Client>,
     guard_sleep: GuardSleep,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Commands being handled right now, so a shutdown can let them finish.
+    in_flight: AtomicU64,
+    idle: tokio::sync::Notify,
     pub(crate) notifiers: crate::incidents::Notifiers,
 }
 
@@ -219,6 +222,8 @@ impl Engine {
             http,
             guard_sleep: parts.guard_sleep,
             background: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
             targets: parts.targets.into_iter().map(|t| (t.kind(), t)).collect(),
             cfg: parts.config,
             policy,
@@ -241,6 +246,22 @@ impl Engine {
                 .build()
                 .unwrap_or_default()
         })
+    }
+
+    /// On shutdown: waits until no command is being handled, at most `limit`. Returns how
+    /// many were still running when it gave up.
+    pub async fn drain(&self, limit: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            let n = self.in_flight.load(Ordering::SeqCst);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.in_flight.load(Ordering::SeqCst);
+            }
+        }
     }
 
     /// Waits for background work (post-deploy guards) started so far.
@@ -316,6 +337,7 @@ impl Engine {
     /// Handles one command end to end and returns the reply for the person who typed it.
     pub async fn handle(&self, inv: Invocation) -> Reply {
         let started = std::time::Instant::now();
+        let _in_flight = InFlight::enter(self);
         let span = tracing::info_span!(
             "command",
             platform = %inv.actor.platform,
@@ -1547,5 +1569,23 @@ impl Engine {
             })
             .collect();
         Ok(Reply::private(lines.join("\n")))
+    }
+}
+
+/// Counts a command as in flight for as long as it is handled.
+struct InFlight<'a>(&'a Engine);
+
+impl<'a> InFlight<'a> {
+    fn enter(engine: &'a Engine) -> InFlight<'a> {
+        engine.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(engine)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }

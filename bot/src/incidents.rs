@@ -982,10 +982,9 @@ impl Engine {
         };
         let health = match (&status.health, &spec.health_url) {
             (Some(h), _) => Some(h.clone()),
-            (None, Some(url)) => Some(
-                erlmcp_adapters::probe::probe(self.http(), url, Duration::from_secs(5))
-                    .await,
-            ),
+            (None, Some(url)) => {
+                Some(erlmcp_adapters::probe::probe(self.http(), url, Duration::from_secs(5)).await)
+            }
             (None, None) => None,
         };
         let health = match health {

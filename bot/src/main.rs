@@ -273,6 +273,12 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     if let Some(s) = socket_mode {
         s.abort();
     }
+    // Commands answered over chat keep running after their HTTP ack: let them finish (and
+    // write their outcome to the audit log) before the process goes away.
+    let left = app.engine.drain(std::time::Duration::from_secs(45)).await;
+    if left > 0 {
+        warn!(commands = left, "shutting down with commands still running");
+    }
     app.store.close().await;
     match result {
         Ok(()) => {

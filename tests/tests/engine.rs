@@ -265,3 +265,45 @@ async fn break_glass_rollback_during_p0() {
     let r = bot.say("carol", "incident timeline INC-2").await;
     assert!(r.text.contains("break-glass"), "{}", r.text);
 }
+
+/// A shutdown waits for commands still running, so their outcome reaches the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_commands_in_flight() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let opts = erlmcp_bot::app::BuildOptions {
+        sandbox_step: std::time::Duration::from_millis(50),
+        ..erlmcp_tests::harness::test_options()
+    };
+    let bot = Arc::new(Bot::start_with(store.clone(), embedded_config(), opts).await);
+    let b = bot.clone();
+    let running = tokio::spawn(async move { b.say("dave", "deploy staging v3.0.1").await });
+    // Wait until the deploy has started (its first audit entry is written).
+    for _ in 0..200 {
+        if !store.audit_page(0, 10).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let left = bot
+        .app
+        .engine
+        .drain(std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(left, 0);
+    // Checked before awaiting the command: drain itself must have waited for the outcome.
+    let rows = store.audit_page(0, 100).await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.entry.action == "executed"),
+        "the outcome is audited"
+    );
+    assert!(running.await.unwrap().text.contains("staging runs v3.0.1"));
+    assert_eq!(
+        bot.app
+            .engine
+            .drain(std::time::Duration::from_millis(1))
+            .await,
+        0,
+        "nothing running"
+    );
+}

@@ -370,7 +370,10 @@ async fn slash_commands_are_acknowledged_at_once_and_answered() {
     assert!(took < Duration::from_secs(1), "{took:?}");
     let ack: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ack["response_type"], "ephemeral", "{ack}");
-    assert!(ack["text"].as_str().unwrap().starts_with("Working on"), "{ack}");
+    assert!(
+        ack["text"].as_str().unwrap().starts_with("Working on"),
+        "{ack}"
+    );
     let header = bot.message_containing("deploy staging v3.0.1").await;
     assert_eq!(header.channel, CHANNEL);
     assert_eq!(header.thread_ts, None);
