@@ -234,7 +234,7 @@ pub fn unmet_line(u: &Unmet, now: Timestamp) -> String {
             ..
         } => match met_at {
             Some(at) => format!(
-                "soak: {why}; {needed} in {from} needed, met at {} (in {})",
+                "soak: {why}; met at {} (in {})",
                 timestamp(*at),
                 duration(*at - now)
             ),
