@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::ci::{CiStatus, CiStatusSource};
 use erlmcp_adapters::target::Target;
 use erlmcp_commands::config::{Config, EnvironmentSpec, TargetKind};
 
@@ -96,7 +97,7 @@ pub async fn build(
         config: config.clone(),
         store: store.clone(),
         targets,
-        ci: Arc::new(SandboxCi),
+        ci: ci_source(&config),
         clock,
         metrics: metrics.clone(),
         chats,
@@ -110,4 +111,31 @@ pub async fn build(
         config,
         slack,
     })
+}
+
+/// Where the `ci_green` precondition is answered. The sandbox answers for its own world;
+/// for real environments CI is looked up on GitHub, and until that lookup is configured the
+/// answer is "unknown", which the policy treats as not green: a production deploy is never
+/// waved through on a guess.
+fn ci_source(config: &Config) -> Arc<dyn CiStatusSource> {
+    if config
+        .environments
+        .values()
+        .all(|e| e.target == TargetKind::Sandbox)
+    {
+        Arc::new(SandboxCi)
+    } else {
+        Arc::new(UnavailableCi)
+    }
+}
+
+struct UnavailableCi;
+
+#[async_trait::async_trait]
+impl CiStatusSource for UnavailableCi {
+    async fn ci_status(&self, version: &erlmcp_commands::Version) -> CiStatus {
+        CiStatus::Unknown(format!(
+            "no CI lookup is available to check {version} (GitHub checks are not wired into this build)"
+        ))
+    }
 }

@@ -593,6 +593,10 @@ impl Config {
                     }
                 }
                 TargetKind::GithubActions => {
+                    problem(
+                        format!("{base}.target"),
+                        "the github-actions target is not available in this version; use \"kubernetes\" or \"sandbox\"".into(),
+                    );
                     if env.workflow.is_none() {
                         problem(
                             format!("{base}.workflow"),

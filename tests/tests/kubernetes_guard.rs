@@ -131,3 +131,43 @@ async fn healthy_after_deploy_means_no_rollback() {
     let r = bot.say("alice", "status production").await;
     assert!(r.text.contains("v3.0.2"), "{}", r.text);
 }
+
+/// Without a CI lookup for real environments, `ci_green` fails closed.
+#[tokio::test]
+async fn ci_green_fails_closed_without_a_ci_lookup() {
+    let fake = FakeKubeServer::start().await;
+    seed(&fake);
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let mut text = format!(
+        r#"
+[github]
+owner = "banyan-platform"
+repo = "erlmcp"
+
+[environments.production]
+target = "kubernetes"
+namespace = "{NS}"
+workload = "deployment/erlmcp"
+container = "erlmcp"
+image = "{REPO}"
+
+[roles]
+devops-lead = ["local:alice"]
+
+[[rules]]
+operation = "deploy"
+roles = ["devops-lead"]
+"#
+    );
+    text.push_str("preconditions = { ci_green = true }\n");
+    let cfg = config::from_toml(&text).expect("valid config");
+    let opts = BuildOptions {
+        kube_client: Some(fake.client()),
+        ..test_options()
+    };
+    let bot = Bot::start_with(Arc::new(store), cfg, opts).await;
+    let r = bot.say("alice", "deploy production v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
+    assert!(fake.patches().is_empty(), "nothing was changed");
+}
