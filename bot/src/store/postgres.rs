@@ -6,11 +6,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::{ConnectOptions, Connection};
 
 use super::common::{self, *};
 use super::*;
+
+type Queries = common::Queries<Postgres>;
 
 /// Key of the transaction-scoped advisory lock that serialises audit appends across replicas
 /// (ASCII "erlmcpau").
@@ -54,18 +56,10 @@ async fn audit_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob
             }
             Err(e) => {
                 for job in jobs {
-                    let _ = job.reply.send(Err(same_error(&e)));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
-    }
-}
-
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Database(m) => StoreError::Database(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
     }
 }
 
@@ -78,35 +72,11 @@ async fn append_batch(pool: &PgPool, entries: Vec<NewAuditEntry>) -> StoreResult
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    let mut last: Option<(i64, String)> = sqlx::query_as(LAST_AUDIT)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+    let mut last = Queries::last_audit(&mut *tx).await?;
     let mut rows = Vec::with_capacity(entries.len());
     for entry in entries {
         let row = audit::next_row(entry, last.take())?;
-        let e = &row.entry;
-        sqlx::query(INSERT_AUDIT)
-            .bind(row.seq)
-            .bind(to_ms(e.at))
-            .bind(&e.action)
-            .bind(&e.who.platform)
-            .bind(&e.who.user_id)
-            .bind(&e.who.display_name)
-            .bind(&e.channel)
-            .bind(&e.operation)
-            .bind(&e.arguments)
-            .bind(&e.environment)
-            .bind(e.request_id.map(|r| r.0))
-            .bind(&e.decision)
-            .bind(&e.reason)
-            .bind(&e.votes)
-            .bind(&e.outcome)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        Queries::insert_audit(&mut *tx, &row).await?;
         last = Some((row.seq, row.hash.clone()));
         rows.push(row);
     }
@@ -169,50 +139,19 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        Queries::ping(&self.pool).await
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
-        let raw: RequestRaw = sqlx::query_as(INSERT_REQUEST)
-            .bind(to_ms(new.created_at))
-            .bind(to_ms(new.expires_at))
-            .bind(to_ms(new.created_at))
-            .bind(&new.requester.platform)
-            .bind(&new.requester.user_id)
-            .bind(&new.requester.display_name)
-            .bind(&new.channel)
-            .bind(&new.command_text)
-            .bind(&new.operation)
-            .bind(&new.environment)
-            .bind(&new.command_json)
-            .bind(&new.approvals_json)
-            .bind(new.state.as_str())
-            .bind(new.break_glass)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.try_into()
+        Queries::insert_request(&self.pool, &new).await
     }
 
     async fn get_request(&self, id: RequestId) -> StoreResult<Option<RequestRow>> {
-        let raw: Option<RequestRaw> = sqlx::query_as(GET_REQUEST)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::get_request(&self.pool, id).await
     }
 
     async fn pending_requests(&self) -> StoreResult<Vec<RequestRow>> {
-        let raw: Vec<RequestRaw> = sqlx::query_as(PENDING_REQUESTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::pending_requests(&self.pool).await
     }
 
     async fn transition_request(
@@ -223,63 +162,23 @@ impl Store for PgStore {
         outcome: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(TRANSITION_REQUEST)
-            .bind(to.as_str())
-            .bind(outcome)
-            .bind(to_ms(at))
-            .bind(id.0)
-            .bind(from.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        Queries::transition_request(&self.pool, id, from, to, outcome, at).await
     }
 
     async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
-        sqlx::query(SET_REQUEST_MESSAGE)
-            .bind(message_ref)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::set_request_message(&self.pool, id, message_ref).await
     }
 
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
-        let raw: Vec<RequestRaw> = sqlx::query_as(EXPIRED_REQUESTS)
-            .bind(to_ms(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::expired_requests(&self.pool, now).await
     }
 
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
-        let done = sqlx::query(INSERT_VOTE)
-            .bind(vote.request_id.0)
-            .bind(&vote.voter.platform)
-            .bind(&vote.voter.user_id)
-            .bind(&vote.voter.display_name)
-            .bind(vote.approve)
-            .bind(&vote.comment)
-            .bind(to_ms(vote.at))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(if done.rows_affected() == 1 {
-            VoteInsert::Inserted
-        } else {
-            VoteInsert::AlreadyVoted
-        })
+        Queries::insert_vote(&self.pool, &vote).await
     }
 
     async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>> {
-        let raw: Vec<VoteRaw> = sqlx::query_as(VOTES)
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::votes(&self.pool, id).await
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
@@ -293,58 +192,19 @@ impl Store for PgStore {
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_PAGE)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::audit_page(&self.pool, after, limit).await
     }
 
     async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>> {
-        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_TAIL)
-            .bind(i64::from(n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::audit_tail(&self.pool, n).await
     }
 
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
-        sqlx::query(RECORD_DEPLOYMENT)
-            .bind(&rec.environment)
-            .bind(&rec.version)
-            .bind(&rec.kind)
-            .bind(rec.succeeded)
-            .bind(rec.request_id.map(|r| r.0))
-            .bind(to_ms(rec.at))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::record_deployment(&self.pool, &rec).await
     }
 
     async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts> {
-        let deployed: Option<i64> = sqlx::query_scalar(SOAK_DEPLOYED_AT)
-            .bind(environment)
-            .bind(version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let Some(deployed) = deployed else {
-            return Ok(SoakFacts::default());
-        };
-        let rolled_back: Option<i64> = sqlx::query_scalar(SOAK_ROLLED_BACK)
-            .bind(environment)
-            .bind(deployed)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(SoakFacts {
-            deployed_at: Some(from_ms(deployed)?),
-            rolled_back_since: rolled_back.map(from_ms).transpose()?,
-        })
+        Queries::soak_facts(&self.pool, environment, version).await
     }
 
     async fn deployments(
@@ -352,85 +212,31 @@ impl Store for PgStore {
         environment: &str,
         limit: u32,
     ) -> StoreResult<Vec<DeploymentRecord>> {
-        let raw: Vec<DeploymentRaw> = sqlx::query_as(DEPLOYMENTS)
-            .bind(environment)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::deployments(&self.pool, environment, limit).await
     }
 
     async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>> {
-        let raw: Option<SandboxRaw> = sqlx::query_as(SANDBOX_GET)
-            .bind(environment)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::sandbox_get(&self.pool, environment).await
     }
 
     async fn sandbox_put(&self, row: SandboxRow) -> StoreResult<()> {
-        sqlx::query(SANDBOX_PUT)
-            .bind(&row.environment)
-            .bind(&row.state_json)
-            .bind(to_ms(row.updated_at))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::sandbox_put(&self.pool, &row).await
     }
 
     async fn insert_incident(&self, new: NewIncident) -> StoreResult<IncidentRow> {
-        let raw: IncidentRaw = sqlx::query_as(INSERT_INCIDENT)
-            .bind(new.severity.as_str())
-            .bind(&new.title)
-            .bind(&new.declared_by.platform)
-            .bind(&new.declared_by.user_id)
-            .bind(&new.declared_by.display_name)
-            .bind(to_ms(new.declared_at))
-            .bind(&new.channel)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.try_into()
+        Queries::insert_incident(&self.pool, &new).await
     }
 
     async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>> {
-        let raw: Option<IncidentRaw> = sqlx::query_as(GET_INCIDENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::get_incident(&self.pool, id).await
     }
 
     async fn open_incidents(&self) -> StoreResult<Vec<IncidentRow>> {
-        let raw: Vec<IncidentRaw> = sqlx::query_as(OPEN_INCIDENTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::open_incidents(&self.pool).await
     }
 
     async fn update_incident(&self, row: &IncidentRow) -> StoreResult<()> {
-        let done = sqlx::query(UPDATE_INCIDENT)
-            .bind(row.severity.as_str())
-            .bind(&row.title)
-            .bind(&row.channel)
-            .bind(&row.channels_json)
-            .bind(&row.commander)
-            .bind(row.resolved_at.map(to_ms))
-            .bind(&row.summary)
-            .bind(row.last_human_update_at.map(to_ms))
-            .bind(row.id.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("no incident {}", row.id)));
-        }
-        Ok(())
+        Queries::update_incident(&self.pool, row).await
     }
 
     async fn append_incident_event(
@@ -445,17 +251,7 @@ impl Store for PgStore {
         // which simply tries again with the new maximum.
         let mut attempt = 0;
         loop {
-            let result = sqlx::query_as::<_, IncidentEventRaw>(APPEND_INCIDENT_EVENT)
-                .bind(incident.0)
-                .bind(to_ms(at))
-                .bind(kind)
-                .bind(who.map(|w| &w.platform))
-                .bind(who.map(|w| &w.user_id))
-                .bind(who.map(|w| &w.display_name))
-                .bind(text)
-                .fetch_one(&self.pool)
-                .await;
-            match result {
+            match Queries::append_incident_event(&self.pool, incident, at, kind, who, text).await {
                 Ok(raw) => return raw.try_into(),
                 Err(sqlx::Error::Database(d))
                     if d.is_unique_violation() && attempt < EVENT_SEQ_RETRIES =>
@@ -468,12 +264,7 @@ impl Store for PgStore {
     }
 
     async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>> {
-        let raw: Vec<IncidentEventRaw> = sqlx::query_as(INCIDENT_EVENTS)
-            .bind(incident.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::incident_events(&self.pool, incident).await
     }
 
     async fn set_incident_statuspage_id(
@@ -481,22 +272,11 @@ impl Store for PgStore {
         incident: IncidentId,
         statuspage_id: &str,
     ) -> StoreResult<()> {
-        sqlx::query(SET_INCIDENT_STATUSPAGE_ID)
-            .bind(statuspage_id)
-            .bind(incident.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::set_incident_statuspage_id(&self.pool, incident, statuspage_id).await
     }
 
     async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>> {
-        let id: Option<Option<String>> = sqlx::query_scalar(INCIDENT_STATUSPAGE_ID)
-            .bind(incident.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(id.flatten())
+        Queries::incident_statuspage_id(&self.pool, incident).await
     }
 
     async fn upsert_job(
@@ -506,24 +286,11 @@ impl Store for PgStore {
         payload: &str,
         due_at: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query(UPSERT_JOB)
-            .bind(key)
-            .bind(kind)
-            .bind(payload)
-            .bind(to_ms(due_at))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::upsert_job(&self.pool, key, kind, payload, due_at).await
     }
 
     async fn delete_job(&self, key: &str) -> StoreResult<()> {
-        sqlx::query(DELETE_JOB)
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        Queries::delete_job(&self.pool, key).await
     }
 
     async fn claim_due_jobs(
@@ -543,17 +310,9 @@ impl Store for PgStore {
              FOR UPDATE SKIP LOCKED) RETURNING ",
             job_cols!()
         );
-        let raw: Vec<JobRaw> = sqlx::query_as(CLAIM)
-            .bind(owner)
-            .bind(to_ms(lease_until))
-            .bind(to_ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let mut jobs: Vec<JobRow> = common::convert(raw)?;
-        jobs.sort_by_key(|j| (j.due_at, j.id));
-        Ok(jobs)
+        let raw =
+            Queries::claim_due_jobs(&self.pool, CLAIM, owner, now, lease_until, limit).await?;
+        common::due_order(raw)
     }
 
     async fn complete_job(
@@ -562,42 +321,12 @@ impl Store for PgStore {
         owner: &str,
         next_due: Option<Timestamp>,
     ) -> StoreResult<bool> {
-        let done = match next_due {
-            Some(due) => {
-                sqlx::query(RESCHEDULE_JOB)
-                    .bind(to_ms(due))
-                    .bind(id)
-                    .bind(owner)
-                    .execute(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query(FINISH_JOB)
-                    .bind(id)
-                    .bind(owner)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        Queries::complete_job(&self.pool, id, owner, next_due).await
     }
 
     async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
         // Forget first, so a key past its hour counts as new on this very call.
-        sqlx::query(FORGET_EVENTS)
-            .bind(to_ms(at) - EVENT_MEMORY_MS)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let first = sqlx::query(REMEMBER_EVENT)
-            .bind(key)
-            .bind(to_ms(at))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
-        Ok(first)
+        Queries::forget_events(&self.pool, at).await?;
+        Queries::remember_event(&self.pool, key, at).await
     }
 }

@@ -15,14 +15,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::common::{self, *};
 use super::*;
+
+type Queries = common::Queries<Sqlite>;
 
 /// Most writes committed in one transaction; bounds the latency a batch adds.
 const MAX_BATCH: usize = 512;
@@ -107,9 +109,9 @@ impl SqliteStore {
     ) -> StoreResult<AuditRow> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        let last = last_audit(&mut tx).await?;
+        let last = Queries::last_audit(&mut *tx).await?;
         let row = audit::next_row(entry, last)?;
-        insert_audit(&mut tx, &row).await?;
+        Queries::insert_audit(&mut *tx, &row).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(row)
     }
@@ -136,7 +138,7 @@ impl Writer {
     async fn append_audit(&mut self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
         let last = match self.audit_tip.take() {
             Some(tip) => tip,
-            None => last_audit(&mut self.conn).await?,
+            None => Queries::last_audit(&mut self.conn).await?,
         };
         let row = match audit::next_row(entry, last.clone()) {
             Ok(row) => row,
@@ -146,43 +148,10 @@ impl Writer {
             }
         };
         // On failure the tip stays unknown and is read again.
-        insert_audit(&mut self.conn, &row).await?;
+        Queries::insert_audit(&mut self.conn, &row).await?;
         self.audit_tip = Some(Some((row.seq, row.hash.clone())));
         Ok(row)
     }
-}
-
-async fn last_audit(conn: &mut SqliteConnection) -> StoreResult<Option<(i64, String)>> {
-    sqlx::query_as(LAST_AUDIT)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)
-}
-
-async fn insert_audit(conn: &mut SqliteConnection, row: &AuditRow) -> StoreResult<()> {
-    let e = &row.entry;
-    sqlx::query(INSERT_AUDIT)
-        .bind(row.seq)
-        .bind(to_ms(e.at))
-        .bind(&e.action)
-        .bind(&e.who.platform)
-        .bind(&e.who.user_id)
-        .bind(&e.who.display_name)
-        .bind(&e.channel)
-        .bind(&e.operation)
-        .bind(&e.arguments)
-        .bind(&e.environment)
-        .bind(e.request_id.map(|r| r.0))
-        .bind(&e.decision)
-        .bind(&e.reason)
-        .bind(&e.votes)
-        .bind(&e.outcome)
-        .bind(&row.prev_hash)
-        .bind(&row.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }
 
 /// A queued write, type-erased so one channel carries every kind.
@@ -220,7 +189,7 @@ where
                 ok: result.is_ok(),
                 complete: Box::new(move |commit_err: Option<&StoreError>| {
                     let answer = match (result, commit_err) {
-                        (Ok(_), Some(e)) => Err(same_error(e)),
+                        (Ok(_), Some(e)) => Err(e.clone()),
                         (result, _) => result,
                     };
                     let _ = reply.send(answer);
@@ -231,14 +200,6 @@ where
 
     fn abort(self: Box<Self>, err: StoreError) {
         let _ = self.reply.send(Err(err));
-    }
-}
-
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Database(m) => StoreError::Database(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
     }
 }
 
@@ -272,7 +233,7 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Box<dyn WriteJob>>) {
         w.audit_tip = None;
         if let Err(e) = exec(&mut w.conn, "BEGIN IMMEDIATE").await {
             for job in jobs {
-                job.abort(same_error(&e));
+                job.abort(e.clone());
             }
             return;
         }
@@ -305,55 +266,22 @@ impl Store for SqliteStore {
         if self.writer.is_closed() {
             return Err(writer_gone());
         }
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        Queries::ping(&self.pool).await
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
         self.write(move |c| {
-            Box::pin(async move {
-                let raw: RequestRaw = sqlx::query_as(INSERT_REQUEST)
-                    .bind(to_ms(new.created_at))
-                    .bind(to_ms(new.expires_at))
-                    .bind(to_ms(new.created_at))
-                    .bind(&new.requester.platform)
-                    .bind(&new.requester.user_id)
-                    .bind(&new.requester.display_name)
-                    .bind(&new.channel)
-                    .bind(&new.command_text)
-                    .bind(&new.operation)
-                    .bind(&new.environment)
-                    .bind(&new.command_json)
-                    .bind(&new.approvals_json)
-                    .bind(new.state.as_str())
-                    .bind(new.break_glass)
-                    .fetch_one(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                raw.try_into()
-            })
+            Box::pin(async move { Queries::insert_request(&mut c.conn, &new).await })
         })
         .await
     }
 
     async fn get_request(&self, id: RequestId) -> StoreResult<Option<RequestRow>> {
-        let raw: Option<RequestRaw> = sqlx::query_as(GET_REQUEST)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::get_request(&self.pool, id).await
     }
 
     async fn pending_requests(&self) -> StoreResult<Vec<RequestRow>> {
-        let raw: Vec<RequestRaw> = sqlx::query_as(PENDING_REQUESTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::pending_requests(&self.pool).await
     }
 
     async fn transition_request(
@@ -367,16 +295,7 @@ impl Store for SqliteStore {
         let outcome = outcome.map(str::to_string);
         self.write(move |c| {
             Box::pin(async move {
-                let done = sqlx::query(TRANSITION_REQUEST)
-                    .bind(to.as_str())
-                    .bind(outcome)
-                    .bind(to_ms(at))
-                    .bind(id.0)
-                    .bind(from.as_str())
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(done.rows_affected() == 1)
+                Queries::transition_request(&mut c.conn, id, from, to, outcome.as_deref(), at).await
             })
         })
         .await
@@ -385,59 +304,24 @@ impl Store for SqliteStore {
     async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
         let message_ref = message_ref.to_string();
         self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(SET_REQUEST_MESSAGE)
-                    .bind(message_ref)
-                    .bind(id.0)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(
+                async move { Queries::set_request_message(&mut c.conn, id, &message_ref).await },
+            )
         })
         .await
     }
 
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
-        let raw: Vec<RequestRaw> = sqlx::query_as(EXPIRED_REQUESTS)
-            .bind(to_ms(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::expired_requests(&self.pool, now).await
     }
 
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
-        self.write(move |c| {
-            Box::pin(async move {
-                let done = sqlx::query(INSERT_VOTE)
-                    .bind(vote.request_id.0)
-                    .bind(&vote.voter.platform)
-                    .bind(&vote.voter.user_id)
-                    .bind(&vote.voter.display_name)
-                    .bind(vote.approve)
-                    .bind(&vote.comment)
-                    .bind(to_ms(vote.at))
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(if done.rows_affected() == 1 {
-                    VoteInsert::Inserted
-                } else {
-                    VoteInsert::AlreadyVoted
-                })
-            })
-        })
-        .await
+        self.write(move |c| Box::pin(async move { Queries::insert_vote(&mut c.conn, &vote).await }))
+            .await
     }
 
     async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>> {
-        let raw: Vec<VoteRaw> = sqlx::query_as(VOTES)
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::votes(&self.pool, id).await
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
@@ -445,63 +329,22 @@ impl Store for SqliteStore {
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_PAGE)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::audit_page(&self.pool, after, limit).await
     }
 
     async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>> {
-        let raw: Vec<AuditRaw> = sqlx::query_as(AUDIT_TAIL)
-            .bind(i64::from(n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::audit_tail(&self.pool, n).await
     }
 
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
         self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(RECORD_DEPLOYMENT)
-                    .bind(&rec.environment)
-                    .bind(&rec.version)
-                    .bind(&rec.kind)
-                    .bind(rec.succeeded)
-                    .bind(rec.request_id.map(|r| r.0))
-                    .bind(to_ms(rec.at))
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { Queries::record_deployment(&mut c.conn, &rec).await })
         })
         .await
     }
 
     async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts> {
-        let deployed: Option<i64> = sqlx::query_scalar(SOAK_DEPLOYED_AT)
-            .bind(environment)
-            .bind(version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let Some(deployed) = deployed else {
-            return Ok(SoakFacts::default());
-        };
-        let rolled_back: Option<i64> = sqlx::query_scalar(SOAK_ROLLED_BACK)
-            .bind(environment)
-            .bind(deployed)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(SoakFacts {
-            deployed_at: Some(from_ms(deployed)?),
-            rolled_back_since: rolled_back.map(from_ms).transpose()?,
-        })
+        Queries::soak_facts(&self.pool, environment, version).await
     }
 
     async fn deployments(
@@ -509,99 +352,37 @@ impl Store for SqliteStore {
         environment: &str,
         limit: u32,
     ) -> StoreResult<Vec<DeploymentRecord>> {
-        let raw: Vec<DeploymentRaw> = sqlx::query_as(DEPLOYMENTS)
-            .bind(environment)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::deployments(&self.pool, environment, limit).await
     }
 
     async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>> {
-        let raw: Option<SandboxRaw> = sqlx::query_as(SANDBOX_GET)
-            .bind(environment)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::sandbox_get(&self.pool, environment).await
     }
 
     async fn sandbox_put(&self, row: SandboxRow) -> StoreResult<()> {
-        self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(SANDBOX_PUT)
-                    .bind(&row.environment)
-                    .bind(&row.state_json)
-                    .bind(to_ms(row.updated_at))
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |c| Box::pin(async move { Queries::sandbox_put(&mut c.conn, &row).await }))
+            .await
     }
 
     async fn insert_incident(&self, new: NewIncident) -> StoreResult<IncidentRow> {
         self.write(move |c| {
-            Box::pin(async move {
-                let raw: IncidentRaw = sqlx::query_as(INSERT_INCIDENT)
-                    .bind(new.severity.as_str())
-                    .bind(&new.title)
-                    .bind(&new.declared_by.platform)
-                    .bind(&new.declared_by.user_id)
-                    .bind(&new.declared_by.display_name)
-                    .bind(to_ms(new.declared_at))
-                    .bind(&new.channel)
-                    .fetch_one(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                raw.try_into()
-            })
+            Box::pin(async move { Queries::insert_incident(&mut c.conn, &new).await })
         })
         .await
     }
 
     async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>> {
-        let raw: Option<IncidentRaw> = sqlx::query_as(GET_INCIDENT)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        raw.map(TryInto::try_into).transpose()
+        Queries::get_incident(&self.pool, id).await
     }
 
     async fn open_incidents(&self) -> StoreResult<Vec<IncidentRow>> {
-        let raw: Vec<IncidentRaw> = sqlx::query_as(OPEN_INCIDENTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::open_incidents(&self.pool).await
     }
 
     async fn update_incident(&self, row: &IncidentRow) -> StoreResult<()> {
         let row = row.clone();
         self.write(move |c| {
-            Box::pin(async move {
-                let done = sqlx::query(UPDATE_INCIDENT)
-                    .bind(row.severity.as_str())
-                    .bind(&row.title)
-                    .bind(&row.channel)
-                    .bind(&row.channels_json)
-                    .bind(&row.commander)
-                    .bind(row.resolved_at.map(to_ms))
-                    .bind(&row.summary)
-                    .bind(row.last_human_update_at.map(to_ms))
-                    .bind(row.id.0)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!("no incident {}", row.id)));
-                }
-                Ok(())
-            })
+            Box::pin(async move { Queries::update_incident(&mut c.conn, &row).await })
         })
         .await
     }
@@ -617,30 +398,24 @@ impl Store for SqliteStore {
         let (kind, who, text) = (kind.to_string(), who.cloned(), text.to_string());
         self.write(move |c| {
             Box::pin(async move {
-                let raw: IncidentEventRaw = sqlx::query_as(APPEND_INCIDENT_EVENT)
-                    .bind(incident.0)
-                    .bind(to_ms(at))
-                    .bind(&kind)
-                    .bind(who.as_ref().map(|w| &w.platform))
-                    .bind(who.as_ref().map(|w| &w.user_id))
-                    .bind(who.as_ref().map(|w| &w.display_name))
-                    .bind(&text)
-                    .fetch_one(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                raw.try_into()
+                Queries::append_incident_event(
+                    &mut c.conn,
+                    incident,
+                    at,
+                    &kind,
+                    who.as_ref(),
+                    &text,
+                )
+                .await
+                .map_err(db_err)?
+                .try_into()
             })
         })
         .await
     }
 
     async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>> {
-        let raw: Vec<IncidentEventRaw> = sqlx::query_as(INCIDENT_EVENTS)
-            .bind(incident.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        common::convert(raw)
+        Queries::incident_events(&self.pool, incident).await
     }
 
     async fn set_incident_statuspage_id(
@@ -651,25 +426,14 @@ impl Store for SqliteStore {
         let statuspage_id = statuspage_id.to_string();
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(SET_INCIDENT_STATUSPAGE_ID)
-                    .bind(&statuspage_id)
-                    .bind(incident.0)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
+                Queries::set_incident_statuspage_id(&mut c.conn, incident, &statuspage_id).await
             })
         })
         .await
     }
 
     async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>> {
-        let id: Option<Option<String>> = sqlx::query_scalar(INCIDENT_STATUSPAGE_ID)
-            .bind(incident.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(id.flatten())
+        Queries::incident_statuspage_id(&self.pool, incident).await
     }
 
     async fn upsert_job(
@@ -682,15 +446,7 @@ impl Store for SqliteStore {
         let (key, kind, payload) = (key.to_string(), kind.to_string(), payload.to_string());
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(UPSERT_JOB)
-                    .bind(&key)
-                    .bind(&kind)
-                    .bind(&payload)
-                    .bind(to_ms(due_at))
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
+                Queries::upsert_job(&mut c.conn, &key, &kind, &payload, due_at).await
             })
         })
         .await
@@ -698,17 +454,8 @@ impl Store for SqliteStore {
 
     async fn delete_job(&self, key: &str) -> StoreResult<()> {
         let key = key.to_string();
-        self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(DELETE_JOB)
-                    .bind(&key)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |c| Box::pin(async move { Queries::delete_job(&mut c.conn, &key).await }))
+            .await
     }
 
     async fn claim_due_jobs(
@@ -728,23 +475,15 @@ impl Store for SqliteStore {
             job_cols!()
         );
         let owner = owner.to_string();
-        let raw: Vec<JobRaw> = self
+        let raw = self
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query_as(CLAIM)
-                        .bind(&owner)
-                        .bind(to_ms(lease_until))
-                        .bind(to_ms(now))
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut c.conn)
+                    Queries::claim_due_jobs(&mut c.conn, CLAIM, &owner, now, lease_until, limit)
                         .await
-                        .map_err(db_err)
                 })
             })
             .await?;
-        let mut jobs: Vec<JobRow> = common::convert(raw)?;
-        jobs.sort_by_key(|j| (j.due_at, j.id));
-        Ok(jobs)
+        common::due_order(raw)
     }
 
     async fn complete_job(
@@ -755,27 +494,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let owner = owner.to_string();
         self.write(move |c| {
-            Box::pin(async move {
-                let done = match next_due {
-                    Some(due) => {
-                        sqlx::query(RESCHEDULE_JOB)
-                            .bind(to_ms(due))
-                            .bind(id)
-                            .bind(&owner)
-                            .execute(&mut c.conn)
-                            .await
-                    }
-                    None => {
-                        sqlx::query(FINISH_JOB)
-                            .bind(id)
-                            .bind(&owner)
-                            .execute(&mut c.conn)
-                            .await
-                    }
-                }
-                .map_err(db_err)?;
-                Ok(done.rows_affected() == 1)
-            })
+            Box::pin(async move { Queries::complete_job(&mut c.conn, id, &owner, next_due).await })
         })
         .await
     }
@@ -786,20 +505,8 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 // Forget first: a job's failed statement must come before any it already
                 // wrote (see `write`), or a caller told "error" would find its key taken.
-                sqlx::query(FORGET_EVENTS)
-                    .bind(to_ms(at) - EVENT_MEMORY_MS)
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?;
-                let first = sqlx::query(REMEMBER_EVENT)
-                    .bind(&key)
-                    .bind(to_ms(at))
-                    .execute(&mut c.conn)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected()
-                    == 1;
-                Ok(first)
+                Queries::forget_events(&mut c.conn, at).await?;
+                Queries::remember_event(&mut c.conn, &key, at).await
             })
         })
         .await
