@@ -655,17 +655,10 @@ impl Engine {
                     requirement.from.join(", ")
                 );
                 entry.outcome = "pending".into();
-                if let Err(e) = self.audit(entry).await {
-                    let _ = self
-                        .store
-                        .transition_request(
-                            row.id,
-                            RequestState::Pending,
-                            RequestState::Failed,
-                            Some("audit log unavailable"),
-                            self.now(),
-                        )
-                        .await;
+                if let Err(e) = self
+                    .audit_before(row.id, RequestState::Pending, entry)
+                    .await
+                {
                     return Reply::failed(format!(
                         "Not recorded: the audit log is unavailable ({e}). The request was dropped; nothing will be executed."
                     ));
@@ -729,17 +722,10 @@ impl Engine {
         entry.action = "executing".into();
         entry.request_id = Some(row.id);
         entry.outcome = "started".into();
-        if let Err(e) = self.audit(entry).await {
-            let _ = self
-                .store
-                .transition_request(
-                    row.id,
-                    RequestState::Executing,
-                    RequestState::Failed,
-                    Some("audit log unavailable"),
-                    self.now(),
-                )
-                .await;
+        if let Err(e) = self
+            .audit_before(row.id, RequestState::Executing, entry)
+            .await
+        {
             return audit_unavailable(&e);
         }
         if break_glass {
@@ -997,17 +983,10 @@ impl Engine {
             evidence.join("; ")
         );
         entry.outcome = "started".into();
-        if let Err(e) = self.audit(entry).await {
-            let _ = self
-                .store
-                .transition_request(
-                    row.id,
-                    RequestState::Executing,
-                    RequestState::Failed,
-                    Some("audit log unavailable"),
-                    self.now(),
-                )
-                .await;
+        if let Err(e) = self
+            .audit_before(row.id, RequestState::Executing, entry)
+            .await
+        {
             let mut r = audit_unavailable(&e);
             r.text = format!("{header}\n{}", r.text);
             return r;
@@ -1017,6 +996,32 @@ impl Engine {
             .await;
         reply.text = format!("{header}\n{}", reply.text);
         reply
+    }
+
+    /// Marks a request failed (best effort: it is only bookkeeping once nothing will run).
+    async fn fail_request(&self, id: RequestId, from: RequestState, why: &str) {
+        if let Err(e) = self
+            .store
+            .transition_request(id, from, RequestState::Failed, Some(why), self.now())
+            .await
+        {
+            error!(error = %e, request = %id, "could not mark the request failed");
+        }
+    }
+
+    /// Writes the entry that must precede a step. When it cannot be written the step is not
+    /// taken, and the request is marked failed so that nothing picks it up later.
+    async fn audit_before(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        entry: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let result = self.audit(entry).await;
+        if result.is_err() {
+            self.fail_request(id, from, "audit log unavailable").await;
+        }
+        result
     }
 
     async fn votes_json(&self, id: RequestId) -> String {
@@ -1267,15 +1272,7 @@ impl Engine {
         let cmd: Command = match serde_json::from_str(&row.command_json) {
             Ok(c) => c,
             Err(e) => {
-                let _ = self
-                    .store
-                    .transition_request(
-                        id,
-                        RequestState::Executing,
-                        RequestState::Failed,
-                        Some("stored command unreadable"),
-                        self.now(),
-                    )
+                self.fail_request(id, RequestState::Executing, "stored command unreadable")
                     .await;
                 return Reply::failed(format!(
                     "{id} cannot be executed: its stored command is unreadable ({e})."
@@ -1303,15 +1300,7 @@ impl Engine {
                 let facts = match self.gather_facts(&requester, &op).await {
                     Ok(f) => f,
                     Err(e) => {
-                        let _ = self
-                            .store
-                            .transition_request(
-                                id,
-                                RequestState::Executing,
-                                RequestState::Failed,
-                                Some("audit log unavailable"),
-                                self.now(),
-                            )
+                        self.fail_request(id, RequestState::Executing, "audit log unavailable")
                             .await;
                         return audit_unavailable(&e);
                     }
@@ -1319,16 +1308,7 @@ impl Engine {
                 let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
                 if !unmet.is_empty() {
                     let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
-                    let _ = self
-                        .store
-                        .transition_request(
-                            id,
-                            RequestState::Executing,
-                            RequestState::Failed,
-                            Some(&text),
-                            self.now(),
-                        )
-                        .await;
+                    self.fail_request(id, RequestState::Executing, &text).await;
                     let mut entry =
                         self.entry(&row.requester, &row.channel, "failed", &row.operation);
                     entry.request_id = Some(id);
@@ -1352,17 +1332,7 @@ impl Engine {
         );
         entry.votes = self.votes_json(id).await;
         entry.outcome = "started".into();
-        if let Err(e) = self.audit(entry).await {
-            let _ = self
-                .store
-                .transition_request(
-                    id,
-                    RequestState::Executing,
-                    RequestState::Failed,
-                    Some("audit log unavailable"),
-                    self.now(),
-                )
-                .await;
+        if let Err(e) = self.audit_before(id, RequestState::Executing, entry).await {
             return audit_unavailable(&e);
         }
         self.announce(id).await;
