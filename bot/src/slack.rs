@@ -837,17 +837,25 @@ fn bad_request(b: BadRequest) -> Response {
     (StatusCode::BAD_REQUEST, format!("{}\n", b.0)).into_response()
 }
 
+/// The fields of a form body, once its signature holds: 401 before anything is parsed
+/// otherwise, 400 for a body that is not a form.
+fn signed_form(
+    b: &SlackBridge,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<HashMap<String, String>, Response> {
+    b.check_signature(headers, body).map_err(unauthorized)?;
+    form_fields(body).map_err(bad_request)
+}
+
 async fn http_command(
     State(b): State<Arc<SlackBridge>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = b.check_signature(&headers, &body) {
-        return unauthorized(e);
-    }
-    let fields = match form_fields(&body) {
+    let fields = match signed_form(&b, &headers, &body) {
         Ok(f) => f,
-        Err(e) => return bad_request(e),
+        Err(response) => return response,
     };
     // Slack checks the certificate of a slash command URL with an unsigned-looking probe.
     if fields.get("ssl_check").is_some_and(|v| v == "1") {
@@ -864,12 +872,9 @@ async fn http_interaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = b.check_signature(&headers, &body) {
-        return unauthorized(e);
-    }
-    let fields = match form_fields(&body) {
+    let fields = match signed_form(&b, &headers, &body) {
         Ok(f) => f,
-        Err(e) => return bad_request(e),
+        Err(response) => return response,
     };
     let Some(raw) = fields.get("payload") else {
         return bad_request(BadRequest("no payload field".into()));
