@@ -837,15 +837,32 @@ fn bad_request(b: BadRequest) -> Response {
     (StatusCode::BAD_REQUEST, format!("{}\n", b.0)).into_response()
 }
 
-/// The fields of a form body, once its signature holds: 401 before anything is parsed
-/// otherwise, 400 for a body that is not a form.
+/// Why a form body was not read.
+enum FormRejection {
+    /// 401: unsigned, forged or stale; nothing was parsed.
+    Signature(SignatureError),
+    /// 400: signed, but not a form.
+    Malformed(BadRequest),
+}
+
+impl IntoResponse for FormRejection {
+    fn into_response(self) -> Response {
+        match self {
+            FormRejection::Signature(e) => unauthorized(e),
+            FormRejection::Malformed(e) => bad_request(e),
+        }
+    }
+}
+
+/// The fields of a form body, once its signature holds.
 fn signed_form(
     b: &SlackBridge,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<HashMap<String, String>, Response> {
-    b.check_signature(headers, body).map_err(unauthorized)?;
-    form_fields(body).map_err(bad_request)
+) -> Result<HashMap<String, String>, FormRejection> {
+    b.check_signature(headers, body)
+        .map_err(FormRejection::Signature)?;
+    form_fields(body).map_err(FormRejection::Malformed)
 }
 
 async fn http_command(
@@ -855,7 +872,7 @@ async fn http_command(
 ) -> Response {
     let fields = match signed_form(&b, &headers, &body) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(rejected) => return rejected.into_response(),
     };
     // Slack checks the certificate of a slash command URL with an unsigned-looking probe.
     if fields.get("ssl_check").is_some_and(|v| v == "1") {
@@ -874,7 +891,7 @@ async fn http_interaction(
 ) -> Response {
     let fields = match signed_form(&b, &headers, &body) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(rejected) => return rejected.into_response(),
     };
     let Some(raw) = fields.get("payload") else {
         return bad_request(BadRequest("no payload field".into()));
