@@ -97,7 +97,7 @@ pub async fn build(
         config: config.clone(),
         store: store.clone(),
         targets,
-        ci: ci_source(&config),
+        ci: ci_source(&config)?,
         clock,
         metrics: metrics.clone(),
         chats,
@@ -114,18 +114,23 @@ pub async fn build(
 }
 
 /// Where the `ci_green` precondition is answered. The sandbox answers for its own world;
-/// for real environments CI is looked up on GitHub, and until that lookup is configured the
-/// answer is "unknown", which the policy treats as not green: a production deploy is never
-/// waved through on a guess.
-fn ci_source(config: &Config) -> Arc<dyn CiStatusSource> {
+/// for real environments CI is the check runs on the version's tag on GitHub. Without a
+/// configured repository the answer is "unknown", which the policy treats as not green: a
+/// production deploy is never waved through on a guess.
+fn ci_source(config: &Config) -> anyhow::Result<Arc<dyn CiStatusSource>> {
     if config
         .environments
         .values()
         .all(|e| e.target == TargetKind::Sandbox)
     {
-        Arc::new(SandboxCi)
-    } else {
-        Arc::new(UnavailableCi)
+        return Ok(Arc::new(SandboxCi));
+    }
+    match erlmcp_adapters::github::GithubOptions::from_config(&config.github) {
+        Some(opts) => Ok(Arc::new(
+            erlmcp_adapters::github::GithubCi::new(opts)
+                .context("could not set up the GitHub client for the ci_green precondition")?,
+        )),
+        None => Ok(Arc::new(UnavailableCi)),
     }
 }
 
@@ -135,7 +140,7 @@ struct UnavailableCi;
 impl CiStatusSource for UnavailableCi {
     async fn ci_status(&self, version: &erlmcp_commands::Version) -> CiStatus {
         CiStatus::Unknown(format!(
-            "no CI lookup is available to check {version} (GitHub checks are not wired into this build)"
+            "no CI lookup is available to check {version} (set github.owner and github.repo)"
         ))
     }
 }

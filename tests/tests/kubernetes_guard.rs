@@ -9,7 +9,9 @@ use erlmcp_bot::store::{Store, testdb};
 use erlmcp_commands::render::ReplyKind;
 use erlmcp_tests::fake_kube::{self, FakeKubeServer};
 use erlmcp_tests::harness::{Bot, test_options};
-use serde_json::json;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NS: &str = "erlmcp-prod";
 const REPO: &str = "ghcr.io/banyan-platform/erlmcp";
@@ -132,17 +134,21 @@ async fn healthy_after_deploy_means_no_rollback() {
     assert!(r.text.contains("v3.0.2"), "{}", r.text);
 }
 
-/// Without a CI lookup for real environments, `ci_green` fails closed.
+/// When GitHub cannot be asked, `ci_green` fails closed.
 #[tokio::test]
-async fn ci_green_fails_closed_without_a_ci_lookup() {
+async fn ci_green_fails_closed_when_github_cannot_be_asked() {
     let fake = FakeKubeServer::start().await;
     seed(&fake);
     let (store, _dir) = testdb::fresh_sqlite().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let github = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
     let mut text = format!(
         r#"
 [github]
 owner = "banyan-platform"
 repo = "erlmcp"
+api_url = "{github}"
 
 [environments.production]
 target = "kubernetes"
@@ -169,5 +175,128 @@ roles = ["devops-lead"]
     let r = bot.say("alice", "deploy production v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
     assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
+    assert!(r.text.contains("CI status unknown"), "{}", r.text);
+    assert!(fake.patches().is_empty(), "nothing was changed");
+}
+
+/// A production deploy behind `ci_green`, with GitHub's check runs served by `github`.
+async fn ci_gated_bot(fake: &FakeKubeServer, github: &MockServer) -> (Bot, testdb::TempDb) {
+    let (store, dir) = testdb::fresh_sqlite().await;
+    let text = format!(
+        r#"
+[github]
+owner = "banyan-platform"
+repo = "erlmcp"
+token = "ghp_test_token"
+api_url = "{github}"
+
+[environments.production]
+target = "kubernetes"
+namespace = "{NS}"
+workload = "deployment/erlmcp"
+container = "erlmcp"
+image = "{REPO}"
+
+[roles]
+devops-lead = ["local:alice"]
+
+[[rules]]
+operation = "deploy"
+roles = ["devops-lead"]
+preconditions = {{ ci_green = true }}
+"#,
+        github = github.uri()
+    );
+    let cfg = config::from_toml(&text).expect("valid config");
+    let opts = BuildOptions {
+        kube_client: Some(fake.client()),
+        ..test_options()
+    };
+    (Bot::start_with(Arc::new(store), cfg, opts).await, dir)
+}
+
+/// GitHub's documented check-runs response (tests/fixtures/github), with its single run
+/// replaced by runs of the given names and conclusions.
+fn check_runs(runs: &[(&str, &str)]) -> Value {
+    let text = std::fs::read_to_string(format!(
+        "{}/fixtures/github/check_runs_for_ref.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture");
+    let mut body: Value = serde_json::from_str(&text).unwrap();
+    let template = body["check_runs"][0].clone();
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|(name, conclusion)| {
+            let mut r = template.clone();
+            r["name"] = json!(name);
+            r["status"] = json!("completed");
+            r["conclusion"] = json!(conclusion);
+            r
+        })
+        .collect();
+    body["total_count"] = json!(runs.len());
+    body["check_runs"] = json!(runs);
+    body
+}
+
+async fn serve_checks(github: &MockServer, body: Value) {
+    Mock::given(method("GET"))
+        .and(path(
+            "/repos/banyan-platform/erlmcp/commits/v3.0.2/check-runs",
+        ))
+        .and(header("authorization", "Bearer ghp_test_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(1)
+        .mount(github)
+        .await;
+}
+
+#[tokio::test]
+async fn green_github_checks_let_a_production_deploy_through() {
+    let fake = FakeKubeServer::start().await;
+    seed(&fake);
+    let github = MockServer::start().await;
+    serve_checks(
+        &github,
+        check_runs(&[
+            ("build", "success"),
+            ("test", "success"),
+            ("docs", "skipped"),
+        ]),
+    )
+    .await;
+    let (bot, _dir) = ci_gated_bot(&fake, &github).await;
+
+    let r = bot.say("alice", "deploy production v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    let patches = fake.patches();
+    let image_patch = patches
+        .iter()
+        .find(|p| p.path.ends_with("/deployments/erlmcp"))
+        .expect("the deploy patched the deployment");
+    assert_eq!(
+        image_patch.body.as_ref().unwrap()["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "erlmcp", "image": format!("{REPO}:v3.0.2")}])
+    );
+}
+
+#[tokio::test]
+async fn a_failed_github_check_refuses_a_production_deploy() {
+    let fake = FakeKubeServer::start().await;
+    seed(&fake);
+    let github = MockServer::start().await;
+    serve_checks(
+        &github,
+        check_runs(&[("build", "success"), ("test", "failure")]),
+    )
+    .await;
+    let (bot, _dir) = ci_gated_bot(&fake, &github).await;
+
+    let r = bot.say("alice", "deploy production v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
+    assert!(r.text.contains("test: failure"), "{}", r.text);
+    assert!(!r.text.contains("ghp_test_token"), "{}", r.text);
     assert!(fake.patches().is_empty(), "nothing was changed");
 }
