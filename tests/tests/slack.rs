@@ -29,7 +29,7 @@ fn fixture(name: &str) -> String {
 fn slack_config(fake: &FakeSlack) -> Config {
     let mut cfg = embedded_config();
     cfg.slack.enabled = true;
-    cfg.slack.bot_token = Secret::new("xoxb-test-token");
+    cfg.slack.bot_token = Secret::new("xoxb-fake");
     cfg.slack.signing_secret = Secret::new(SECRET);
     cfg.slack.api_url = Some(fake.api_url());
     cfg.slack.mode = Some("http".into());
@@ -407,7 +407,7 @@ async fn slash_commands_are_acknowledged_at_once_and_answered() {
         if call.method != "response_url" {
             assert_eq!(
                 call.auth.as_deref(),
-                Some("Bearer xoxb-test-token"),
+                Some("Bearer xoxb-fake"),
                 "{}",
                 call.method
             );
