@@ -139,39 +139,10 @@ async fn healthy_after_deploy_means_no_rollback() {
 async fn ci_green_fails_closed_when_github_cannot_be_asked() {
     let fake = FakeKubeServer::start().await;
     seed(&fake);
-    let (store, _dir) = testdb::fresh_sqlite().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let github = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut text = format!(
-        r#"
-[github]
-owner = "banyan-platform"
-repo = "erlmcp"
-api_url = "{github}"
-
-[environments.production]
-target = "kubernetes"
-namespace = "{NS}"
-workload = "deployment/erlmcp"
-container = "erlmcp"
-image = "{REPO}"
-
-[roles]
-devops-lead = ["local:alice"]
-
-[[rules]]
-operation = "deploy"
-roles = ["devops-lead"]
-"#
-    );
-    text.push_str("preconditions = { ci_green = true }\n");
-    let cfg = config::from_toml(&text).expect("valid config");
-    let opts = BuildOptions {
-        kube_client: Some(fake.client()),
-        ..test_options()
-    };
-    let bot = Bot::start_with(Arc::new(store), cfg, opts).await;
+    let (bot, _dir) = ci_gated_bot(&fake, &github).await;
     let r = bot.say("alice", "deploy production v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
     assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
@@ -179,8 +150,8 @@ roles = ["devops-lead"]
     assert!(fake.patches().is_empty(), "nothing was changed");
 }
 
-/// A production deploy behind `ci_green`, with GitHub's check runs served by `github`.
-async fn ci_gated_bot(fake: &FakeKubeServer, github: &MockServer) -> (Bot, testdb::TempDb) {
+/// A production deploy behind `ci_green`, with GitHub's API at `github`.
+async fn ci_gated_bot(fake: &FakeKubeServer, github: &str) -> (Bot, testdb::TempDb) {
     let (store, dir) = testdb::fresh_sqlite().await;
     let text = format!(
         r#"
@@ -204,8 +175,7 @@ devops-lead = ["local:alice"]
 operation = "deploy"
 roles = ["devops-lead"]
 preconditions = {{ ci_green = true }}
-"#,
-        github = github.uri()
+"#
     );
     let cfg = config::from_toml(&text).expect("valid config");
     let opts = BuildOptions {
@@ -266,7 +236,7 @@ async fn green_github_checks_let_a_production_deploy_through() {
         ]),
     )
     .await;
-    let (bot, _dir) = ci_gated_bot(&fake, &github).await;
+    let (bot, _dir) = ci_gated_bot(&fake, &github.uri()).await;
 
     let r = bot.say("alice", "deploy production v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
@@ -291,7 +261,7 @@ async fn a_failed_github_check_refuses_a_production_deploy() {
         check_runs(&[("build", "success"), ("test", "failure")]),
     )
     .await;
-    let (bot, _dir) = ci_gated_bot(&fake, &github).await;
+    let (bot, _dir) = ci_gated_bot(&fake, &github.uri()).await;
 
     let r = bot.say("alice", "deploy production v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
