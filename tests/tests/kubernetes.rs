@@ -864,13 +864,7 @@ async fn guard_rolls_back_after_three_failed_health_checks() {
         assert!(line.contains("/health failed: HTTP 503"), "{line}");
         assert!(chrono::DateTime::parse_from_rfc3339(line.split(' ').next().unwrap()).is_ok());
     }
-    let probes = s
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/health")
-        .count();
-    assert_eq!(probes, 3);
+    assert_eq!(health_probes(&s), 3);
 }
 
 #[tokio::test]
@@ -896,13 +890,7 @@ async fn guard_stays_healthy_when_probes_pass_and_no_pod_crash_loops() {
     .await;
     assert_eq!(verdict, GuardVerdict::Healthy);
     assert_eq!(*slept.lock().unwrap(), vec![Duration::from_secs(10); 4]);
-    let probes = s
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/health")
-        .count();
-    assert_eq!(probes, 5);
+    assert_eq!(health_probes(&s), 5);
 }
 
 #[tokio::test]
@@ -927,4 +915,13 @@ async fn guard_rolls_back_on_a_crash_looping_pod() {
         "{}",
         evidence[1]
     );
+}
+
+/// How many times the guard probed the fake's /health.
+fn health_probes(s: &Setup) -> usize {
+    s.fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/health")
+        .count()
 }
