@@ -1,0 +1,408 @@
+//! Votes, approval cards, cancellation and expiry of pending requests.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn card(&self, row: &RequestRow, votes: &[crate::store::VoteRow]) -> ApprovalCard {
+        let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+        let cmd: Option<Command> = serde_json::from_str(&row.command_json).ok();
+        let version = match &cmd {
+            Some(Command::Deploy { version, .. }) => Some(version.to_string()),
+            Some(Command::Rollback { version, .. }) => version.as_ref().map(|v| v.to_string()),
+            _ => None,
+        };
+        ApprovalCard {
+            id: row.id,
+            what: row.command_text.clone(),
+            requester: who_label(&row.requester),
+            environment: row.environment.clone(),
+            version,
+            requirement: stored.requirement(),
+            approvals: votes
+                .iter()
+                .filter(|v| v.approve)
+                .map(|v| who_label(&v.voter))
+                .collect(),
+            met: stored.met,
+            expires_at: row.expires_at,
+            state: row.state.as_str().to_string(),
+            state_detail: row.outcome.clone(),
+        }
+    }
+
+    /// Tells chat adapters that a request's message must be redrawn.
+    pub(super) async fn announce(&self, id: RequestId) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let (Ok(Some(row)), Ok(votes)) =
+            (self.store.get_request(id).await, self.store.votes(id).await)
+        else {
+            return;
+        };
+        let card = self.card(&row, &votes);
+        let _ = self.events.send(EngineEvent::RequestChanged {
+            card,
+            message_ref: row.message_ref.clone(),
+        });
+    }
+
+    pub(super) fn view(&self, row: &RequestRow, votes: &[crate::store::VoteRow]) -> RequestView {
+        let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+        RequestView {
+            phase: phase(row.state),
+            requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
+            requirement: stored.requirement(),
+            expires_at: row.expires_at,
+            votes: votes
+                .iter()
+                .map(|v| Vote {
+                    voter: format!("{}:{}", v.voter.platform, v.voter.user_id),
+                    approve: v.approve,
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) async fn vote(
+        &self,
+        inv: &Invocation,
+        id: RequestId,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Reply {
+        let now = self.now();
+        let row = match self.store.get_request(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Reply::refused(format!("There is no request {id}.")),
+            Err(e) => return audit_unavailable(&e),
+        };
+        let votes = match self.store.votes(id).await {
+            Ok(v) => v,
+            Err(e) => return audit_unavailable(&e),
+        };
+        let view = self.view(&row, &votes);
+        let verb = if approve { "approve" } else { "deny" };
+        match approval::apply(
+            &view,
+            &Event::Vote {
+                voter: &inv.actor,
+                approve,
+            },
+            now,
+        ) {
+            Err(Rejection::Expired) => {
+                self.expire_one(&row).await;
+                return Reply::refused(format!(
+                    "{id} expired at {}; ask again if it is still needed.",
+                    render::timestamp(row.expires_at)
+                ));
+            }
+            Err(Rejection::NotPending(p)) => {
+                return Reply::refused(format!(
+                    "{id} is {}; there is nothing to {verb}.",
+                    p.describe()
+                ));
+            }
+            Err(Rejection::Vote(r)) => {
+                let text = render::vote_refusal(&r, id);
+                let mut entry = self.entry(&who(&inv.actor), &inv.channel, "vote_refused", verb);
+                entry.request_id = Some(id);
+                entry.environment = row.environment.clone();
+                entry.decision = "deny".into();
+                entry.reason = text.clone();
+                entry.outcome = "refused".into();
+                let _ = self.audit(entry).await;
+                return Reply::refused(text);
+            }
+            Err(Rejection::AlreadyVoted) => {
+                return Reply::refused(format!(
+                    "You already voted on {id}; each person counts once."
+                ));
+            }
+            Err(Rejection::NotRequester) => {
+                return Reply::refused(format!("Only the requester can cancel {id}."));
+            }
+            Ok(_) => {}
+        }
+        let inserted = self
+            .store
+            .insert_vote(NewVote {
+                request_id: id,
+                voter: who(&inv.actor),
+                approve,
+                comment: comment.clone(),
+                at: now,
+            })
+            .await;
+        match inserted {
+            Ok(VoteInsert::Inserted) => {}
+            Ok(VoteInsert::AlreadyVoted) => {
+                return Reply::refused(format!(
+                    "You already voted on {id}; each person counts once."
+                ));
+            }
+            Err(e) => return audit_unavailable(&e),
+        }
+        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "voted", verb);
+        entry.request_id = Some(id);
+        entry.environment = row.environment.clone();
+        entry.arguments = serde_json::json!({ "approve": approve, "comment": comment }).to_string();
+        entry.outcome = "recorded".into();
+        entry.votes = self.votes_json(id).await;
+        if let Err(e) = self.audit(entry).await {
+            return audit_unavailable(&e);
+        }
+        // Settle from what is stored now, so concurrent voters agree on the outcome and the
+        // compare-and-set below lets exactly one of them carry it out.
+        let votes = match self.store.votes(id).await {
+            Ok(v) => v,
+            Err(e) => return audit_unavailable(&e),
+        };
+        let view = self.view(&row, &votes);
+        match approval::settle(&view) {
+            Some(Transition::Approved { approvals }) => {
+                self.start_approved(inv, &row, approvals).await
+            }
+            Some(Transition::Denied) => {
+                let why = format!("denied by {}", who_label(&who(&inv.actor)))
+                    + &comment.map(|c| format!(": {c}")).unwrap_or_default();
+                match self
+                    .store
+                    .transition_request(
+                        id,
+                        RequestState::Pending,
+                        RequestState::Denied,
+                        Some(&why),
+                        self.now(),
+                    )
+                    .await
+                {
+                    Ok(true) => {
+                        let mut entry =
+                            self.entry(&who(&inv.actor), &inv.channel, "denied", &row.operation);
+                        entry.request_id = Some(id);
+                        entry.environment = row.environment.clone();
+                        entry.arguments = row.command_json.clone();
+                        entry.decision = "deny".into();
+                        entry.reason = why.clone();
+                        entry.votes = self.votes_json(id).await;
+                        entry.outcome = "denied".into();
+                        let _ = self.audit(entry).await;
+                        self.announce(id).await;
+                        Reply::ok(format!("{id} {}: {why}.", row.command_text))
+                    }
+                    Ok(false) => Reply::ok(format!("Vote recorded; {id} was already settled.")),
+                    Err(e) => audit_unavailable(&e),
+                }
+            }
+            _ => {
+                self.announce(id).await;
+                let stored: StoredApproval =
+                    serde_json::from_str(&row.approvals_json).unwrap_or_default();
+                Reply::ok(format!(
+                    "{} approved {id} ({} of {} approvals).",
+                    who_label(&who(&inv.actor)),
+                    view.approvals(),
+                    stored.count
+                ))
+            }
+        }
+    }
+
+    pub(super) async fn start_approved(
+        &self,
+        inv: &Invocation,
+        row: &RequestRow,
+        approvals: u32,
+    ) -> Reply {
+        let id = row.id;
+        match self
+            .store
+            .transition_request(
+                id,
+                RequestState::Pending,
+                RequestState::Executing,
+                None,
+                self.now(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Reply::ok(format!("Vote recorded; {id} is already being carried out."));
+            }
+            Err(e) => return audit_unavailable(&e),
+        }
+        let cmd: Command = match serde_json::from_str(&row.command_json) {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail_request(id, RequestState::Executing, "stored command unreadable")
+                    .await;
+                return Reply::failed(format!(
+                    "{id} cannot be executed: its stored command is unreadable ({e})."
+                ));
+            }
+        };
+        // The world may have changed while the request waited: check again.
+        if let Command::Deploy { env, version, .. } = &cmd {
+            let requester = self.actor(
+                &row.requester.platform,
+                &row.requester.user_id,
+                &row.requester.display_name,
+                &[],
+            );
+            let op = Operation {
+                kind: OperationKind::Deploy,
+                env: Some(env.clone()),
+                version: Some(version.clone()),
+            };
+            if let Some(p) = self
+                .policy
+                .rule_for(&requester, op.kind, op.env.as_ref())
+                .and_then(|r| r.preconditions.clone())
+            {
+                let facts = match self.gather_facts(&requester, &op).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.fail_request(id, RequestState::Executing, "audit log unavailable")
+                            .await;
+                        return audit_unavailable(&e);
+                    }
+                };
+                let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
+                if !unmet.is_empty() {
+                    let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
+                    self.fail_request(id, RequestState::Executing, &text).await;
+                    let mut entry =
+                        self.entry(&row.requester, &row.channel, "failed", &row.operation);
+                    entry.request_id = Some(id);
+                    entry.environment = row.environment.clone();
+                    entry.reason = text.clone();
+                    entry.outcome = "refused at execution".into();
+                    let _ = self.audit(entry).await;
+                    self.announce(id).await;
+                    return Reply::failed(format!("{id} approved but not executed: {text}"));
+                }
+            }
+        }
+        let mut entry = self.entry(&row.requester, &row.channel, "executing", &row.operation);
+        entry.request_id = Some(id);
+        entry.environment = row.environment.clone();
+        entry.arguments = row.command_json.clone();
+        entry.decision = "approved".into();
+        entry.reason = format!(
+            "{approvals} approval(s), last by {}",
+            who_label(&who(&inv.actor))
+        );
+        entry.votes = self.votes_json(id).await;
+        entry.outcome = "started".into();
+        if let Err(e) = self.audit_before(id, RequestState::Executing, entry).await {
+            return audit_unavailable(&e);
+        }
+        self.announce(id).await;
+        let mut row = row.clone();
+        row.state = RequestState::Executing;
+        self.execute(&row, &cmd, inv.progress.as_ref()).await
+    }
+
+    pub(super) async fn cancel(&self, inv: &Invocation, id: RequestId) -> Reply {
+        let row = match self.store.get_request(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Reply::refused(format!("There is no request {id}.")),
+            Err(e) => return audit_unavailable(&e),
+        };
+        let votes = self.store.votes(id).await.unwrap_or_default();
+        let view = self.view(&row, &votes);
+        match approval::apply(&view, &Event::Cancel { by: &inv.actor }, self.now()) {
+            Ok(Transition::Cancelled) => {}
+            Err(Rejection::NotRequester) => {
+                return Reply::refused(format!(
+                    "Only the requester ({}) can cancel {id}.",
+                    who_label(&row.requester)
+                ));
+            }
+            Err(Rejection::Expired) => {
+                self.expire_one(&row).await;
+                return Reply::refused(format!("{id} already expired."));
+            }
+            Err(Rejection::NotPending(p)) => {
+                return Reply::refused(format!(
+                    "{id} is {}; it can no longer be cancelled.",
+                    p.describe()
+                ));
+            }
+            Ok(_) | Err(_) => return Reply::refused(format!("{id} cannot be cancelled.")),
+        }
+        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "cancelled", &row.operation);
+        entry.request_id = Some(id);
+        entry.environment = row.environment.clone();
+        entry.arguments = row.command_json.clone();
+        entry.outcome = "cancelled".into();
+        if let Err(e) = self.audit(entry).await {
+            return audit_unavailable(&e);
+        }
+        match self
+            .store
+            .transition_request(
+                id,
+                RequestState::Pending,
+                RequestState::Cancelled,
+                Some("cancelled by the requester"),
+                self.now(),
+            )
+            .await
+        {
+            Ok(true) => {
+                self.announce(id).await;
+                Reply::ok(format!("{id} cancelled."))
+            }
+            Ok(false) => Reply::refused(format!("{id} was settled before it could be cancelled.")),
+            Err(e) => audit_unavailable(&e),
+        }
+    }
+
+    pub(super) async fn expire_one(&self, row: &RequestRow) -> bool {
+        match self
+            .store
+            .transition_request(
+                row.id,
+                RequestState::Pending,
+                RequestState::Expired,
+                Some("expired without enough approvals"),
+                self.now(),
+            )
+            .await
+        {
+            Ok(true) => {
+                let system = Who {
+                    platform: "system".into(),
+                    user_id: "erlmcp-bot".into(),
+                    display_name: "erlmcp-bot".into(),
+                };
+                let mut entry = self.entry(&system, &row.channel, "expired", &row.operation);
+                entry.request_id = Some(row.id);
+                entry.environment = row.environment.clone();
+                entry.arguments = row.command_json.clone();
+                entry.votes = self.votes_json(row.id).await;
+                entry.outcome = "expired".into();
+                let _ = self.audit(entry).await;
+                self.announce(row.id).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Expires every pending request past its time; returns how many this call expired.
+    pub async fn expire_due(&self) -> Result<usize, StoreError> {
+        let due = self.store.expired_requests(self.now()).await?;
+        let mut n = 0;
+        for row in &due {
+            if self.expire_one(row).await {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,510 @@
+//! The engine: command → policy → approvals → execution on the environment's target →
+//! outcome, with every step written to the audit log first. If the audit log cannot be
+//! written, nothing is executed and the user is told why.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use erlmcp_adapters::guard::{self, GuardPolicy, GuardVerdict};
+use futures::future::BoxFuture;
+
+use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::ci::CiStatusSource;
+use erlmcp_adapters::target::{ExecContext, Progress, Target, TargetAction, TargetError};
+use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
+use erlmcp_commands::config::Config;
+use erlmcp_commands::grammar::{self, ParseContext};
+use erlmcp_commands::policy::{
+    self, Access, ApprovalRequirement, Decision, Facts, Operation, Policy, SoakFacts,
+};
+use erlmcp_commands::render::{self, ApprovalCard, Reply};
+use erlmcp_commands::{Actor, Command, IncidentCommand, OperationKind, RequestId, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tracing::{Instrument, error, info, warn};
+
+mod approvals;
+mod operation;
+mod post_deploy;
+mod reads;
+
+use crate::clock::Clock;
+use crate::incidents::OperationNote;
+use crate::metrics::{CommandLabels, Metrics, OperationLabels};
+use crate::store::{
+    DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
+    StoreError, VoteInsert, Who,
+};
+
+/// One inbound command.
+pub struct Invocation {
+    pub actor: Actor,
+    /// `PLATFORM:CHANNEL_ID`, or `local:cli` for `exec`.
+    pub channel: String,
+    pub text: String,
+    /// Where progress lines of a long operation go (a thread, stdout).
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Something chat adapters react to: an approval message to update in place.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    RequestChanged {
+        card: ApprovalCard,
+        message_ref: Option<String>,
+    },
+}
+
+/// What is stored with a request about its approvals.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredApproval {
+    count: u32,
+    from: Vec<String>,
+    /// Preconditions that were met when it was requested, for the approvers.
+    #[serde(default)]
+    met: Vec<String>,
+}
+
+impl StoredApproval {
+    fn requirement(&self) -> ApprovalRequirement {
+        ApprovalRequirement {
+            count: self.count,
+            from: self.from.clone(),
+        }
+    }
+}
+
+pub struct Engine {
+    cfg: Arc<Config>,
+    policy: Policy,
+    parse_ctx: ParseContext,
+    store: Arc<dyn Store>,
+    targets: HashMap<&'static str, Arc<dyn Target>>,
+    ci: Arc<dyn CiStatusSource>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<EngineEvent>,
+    chats: Vec<Arc<dyn ChatPlatform>>,
+    /// Itself, for work that outlives a command (the post-deploy guard).
+    me: Weak<Engine>,
+    /// Made on first use: building a TLS client costs memory a bot that never probes
+    /// anything should not pay.
+    http: std::sync::OnceLock<reqwest::Client>,
+    guard_sleep: GuardSleep,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Commands being handled right now, so a shutdown can let them finish.
+    in_flight: AtomicU64,
+    idle: tokio::sync::Notify,
+    pub(crate) notifiers: crate::incidents::Notifiers,
+}
+
+/// How the post-deploy guard waits between checks; tests make it instant.
+pub type GuardSleep = Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>;
+
+pub fn real_sleep() -> GuardSleep {
+    Arc::new(|d| Box::pin(tokio::time::sleep(d)))
+}
+
+pub struct EngineParts {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub targets: Vec<Arc<dyn Target>>,
+    pub ci: Arc<dyn CiStatusSource>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// The chat platforms configured (incident channels are opened on each).
+    pub chats: Vec<Arc<dyn ChatPlatform>>,
+    pub guard_sleep: GuardSleep,
+}
+
+static TRACE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A short id that ties together the log lines of one command.
+fn trace_id() -> String {
+    let n = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:08x}{:04x}", t, n & 0xffff)
+}
+
+pub(crate) fn who(actor: &Actor) -> Who {
+    Who {
+        platform: actor.platform.clone(),
+        user_id: actor.user_id.clone(),
+        display_name: actor.display_name.clone(),
+    }
+}
+
+pub(crate) fn who_label(w: &Who) -> String {
+    if w.display_name.is_empty() || w.display_name == w.user_id {
+        format!("{}:{}", w.platform, w.user_id)
+    } else {
+        format!("{} ({}:{})", w.display_name, w.platform, w.user_id)
+    }
+}
+
+fn phase(state: RequestState) -> Phase {
+    match state {
+        RequestState::Pending => Phase::Pending,
+        RequestState::Executing => Phase::Executing,
+        RequestState::Succeeded => Phase::Succeeded,
+        RequestState::Failed => Phase::Failed,
+        RequestState::Denied => Phase::Denied,
+        RequestState::Cancelled => Phase::Cancelled,
+        RequestState::Expired => Phase::Expired,
+    }
+}
+
+fn audit_unavailable(e: &StoreError) -> Reply {
+    Reply::failed(format!(
+        "Not executed: the audit log is unavailable ({e}). Nothing was changed; try again when the database is back."
+    ))
+}
+
+/// The target change a command asks for; `None` for commands that are not target changes.
+fn target_action(cmd: &Command) -> Option<TargetAction> {
+    match cmd {
+        Command::Deploy {
+            version, strategy, ..
+        } => Some(TargetAction::Deploy {
+            version: version.clone(),
+            strategy: *strategy,
+        }),
+        Command::Rollback { version, .. } => Some(TargetAction::Rollback {
+            version: version.clone(),
+        }),
+        Command::Scale { replicas, .. } => Some(TargetAction::Scale {
+            replicas: *replicas,
+        }),
+        Command::Restart { .. } => Some(TargetAction::Restart),
+        Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
+        Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::Help { .. }
+        | Command::Whoami
+        | Command::Status { .. }
+        | Command::Approve { .. }
+        | Command::Deny { .. }
+        | Command::Cancel { .. }
+        | Command::Requests
+        | Command::Pods { .. }
+        | Command::Logs { .. }
+        | Command::Incident(_)
+        | Command::Audit { .. } => None,
+    }
+}
+
+fn reason_of(cmd: &Command) -> Option<String> {
+    match cmd {
+        Command::Deploy { reason, .. }
+        | Command::Rollback { reason, .. }
+        | Command::Scale { reason, .. }
+        | Command::Restart { reason, .. }
+        | Command::Maintenance { reason, .. } => reason.clone(),
+        _ => None,
+    }
+}
+
+/// The command as a canonical string for records: it parses back to the same command.
+fn command_text(text: &str, prefix: &str) -> String {
+    let t = text.trim();
+    t.strip_prefix(prefix).unwrap_or(t).trim().to_string()
+}
+
+impl Engine {
+    pub fn new(parts: EngineParts) -> Arc<Engine> {
+        let policy = Policy::from_config(&parts.config);
+        let parse_ctx = parts.config.parse_context();
+        let (events, _) = broadcast::channel(256);
+        let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
+        let http = std::sync::OnceLock::new();
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            http,
+            guard_sleep: parts.guard_sleep,
+            background: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
+            targets: parts.targets.into_iter().map(|t| (t.kind(), t)).collect(),
+            cfg: parts.config,
+            policy,
+            parse_ctx,
+            store: parts.store,
+            ci: parts.ci,
+            clock: parts.clock,
+            metrics: parts.metrics,
+            events,
+            chats: parts.chats,
+            notifiers,
+        })
+    }
+
+    /// The HTTP client for health probes, shared by the guard and the status updates.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
+        })
+    }
+
+    /// On shutdown: waits until no command is being handled, at most `limit`. Returns how
+    /// many were still running when it gave up.
+    pub async fn drain(&self, limit: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            let n = self.in_flight.load(Ordering::SeqCst);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.in_flight.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Waits for background work (post-deploy guards) started so far.
+    pub async fn wait_background(&self) {
+        loop {
+            let handles: Vec<_> =
+                std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+            if handles.is_empty() {
+                return;
+            }
+            for h in handles {
+                let _ = h.await;
+            }
+        }
+    }
+
+    /// Posts a message in the channel a command came from (`PLATFORM:CHANNEL`), when that
+    /// platform is connected; `local:*` channels have nobody to post to.
+    pub async fn post_to(&self, channel: &str, reply: &Reply) {
+        let Some((platform, id)) = channel.split_once(':') else {
+            return;
+        };
+        if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform)
+            && let Err(e) = chat.post(id, reply).await
+        {
+            error!(error = %e, %channel, "could not post to chat");
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn chats(&self) -> &[Arc<dyn ChatPlatform>] {
+        &self.chats
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Resolves roles for a platform identity and the groups it belongs to
+    /// (`slack-group:S1`, `discord-role:3`).
+    pub fn actor(
+        &self,
+        platform: &str,
+        user_id: &str,
+        display_name: &str,
+        groups: &[String],
+    ) -> Actor {
+        let mut ids = vec![format!("{platform}:{user_id}")];
+        ids.extend(groups.iter().cloned());
+        Actor {
+            platform: platform.to_string(),
+            user_id: user_id.to_string(),
+            display_name: display_name.to_string(),
+            roles: self.cfg.roles_for(&ids),
+        }
+    }
+
+    /// Handles one command end to end and returns the reply for the person who typed it.
+    pub async fn handle(&self, inv: Invocation) -> Reply {
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::enter(self);
+        let span = tracing::info_span!(
+            "command",
+            platform = %inv.actor.platform,
+            channel = %inv.channel,
+            user = %inv.actor.user_id,
+            command = tracing::field::Empty,
+            request_id = %trace_id(),
+        );
+        let reply = async {
+            let reply = match grammar::parse(&inv.text, &self.parse_ctx) {
+                Err(e) => {
+                    info!(error = %e.message, "command did not parse");
+                    Reply::usage(e.render())
+                }
+                Ok(cmd) => {
+                    tracing::Span::current().record("command", grammar::command_name(&cmd));
+                    self.dispatch(&inv, cmd).await
+                }
+            };
+            info!(outcome = ?reply.kind, "command handled");
+            reply
+        }
+        .instrument(span)
+        .await;
+        self.metrics
+            .commands
+            .get_or_create(&CommandLabels {
+                platform: inv.actor.platform.clone(),
+                outcome: format!("{:?}", reply.kind).to_lowercase(),
+            })
+            .inc();
+        self.metrics
+            .command_seconds
+            .observe(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    async fn dispatch(&self, inv: &Invocation, cmd: Command) -> Reply {
+        match policy::access(&cmd) {
+            Access::Open => self.open_command(inv, &cmd),
+            Access::AnyRole => {
+                if inv.actor.roles.is_empty() {
+                    return Reply::refused(render::refusal(&policy::Refusal::NoRole, self.now()));
+                }
+                self.read_command(inv, &cmd).await
+            }
+            Access::Vote(id) => match &cmd {
+                Command::Approve { comment, .. } => self.vote(inv, id, true, comment.clone()).await,
+                Command::Deny { reason, .. } => self.vote(inv, id, false, reason.clone()).await,
+                _ => Reply::failed("internal error: vote access for a non-vote command"),
+            },
+            Access::Requester(id) => self.cancel(inv, id).await,
+            Access::Rule(op) => self.operation(inv, cmd, op).await,
+        }
+    }
+
+    pub(crate) fn target_for(
+        &self,
+        env: &erlmcp_commands::config::EnvironmentSpec,
+    ) -> Result<&Arc<dyn Target>, String> {
+        self.targets.get(env.target.as_str()).ok_or_else(|| {
+            format!(
+                "the {} target is not configured in this bot",
+                env.target.as_str()
+            )
+        })
+    }
+
+    pub(super) async fn audit(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+        match self.store.append_audit(entry).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.metrics.audit_write_failures.inc();
+                error!(error = %e, "audit write failed");
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn entry(
+        &self,
+        inv_who: &Who,
+        channel: &str,
+        action: &str,
+        operation: &str,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            at: self.now(),
+            action: action.to_string(),
+            who: inv_who.clone(),
+            channel: channel.to_string(),
+            operation: operation.to_string(),
+            arguments: "{}".into(),
+            environment: None,
+            request_id: None,
+            decision: String::new(),
+            reason: String::new(),
+            votes: "[]".into(),
+            outcome: String::new(),
+        }
+    }
+
+    /// Marks a request failed (best effort: it is only bookkeeping once nothing will run).
+    pub(super) async fn fail_request(&self, id: RequestId, from: RequestState, why: &str) {
+        if let Err(e) = self
+            .store
+            .transition_request(id, from, RequestState::Failed, Some(why), self.now())
+            .await
+        {
+            error!(error = %e, request = %id, "could not mark the request failed");
+        }
+    }
+
+    /// Writes the entry that must precede a step. When it cannot be written the step is not
+    /// taken, and the request is marked failed so that nothing picks it up later.
+    pub(super) async fn audit_before(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        entry: NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let result = self.audit(entry).await;
+        if result.is_err() {
+            self.fail_request(id, from, "audit log unavailable").await;
+        }
+        result
+    }
+
+    pub(super) async fn votes_json(&self, id: RequestId) -> String {
+        match self.store.votes(id).await {
+            Ok(v) => serde_json::to_string(
+                &v.iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "voter": format!("{}:{}", v.voter.platform, v.voter.user_id),
+                            "name": v.voter.display_name,
+                            "approve": v.approve,
+                            "comment": v.comment,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|_| "[]".into()),
+            Err(_) => "[]".into(),
+        }
+    }
+}
+
+/// Counts a command as in flight for as long as it is handled.
+struct InFlight<'a>(&'a Engine);
+
+impl<'a> InFlight<'a> {
+    fn enter(engine: &'a Engine) -> InFlight<'a> {
+        engine.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(engine)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}

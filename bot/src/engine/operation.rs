@@ -1,0 +1,336 @@
+//! Operations under a rule: the policy decision, requests, and execution on a target.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn gather_facts(
+        &self,
+        actor: &Actor,
+        op: &Operation,
+    ) -> Result<Facts, StoreError> {
+        let needs = self.policy.needs(actor, op);
+        let mut facts = Facts::default();
+        if needs.incidents {
+            facts.open_incident = self
+                .store
+                .open_incidents()
+                .await?
+                .iter()
+                .map(|i| i.severity)
+                .min();
+        }
+        if let (Some(from), Some(v)) = (&needs.soak_from, &op.version) {
+            let s = self.store.soak_facts(from, v.as_str()).await?;
+            facts.soak = Some(SoakFacts {
+                deployed_at: s.deployed_at,
+                rolled_back_at: s.rolled_back_since,
+            });
+        }
+        if needs.ci
+            && let Some(v) = &op.version
+        {
+            facts.ci = Some(self.ci.ci_status(v).await);
+        }
+        Ok(facts)
+    }
+
+    /// Preconditions that hold, for the approval message.
+    pub(super) fn met_preconditions(
+        &self,
+        actor: &Actor,
+        op: &Operation,
+        facts: &Facts,
+    ) -> Vec<String> {
+        let mut met = Vec::new();
+        let Some(rule) = self.policy.rule_for(actor, op.kind, op.env.as_ref()) else {
+            return met;
+        };
+        if let (Some(p), Some(v)) = (&rule.preconditions, &op.version) {
+            if let (Some(s), Some(at)) = (&p.soak, facts.soak.as_ref().and_then(|f| f.deployed_at))
+            {
+                met.push(format!(
+                    "{v} soaked in {} since {} (≥ {})",
+                    s.from,
+                    render::timestamp(at),
+                    s.duration
+                ));
+            }
+            if p.ci_green {
+                met.push(format!("CI green for {v}"));
+            }
+        }
+        met
+    }
+
+    pub(super) async fn operation(&self, inv: &Invocation, cmd: Command, op: Operation) -> Reply {
+        let now = self.now();
+        let facts = match self.gather_facts(&inv.actor, &op).await {
+            Ok(f) => f,
+            Err(e) => return audit_unavailable(&e),
+        };
+        let decision = policy::decide(&self.policy, &inv.actor, &op, &facts, now);
+        let arguments = serde_json::to_string(&cmd).unwrap_or_default();
+        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "", op.kind.as_str());
+        entry.arguments = arguments.clone();
+        entry.environment = op.env.as_ref().map(|e| e.to_string());
+        match decision {
+            Decision::Deny(refusal) => {
+                let text = render::refusal(&refusal, now);
+                entry.action = "refused".into();
+                entry.decision = "deny".into();
+                entry.reason = text.clone();
+                entry.outcome = "refused".into();
+                // A refusal changes nothing, so it is answered even when it cannot be recorded.
+                let _ = self.audit(entry).await;
+                Reply::refused(text)
+            }
+            Decision::NeedsApproval { rule, requirement } => {
+                let stored = StoredApproval {
+                    count: requirement.count,
+                    from: requirement.from.clone(),
+                    met: self.met_preconditions(&inv.actor, &op, &facts),
+                };
+                let new = NewRequest {
+                    created_at: now,
+                    expires_at: policy::expiry(now, self.cfg.bot.request_ttl),
+                    requester: who(&inv.actor),
+                    channel: inv.channel.clone(),
+                    command_text: command_text(&inv.text, &self.cfg.bot.command),
+                    operation: op.kind.as_str().to_string(),
+                    environment: op.env.as_ref().map(|e| e.to_string()),
+                    command_json: arguments,
+                    approvals_json: serde_json::to_string(&stored).unwrap_or_default(),
+                    state: RequestState::Pending,
+                    break_glass: false,
+                };
+                let row = match self.store.insert_request(new).await {
+                    Ok(r) => r,
+                    Err(e) => return audit_unavailable(&e),
+                };
+                entry.action = "requested".into();
+                entry.request_id = Some(row.id);
+                entry.decision = "needs_approval".into();
+                entry.reason = format!(
+                    "rules[{rule}]: needs {} approval(s) from {}",
+                    requirement.count,
+                    requirement.from.join(", ")
+                );
+                entry.outcome = "pending".into();
+                if let Err(e) = self
+                    .audit_before(row.id, RequestState::Pending, entry)
+                    .await
+                {
+                    return Reply::failed(format!(
+                        "Not recorded: the audit log is unavailable ({e}). The request was dropped; nothing will be executed."
+                    ));
+                }
+                let card = self.card(&row, &[]);
+                Reply::pending(card)
+            }
+            Decision::Allow { rule, break_glass } => {
+                let reason = match (rule, break_glass) {
+                    (Some(r), true) => format!(
+                        "rules[{r}]: break-glass during an open {} incident",
+                        facts.open_incident.map(|s| s.as_str()).unwrap_or("P0/P1")
+                    ),
+                    (Some(r), false) => format!("rules[{r}]: allowed without approval"),
+                    (None, _) => "allowed".into(),
+                };
+                self.run_now(inv, cmd, op, entry, reason, break_glass).await
+            }
+        }
+    }
+
+    /// Carries out an operation allowed at once.
+    pub(super) async fn run_now(
+        &self,
+        inv: &Invocation,
+        cmd: Command,
+        op: Operation,
+        mut entry: NewAuditEntry,
+        reason: String,
+        break_glass: bool,
+    ) -> Reply {
+        entry.decision = if break_glass { "break_glass" } else { "allow" }.into();
+        entry.reason = reason;
+        if target_action(&cmd).is_none() {
+            // Reads and incident bookkeeping: audited first, then done.
+            entry.action = "executed".into();
+            entry.outcome = "ok".into();
+            if let Err(e) = self.audit(entry).await {
+                return audit_unavailable(&e);
+            }
+            return self.non_target(inv, &cmd).await;
+        }
+        let now = self.now();
+        let new = NewRequest {
+            created_at: now,
+            expires_at: now,
+            requester: who(&inv.actor),
+            channel: inv.channel.clone(),
+            command_text: command_text(&inv.text, &self.cfg.bot.command),
+            operation: op.kind.as_str().to_string(),
+            environment: op.env.as_ref().map(|e| e.to_string()),
+            command_json: entry.arguments.clone(),
+            approvals_json: "{}".into(),
+            state: RequestState::Executing,
+            break_glass,
+        };
+        let row = match self.store.insert_request(new).await {
+            Ok(r) => r,
+            Err(e) => return audit_unavailable(&e),
+        };
+        entry.action = "executing".into();
+        entry.request_id = Some(row.id);
+        entry.outcome = "started".into();
+        if let Err(e) = self
+            .audit_before(row.id, RequestState::Executing, entry)
+            .await
+        {
+            return audit_unavailable(&e);
+        }
+        if break_glass {
+            warn!(request = %row.id, "break-glass operation");
+            self.note_operation(&row, OperationNote::BreakGlass).await;
+        }
+        self.execute(&row, &cmd, inv.progress.as_ref()).await
+    }
+
+    /// Runs a request that is in the `executing` state (this process won it) on its target
+    /// and records the outcome.
+    pub(super) async fn execute(
+        &self,
+        row: &RequestRow,
+        cmd: &Command,
+        progress: &dyn Progress,
+    ) -> Reply {
+        let Some(action) = target_action(cmd) else {
+            return Reply::failed("internal error: not a target operation");
+        };
+        let env_name = row.environment.clone().unwrap_or_default();
+        let result = match self.cfg.environment(&env_name) {
+            None => Err(TargetError::Refused(format!(
+                "environment {env_name} is no longer configured"
+            ))),
+            Some(env) => match self.target_for(env) {
+                Err(e) => Err(TargetError::Unavailable(e)),
+                Ok(target) => {
+                    let ctx = ExecContext {
+                        request_id: Some(row.id),
+                        requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
+                        reason: reason_of(cmd),
+                    };
+                    target.execute(env, &action, &ctx, progress).await
+                }
+            },
+        };
+        let now = self.now();
+        let (state, outcome_text, reply) = match &result {
+            Ok(o) => (
+                RequestState::Succeeded,
+                o.summary.clone(),
+                Reply::ok(format!("{} done: {}", row.id, o.summary)),
+            ),
+            Err(e) => (
+                RequestState::Failed,
+                e.to_string(),
+                Reply::failed(format!("{} failed: {e}", row.id)),
+            ),
+        };
+        self.metrics
+            .operations
+            .get_or_create(&OperationLabels {
+                operation: row.operation.clone(),
+                environment: env_name.clone(),
+                outcome: if result.is_ok() {
+                    "succeeded"
+                } else {
+                    "failed"
+                }
+                .into(),
+            })
+            .inc();
+        if let (Ok(o), Some(version)) = (
+            &result,
+            match &action {
+                TargetAction::Deploy { .. } | TargetAction::Rollback { .. } => {
+                    result.as_ref().ok().and_then(|o| o.version_after.clone())
+                }
+                _ => None,
+            },
+        ) {
+            let kind = if matches!(action, TargetAction::Rollback { .. }) {
+                "rollback"
+            } else {
+                "deploy"
+            };
+            // A no-op (already at that version) is not a new deployment for soak purposes.
+            if o.version_before.as_deref() != Some(version.as_str())
+                && let Err(e) = self
+                    .store
+                    .record_deployment(DeploymentRecord {
+                        environment: env_name.clone(),
+                        version,
+                        kind: kind.into(),
+                        succeeded: true,
+                        request_id: Some(row.id),
+                        at: now,
+                    })
+                    .await
+            {
+                error!(error = %e, request = %row.id, "could not record the deployment");
+            }
+        }
+        let mut warning = String::new();
+        if let Err(e) = self
+            .store
+            .transition_request(
+                row.id,
+                RequestState::Executing,
+                state,
+                Some(&outcome_text),
+                now,
+            )
+            .await
+        {
+            error!(error = %e, request = %row.id, "could not record the request's outcome");
+            warning = format!("\nWarning: the outcome could not be stored ({e}).");
+        }
+        let mut entry = self.entry(&row.requester, &row.channel, "", &row.operation);
+        entry.action = if result.is_ok() { "executed" } else { "failed" }.into();
+        entry.arguments = row.command_json.clone();
+        entry.environment = row.environment.clone();
+        entry.request_id = Some(row.id);
+        entry.decision = if row.break_glass {
+            "break_glass"
+        } else {
+            "allow"
+        }
+        .into();
+        entry.votes = self.votes_json(row.id).await;
+        entry.outcome = match &result {
+            Ok(_) => format!("ok: {outcome_text}"),
+            Err(_) => format!("failed: {outcome_text}"),
+        };
+        if let Err(e) = self.audit(entry).await {
+            warning.push_str(&format!(
+                "\nWarning: the outcome could not be written to the audit log ({e})."
+            ));
+        }
+        self.note_operation(
+            row,
+            OperationNote::Finished {
+                ok: result.is_ok(),
+                outcome: &outcome_text,
+            },
+        )
+        .await;
+        self.announce(row.id).await;
+        if result.is_ok() && matches!(action, TargetAction::Deploy { .. }) {
+            self.start_guard(row);
+        }
+        let mut reply = reply;
+        reply.text.push_str(&warning);
+        reply
+    }
+}
