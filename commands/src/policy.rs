@@ -18,13 +18,15 @@ pub struct ApprovalRequirement {
     pub from: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preconditions {
     pub soak: Option<SoakRequirement>,
     pub ci_green: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SoakRequirement {
     pub from: String,
     pub duration: HumanDuration,
@@ -136,7 +138,7 @@ impl Policy {
             return needs;
         };
         if let Some(p) = &rule.preconditions
-            && op.kind == OperationKind::Deploy
+            && preconditions_apply(op.kind)
         {
             needs.soak_from = p.soak.as_ref().map(|s| s.from.clone());
             needs.ci = p.ci_green;
@@ -263,8 +265,23 @@ pub enum Decision {
     NeedsApproval {
         rule: usize,
         requirement: ApprovalRequirement,
+        /// What to keep with the request so execution re-checks the same preconditions.
+        decided_under: DecidedUnder,
     },
     Deny(Refusal),
+}
+
+/// The rule a request was decided under, kept with the request: at execution the
+/// preconditions are re-checked from this snapshot, not re-derived from the requester's
+/// roles, which may have come from a group that cannot be read again then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecidedUnder {
+    /// Position of the rule in the configuration (`rules[3]`).
+    pub rule: usize,
+    pub operation: OperationKind,
+    /// The preconditions that applied to this operation; `None` when none did.
+    pub preconditions: Option<Preconditions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,19 +316,13 @@ pub enum Unmet {
     },
 }
 
-/// The decision for an operation. Pure: every fact comes in through `facts`.
-pub fn decide(
-    policy: &Policy,
-    actor: &Actor,
-    op: &Operation,
-    facts: &Facts,
-    now: Timestamp,
-) -> Decision {
-    // Exhaustive on purpose: each kind states which policy features apply to it.
-    let (preconditions_apply, break_glass_applies) = match op.kind {
-        OperationKind::Deploy => (true, false),
-        OperationKind::Rollback => (false, true),
-        OperationKind::Scale
+/// Whether a rule's preconditions (soak, CI) apply to this kind of operation. Exhaustive on
+/// purpose, so a new kind forces the question.
+pub fn preconditions_apply(kind: OperationKind) -> bool {
+    match kind {
+        OperationKind::Deploy => true,
+        OperationKind::Rollback
+        | OperationKind::Scale
         | OperationKind::Restart
         | OperationKind::Maintenance
         | OperationKind::Canary
@@ -322,7 +333,35 @@ pub fn decide(
         | OperationKind::IncidentSeverity
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
-        | OperationKind::Audit => (false, false),
+        | OperationKind::Audit => false,
+    }
+}
+
+/// The decision for an operation. Pure: every fact comes in through `facts`.
+pub fn decide(
+    policy: &Policy,
+    actor: &Actor,
+    op: &Operation,
+    facts: &Facts,
+    now: Timestamp,
+) -> Decision {
+    let preconditions_apply = preconditions_apply(op.kind);
+    // Exhaustive on purpose: each kind states whether break-glass applies to it.
+    let break_glass_applies = match op.kind {
+        OperationKind::Rollback => true,
+        OperationKind::Deploy
+        | OperationKind::Scale
+        | OperationKind::Restart
+        | OperationKind::Maintenance
+        | OperationKind::Canary
+        | OperationKind::Pods
+        | OperationKind::Logs
+        | OperationKind::IncidentDeclare
+        | OperationKind::IncidentUpdate
+        | OperationKind::IncidentSeverity
+        | OperationKind::IncidentCommander
+        | OperationKind::IncidentResolve
+        | OperationKind::Audit => false,
     };
 
     if actor.roles.is_empty() {
@@ -357,7 +396,8 @@ pub fn decide(
         });
     };
 
-    if preconditions_apply && let Some(p) = &rule.preconditions {
+    let preconditions = rule.preconditions.as_ref().filter(|_| preconditions_apply);
+    if let Some(p) = preconditions {
         let unmet = unmet_preconditions(p, op, facts, now);
         if !unmet.is_empty() {
             return Decision::Deny(Refusal::Preconditions(unmet));
@@ -368,6 +408,11 @@ pub fn decide(
         Some(req) => Decision::NeedsApproval {
             rule: rule.index,
             requirement: req.clone(),
+            decided_under: DecidedUnder {
+                rule: rule.index,
+                operation: op.kind,
+                preconditions: preconditions.cloned(),
+            },
         },
         None => Decision::Allow {
             rule: Some(rule.index),

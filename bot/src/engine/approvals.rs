@@ -4,7 +4,7 @@ use super::*;
 
 impl Engine {
     pub(super) fn card(&self, row: &RequestRow, votes: &[crate::store::VoteRow]) -> ApprovalCard {
-        let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+        let stored = StoredRequirement::read(&row.approvals_json);
         let cmd: Option<Command> = serde_json::from_str(&row.command_json).ok();
         let version = match &cmd {
             Some(Command::Deploy { version, .. }) => Some(version.to_string()),
@@ -48,7 +48,7 @@ impl Engine {
     }
 
     pub(super) fn view(&self, row: &RequestRow, votes: &[crate::store::VoteRow]) -> RequestView {
-        let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+        let stored = StoredRequirement::read(&row.approvals_json);
         RequestView {
             phase: phase(row.state),
             requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
@@ -198,8 +198,7 @@ impl Engine {
             }
             _ => {
                 self.announce(id).await;
-                let stored: StoredApproval =
-                    serde_json::from_str(&row.approvals_json).unwrap_or_default();
+                let stored = StoredRequirement::read(&row.approvals_json);
                 Reply::ok(format!(
                     "{} approved {id} ({} of {} approvals).",
                     who_label(&who(&inv.actor)),
@@ -244,46 +243,32 @@ impl Engine {
                 ));
             }
         };
-        // The world may have changed while the request waited: check again.
-        if let Command::Deploy { env, version, .. } = &cmd {
-            let requester = self.actor(
-                &row.requester.platform,
-                &row.requester.user_id,
-                &row.requester.display_name,
-                &[],
-            );
-            let op = Operation {
-                kind: OperationKind::Deploy,
-                env: Some(env.clone()),
-                version: Some(version.clone()),
-            };
-            if let Some(p) = self
-                .policy
-                .rule_for(&requester, op.kind, op.env.as_ref())
-                .and_then(|r| r.preconditions.clone())
-            {
-                let facts = match self.gather_facts(&requester, &op).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.fail_request(id, RequestState::Executing, "audit log unavailable")
-                            .await;
-                        return audit_unavailable(&e);
-                    }
-                };
-                let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
-                if !unmet.is_empty() {
-                    let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
-                    self.fail_request(id, RequestState::Executing, &text).await;
-                    let mut entry =
-                        self.entry(&row.requester, &row.channel, "failed", &row.operation);
-                    entry.request_id = Some(id);
-                    entry.environment = row.environment.clone();
-                    entry.reason = text.clone();
-                    entry.outcome = "refused at execution".into();
-                    let _ = self.audit(entry).await;
-                    self.announce(id).await;
-                    return Reply::failed(format!("{id} approved but not executed: {text}"));
+        // The world may have changed while the request waited: check again, under the rule
+        // the request was decided under.
+        let op = match policy::access(&cmd) {
+            Access::Rule(op) => op,
+            _ => {
+                let text = "its stored command is not an operation under a rule".to_string();
+                return self.refuse_at_execution(row, &text).await;
+            }
+        };
+        let preconditions = match recheck_preconditions(&row.approvals_json, op.kind) {
+            Ok(p) => p,
+            Err(why) => return self.refuse_at_execution(row, &why.to_string()).await,
+        };
+        if let Some(p) = preconditions {
+            let facts = match self.precondition_facts(&p, &op).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.fail_request(id, RequestState::Executing, "audit log unavailable")
+                        .await;
+                    return audit_unavailable(&e);
                 }
+            };
+            let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
+            if !unmet.is_empty() {
+                let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
+                return self.refuse_at_execution(row, &text).await;
             }
         }
         let mut entry = self.entry(&row.requester, &row.channel, "executing", &row.operation);
@@ -304,6 +289,24 @@ impl Engine {
         let mut row = row.clone();
         row.state = RequestState::Executing;
         self.execute(&row, &cmd, inv.progress.as_ref()).await
+    }
+
+    /// An approved request that must not run after all: marked failed, audited, its card
+    /// redrawn, and the reply says why.
+    async fn refuse_at_execution(&self, row: &RequestRow, text: &str) -> Reply {
+        let id = row.id;
+        self.fail_request(id, RequestState::Executing, text).await;
+        let mut entry = self.entry(&row.requester, &row.channel, "failed", &row.operation);
+        entry.request_id = Some(id);
+        entry.environment = row.environment.clone();
+        entry.arguments = row.command_json.clone();
+        entry.decision = "deny".into();
+        entry.reason = text.to_string();
+        entry.votes = self.votes_json(id).await;
+        entry.outcome = "refused at execution".into();
+        let _ = self.audit(entry).await;
+        self.announce(id).await;
+        Reply::failed(format!("{id} approved but not executed: {text}"))
     }
 
     pub(super) async fn cancel(&self, inv: &Invocation, id: RequestId) -> Reply {
@@ -404,5 +407,44 @@ impl Engine {
             }
         }
         Ok(n)
+    }
+}
+
+/// Why the preconditions of an approved request cannot be re-checked; it is then not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum RecheckError {
+    #[error(
+        "the rule it was approved under cannot be read ({0}), so its preconditions cannot be checked again; ask again"
+    )]
+    Unreadable(String),
+    #[error(
+        "it was stored without the rule it was approved under (by an older version), so its preconditions cannot be checked again; ask again"
+    )]
+    NotRecorded,
+    #[error(
+        "it was approved under a rule for {recorded}, not {asked}; its preconditions cannot be checked again; ask again"
+    )]
+    OtherOperation {
+        recorded: OperationKind,
+        asked: OperationKind,
+    },
+}
+
+/// The preconditions to check again before an approved request runs: exactly those of the
+/// rule it was decided under. Fails closed when they cannot be determined.
+pub(super) fn recheck_preconditions(
+    approvals_json: &str,
+    kind: OperationKind,
+) -> Result<Option<Preconditions>, RecheckError> {
+    let stored: StoredApproval = serde_json::from_str(approvals_json)
+        .map_err(|e| RecheckError::Unreadable(e.to_string()))?;
+    match stored.decided_under {
+        None if policy::preconditions_apply(kind) => Err(RecheckError::NotRecorded),
+        None => Ok(None),
+        Some(d) if d.operation != kind => Err(RecheckError::OtherOperation {
+            recorded: d.operation,
+            asked: kind,
+        }),
+        Some(d) => Ok(d.preconditions),
     }
 }

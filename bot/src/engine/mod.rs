@@ -18,7 +18,8 @@ use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Tran
 use erlmcp_commands::config::Config;
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::policy::{
-    self, Access, ApprovalRequirement, Decision, Facts, Operation, Policy, SoakFacts,
+    self, Access, ApprovalRequirement, DecidedUnder, Decision, Facts, Operation, Policy,
+    Preconditions, SoakFacts,
 };
 use erlmcp_commands::render::{self, ApprovalCard, Reply};
 use erlmcp_commands::{Actor, Command, IncidentCommand, OperationKind, RequestId, Timestamp};
@@ -58,7 +59,7 @@ pub enum EngineEvent {
     },
 }
 
-/// What is stored with a request about its approvals.
+/// What is stored with a request about its approvals (`requests.approvals_json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StoredApproval {
     count: u32,
@@ -66,9 +67,27 @@ struct StoredApproval {
     /// Preconditions that were met when it was requested, for the approvers.
     #[serde(default)]
     met: Vec<String>,
+    /// The rule it was decided under; absent in requests stored by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decided_under: Option<DecidedUnder>,
 }
 
-impl StoredApproval {
+/// The part of a stored approval that votes and cards need. Read on its own so that a
+/// damaged `decided_under` does not hide who may vote: execution refuses such a request
+/// with a clear reason instead.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct StoredRequirement {
+    count: u32,
+    from: Vec<String>,
+    #[serde(default)]
+    met: Vec<String>,
+}
+
+impl StoredRequirement {
+    fn read(json: &str) -> StoredRequirement {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
     fn requirement(&self) -> ApprovalRequirement {
         ApprovalRequirement {
             count: self.count,

@@ -34,6 +34,30 @@ impl Engine {
         Ok(facts)
     }
 
+    /// Facts for the given preconditions alone: at execution they come from the request's
+    /// stored rule, not from whatever rule the requester's roles would select now.
+    pub(super) async fn precondition_facts(
+        &self,
+        p: &Preconditions,
+        op: &Operation,
+    ) -> Result<Facts, StoreError> {
+        let mut facts = Facts::default();
+        let Some(v) = &op.version else {
+            return Ok(facts);
+        };
+        if let Some(soak) = &p.soak {
+            let s = self.store.soak_facts(&soak.from, v.as_str()).await?;
+            facts.soak = Some(SoakFacts {
+                deployed_at: s.deployed_at,
+                rolled_back_at: s.rolled_back_since,
+            });
+        }
+        if p.ci_green {
+            facts.ci = Some(self.ci.ci_status(v).await);
+        }
+        Ok(facts)
+    }
+
     /// Preconditions that hold, for the approval message.
     pub(super) fn met_preconditions(
         &self,
@@ -84,11 +108,16 @@ impl Engine {
                 let _ = self.audit(entry).await;
                 Reply::refused(text)
             }
-            Decision::NeedsApproval { rule, requirement } => {
+            Decision::NeedsApproval {
+                rule,
+                requirement,
+                decided_under,
+            } => {
                 let stored = StoredApproval {
                     count: requirement.count,
                     from: requirement.from.clone(),
                     met: self.met_preconditions(&inv.actor, &op, &facts),
+                    decided_under: Some(decided_under),
                 };
                 let new = NewRequest {
                     created_at: now,

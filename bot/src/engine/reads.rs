@@ -90,8 +90,7 @@ impl Engine {
         let pending = self.store.pending_requests().await?;
         let mut lines = Vec::new();
         for r in pending.iter().filter(|r| r.expires_at > now) {
-            let stored: StoredApproval =
-                serde_json::from_str(&r.approvals_json).unwrap_or_default();
+            let stored = StoredRequirement::read(&r.approvals_json);
             let requester = format!("{}:{}", r.requester.platform, r.requester.user_id);
             let can = if requester == actor.identity() {
                 Some("yours: `cancel` to withdraw")
