@@ -13,7 +13,7 @@ use std::time::Duration;
 use erlmcp_adapters::chat::ChatPlatform;
 use erlmcp_adapters::pagerduty::{Page, PageSeverity, Pager, PagerDuty};
 use erlmcp_adapters::statuspage::{Impact, PageStatus, StatusPage, Statuspage};
-use erlmcp_commands::config::{Config, normalize_identity};
+use erlmcp_commands::config::Config;
 use erlmcp_commands::render::{self, Reply};
 use erlmcp_commands::{IncidentCommand, IncidentId, RequestId, Severity, Timestamp};
 use tracing::warn;
@@ -215,8 +215,8 @@ impl Engine {
         }
         let prefix = format!("{platform}:");
         for role in ONCALL_ROLES {
-            for member in self.config().roles.get(role).into_iter().flatten() {
-                if let Some(id) = normalize_identity(member).strip_prefix(&prefix)
+            for member in self.config().role_identities(role) {
+                if let Some(id) = member.strip_prefix(&prefix)
                     && !ids.iter().any(|i| i == id)
                 {
                     ids.push(id.to_string());

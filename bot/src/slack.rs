@@ -25,7 +25,7 @@ use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
 use erlmcp_adapters::slack::blocks::{APPROVE_ACTION, DENY_ACTION};
 use erlmcp_adapters::slack::{ApproverDirectory, RetryPolicy, SlackOptions, SlackPlatform};
 use erlmcp_adapters::target::Progress;
-use erlmcp_commands::config::{Config, Secret, normalize_identity};
+use erlmcp_commands::config::{Config, Secret};
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
 use erlmcp_commands::{Command, RequestId};
@@ -121,13 +121,8 @@ pub enum Mode {
 pub fn platform_options(cfg: &Config) -> SlackOptions {
     let roles = cfg
         .roles
-        .iter()
-        .map(|(r, members)| {
-            (
-                r.clone(),
-                members.iter().map(|m| normalize_identity(m)).collect(),
-            )
-        })
+        .keys()
+        .map(|r| (r.clone(), cfg.role_identities(r)))
         .collect();
     let mut groups: Vec<String> = cfg
         .roles

@@ -143,6 +143,44 @@ approvals = { count = 2, from = ["change-board"] }
 }
 
 #[test]
+fn check_config_names_people_mistakes_with_their_paths() {
+    let dir = scratch();
+    let file = dir.path().join("people.toml");
+    std::fs::write(
+        &file,
+        r#"
+[environments.production]
+target = "sandbox"
+
+[people]
+alice = ["slack:U0ALICE", "local:alice"]
+bob = ["slack:U0ALICE", "slack-group:S0CAB", "irc:bob"]
+
+[roles]
+change-board = ["alice", "bob"]
+"#,
+    )
+    .unwrap();
+    let o = run(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for line in [
+        "people.bob[0]: identity \"slack:U0ALICE\" is already claimed by person \"alice\"",
+        "people.bob[1]: identity \"slack-group:S0CAB\" must be PLATFORM:ID",
+        "people.bob[2]: identity \"irc:bob\" must be PLATFORM:ID",
+    ] {
+        assert!(err.contains(line), "missing {line} in:\n{err}");
+    }
+    assert!(
+        !err.contains("roles."),
+        "people are valid role members:\n{err}"
+    );
+}
+
+#[test]
 fn serve_answers_and_stops_on_sigterm() {
     let dir = scratch();
     let port = {

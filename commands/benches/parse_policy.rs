@@ -14,12 +14,7 @@ fn bench(c: &mut Criterion) {
     let policy = Policy::from_config(&cfg);
     let ctx = cfg.parse_context();
     let now = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
-    let alice = Actor {
-        platform: "slack".into(),
-        user_id: "U024BE7LH".into(),
-        display_name: "alice".into(),
-        roles: vec!["devops-lead".into()],
-    };
+    let alice = Actor::new("slack", "U024BE7LH", "alice", vec!["devops-lead".into()]);
     let facts = Facts {
         open_incident: None,
         soak: Some(SoakFacts {

@@ -2,7 +2,7 @@
 //! The engine stores votes and applies the transition with a compare-and-set, so the
 //! decision here is the same whichever replica makes it.
 
-use crate::model::{Actor, Timestamp};
+use crate::model::{Actor, Person, Timestamp};
 use crate::policy::{ApprovalRequirement, VoteRefusal, may_vote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,9 @@ impl Phase {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vote {
-    /// `PLATFORM:ID` of the voter.
-    pub voter: String,
+    /// The person who voted (the store keeps one vote per identity; a person with two
+    /// identities may have two stored votes, which count once here).
+    pub voter: Person,
     pub approve: bool,
 }
 
@@ -41,21 +42,21 @@ pub struct Vote {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestView {
     pub phase: Phase,
-    pub requester: String,
+    pub requester: Person,
     pub requirement: ApprovalRequirement,
     pub expires_at: Timestamp,
-    /// Votes already recorded (each voter once).
+    /// Votes already recorded.
     pub votes: Vec<Vote>,
 }
 
 impl RequestView {
-    /// Distinct approving voters.
+    /// Distinct approving persons.
     pub fn approvals(&self) -> u32 {
-        let mut voters: Vec<&str> = self
+        let mut voters: Vec<&Person> = self
             .votes
             .iter()
             .filter(|v| v.approve)
-            .map(|v| v.voter.as_str())
+            .map(|v| &v.voter)
             .collect();
         voters.sort_unstable();
         voters.dedup();
@@ -93,9 +94,9 @@ pub enum Rejection {
     /// It expired before this event; the caller should mark it expired.
     Expired,
     Vote(VoteRefusal),
-    /// The voter already voted on this request.
+    /// The voter already voted on this request (through any of their identities).
     AlreadyVoted,
-    /// Only the requester can cancel.
+    /// Only the requester (through any of their identities) can cancel.
     NotRequester,
 }
 
@@ -120,7 +121,7 @@ pub fn apply(
         }
         _ if expired => Err(Rejection::Expired),
         Event::Cancel { by } => {
-            if by.identity() == view.requester {
+            if by.person == view.requester {
                 Ok(Transition::Cancelled)
             } else {
                 Err(Rejection::NotRequester)
@@ -128,8 +129,7 @@ pub fn apply(
         }
         Event::Vote { voter, approve } => {
             may_vote(&view.requirement, &view.requester, voter).map_err(Rejection::Vote)?;
-            let id = voter.identity();
-            if view.votes.iter().any(|v| v.voter == id) {
+            if view.votes.iter().any(|v| v.voter == voter.person) {
                 return Err(Rejection::AlreadyVoted);
             }
             if !approve {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::grammar::{EnvironmentNames, ParseContext};
-use crate::model::{OperationKind, Severity};
+use crate::model::{OperationKind, Person, Severity};
 
 /// A duration written as `90s`, `15m`, `24h`, `7d` or a combination such as `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -423,7 +423,12 @@ pub struct Config {
     pub statuspage: StatusPageSection,
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentSpec>,
-    /// Role name to identities (`slack:U1`, `discord-role:3`, `local:alice`, or `alice`).
+    /// Person name to their identities (`slack:U1`, `discord:2`, `local:alice`): one
+    /// person with several accounts counts once as requester and approver.
+    #[serde(default)]
+    pub people: BTreeMap<String, Vec<String>>,
+    /// Role name to identities (`slack:U1`, `discord-role:3`, `local:alice`), or a person's
+    /// name (all their identities); any other bare name means `local:NAME`.
     #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -454,6 +459,9 @@ pub fn normalize_identity(id: &str) -> String {
 
 const IDENTITY_PLATFORMS: [&str; 5] = ["slack", "slack-group", "discord", "discord-role", "local"];
 
+/// Platforms of a single person's identity: groups and roles hold many people.
+const PERSON_PLATFORMS: [&str; 3] = ["slack", "discord", "local"];
+
 impl Config {
     /// Fills derived fields (environment names) after loading.
     pub fn finish(mut self) -> Config {
@@ -481,14 +489,61 @@ impl Config {
         self.environments.get(name)
     }
 
+    /// The person an identity (`PLATFORM:ID`) belongs to: the `[people]` entry claiming it,
+    /// else the identity itself.
+    pub fn person_for(&self, identity: &str) -> Person {
+        self.people
+            .iter()
+            .find(|(_, ids)| ids.iter().any(|i| normalize_identity(i) == identity))
+            .map(|(name, _)| Person::Named(name.clone()))
+            .unwrap_or_else(|| Person::Identity(identity.to_string()))
+    }
+
+    /// Every identity of a person (`PLATFORM:ID`).
+    pub fn identities_of(&self, person: &Person) -> Vec<String> {
+        match person {
+            Person::Named(name) => self
+                .people
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|i| normalize_identity(i))
+                .collect(),
+            Person::Identity(id) => vec![id.clone()],
+        }
+    }
+
+    /// The identities a role member stands for: a person's name means all their identities,
+    /// any other entry one identity (a bare name is `local:NAME`).
+    pub fn member_identities(&self, member: &str) -> Vec<String> {
+        match self.people.get(member) {
+            Some(ids) if !member.contains(':') => {
+                ids.iter().map(|i| normalize_identity(i)).collect()
+            }
+            _ => vec![normalize_identity(member)],
+        }
+    }
+
+    /// A role's members as identities, people expanded.
+    pub fn role_identities(&self, role: &str) -> Vec<String> {
+        self.roles
+            .get(role)
+            .into_iter()
+            .flatten()
+            .flat_map(|m| self.member_identities(m))
+            .collect()
+    }
+
     /// Roles bound to any of the given identities (already normalised `PLATFORM:ID`).
     pub fn roles_for(&self, identities: &[String]) -> Vec<String> {
         self.roles
             .iter()
             .filter(|(_, members)| {
-                members
-                    .iter()
-                    .any(|m| identities.contains(&normalize_identity(m)))
+                members.iter().any(|m| {
+                    self.member_identities(m)
+                        .iter()
+                        .any(|id| identities.contains(id))
+                })
             })
             .map(|(role, _)| role.clone())
             .collect()
@@ -621,8 +676,56 @@ impl Config {
             }
         }
 
+        let mut claimed: BTreeMap<String, &String> = BTreeMap::new();
+        for (name, ids) in &self.people {
+            let base = format!("people.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                problem(
+                    base.clone(),
+                    format!("person name {name:?} may hold only letters, digits, '-', '_' and '.'"),
+                );
+            }
+            if ids.is_empty() {
+                problem(base.clone(), "a person needs at least one identity".into());
+            }
+            for (i, raw) in ids.iter().enumerate() {
+                let id = normalize_identity(raw);
+                let (platform, rest) = id.split_once(':').unwrap_or(("", ""));
+                if !PERSON_PLATFORMS.contains(&platform) || rest.is_empty() {
+                    problem(
+                        format!("{base}[{i}]"),
+                        format!(
+                            "identity {raw:?} must be PLATFORM:ID with PLATFORM one of {} (a group is not a person)",
+                            PERSON_PLATFORMS.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                match claimed.get(&id) {
+                    Some(other) if *other == name => problem(
+                        format!("{base}[{i}]"),
+                        format!("identity {id:?} is listed twice"),
+                    ),
+                    Some(other) => problem(
+                        format!("{base}[{i}]"),
+                        format!("identity {id:?} is already claimed by person {other:?}"),
+                    ),
+                    None => {
+                        claimed.insert(id, name);
+                    }
+                }
+            }
+        }
+
         for (role, members) in &self.roles {
             for (i, m) in members.iter().enumerate() {
+                if !m.contains(':') && self.people.contains_key(m) {
+                    continue;
+                }
                 let id = normalize_identity(m);
                 let (platform, rest) = id.split_once(':').unwrap_or(("", ""));
                 if !IDENTITY_PLATFORMS.contains(&platform) || rest.is_empty() {
@@ -686,20 +789,20 @@ impl Config {
                 }
                 let mut approvers = std::collections::BTreeSet::new();
                 for (j, r) in a.from.iter().enumerate() {
-                    match self.roles.get(r) {
-                        None => problem(
+                    if !self.roles.contains_key(r) {
+                        problem(
                             format!("{base}.approvals.from[{j}]"),
                             format!("unknown role {r:?}"),
-                        ),
-                        Some(members) => {
-                            approvers.extend(members.iter().map(|m| normalize_identity(m)))
-                        }
+                        );
                     }
+                    // Counted as persons: two identities of one person approve once.
+                    approvers.extend(self.role_identities(r).iter().map(|id| self.person_for(id)));
                 }
                 // Group identities may hold any number of people; count them as unbounded.
-                let has_group = approvers
-                    .iter()
-                    .any(|m| m.starts_with("slack-group:") || m.starts_with("discord-role:"));
+                let has_group = approvers.iter().any(|p| {
+                    p.as_str().starts_with("slack-group:")
+                        || p.as_str().starts_with("discord-role:")
+                });
                 if !has_group && a.count as usize > approvers.len() && a.from.iter().all(role_known)
                 {
                     problem(

@@ -363,7 +363,41 @@ impl fmt::Display for OperationKind {
     }
 }
 
-/// Who is asking: the platform identity plus the roles it resolved to.
+/// The human behind an identity. "Never the requester" and "each approver once" compare
+/// persons, so one person with a Slack and a local identity is still one person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Person {
+    /// A person named in `[people]`; they may have several identities.
+    Named(String),
+    /// An identity (`PLATFORM:ID`) that no `[people]` entry claims: its own person.
+    Identity(String),
+}
+
+impl Person {
+    /// The person's name, or the identity standing for them.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Person::Named(name) => name,
+            Person::Identity(id) => id,
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Person::Named(name) => Some(name),
+            Person::Identity(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is asking: the platform identity, the person it belongs to and the roles it
+/// resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     /// `slack`, `discord`, `local`.
@@ -373,9 +407,22 @@ pub struct Actor {
     pub display_name: String,
     /// Roles resolved from the configuration for this identity and its groups.
     pub roles: Vec<String>,
+    /// The person this identity belongs to (`[people]`), or the identity itself.
+    pub person: Person,
 }
 
 impl Actor {
+    /// An actor that is its own person (no `[people]` entry claims it).
+    pub fn new(platform: &str, user_id: &str, display_name: &str, roles: Vec<String>) -> Actor {
+        Actor {
+            platform: platform.to_string(),
+            user_id: user_id.to_string(),
+            display_name: display_name.to_string(),
+            roles,
+            person: Person::Identity(format!("{platform}:{user_id}")),
+        }
+    }
+
     /// `PLATFORM:ID`, the form used in configuration and in the audit log.
     pub fn identity(&self) -> String {
         format!("{}:{}", self.platform, self.user_id)

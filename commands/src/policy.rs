@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, HumanDuration};
 use crate::model::{
-    Actor, Command, EnvName, IncidentCommand, OperationKind, RequestId, Severity, Timestamp,
-    Version,
+    Actor, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId, Severity,
+    Timestamp, Version,
 };
 
 /// How many approvals a request needs, and from whom.
@@ -509,13 +509,14 @@ pub enum VoteRefusal {
     NotApprover { from: Vec<String> },
 }
 
-/// Whether `voter` may vote on a request raised by `requester_identity`.
+/// Whether `voter` may vote on a request raised by `requester`. Persons are compared, not
+/// identities: nobody approves their own request from another account.
 pub fn may_vote(
     req: &ApprovalRequirement,
-    requester_identity: &str,
+    requester: &Person,
     voter: &Actor,
 ) -> Result<(), VoteRefusal> {
-    if voter.identity() == requester_identity {
+    if voter.person == *requester {
         return Err(VoteRefusal::Requester);
     }
     if !voter.has_any_role(&req.from) {

@@ -10,7 +10,7 @@ use erlmcp_commands::policy::{
     self, ApprovalRequirement, CiStatus, Decision, Facts, Operation, Policy, Refusal, SoakFacts,
     Unmet, VoteRefusal,
 };
-use erlmcp_commands::{Actor, EnvName, OperationKind, Severity, Timestamp, Version};
+use erlmcp_commands::{Actor, EnvName, OperationKind, Person, Severity, Timestamp, Version};
 
 fn now() -> Timestamp {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
@@ -83,12 +83,12 @@ fn runbook() -> Policy {
 }
 
 fn actor(name: &str, roles: &[&str]) -> Actor {
-    Actor {
-        platform: "local".into(),
-        user_id: name.into(),
-        display_name: name.into(),
-        roles: roles.iter().map(|s| s.to_string()).collect(),
-    }
+    Actor::new(
+        "local",
+        name,
+        name,
+        roles.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 fn op(kind: OperationKind, env: Option<&str>, version: Option<&str>) -> Operation {
@@ -401,7 +401,7 @@ fn break_glass_only_for_oncall_only_in_p0_p1_only_for_rollback() {
 fn view(requester: &str, count: u32, from: &[&str], votes: &[(&str, bool)]) -> RequestView {
     RequestView {
         phase: Phase::Pending,
-        requester: format!("local:{requester}"),
+        requester: Person::Identity(format!("local:{requester}")),
         requirement: ApprovalRequirement {
             count,
             from: from.iter().map(|s| s.to_string()).collect(),
@@ -410,7 +410,7 @@ fn view(requester: &str, count: u32, from: &[&str], votes: &[(&str, bool)]) -> R
         votes: votes
             .iter()
             .map(|(v, a)| Vote {
-                voter: format!("local:{v}"),
+                voter: Person::Identity(format!("local:{v}")),
                 approve: *a,
             })
             .collect(),
@@ -601,4 +601,267 @@ fn access_is_open_for_help_and_whoami_only() {
         policy::access(&Command::Status { env: None }),
         Access::AnyRole
     );
+}
+
+/// An identity that belongs to a named person.
+fn person_actor(platform: &str, id: &str, person: &str, roles: &[&str]) -> Actor {
+    let mut a = Actor::new(
+        platform,
+        id,
+        id,
+        roles.iter().map(|s| s.to_string()).collect(),
+    );
+    a.person = Person::Named(person.into());
+    a
+}
+
+fn person_view(requester: Person, count: u32, votes: &[(Person, bool)]) -> RequestView {
+    RequestView {
+        phase: Phase::Pending,
+        requester,
+        requirement: ApprovalRequirement {
+            count,
+            from: vec!["change-board".into()],
+        },
+        expires_at: now() + Duration::hours(1),
+        votes: votes
+            .iter()
+            .map(|(p, a)| Vote {
+                voter: p.clone(),
+                approve: *a,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn requester_and_vote_rules_apply_per_person() {
+    let alice = || Person::Named("alice".into());
+    let bob = || Person::Named("bob".into());
+    let alice_slack = person_actor("slack", "U0ALICE", "alice", &["change-board"]);
+    let alice_local = person_actor("local", "alice", "alice", &["change-board"]);
+    let bob_slack = person_actor("slack", "U0BOB", "bob", &["change-board"]);
+    let frank = actor("frank", &["change-board"]);
+    let erin = || Person::Identity("local:erin".into());
+    // requester, needed, stored votes, voter, expected
+    type PersonCase<'a> = (
+        Person,
+        u32,
+        Vec<(Person, bool)>,
+        &'a Actor,
+        Result<Transition, Rejection>,
+    );
+    let cases: Vec<PersonCase> = vec![
+        // Her own request, from her other identity.
+        (
+            alice(),
+            1,
+            vec![],
+            &alice_slack,
+            Err(Rejection::Vote(VoteRefusal::Requester)),
+        ),
+        (
+            alice(),
+            1,
+            vec![],
+            &alice_local,
+            Err(Rejection::Vote(VoteRefusal::Requester)),
+        ),
+        // She voted locally; her Slack identity may not vote again, not even to deny.
+        (
+            erin(),
+            2,
+            vec![(alice(), true)],
+            &alice_slack,
+            Err(Rejection::AlreadyVoted),
+        ),
+        // Different people still approve normally.
+        (
+            erin(),
+            2,
+            vec![(alice(), true)],
+            &bob_slack,
+            Ok(Transition::Approved { approvals: 2 }),
+        ),
+        (
+            alice(),
+            1,
+            vec![],
+            &bob_slack,
+            Ok(Transition::Approved { approvals: 1 }),
+        ),
+        (
+            erin(),
+            2,
+            vec![],
+            &frank,
+            Ok(Transition::VoteRecorded {
+                approvals: 1,
+                needed: 2,
+            }),
+        ),
+        // An identity no person claims is its own person.
+        (
+            Person::Identity("local:frank".into()),
+            1,
+            vec![],
+            &frank,
+            Err(Rejection::Vote(VoteRefusal::Requester)),
+        ),
+        (
+            bob(),
+            2,
+            vec![(Person::Identity("local:frank".into()), true)],
+            &frank,
+            Err(Rejection::AlreadyVoted),
+        ),
+    ];
+    for (i, (requester, count, votes, voter, want)) in cases.into_iter().enumerate() {
+        let v = person_view(requester, count, &votes);
+        for approve in [true, false] {
+            let got = approval::apply(&v, &Event::Vote { voter, approve }, now());
+            let want = match (&want, approve) {
+                (Ok(_), false) => Ok(Transition::Denied),
+                _ => want.clone(),
+            };
+            assert_eq!(got, want, "case {i} (approve={approve})");
+        }
+    }
+
+    // Two stored votes from one person's two identities (they raced) count once.
+    let raced = person_view(erin(), 2, &[(alice(), true), (alice(), true)]);
+    assert_eq!(raced.approvals(), 1);
+    assert_eq!(approval::settle(&raced), None);
+    let two = person_view(erin(), 2, &[(alice(), true), (bob(), true)]);
+    assert_eq!(
+        approval::settle(&two),
+        Some(Transition::Approved { approvals: 2 })
+    );
+
+    // The requester cancels from any identity; nobody else does.
+    let hers = person_view(alice(), 1, &[]);
+    assert_eq!(
+        approval::apply(&hers, &Event::Cancel { by: &alice_slack }, now()),
+        Ok(Transition::Cancelled)
+    );
+    assert_eq!(
+        approval::apply(&hers, &Event::Cancel { by: &bob_slack }, now()),
+        Err(Rejection::NotRequester)
+    );
+    assert_eq!(
+        policy::may_vote(&hers.requirement, &alice(), &alice_slack),
+        Err(VoteRefusal::Requester)
+    );
+}
+
+fn people_config(people: &[(&str, &[&str])], roles: &[(&str, &[&str])]) -> Config {
+    let mut cfg = Config::default();
+    for (name, ids) in people {
+        cfg.people.insert(
+            name.to_string(),
+            ids.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+    for (role, members) in roles {
+        cfg.roles.insert(
+            role.to_string(),
+            members.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+    cfg.finish()
+}
+
+#[test]
+fn people_resolve_identities_and_role_members() {
+    let cfg = people_config(
+        &[("alice", &["slack:U0ALICE", "discord:42", "alice"])],
+        &[
+            ("change-board", &["alice"]),
+            ("oncall", &["local:alice"]),
+            ("engineer", &["dave"]),
+        ],
+    );
+    assert_eq!(cfg.problems(), vec![]);
+    let alice = Person::Named("alice".into());
+    for id in ["slack:U0ALICE", "discord:42", "local:alice"] {
+        assert_eq!(cfg.person_for(id), alice, "{id}");
+    }
+    assert_eq!(
+        cfg.person_for("slack:U0BOB"),
+        Person::Identity("slack:U0BOB".into())
+    );
+    assert_eq!(
+        cfg.identities_of(&alice),
+        vec!["slack:U0ALICE", "discord:42", "local:alice"]
+    );
+    // A role naming the person reaches every identity; one naming an identity, that one.
+    assert_eq!(cfg.roles_for(&["discord:42".into()]), vec!["change-board"]);
+    assert_eq!(
+        cfg.roles_for(&["local:alice".into()]),
+        vec!["change-board", "oncall"]
+    );
+    // A bare name that is not a person still means `local:NAME`.
+    assert_eq!(cfg.roles_for(&["local:dave".into()]), vec!["engineer"]);
+    assert_eq!(cfg.role_identities("engineer"), vec!["local:dave"]);
+}
+
+#[test]
+fn check_config_names_people_mistakes() {
+    let cfg = people_config(
+        &[
+            ("alice", &["slack:U0ALICE", "local:alice", "local:alice"]),
+            (
+                "bob",
+                &["slack:U0ALICE", "slack-group:S1", "nobody:x", "slack:"],
+            ),
+            ("carol", &[]),
+            ("dave:ops", &["local:dave"]),
+        ],
+        &[("change-board", &["alice", "bob"])],
+    );
+    let problems = cfg.problems();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let has = |path: &str, needle: &str| {
+        problems
+            .iter()
+            .any(|p| p.path == path && p.message.contains(needle))
+    };
+    assert!(has("people.alice[2]", "listed twice"), "{text:#?}");
+    assert!(
+        has("people.bob[0]", "already claimed by person \"alice\""),
+        "{text:#?}"
+    );
+    assert!(has("people.bob[1]", "a group is not a person"), "{text:#?}");
+    assert!(has("people.bob[2]", "PLATFORM:ID"), "{text:#?}");
+    assert!(has("people.bob[3]", "PLATFORM:ID"), "{text:#?}");
+    assert!(has("people.carol", "at least one identity"), "{text:#?}");
+    assert!(has("people.dave:ops", "person name"), "{text:#?}");
+    // Role members naming people are not malformed identities.
+    assert!(
+        !problems.iter().any(|p| p.path.starts_with("roles.")),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn approval_capacity_counts_people_not_identities() {
+    let mut cfg = people_config(
+        &[("bob", &["slack:U0BOB", "local:bob"])],
+        &[
+            ("change-board", &["local:bob", "slack:U0BOB"]),
+            ("lead", &["local:alice"]),
+        ],
+    );
+    let mut r = rule("scale", &[], &["lead"]);
+    r.approvals = Some(ApprovalSpec {
+        count: 2,
+        from: vec!["change-board".into()],
+    });
+    cfg.rules.push(r);
+    let problems = cfg.problems();
+    let count = problems
+        .iter()
+        .find(|p| p.path == "rules[0].approvals.count")
+        .unwrap_or_else(|| panic!("two identities of bob are one approver: {problems:?}"));
+    assert!(count.message.contains("only 1 people"), "{}", count.message);
 }

@@ -51,13 +51,13 @@ impl Engine {
         let stored = StoredRequirement::read(&row.approvals_json);
         RequestView {
             phase: phase(row.state),
-            requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
+            requester: self.person_of(&row.requester),
             requirement: stored.requirement(),
             expires_at: row.expires_at,
             votes: votes
                 .iter()
                 .map(|v| Vote {
-                    voter: format!("{}:{}", v.voter.platform, v.voter.user_id),
+                    voter: self.person_of(&v.voter),
                     approve: v.approve,
                 })
                 .collect(),

@@ -22,7 +22,9 @@ use erlmcp_commands::policy::{
     Preconditions, SoakFacts,
 };
 use erlmcp_commands::render::{self, ApprovalCard, Reply};
-use erlmcp_commands::{Actor, Command, IncidentCommand, OperationKind, RequestId, Timestamp};
+use erlmcp_commands::{
+    Actor, Command, IncidentCommand, OperationKind, Person, RequestId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::{Instrument, error, info, warn};
@@ -348,13 +350,16 @@ impl Engine {
         display_name: &str,
         groups: &[String],
     ) -> Actor {
-        let mut ids = vec![format!("{platform}:{user_id}")];
+        let identity = format!("{platform}:{user_id}");
+        let person = self.cfg.person_for(&identity);
+        let mut ids = vec![identity];
         ids.extend(groups.iter().cloned());
         Actor {
             platform: platform.to_string(),
             user_id: user_id.to_string(),
             display_name: display_name.to_string(),
             roles: self.cfg.roles_for(&ids),
+            person,
         }
     }
 
@@ -430,7 +435,23 @@ impl Engine {
         })
     }
 
-    pub(super) async fn audit(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+    /// The person behind a stored identity, resolved with the current `[people]`.
+    pub(super) fn person_of(&self, w: &Who) -> Person {
+        self.cfg
+            .person_for(&format!("{}:{}", w.platform, w.user_id))
+    }
+
+    pub(super) async fn audit(&self, mut entry: NewAuditEntry) -> Result<(), StoreError> {
+        // The person goes into the display name, a field the row's hash already covers, so
+        // rows written before `[people]` existed verify unchanged.
+        if let Person::Named(name) = self.person_of(&entry.who) {
+            let shown = &entry.who.display_name;
+            entry.who.display_name = if shown.is_empty() || *shown == entry.who.user_id {
+                format!("person {name}")
+            } else {
+                format!("{shown}, person {name}")
+            };
+        }
         match self.store.append_audit(entry).await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -13,6 +13,12 @@ impl Engine {
                 let a = &inv.actor;
                 let envs: Vec<String> = self.cfg.environments.keys().cloned().collect();
                 let mut out = format!("You are {} ({}).", a.display_name, a.identity());
+                if let Person::Named(name) = &a.person {
+                    out.push_str(&format!(
+                        "\nPerson: {name} ({})",
+                        self.cfg.identities_of(&a.person).join(", ")
+                    ));
+                }
                 if a.roles.is_empty() {
                     out.push_str("\nRoles: none. Ask an admin to add your id to a role.");
                 } else {
@@ -91,8 +97,8 @@ impl Engine {
         let mut lines = Vec::new();
         for r in pending.iter().filter(|r| r.expires_at > now) {
             let stored = StoredRequirement::read(&r.approvals_json);
-            let requester = format!("{}:{}", r.requester.platform, r.requester.user_id);
-            let can = if requester == actor.identity() {
+            let requester = self.person_of(&r.requester);
+            let can = if requester == actor.person {
                 Some("yours: `cancel` to withdraw")
             } else if policy::may_vote(&stored.requirement(), &requester, actor).is_ok() {
                 Some("you can approve or deny")
