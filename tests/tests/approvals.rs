@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::engine::{EngineEvent, Invocation};
 use erlmcp_bot::store::{NewRequest, RequestState, Store, testdb};
 use erlmcp_commands::RequestId;
 use erlmcp_commands::config::Config;
@@ -57,10 +57,26 @@ async fn soak_broken_after_request_refuses_at_execution(store: Arc<dyn Store>) {
     bot.advance(Duration::minutes(5));
     bot.progress.take();
 
+    let mut events = bot.app.engine.subscribe();
     let r = bot.say("bob", &format!("approve {id}")).await;
     assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
     assert!(r.text.contains("not executed"), "{}", r.text);
     assert!(r.text.contains("staging was rolled back"), "{}", r.text);
+    // The approval message is redrawn as failed, with the reason.
+    let mut redrawn = None;
+    while let Ok(EngineEvent::RequestChanged { card, .. }) = events.try_recv() {
+        if card.id.to_string() == id {
+            redrawn = Some(card);
+        }
+    }
+    let card = redrawn.expect("the card is redrawn");
+    assert_eq!(card.state, "failed");
+    assert!(
+        card.state_detail
+            .as_deref()
+            .is_some_and(|d| d.contains("staging was rolled back")),
+        "{card:?}"
+    );
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let status = bot.say("dave", "status production").await;
     assert!(!status.text.contains("v3.0.1"), "{}", status.text);

@@ -448,3 +448,56 @@ pub(super) fn recheck_preconditions(
         Some(d) => Ok(d.preconditions),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions_to_recheck_come_from_the_stored_rule_or_fail_closed() {
+        let legacy = r#"{"count":1,"from":["change-board"],"met":[]}"#;
+        assert_eq!(
+            recheck_preconditions(legacy, OperationKind::Deploy),
+            Err(RecheckError::NotRecorded)
+        );
+        // Preconditions never applied to rollbacks, so an older rollback request is fine.
+        assert_eq!(
+            recheck_preconditions(legacy, OperationKind::Rollback),
+            Ok(None)
+        );
+        assert!(matches!(
+            recheck_preconditions("not json", OperationKind::Rollback),
+            Err(RecheckError::Unreadable(_))
+        ));
+
+        let p = Preconditions {
+            soak: Some(policy::SoakRequirement {
+                from: "staging".into(),
+                duration: erlmcp_commands::config::HumanDuration::parse("24h").unwrap(),
+            }),
+            ci_green: true,
+        };
+        let stored = StoredApproval {
+            count: 1,
+            from: vec!["change-board".into()],
+            met: vec![],
+            decided_under: Some(DecidedUnder {
+                rule: 2,
+                operation: OperationKind::Deploy,
+                preconditions: Some(p.clone()),
+            }),
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(
+            recheck_preconditions(&json, OperationKind::Deploy),
+            Ok(Some(p))
+        );
+        assert_eq!(
+            recheck_preconditions(&json, OperationKind::Scale),
+            Err(RecheckError::OtherOperation {
+                recorded: OperationKind::Deploy,
+                asked: OperationKind::Scale,
+            })
+        );
+    }
+}
