@@ -1016,3 +1016,72 @@ async fn incident_channels_are_created_named_invited_and_topped() {
     let threaded = messages.iter().find(|m| m.ts == reply.id).unwrap();
     assert_eq!(threaded.thread_ts.as_deref(), Some(posted.id.as_str()));
 }
+
+/// The value of the Slack delivery failure counter (0 when never incremented).
+fn delivery_failures(bot: &SlackBot) -> f64 {
+    let text = bot.app.metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with("erlmcp_bot_chat_delivery_failures_total{platform=\"slack\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_2xx_from_a_response_url_is_a_delivery() {
+    let bot = SlackBot::start().await;
+    // Slack answers a response URL with a bare `ok`, whatever the content type says; a 404
+    // at the end is a real failure and shows that the counter works.
+    bot.fake.answer_responses(&[
+        (200, None, "ok"),
+        (200, Some("application/json"), "ok"),
+        (204, None, ""),
+        (404, Some("text/plain"), "no_text"),
+    ]);
+    for n in 1..=4 {
+        bot.slash("W111", "status staging").await;
+        bot.fake
+            .wait_for(WAIT, &format!("response_url post {n}"), |f| {
+                (f.calls_to("response_url").len() >= n).then_some(())
+            })
+            .await;
+    }
+    bot.fake
+        .wait_for(WAIT, "the 404 counted", |_| {
+            (delivery_failures(&bot) >= 1.0).then_some(())
+        })
+        .await;
+    assert_eq!(delivery_failures(&bot), 1.0, "only the 404 is a failure");
+    let statuses: Vec<u16> = bot
+        .fake
+        .calls_to("response_url")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![200, 200, 204, 404],
+        "no retries of a delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_titles_cannot_ping_the_workspace_through_the_topic() {
+    let bot = SlackBot::start().await;
+    bot.slash(
+        "W111",
+        "incident declare P2 checkout <!channel> down <!subteam^S0CAB> ask <@U0BOB> in <#C222|ops>",
+    )
+    .await;
+    let topic = bot
+        .fake
+        .wait_for(WAIT, "the incident channel topic", |f| {
+            f.calls_to("conversations.setTopic").into_iter().next()
+        })
+        .await;
+    let topic = topic.params["topic"].as_str().unwrap().to_string();
+    assert!(topic.contains("checkout down ask in"), "{topic}");
+    for seq in ["<!", "<@", "<#"] {
+        assert!(!topic.contains(seq), "{topic}");
+    }
+}

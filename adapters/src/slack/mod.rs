@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use erlmcp_commands::render::Reply;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use slack_morphism::errors::SlackClientError;
+use slack_morphism::errors::{
+    SlackClientError, SlackClientHttpError, SlackClientHttpProtocolError, SlackRateLimitError,
+};
 use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
@@ -81,6 +83,8 @@ pub struct SlackPlatform {
     retry: RetryPolicy,
     post_limiter: DefaultKeyedRateLimiter<String>,
     groups: GroupCache,
+    /// For `response_url` posts.
+    http: reqwest::Client,
 }
 
 /// A Slack channel id from `C123` or `slack:C123`.
@@ -130,6 +134,10 @@ impl SlackPlatform {
             approvers: opts.approvers,
             retry: opts.retry,
             post_limiter: RateLimiter::keyed(Quota::per_second(one)),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| anyhow::anyhow!("could not build the HTTP client for Slack: {e}"))?,
             groups: GroupCache {
                 ids: opts.groups,
                 refresh: opts.group_refresh,
@@ -229,20 +237,50 @@ impl SlackPlatform {
     /// Answers through an interaction's or a slash command's `response_url`. Slack shows
     /// such answers to the requester only unless told otherwise, which is what refusals and
     /// parse errors need; `replace_original: false` keeps a clicked approval message intact.
+    ///
+    /// Sent with a plain HTTP client rather than slack-morphism's webhook call: Slack answers
+    /// a response URL with a bare `ok` (not JSON), and any 2xx means it was delivered.
     pub async fn respond(&self, response_url: &str, reply: &Reply) -> Result<(), ChatError> {
         let url = url::Url::parse(response_url).map_err(|e| ChatError::Rejected {
             platform: PLATFORM,
             method: "response_url",
             error: format!("not a URL: {e}"),
         })?;
-        let url = SlackResponseUrl::new(url);
         let req = SlackApiPostWebhookMessageRequest::new(blocks::content(reply, &self.approvers))
             .with_replace_original(false);
         self.call("response_url", || async {
-            self.client.respond_to_event(&url, &req).await
+            let resp = self
+                .http
+                .post(url.clone())
+                .json(&req)
+                .send()
+                .await
+                // The URL is a credential for this conversation: keep it out of errors.
+                .map_err(|e| {
+                    SlackClientError::HttpProtocolError(
+                        SlackClientHttpProtocolError::new().with_cause(Box::new(e.without_url())),
+                    )
+                })?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                return Err(SlackClientError::RateLimitError(
+                    SlackRateLimitError::new().opt_retry_after(retry_after),
+                ));
+            }
+            Err(SlackClientError::HttpError(SlackClientHttpError::new(
+                status,
+            )))
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// A message only `user` sees, where there is no `response_url` (app mentions).
@@ -486,7 +524,8 @@ impl ChatPlatform for SlackPlatform {
     }
 
     async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), ChatError> {
-        let req = SlackApiConversationsSetTopicRequest::new(chan(channel), topic.to_string());
+        let topic = blocks::strip_control_sequences(topic);
+        let req = SlackApiConversationsSetTopicRequest::new(chan(channel), topic);
         self.call("conversations.setTopic", || async {
             self.client
                 .open_session(&self.bot_token)
