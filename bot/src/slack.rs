@@ -159,6 +159,9 @@ pub struct SlackBridge {
     signing_secret: Secret,
     parse_ctx: ParseContext,
     mode: Mode,
+    /// The workspace and organization requests must come from, when pinned.
+    team_id: Option<String>,
+    enterprise_id: Option<String>,
 }
 
 impl SlackBridge {
@@ -174,7 +177,14 @@ impl SlackBridge {
             Some("socket") => Mode::Socket,
             _ => Mode::Http,
         };
+        if cfg.slack.team_id.is_none() {
+            warn!(
+                "slack.team_id is not set: signed requests are taken from any Slack workspace; set it to the id (T…) of yours"
+            );
+        }
         let bridge = Arc::new(SlackBridge {
+            team_id: cfg.slack.team_id.clone(),
+            enterprise_id: cfg.slack.enterprise_id.clone(),
             signing_secret: cfg.slack.signing_secret.clone(),
             parse_ctx: cfg.parse_context(),
             engine: engine.clone(),
@@ -202,6 +212,43 @@ impl SlackBridge {
                 platform: "slack".into(),
             })
             .inc();
+    }
+
+    /// Requests signed with our secret but naming another workspace (or organization) are
+    /// refused: the secret alone does not say which workspace a request speaks for.
+    fn check_workspace(&self, team: Option<&str>, enterprise: Option<&str>) -> Result<(), Refusal> {
+        let foreign_team = self
+            .team_id
+            .as_deref()
+            .is_some_and(|pinned| team != Some(pinned));
+        let foreign_enterprise = self
+            .enterprise_id
+            .as_deref()
+            .is_some_and(|pinned| enterprise != Some(pinned));
+        if foreign_team || foreign_enterprise {
+            warn!(
+                team = team.unwrap_or("-"),
+                enterprise = enterprise.unwrap_or("-"),
+                "slack: request from another workspace refused"
+            );
+            return Err(Refusal::ForeignWorkspace);
+        }
+        Ok(())
+    }
+
+    /// Whether this is the first delivery of `key` (a Slack `trigger_id`, an `event_id`),
+    /// remembered in the store so that a replay is recognized by every replica.
+    async fn first_delivery(&self, key: &str) -> Result<bool, Refusal> {
+        self.engine
+            .store()
+            .remember_event(key, self.engine.now())
+            .await
+            .map_err(|e| {
+                // Without the memory of seen deliveries a replay could run twice: refuse,
+                // and let Slack (or the user) try again once the database is back.
+                error!(error = %e, key, "slack: cannot record the delivery");
+                Refusal::Unavailable
+            })
     }
 
     fn check_signature(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
@@ -282,6 +329,10 @@ pub struct SlashCommand {
     pub channel_id: String,
     pub text: String,
     pub response_url: Option<String>,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    /// Unique per invocation: a replay of the same signed request carries the same one.
+    pub trigger_id: Option<String>,
 }
 
 impl SlashCommand {
@@ -298,6 +349,9 @@ impl SlashCommand {
             user_id,
             text: get("text").unwrap_or_default(),
             response_url: get("response_url").filter(|u| !u.is_empty()),
+            team_id: get("team_id").filter(|v| !v.is_empty()),
+            enterprise_id: get("enterprise_id").filter(|v| !v.is_empty()),
+            trigger_id: get("trigger_id").filter(|v| !v.is_empty()),
         })
     }
 }
@@ -390,11 +444,20 @@ struct Thread {
 
 impl SlackBridge {
     /// A slash command: parse errors are answered in the acknowledgement itself; everything
-    /// else runs in a task.
-    pub fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Ack {
+    /// else runs in a task. A replay of one already taken is acknowledged and dropped.
+    pub async fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Result<Ack, Refusal> {
+        self.check_workspace(cmd.team_id.as_deref(), cmd.enterprise_id.as_deref())?;
+        if let Some(trigger) = &cmd.trigger_id
+            && !self
+                .first_delivery(&format!("slack-trigger:{trigger}"))
+                .await?
+        {
+            info!(user = %cmd.user_id, "slack: replayed slash command ignored");
+            return Ok(Ack::Empty);
+        }
         let parsed = match grammar::parse(&cmd.text, &self.parse_ctx) {
             Ok(c) => c,
-            Err(e) => return ephemeral_ack(&Reply::usage(e.render())),
+            Err(e) => return Ok(ephemeral_ack(&Reply::usage(e.render()))),
         };
         // A change to a workload can take minutes: say at once that it was heard. Lookups
         // answer within a second, and a second message would only be noise.
@@ -422,23 +485,33 @@ impl SlackBridge {
             }
             .instrument(span),
         );
-        ack
+        Ok(ack)
     }
 
     /// A button click (block_actions). Other interaction types are acknowledged and ignored.
-    pub fn interaction(self: &Arc<Self>, payload: &Value) -> Result<Ack, BadRequest> {
+    /// A replayed click is acknowledged and dropped: no second vote, reply or audit row.
+    pub async fn interaction(self: &Arc<Self>, payload: &Value) -> Result<Ack, Refusal> {
+        self.check_workspace(
+            json_str(payload, &["team", "id"])
+                .or_else(|| json_str(payload, &["user", "team_id"]))
+                .as_deref(),
+            json_str(payload, &["enterprise", "id"])
+                .or_else(|| json_str(payload, &["team", "enterprise_id"]))
+                .as_deref(),
+        )?;
         let kind = payload.get("type").and_then(Value::as_str);
         if kind != Some("block_actions") {
             debug!(kind = ?kind, "slack: interaction ignored");
             return Ok(Ack::Empty);
         }
-        let user_id = json_str(payload, &["user", "id"])
-            .ok_or_else(|| BadRequest("payload has no user.id".into()))?;
+        let bad = |m: &str| Refusal::Bad(BadRequest(m.into()));
+        let user_id =
+            json_str(payload, &["user", "id"]).ok_or_else(|| bad("payload has no user.id"))?;
         let action = payload
             .get("actions")
             .and_then(Value::as_array)
             .and_then(|a| a.first())
-            .ok_or_else(|| BadRequest("payload has no actions".into()))?;
+            .ok_or_else(|| bad("payload has no actions"))?;
         let approve = match action.get("action_id").and_then(Value::as_str) {
             Some(APPROVE_ACTION) => true,
             Some(DENY_ACTION) => false,
@@ -456,10 +529,26 @@ impl SlackBridge {
             .trim_start_matches("R-")
             .parse::<i64>()
             .map(RequestId)
-            .map_err(|_| BadRequest(format!("action value {value:?} is not a request id")))?;
+            .map_err(|_| {
+                Refusal::Bad(BadRequest(format!(
+                    "action value {value:?} is not a request id"
+                )))
+            })?;
         let channel_id = json_str(payload, &["channel", "id"])
             .or_else(|| json_str(payload, &["container", "channel_id"]))
-            .ok_or_else(|| BadRequest("payload has no channel".into()))?;
+            .ok_or_else(|| bad("payload has no channel"))?;
+        let replay_key = match json_str(payload, &["trigger_id"]) {
+            Some(trigger) => Some(format!("slack-trigger:{trigger}")),
+            None => {
+                json_str(action, &["action_ts"]).map(|ts| format!("slack-action:{user_id}:{ts}"))
+            }
+        };
+        if let Some(key) = replay_key
+            && !self.first_delivery(&key).await?
+        {
+            info!(user = %user_id, %request, "slack: replayed click ignored");
+            return Ok(Ack::Empty);
+        }
         let click = VoteClick {
             user_name: json_str(payload, &["user", "username"])
                 .or_else(|| json_str(payload, &["user", "name"]))
@@ -508,35 +597,29 @@ impl SlackBridge {
         self: &Arc<Self>,
         body: &Value,
         retry: Option<&str>,
-    ) -> Result<Ack, EventRefusal> {
+    ) -> Result<Ack, Refusal> {
         match body.get("type").and_then(Value::as_str) {
             Some("url_verification") => {
                 let challenge = body
                     .get("challenge")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        EventRefusal::Bad(BadRequest("url_verification without a challenge".into()))
+                        Refusal::Bad(BadRequest("url_verification without a challenge".into()))
                     })?;
                 Ok(Ack::Json(json!({ "challenge": challenge })))
             }
             Some("event_callback") => {
+                self.check_workspace(
+                    json_str(body, &["team_id"]).as_deref(),
+                    json_str(body, &["enterprise_id"]).as_deref(),
+                )?;
                 let event_id = body
                     .get("event_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        EventRefusal::Bad(BadRequest("event_callback without event_id".into()))
+                        Refusal::Bad(BadRequest("event_callback without event_id".into()))
                     })?;
-                let first = self
-                    .engine
-                    .store()
-                    .remember_event(&format!("slack:{event_id}"), self.engine.now())
-                    .await
-                    .map_err(|e| {
-                        // Without the memory of seen events a retry could run twice; let Slack
-                        // deliver again once the database is back.
-                        error!(error = %e, event_id, "slack: cannot record the event; asking Slack to retry");
-                        EventRefusal::Unavailable
-                    })?;
+                let first = self.first_delivery(&format!("slack:{event_id}")).await?;
                 if !first {
                     info!(
                         event_id,
@@ -714,12 +797,34 @@ impl SlackBridge {
     }
 }
 
-/// Why an event delivery was not taken.
+/// Why a signed request was not taken.
 #[derive(Debug)]
-pub enum EventRefusal {
+pub enum Refusal {
+    /// 400: malformed.
     Bad(BadRequest),
-    /// The store is down: 503, and Slack retries.
+    /// 403: from a workspace or organization this bot is not pinned to.
+    ForeignWorkspace,
+    /// 503: the store is down; Slack retries events.
     Unavailable,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Bad(e) => bad_request(e),
+            Refusal::ForeignWorkspace => (
+                StatusCode::FORBIDDEN,
+                "request from a Slack workspace this bot does not serve\n",
+            )
+                .into_response(),
+            Refusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "store unavailable\n",
+            )
+                .into_response(),
+        }
+    }
 }
 
 /// `<@U123> deploy staging v1` → `deploy staging v1`.
@@ -879,7 +984,7 @@ async fn http_command(
         return StatusCode::OK.into_response();
     }
     match SlashCommand::from_fields(|k| fields.get(k).cloned()) {
-        Ok(cmd) => b.slash_command(cmd).into_response(),
+        Ok(cmd) => b.slash_command(cmd).await.into_response(),
         Err(e) => bad_request(e),
     }
 }
@@ -900,10 +1005,7 @@ async fn http_interaction(
         Ok(v) => v,
         Err(e) => return bad_request(BadRequest(format!("payload is not JSON: {e}"))),
     };
-    match b.interaction(&payload) {
-        Ok(ack) => ack.into_response(),
-        Err(e) => bad_request(e),
-    }
+    b.interaction(&payload).await.into_response()
 }
 
 async fn http_event(
@@ -924,16 +1026,7 @@ async fn http_event(
     let retry = headers
         .get("x-slack-retry-num")
         .and_then(|v| v.to_str().ok());
-    match b.event(&value, retry).await {
-        Ok(ack) => ack.into_response(),
-        Err(EventRefusal::Bad(e)) => bad_request(e),
-        Err(EventRefusal::Unavailable) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "event store unavailable\n",
-        )
-            .into_response(),
-    }
+    b.event(&value, retry).await.into_response()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,34 +1105,32 @@ impl SlackBridge {
             .get("accepts_response_payload")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let ack = match frame.get("type").and_then(Value::as_str) {
+        let kind = frame.get("type").and_then(Value::as_str);
+        let handled = match kind {
             Some("slash_commands") => {
                 match SlashCommand::from_fields(|k| json_str(&payload, &[k])) {
-                    Ok(cmd) => self.slash_command(cmd),
-                    Err(e) => {
-                        warn!(reason = %e.0, "slack socket mode: malformed slash command");
-                        Ack::Empty
-                    }
+                    Ok(cmd) => self.slash_command(cmd).await,
+                    Err(e) => Err(Refusal::Bad(e)),
                 }
             }
-            Some("interactive") => self.interaction(&payload).unwrap_or_else(|e| {
-                warn!(reason = %e.0, "slack socket mode: malformed interaction");
-                Ack::Empty
-            }),
+            Some("interactive") => self.interaction(&payload).await,
             Some("events_api") => {
                 let retry = frame.get("retry_attempt").map(|v| v.to_string());
-                match self.event(&payload, retry.as_deref()).await {
-                    Ok(a) => a,
-                    // Not acknowledging makes Slack deliver the envelope again later.
-                    Err(EventRefusal::Unavailable) => return None,
-                    Err(EventRefusal::Bad(e)) => {
-                        warn!(reason = %e.0, "slack socket mode: malformed event");
-                        Ack::Empty
-                    }
-                }
+                self.event(&payload, retry.as_deref()).await
             }
             other => {
                 debug!(kind = ?other, "slack socket mode: envelope ignored");
+                Ok(Ack::Empty)
+            }
+        };
+        let ack = match handled {
+            Ok(a) => a,
+            // Not acknowledging makes Slack deliver the envelope again later.
+            Err(Refusal::Unavailable) => return None,
+            // Already logged; acknowledged so that Slack does not send it again.
+            Err(Refusal::ForeignWorkspace) => Ack::Empty,
+            Err(Refusal::Bad(e)) => {
+                warn!(kind = ?kind, reason = %e.0, "slack socket mode: malformed envelope");
                 Ack::Empty
             }
         };

@@ -246,6 +246,13 @@ impl SlackBot {
     }
 }
 
+/// A `trigger_id` of its own for each request Slack would send (a replay reuses one).
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("111.{n}.xxx")
+}
+
 /// Slack's slash command form (bolt-python's fixture) with our user, channel, text and a
 /// response_url on the fake.
 fn slash_body(user: &str, text: &str, response_url: &str) -> String {
@@ -261,6 +268,7 @@ fn slash_body(user: &str, text: &str, response_url: &str) -> String {
                 "command" => "/erlmcp".to_string(),
                 "text" => text.to_string(),
                 "response_url" => response_url.to_string(),
+                "trigger_id" => trigger_id(),
                 _ => v,
             };
             (k, v)
@@ -285,6 +293,7 @@ fn click_body(
     p["container"]["is_ephemeral"] = json!(false);
     p["channel"]["id"] = json!(CHANNEL);
     p["response_url"] = json!(response_url);
+    p["trigger_id"] = json!(trigger_id());
     let action = &mut p["actions"][0];
     action["action_id"] = json!(if approve {
         "erlmcp_approve"
@@ -859,6 +868,7 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
     socket.send(&command);
     let mut typo = lines[0].clone();
     typo["envelope_id"] = json!("typo-envelope");
+    typo["payload"]["trigger_id"] = json!(trigger_id());
     typo["payload"]["text"] = json!("deploj development v1");
     socket.send(&typo);
     socket.send(&lines[2]);
@@ -929,6 +939,16 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
         })
     })
     .await;
+
+    // The first slash command delivered again (a replay, or a redelivery of the same
+    // trigger): acknowledged with nothing to say, and not run again.
+    let mut replay = command.clone();
+    replay["envelope_id"] = json!("command-replayed");
+    socket.send(&replay);
+    let received = fake
+        .wait_for(WAIT, "the replay's acknowledgement", acks(6))
+        .await;
+    assert_eq!(received[5], json!({ "envelope_id": "command-replayed" }));
 
     // Slack asks for a reconnect: the bot opens a new connection.
     socket.send(&json!({ "type": "disconnect", "reason": "refresh_requested" }));
@@ -1084,4 +1104,245 @@ async fn incident_titles_cannot_ping_the_workspace_through_the_topic() {
     for seq in ["<!", "<@", "<#"] {
         assert!(!topic.contains(seq), "{topic}");
     }
+}
+
+/// Staging soaked for a day, then alice asks for a production deploy of `version`: the
+/// request id (`R-n`) and its approval message.
+async fn pending_production_request(
+    bot: &SlackBot,
+    version: &str,
+) -> (String, erlmcp_tests::fake_slack::FakeMessage) {
+    bot.slash("W111", &format!("deploy staging {version}"))
+        .await;
+    bot.message_containing(&format!("staging runs {version}"))
+        .await;
+    bot.clock.advance(chrono::Duration::hours(24));
+    bot.slash("U0ALICE", &format!("deploy production {version}"))
+        .await;
+    let approval = bot
+        .fake
+        .wait_for(WAIT, "the approval message", |f| {
+            f.messages().into_iter().find(|m| {
+                buttons(&m.blocks).len() == 2
+                    && m.blocks.as_ref().unwrap().to_string().contains(version)
+            })
+        })
+        .await;
+    let request = buttons(&approval.blocks)[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (request, approval)
+}
+
+fn request_id(request: &str) -> RequestId {
+    RequestId(request.trim_start_matches("R-").parse().unwrap())
+}
+
+/// A form body with its JSON `payload` changed by `edit`.
+fn edit_payload(body: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    let mut payload: Value = serde_json::from_str(&fields[0].1).unwrap();
+    edit(&mut payload);
+    serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+}
+
+/// A form body with some fields replaced.
+fn edit_form(body: &str, changes: &[(&str, &str)]) -> String {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    let fields: Vec<(String, String)> = fields
+        .into_iter()
+        .map(|(k, v)| match changes.iter().find(|(c, _)| *c == k) {
+            Some((_, new)) => (k, new.to_string()),
+            None => (k, v),
+        })
+        .collect();
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_slash_commands_and_clicks_run_once() {
+    let bot = SlackBot::start().await;
+    let body = slash_body(
+        "W111",
+        "deploy development v3.0.8",
+        &bot.fake.response_url("replayed"),
+    );
+    let first = bot
+        .send(
+            "/slack/commands",
+            body.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(first.status().as_u16(), 200);
+    assert!(first.text().await.unwrap().contains("Working on"));
+    // The same signed request again, well inside Slack's five minutes.
+    bot.clock.advance(chrono::Duration::seconds(60));
+    let replay = bot
+        .send("/slack/commands", body.into_bytes(), FORM, Signing::Valid)
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    assert_eq!(
+        replay.text().await.unwrap(),
+        "",
+        "nothing to say to a replay"
+    );
+    bot.thread_message_containing("development runs v3.0.8")
+        .await;
+
+    let (request, approval) = pending_production_request(&bot, "v3.0.9").await;
+    let id = request_id(&request);
+    let click = click_body(
+        "U0BOB",
+        true,
+        &request,
+        &approval.ts,
+        &bot.fake.response_url("replayed-click"),
+    );
+    let status = bot
+        .send(
+            "/slack/interactions",
+            click.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    bot.message_containing("production runs v3.0.9").await;
+    let audit = bot.audit_len().await;
+    let replay = bot
+        .send(
+            "/slack/interactions",
+            click.into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    // A later click by someone else is answered; the replay, taken before it, is not.
+    assert_eq!(bot.click("W222", true, &request, &approval.ts).await, 200);
+    bot.response_containing(&format!("{request} is already done"))
+        .await;
+    assert!(
+        bot.fake
+            .calls_to("response_url")
+            .iter()
+            .all(|c| c.params["_key"] != "replayed-click"),
+        "the replayed click got an answer"
+    );
+    assert_eq!(bot.executions(id).await, 1);
+    assert_eq!(bot.store.votes(id).await.unwrap().len(), 1);
+    assert_eq!(bot.audit_len().await, audit, "no audit row for the replay");
+
+    let deploys = bot
+        .store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.entry.action == "executing" && r.entry.environment.as_deref() == Some("development")
+        })
+        .count();
+    assert_eq!(deploys, 1, "the replayed slash command did not run");
+    let headers = bot
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("`deploy development v3.0.8` for"))
+        })
+        .count();
+    assert_eq!(headers, 1, "one progress thread opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_other_workspaces_get_403_and_change_nothing() {
+    let bot = SlackBot::start_with(|cfg| {
+        cfg.slack.team_id = Some("T111".into());
+        cfg.slack.enterprise_id = Some("E111".into());
+    })
+    .await;
+    let (request, approval) = pending_production_request(&bot, "v3.1.0").await;
+    let id = request_id(&request);
+    let audit = bot.audit_len().await;
+    let calls = bot.fake.calls().len();
+
+    let click = click_body(
+        "U0BOB",
+        true,
+        &request,
+        &approval.ts,
+        &bot.fake.response_url("foreign"),
+    );
+    let foreign_team = edit_payload(&click, |p| {
+        p["team"]["id"] = json!("T999");
+        p["user"]["team_id"] = json!("T999");
+    });
+    let foreign_org = edit_payload(&click, |p| p["team"]["enterprise_id"] = json!("E999"));
+    let slash = slash_body(
+        "W111",
+        "deploy development v3.1.1",
+        &bot.fake.response_url("f"),
+    );
+    let mut event: Value =
+        serde_json::from_str(&fixture("event_callback_app_mention.json")).unwrap();
+    event["event"]["text"] = json!("<@W111> deploy development v3.1.2");
+    event["team_id"] = json!("T999");
+    for (path, body, ct) in [
+        ("/slack/interactions", foreign_team, FORM),
+        ("/slack/interactions", foreign_org, FORM),
+        (
+            "/slack/commands",
+            edit_form(&slash, &[("team_id", "T999")]),
+            FORM,
+        ),
+        (
+            "/slack/commands",
+            edit_form(&slash, &[("enterprise_id", "E999")]),
+            FORM,
+        ),
+        ("/slack/events", event.to_string(), "application/json"),
+    ] {
+        let resp = bot.send(path, body.into_bytes(), ct, Signing::Valid).await;
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+    }
+    assert!(bot.store.votes(id).await.unwrap().is_empty());
+    assert_eq!(
+        bot.store
+            .get_request(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
+        "pending"
+    );
+    assert_eq!(bot.audit_len().await, audit);
+
+    // Our own workspace is served; its click was not used up by the foreign ones.
+    let resp = bot
+        .send(
+            "/slack/interactions",
+            click.into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    bot.message_containing("production runs v3.1.0").await;
+    assert!(
+        bot.fake.calls()[calls..]
+            .iter()
+            .all(|c| !c.params.to_string().contains("v3.1.1")
+                && !c.params.to_string().contains("v3.1.2")),
+        "a foreign command ran"
+    );
 }
