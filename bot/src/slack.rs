@@ -23,12 +23,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
 use erlmcp_adapters::slack::blocks::{APPROVE_ACTION, DENY_ACTION};
-use erlmcp_adapters::slack::{ApproverDirectory, RetryPolicy, SlackOptions, SlackPlatform};
+use erlmcp_adapters::slack::{
+    ApproverDirectory, GroupLookup, RetryPolicy, SlackOptions, SlackPlatform,
+};
 use erlmcp_adapters::target::Progress;
 use erlmcp_commands::config::{Config, Secret, normalize_identity};
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
-use erlmcp_commands::{Command, RequestId};
+use erlmcp_commands::{Actor, Command, GroupMembership, RequestId};
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -38,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::clock::Clock;
 use crate::engine::{Engine, EngineEvent, Invocation};
 use crate::metrics::{DeliveryLabels, Metrics};
 
@@ -46,6 +49,9 @@ pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 pub const MAX_SKEW_SECS: i64 = 300;
 /// How long user group membership is trusted before usergroups.users.list is asked again.
 pub const GROUP_REFRESH: Duration = Duration::from_secs(300);
+/// The longest a command waits for group membership it needs and does not have: Slack gives
+/// the whole request three seconds, and a rate-limited Slack must not hold commands.
+pub const GROUP_LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------
 // Request signatures
@@ -118,7 +124,7 @@ pub enum Mode {
 
 /// Adapter options from the configuration: the API base, the tokens, and which user groups
 /// and people the roles name.
-pub fn platform_options(cfg: &Config) -> SlackOptions {
+pub fn platform_options(cfg: &Config, clock: Arc<dyn Clock>) -> SlackOptions {
     let roles = cfg
         .roles
         .iter()
@@ -148,6 +154,8 @@ pub fn platform_options(cfg: &Config) -> SlackOptions {
         approvers: ApproverDirectory { roles },
         groups,
         group_refresh: GROUP_REFRESH,
+        group_max_age: cfg.slack.group_cache_max_age().0,
+        now: Arc::new(move || clock.now()),
         retry: RetryPolicy::default(),
     }
 }
@@ -700,8 +708,7 @@ impl SlackBridge {
 
     /// Runs one command as a Slack user and delivers its reply.
     async fn run(&self, user_id: &str, user_name: &str, text: &str, mut dest: Destination) {
-        let groups = self.slack.groups_of(user_id).await;
-        let actor = self.engine.actor("slack", user_id, user_name, &groups);
+        let actor = self.actor(user_id, user_name, text).await;
         let (sink, forwarder) = ThreadProgress::start(
             self.clone_parts(),
             dest.channel_id.clone(),
@@ -727,6 +734,38 @@ impl SlackBridge {
             dest.label = card.id.to_string();
         }
         self.deliver(&reply, &dest).await;
+    }
+
+    /// Who is asking, with the user groups they are in as far as they can be known in time.
+    /// Someone whose own roles already grant the command is not held up by a group lookup;
+    /// otherwise the lookup gets `GROUP_LOOKUP_BUDGET`, and groups still unknown then are
+    /// left out (their roles are not granted) and the actor says so.
+    async fn actor(&self, user_id: &str, user_name: &str, text: &str) -> Actor {
+        let direct = self.engine.actor("slack", user_id, user_name, &[]);
+        let lookup = if self.engine.needs_groups(&direct, text).await {
+            let lookup = self.slack.groups_of(user_id, GROUP_LOOKUP_BUDGET).await;
+            if !lookup.complete {
+                warn!(
+                    user = user_id,
+                    "slack: user group membership could not be read in time; group roles left out"
+                );
+            }
+            lookup
+        } else {
+            // What is cached still counts (whoami-like details, a second rule), but an
+            // incomplete cache is not worth a wait or a word here.
+            GroupLookup {
+                complete: true,
+                ..self.slack.cached_groups_of(user_id)
+            }
+        };
+        let mut actor = self
+            .engine
+            .actor("slack", user_id, user_name, &lookup.groups);
+        if !lookup.complete {
+            actor.groups = GroupMembership::Unreadable;
+        }
+        actor
     }
 
     fn clone_parts(&self) -> Parts {

@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
         user_id: "U024BE7LH".into(),
         display_name: "alice".into(),
         roles: vec!["devops-lead".into()],
+        groups: Default::default(),
     };
     let facts = Facts {
         open_incident: None,

@@ -363,6 +363,27 @@ impl fmt::Display for OperationKind {
     }
 }
 
+/// Whether the groups an identity belongs to (chat user groups, server roles) could be
+/// read when its roles were resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupMembership {
+    /// Read (or the configuration binds no roles to groups).
+    #[default]
+    Known,
+    /// Could not be read in time: roles that come from groups are missing.
+    Unreadable,
+}
+
+impl GroupMembership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupMembership::Known => "known",
+            GroupMembership::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// Who is asking: the platform identity plus the roles it resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -373,6 +394,8 @@ pub struct Actor {
     pub display_name: String,
     /// Roles resolved from the configuration for this identity and its groups.
     pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: GroupMembership,
 }
 
 impl Actor {

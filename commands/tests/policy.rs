@@ -88,6 +88,7 @@ fn actor(name: &str, roles: &[&str]) -> Actor {
         user_id: name.into(),
         display_name: name.into(),
         roles: roles.iter().map(|s| s.to_string()).collect(),
+        groups: Default::default(),
     }
 }
 

@@ -1346,3 +1346,112 @@ async fn requests_from_other_workspaces_get_403_and_change_nothing() {
         "a foreign command ran"
     );
 }
+
+impl SlackBot {
+    /// `user` types `/erlmcp TEXT`; waits for the private answer through response_url and
+    /// returns its text and how long it took from the request.
+    async fn ask(&self, user: &str, text: &str) -> (String, Duration) {
+        let key = format!("cmd-{user}");
+        let answered = |f: &FakeSlack| {
+            f.calls_to("response_url")
+                .into_iter()
+                .filter(|c| c.params["_key"] == key.as_str())
+                .collect::<Vec<_>>()
+        };
+        let before = answered(&self.fake).len();
+        let started = Instant::now();
+        self.slash(user, text).await;
+        let call = self
+            .fake
+            .wait_for(WAIT, &format!("an answer to {user}: {text}"), |f| {
+                answered(f).get(before).cloned()
+            })
+            .await;
+        let took = call.at.duration_since(started);
+        (call.params["text"].as_str().unwrap().to_string(), took)
+    }
+}
+
+const GROUPS_UNREADABLE: &str = "group membership could not be read";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
+    let bot = SlackBot::start().await;
+    bot.fake
+        .fail_always("usergroups.users.list", Failure::RateLimited(20));
+
+    // Bob's only role comes from the Change Board user group, which cannot be read.
+    let started = Instant::now();
+    let bob = {
+        let bot = &bot;
+        async move { bot.ask("U0BOB", "requests").await }
+    };
+    // Meanwhile W111, an engineer by their own id, asks and deploys.
+    let w111 = {
+        let bot = &bot;
+        async move {
+            let (status, took) = bot.ask("W111", "status staging").await;
+            bot.slash("W111", "deploy development v3.2.0").await;
+            bot.thread_message_containing("development runs v3.2.0")
+                .await;
+            (status, took, started.elapsed())
+        }
+    };
+    let ((bob_text, bob_took), (status, status_took, deploy_done)) = tokio::join!(bob, w111);
+    assert!(status.contains("staging [sandbox]"), "{status}");
+    assert!(
+        status_took < Duration::from_secs(1),
+        "a read by a directly bound user waited: {status_took:?}"
+    );
+    assert!(
+        deploy_done < Duration::from_secs(3),
+        "a deploy by a directly bound user waited: {deploy_done:?}"
+    );
+    assert!(bob_text.contains("Refused"), "{bob_text}");
+    assert!(bob_text.contains(GROUPS_UNREADABLE), "{bob_text}");
+    // Bounded by the 2 s lookup budget, not by Slack's Retry-After: 20.
+    assert!(bob_took < Duration::from_secs(3), "{bob_took:?}");
+    // One read in flight for the group, however many commands asked.
+    assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
+
+    // A directly bound user's own answers never carry the note.
+    let (text, _) = bot.ask("W111", "status development").await;
+    assert!(!text.contains(GROUPS_UNREADABLE), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() {
+    let bot = SlackBot::start_with(|cfg| {
+        cfg.slack.group_cache_max_age =
+            Some(erlmcp_commands::config::HumanDuration::parse("30m").unwrap());
+    })
+    .await;
+    let (text, _) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("No pending requests"), "{text}");
+    assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
+
+    // Slack starts refusing; ten minutes on, the membership is stale but still served at
+    // once, and a refresh is tried behind the command.
+    bot.fake
+        .fail_always("usergroups.users.list", Failure::RateLimited(20));
+    bot.clock.advance(chrono::Duration::minutes(10));
+    let (text, took) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("No pending requests"), "{text}");
+    assert!(!text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    bot.fake
+        .wait_for(WAIT, "a background refresh", |f| {
+            (f.calls_to("usergroups.users.list").len() == 2).then_some(())
+        })
+        .await;
+
+    // Past the configured 30 minutes the old membership is no longer trusted.
+    bot.clock.advance(chrono::Duration::minutes(21));
+    let (text, took) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("Refused"), "{text}");
+    assert!(text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (text, _) = bot.ask("U0BOB", "whoami").await;
+    assert!(text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(!text.contains("change-board"), "{text}");
+}
