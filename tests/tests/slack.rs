@@ -65,7 +65,7 @@ struct SlackBot {
     fake: FakeSlack,
     base: String,
     http: reqwest::Client,
-    _db: testdb::TempDb,
+    _db: Option<testdb::TempDb>,
 }
 
 impl SlackBot {
@@ -76,11 +76,21 @@ impl SlackBot {
     async fn start_with(tweak: impl FnOnce(&mut Config)) -> SlackBot {
         let fake = FakeSlack::start().await;
         fake.add_group("S0CAB", &["U0BOB"]);
+        let (store, db) = testdb::fresh_sqlite().await;
+        let clock = ManualClock::new(start_time());
+        SlackBot::replica(fake, Arc::new(store), Some(db), clock, tweak).await
+    }
+
+    /// A bot on `store`, talking to `fake`: one of several replicas when they share both.
+    async fn replica(
+        fake: FakeSlack,
+        store: Arc<dyn Store>,
+        db: Option<testdb::TempDb>,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> SlackBot {
         let mut cfg = slack_config(&fake);
         tweak(&mut cfg);
-        let (store, db) = testdb::fresh_sqlite().await;
-        let store: Arc<dyn Store> = Arc::new(store);
-        let clock = ManualClock::new(start_time());
         let app = app::build(cfg, store.clone(), Arc::new(clock.clone()), test_options())
             .await
             .expect("bot builds");
@@ -1454,4 +1464,155 @@ async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() 
     let (text, _) = bot.ask("U0BOB", "whoami").await;
     assert!(text.contains(GROUPS_UNREADABLE), "{text}");
     assert!(!text.contains("change-board"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sent_to_another_replica_runs_once_on_postgres() {
+    let Some(url) =
+        testdb::fresh_postgres_url("a_replay_sent_to_another_replica_runs_once_on_postgres").await
+    else {
+        return;
+    };
+    let fake = FakeSlack::start().await;
+    let clock = ManualClock::new(start_time());
+    let open = || async {
+        let store: Arc<dyn Store> = Arc::new(erlmcp_bot::store::PgStore::open(&url).await.unwrap());
+        store
+    };
+    let a = SlackBot::replica(fake.clone(), open().await, None, clock.clone(), |_| {}).await;
+    let b = SlackBot::replica(fake.clone(), open().await, None, clock.clone(), |_| {}).await;
+
+    let body = slash_body(
+        "W111",
+        "deploy development v3.3.0",
+        &fake.response_url("replica"),
+    );
+    let first = a
+        .send(
+            "/slack/commands",
+            body.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(first.status().as_u16(), 200);
+    let replay = b
+        .send("/slack/commands", body.into_bytes(), FORM, Signing::Valid)
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    assert_eq!(replay.text().await.unwrap(), "");
+    a.thread_message_containing("development runs v3.3.0").await;
+    let deploys = a
+        .store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.entry.action == "executing" && r.entry.environment.as_deref() == Some("development")
+        })
+        .count();
+    assert_eq!(deploys, 1);
+    drop((a, b));
+    testdb::drop_postgres_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_drops_envelopes_from_other_workspaces() {
+    let fake = FakeSlack::start().await;
+    let socket = FakeSocketMode::start(&fake).await;
+    let api_url = fake.api_url();
+    let bot = SlackBot::start_with(move |cfg| {
+        cfg.slack.mode = Some("socket".into());
+        cfg.slack.app_token = Secret::new("xapp-test-token");
+        cfg.slack.signing_secret = Secret::default();
+        cfg.slack.api_url = Some(api_url);
+        cfg.slack.team_id = Some("T111".into());
+    })
+    .await;
+    let listener = bot.app.slack.clone().unwrap().start_socket_mode();
+    let lines: Vec<Value> = fixture("socket_mode_envelopes.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let command = |envelope: &str, team: &str, text: &str| {
+        let mut c = lines[0].clone();
+        c["envelope_id"] = json!(envelope);
+        c["payload"]["team_id"] = json!(team);
+        c["payload"]["text"] = json!(text);
+        c["payload"]["trigger_id"] = json!(trigger_id());
+        c["payload"]["response_url"] = json!(fake.response_url("socket"));
+        c
+    };
+    socket.send(&command("foreign", "T999", "deploy development v3.4.0"));
+    socket.send(&command("ours", "T111", "deploy development v3.4.1"));
+    let received = fake
+        .wait_for(WAIT, "two acknowledgements", |_| {
+            let r = socket.received();
+            (r.len() >= 2).then_some(r)
+        })
+        .await;
+    assert_eq!(received[0], json!({ "envelope_id": "foreign" }));
+    assert_eq!(received[1]["envelope_id"], "ours");
+    fake.wait_for(WAIT, "our command's outcome", |f| {
+        f.messages()
+            .into_iter()
+            .find(|m| m.text.contains("development runs v3.4.1"))
+    })
+    .await;
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.params.to_string().contains("v3.4.0")),
+        "the foreign command ran"
+    );
+    listener.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_a_users_own_roles_do_not_grant_waits_for_groups() {
+    let bot = SlackBot::start().await;
+    let e = &bot.app.engine;
+    let engineer = e.actor("slack", "W111", "w111", &[]);
+    let alice = e.actor("slack", "U0ALICE", "alice", &[]);
+    let bob = e.actor("slack", "U0BOB", "bob", &[]);
+    for (who, text, waits) in [
+        (&engineer, "deploy staging v1.0.0", false),
+        (&engineer, "status", false),
+        (&engineer, "help", false),
+        (&engineer, "deplo staging", false),
+        (&engineer, "whoami", true),
+        (&engineer, "deploy production v1.0.0", true),
+        (&alice, "deploy production v1.0.0", false),
+        (&bob, "requests", true),
+        (&bob, "cancel R-1", false),
+    ] {
+        assert_eq!(e.needs_groups(who, text).await, waits, "{text}");
+    }
+    // Votes: decided by the request's own `approvals.from`.
+    let (request, _) = pending_production_request(&bot, "v3.5.0").await;
+    let approve = format!("approve {request}");
+    assert!(
+        e.needs_groups(&bob, &approve).await,
+        "change-board is a group"
+    );
+    assert!(e.needs_groups(&alice, &approve).await);
+    bot.slash("U0ALICE", "rollback production").await;
+    let rollback = bot
+        .fake
+        .wait_for(WAIT, "the rollback's approval message", |f| {
+            f.messages().into_iter().find(|m| {
+                buttons(&m.blocks).len() == 2
+                    && m.blocks.as_ref().unwrap().to_string().contains("rollback")
+            })
+        })
+        .await;
+    let rollback = buttons(&rollback.blocks)[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !e.needs_groups(&alice, &format!("approve {rollback}")).await,
+        "devops-lead may approve a production rollback"
+    );
 }
