@@ -1361,20 +1361,24 @@ impl SlackBot {
     /// `user` types `/erlmcp TEXT`; waits for the private answer through response_url and
     /// returns its text and how long it took from the request.
     async fn ask(&self, user: &str, text: &str) -> (String, Duration) {
-        let key = format!("cmd-{user}");
-        let answered = |f: &FakeSlack| {
-            f.calls_to("response_url")
-                .into_iter()
-                .filter(|c| c.params["_key"] == key.as_str())
-                .collect::<Vec<_>>()
-        };
-        let before = answered(&self.fake).len();
+        // A response URL of its own, so that concurrent questions get their own answers.
+        let key = format!("ask-{user}-{}", trigger_id());
         let started = Instant::now();
-        self.slash(user, text).await;
+        let resp = self
+            .send(
+                "/slack/commands",
+                slash_body(user, text, &self.fake.response_url(&key)).into_bytes(),
+                FORM,
+                Signing::Valid,
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
         let call = self
             .fake
             .wait_for(WAIT, &format!("an answer to {user}: {text}"), |f| {
-                answered(f).get(before).cloned()
+                f.calls_to("response_url")
+                    .into_iter()
+                    .find(|c| c.params["_key"] == key.as_str())
             })
             .await;
         let took = call.at.duration_since(started);
@@ -1407,7 +1411,16 @@ async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
             (status, took, started.elapsed())
         }
     };
-    let ((bob_text, bob_took), (status, status_took, deploy_done)) = tokio::join!(bob, w111);
+    // And bob asks again before the first lookup is over: both wait on one read.
+    let bob_again = {
+        let bot = &bot;
+        async move { bot.ask("U0BOB", "whoami").await }
+    };
+    let ((bob_text, bob_took), (whoami, whoami_took), (status, status_took, deploy_done)) =
+        tokio::join!(bob, bob_again, w111);
+    assert!(whoami.contains(GROUPS_UNREADABLE), "{whoami}");
+    assert!(!whoami.contains("change-board"), "{whoami}");
+    assert!(whoami_took < Duration::from_secs(3), "{whoami_took:?}");
     assert!(status.contains("staging [sandbox]"), "{status}");
     assert!(
         status_took < Duration::from_secs(1),
@@ -1421,7 +1434,8 @@ async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
     assert!(bob_text.contains(GROUPS_UNREADABLE), "{bob_text}");
     // Bounded by the 2 s lookup budget, not by Slack's Retry-After: 20.
     assert!(bob_took < Duration::from_secs(3), "{bob_took:?}");
-    // One read in flight for the group, however many commands asked.
+    // One read in flight for the group, however many commands asked (and its retry waits
+    // out the 20 s).
     assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
 
     // A directly bound user's own answers never carry the note.
