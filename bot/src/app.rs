@@ -84,9 +84,11 @@ pub async fn build(
     }
     let mut chats = opts.chats;
     let slack = if config.slack.enabled {
-        let platform =
-            erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(&config))
-                .context("could not set up the Slack client")?;
+        let platform = erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(
+            &config,
+            clock.clone(),
+        ))
+        .context("could not set up the Slack client")?;
         let platform = Arc::new(platform);
         chats.push(platform.clone());
         Some(platform)

@@ -177,6 +177,40 @@ preconditions = { soak_from = "qa", soak = "24h" }
         assert!(count.message.contains("only 1 people"), "{}", count.message);
     }
 
+    #[test]
+    fn slack_workspace_pinning_and_group_cache_keys() {
+        let slack = |extra: &str| {
+            format!(
+                "[slack]\nenabled = true\nbot_token = \"xoxb-test\"\nsigning_secret = \"s\"\n{extra}\n{}",
+                &EMBEDDED_DEFAULT[EMBEDDED_DEFAULT.find("[environments").unwrap()..]
+            )
+        };
+        let cfg = from_toml(&slack(
+            "team_id = \"T0123ABCD\"\nenterprise_id = \"E0123ABCD\"\ngroup_cache_max_age = \"30m\"",
+        ))
+        .unwrap();
+        assert_eq!(cfg.slack.team_id.as_deref(), Some("T0123ABCD"));
+        assert_eq!(cfg.slack.enterprise_id.as_deref(), Some("E0123ABCD"));
+        assert_eq!(cfg.slack.group_cache_max_age().0.as_secs(), 1800);
+        let unset = from_toml(&slack("")).unwrap();
+        assert_eq!(unset.slack.group_cache_max_age().0.as_secs(), 3600);
+
+        let problems = from_toml(&slack(
+            "team_id = \"acme\"\nenterprise_id = \"T1\"\ngroup_cache_max_age = \"0s\"",
+        ))
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "slack.team_id",
+                "slack.enterprise_id",
+                "slack.group_cache_max_age"
+            ],
+            "{problems:?}"
+        );
+    }
+
     fn text_without_interval() -> String {
         r#"
 [environments.staging]

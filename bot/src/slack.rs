@@ -23,12 +23,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
 use erlmcp_adapters::slack::blocks::{APPROVE_ACTION, DENY_ACTION};
-use erlmcp_adapters::slack::{ApproverDirectory, RetryPolicy, SlackOptions, SlackPlatform};
+use erlmcp_adapters::slack::{
+    ApproverDirectory, GroupLookup, RetryPolicy, SlackOptions, SlackPlatform,
+};
 use erlmcp_adapters::target::Progress;
 use erlmcp_commands::config::{Config, Secret};
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
-use erlmcp_commands::{Command, RequestId};
+use erlmcp_commands::{Actor, Command, GroupMembership, RequestId};
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -38,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::clock::Clock;
 use crate::engine::{Engine, EngineEvent, Invocation};
 use crate::metrics::{DeliveryLabels, Metrics};
 
@@ -46,6 +49,9 @@ pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 pub const MAX_SKEW_SECS: i64 = 300;
 /// How long user group membership is trusted before usergroups.users.list is asked again.
 pub const GROUP_REFRESH: Duration = Duration::from_secs(300);
+/// The longest a command waits for group membership it needs and does not have: Slack gives
+/// the whole request three seconds, and a rate-limited Slack must not hold commands.
+pub const GROUP_LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------
 // Request signatures
@@ -118,7 +124,7 @@ pub enum Mode {
 
 /// Adapter options from the configuration: the API base, the tokens, and which user groups
 /// and people the roles name.
-pub fn platform_options(cfg: &Config) -> SlackOptions {
+pub fn platform_options(cfg: &Config, clock: Arc<dyn Clock>) -> SlackOptions {
     let roles = cfg
         .roles
         .keys()
@@ -143,6 +149,8 @@ pub fn platform_options(cfg: &Config) -> SlackOptions {
         approvers: ApproverDirectory { roles },
         groups,
         group_refresh: GROUP_REFRESH,
+        group_max_age: cfg.slack.group_cache_max_age().0,
+        now: Arc::new(move || clock.now()),
         retry: RetryPolicy::default(),
     }
 }
@@ -154,6 +162,9 @@ pub struct SlackBridge {
     signing_secret: Secret,
     parse_ctx: ParseContext,
     mode: Mode,
+    /// The workspace and organization requests must come from, when pinned.
+    team_id: Option<String>,
+    enterprise_id: Option<String>,
 }
 
 impl SlackBridge {
@@ -169,7 +180,14 @@ impl SlackBridge {
             Some("socket") => Mode::Socket,
             _ => Mode::Http,
         };
+        if cfg.slack.team_id.is_none() {
+            warn!(
+                "slack.team_id is not set: signed requests are taken from any Slack workspace; set it to the id (T…) of yours"
+            );
+        }
         let bridge = Arc::new(SlackBridge {
+            team_id: cfg.slack.team_id.clone(),
+            enterprise_id: cfg.slack.enterprise_id.clone(),
             signing_secret: cfg.slack.signing_secret.clone(),
             parse_ctx: cfg.parse_context(),
             engine: engine.clone(),
@@ -197,6 +215,43 @@ impl SlackBridge {
                 platform: "slack".into(),
             })
             .inc();
+    }
+
+    /// Requests signed with our secret but naming another workspace (or organization) are
+    /// refused: the secret alone does not say which workspace a request speaks for.
+    fn check_workspace(&self, team: Option<&str>, enterprise: Option<&str>) -> Result<(), Refusal> {
+        let foreign_team = self
+            .team_id
+            .as_deref()
+            .is_some_and(|pinned| team != Some(pinned));
+        let foreign_enterprise = self
+            .enterprise_id
+            .as_deref()
+            .is_some_and(|pinned| enterprise != Some(pinned));
+        if foreign_team || foreign_enterprise {
+            warn!(
+                team = team.unwrap_or("-"),
+                enterprise = enterprise.unwrap_or("-"),
+                "slack: request from another workspace refused"
+            );
+            return Err(Refusal::ForeignWorkspace);
+        }
+        Ok(())
+    }
+
+    /// Whether this is the first delivery of `key` (a Slack `trigger_id`, an `event_id`),
+    /// remembered in the store so that a replay is recognized by every replica.
+    async fn first_delivery(&self, key: &str) -> Result<bool, Refusal> {
+        self.engine
+            .store()
+            .remember_event(key, self.engine.now())
+            .await
+            .map_err(|e| {
+                // Without the memory of seen deliveries a replay could run twice: refuse,
+                // and let Slack (or the user) try again once the database is back.
+                error!(error = %e, key, "slack: cannot record the delivery");
+                Refusal::Unavailable
+            })
     }
 
     fn check_signature(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
@@ -277,6 +332,10 @@ pub struct SlashCommand {
     pub channel_id: String,
     pub text: String,
     pub response_url: Option<String>,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    /// Unique per invocation: a replay of the same signed request carries the same one.
+    pub trigger_id: Option<String>,
 }
 
 impl SlashCommand {
@@ -293,6 +352,9 @@ impl SlashCommand {
             user_id,
             text: get("text").unwrap_or_default(),
             response_url: get("response_url").filter(|u| !u.is_empty()),
+            team_id: get("team_id").filter(|v| !v.is_empty()),
+            enterprise_id: get("enterprise_id").filter(|v| !v.is_empty()),
+            trigger_id: get("trigger_id").filter(|v| !v.is_empty()),
         })
     }
 }
@@ -385,11 +447,20 @@ struct Thread {
 
 impl SlackBridge {
     /// A slash command: parse errors are answered in the acknowledgement itself; everything
-    /// else runs in a task.
-    pub fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Ack {
+    /// else runs in a task. A replay of one already taken is acknowledged and dropped.
+    pub async fn slash_command(self: &Arc<Self>, cmd: SlashCommand) -> Result<Ack, Refusal> {
+        self.check_workspace(cmd.team_id.as_deref(), cmd.enterprise_id.as_deref())?;
+        if let Some(trigger) = &cmd.trigger_id
+            && !self
+                .first_delivery(&format!("slack-trigger:{trigger}"))
+                .await?
+        {
+            info!(user = %cmd.user_id, "slack: replayed slash command ignored");
+            return Ok(Ack::Empty);
+        }
         let parsed = match grammar::parse(&cmd.text, &self.parse_ctx) {
             Ok(c) => c,
-            Err(e) => return ephemeral_ack(&Reply::usage(e.render())),
+            Err(e) => return Ok(ephemeral_ack(&Reply::usage(e.render()))),
         };
         // A change to a workload can take minutes: say at once that it was heard. Lookups
         // answer within a second, and a second message would only be noise.
@@ -417,23 +488,33 @@ impl SlackBridge {
             }
             .instrument(span),
         );
-        ack
+        Ok(ack)
     }
 
     /// A button click (block_actions). Other interaction types are acknowledged and ignored.
-    pub fn interaction(self: &Arc<Self>, payload: &Value) -> Result<Ack, BadRequest> {
+    /// A replayed click is acknowledged and dropped: no second vote, reply or audit row.
+    pub async fn interaction(self: &Arc<Self>, payload: &Value) -> Result<Ack, Refusal> {
+        self.check_workspace(
+            json_str(payload, &["team", "id"])
+                .or_else(|| json_str(payload, &["user", "team_id"]))
+                .as_deref(),
+            json_str(payload, &["enterprise", "id"])
+                .or_else(|| json_str(payload, &["team", "enterprise_id"]))
+                .as_deref(),
+        )?;
         let kind = payload.get("type").and_then(Value::as_str);
         if kind != Some("block_actions") {
             debug!(kind = ?kind, "slack: interaction ignored");
             return Ok(Ack::Empty);
         }
-        let user_id = json_str(payload, &["user", "id"])
-            .ok_or_else(|| BadRequest("payload has no user.id".into()))?;
+        let bad = |m: &str| Refusal::Bad(BadRequest(m.into()));
+        let user_id =
+            json_str(payload, &["user", "id"]).ok_or_else(|| bad("payload has no user.id"))?;
         let action = payload
             .get("actions")
             .and_then(Value::as_array)
             .and_then(|a| a.first())
-            .ok_or_else(|| BadRequest("payload has no actions".into()))?;
+            .ok_or_else(|| bad("payload has no actions"))?;
         let approve = match action.get("action_id").and_then(Value::as_str) {
             Some(APPROVE_ACTION) => true,
             Some(DENY_ACTION) => false,
@@ -451,10 +532,26 @@ impl SlackBridge {
             .trim_start_matches("R-")
             .parse::<i64>()
             .map(RequestId)
-            .map_err(|_| BadRequest(format!("action value {value:?} is not a request id")))?;
+            .map_err(|_| {
+                Refusal::Bad(BadRequest(format!(
+                    "action value {value:?} is not a request id"
+                )))
+            })?;
         let channel_id = json_str(payload, &["channel", "id"])
             .or_else(|| json_str(payload, &["container", "channel_id"]))
-            .ok_or_else(|| BadRequest("payload has no channel".into()))?;
+            .ok_or_else(|| bad("payload has no channel"))?;
+        let replay_key = match json_str(payload, &["trigger_id"]) {
+            Some(trigger) => Some(format!("slack-trigger:{trigger}")),
+            None => {
+                json_str(action, &["action_ts"]).map(|ts| format!("slack-action:{user_id}:{ts}"))
+            }
+        };
+        if let Some(key) = replay_key
+            && !self.first_delivery(&key).await?
+        {
+            info!(user = %user_id, %request, "slack: replayed click ignored");
+            return Ok(Ack::Empty);
+        }
         let click = VoteClick {
             user_name: json_str(payload, &["user", "username"])
                 .or_else(|| json_str(payload, &["user", "name"]))
@@ -503,35 +600,29 @@ impl SlackBridge {
         self: &Arc<Self>,
         body: &Value,
         retry: Option<&str>,
-    ) -> Result<Ack, EventRefusal> {
+    ) -> Result<Ack, Refusal> {
         match body.get("type").and_then(Value::as_str) {
             Some("url_verification") => {
                 let challenge = body
                     .get("challenge")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        EventRefusal::Bad(BadRequest("url_verification without a challenge".into()))
+                        Refusal::Bad(BadRequest("url_verification without a challenge".into()))
                     })?;
                 Ok(Ack::Json(json!({ "challenge": challenge })))
             }
             Some("event_callback") => {
+                self.check_workspace(
+                    json_str(body, &["team_id"]).as_deref(),
+                    json_str(body, &["enterprise_id"]).as_deref(),
+                )?;
                 let event_id = body
                     .get("event_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        EventRefusal::Bad(BadRequest("event_callback without event_id".into()))
+                        Refusal::Bad(BadRequest("event_callback without event_id".into()))
                     })?;
-                let first = self
-                    .engine
-                    .store()
-                    .remember_event(&format!("slack:{event_id}"), self.engine.now())
-                    .await
-                    .map_err(|e| {
-                        // Without the memory of seen events a retry could run twice; let Slack
-                        // deliver again once the database is back.
-                        error!(error = %e, event_id, "slack: cannot record the event; asking Slack to retry");
-                        EventRefusal::Unavailable
-                    })?;
+                let first = self.first_delivery(&format!("slack:{event_id}")).await?;
                 if !first {
                     info!(
                         event_id,
@@ -612,8 +703,7 @@ impl SlackBridge {
 
     /// Runs one command as a Slack user and delivers its reply.
     async fn run(&self, user_id: &str, user_name: &str, text: &str, mut dest: Destination) {
-        let groups = self.slack.groups_of(user_id).await;
-        let actor = self.engine.actor("slack", user_id, user_name, &groups);
+        let actor = self.actor(user_id, user_name, text).await;
         let (sink, forwarder) = ThreadProgress::start(
             self.clone_parts(),
             dest.channel_id.clone(),
@@ -639,6 +729,38 @@ impl SlackBridge {
             dest.label = card.id.to_string();
         }
         self.deliver(&reply, &dest).await;
+    }
+
+    /// Who is asking, with the user groups they are in as far as they can be known in time.
+    /// Someone whose own roles already grant the command is not held up by a group lookup;
+    /// otherwise the lookup gets `GROUP_LOOKUP_BUDGET`, and groups still unknown then are
+    /// left out (their roles are not granted) and the actor says so.
+    async fn actor(&self, user_id: &str, user_name: &str, text: &str) -> Actor {
+        let direct = self.engine.actor("slack", user_id, user_name, &[]);
+        let lookup = if self.engine.needs_groups(&direct, text).await {
+            let lookup = self.slack.groups_of(user_id, GROUP_LOOKUP_BUDGET).await;
+            if !lookup.complete {
+                warn!(
+                    user = user_id,
+                    "slack: user group membership could not be read in time; group roles left out"
+                );
+            }
+            lookup
+        } else {
+            // What is cached still counts (whoami-like details, a second rule), but an
+            // incomplete cache is not worth a wait or a word here.
+            GroupLookup {
+                complete: true,
+                ..self.slack.cached_groups_of(user_id)
+            }
+        };
+        let mut actor = self
+            .engine
+            .actor("slack", user_id, user_name, &lookup.groups);
+        if !lookup.complete {
+            actor.groups = GroupMembership::Unreadable;
+        }
+        actor
     }
 
     fn clone_parts(&self) -> Parts {
@@ -709,12 +831,34 @@ impl SlackBridge {
     }
 }
 
-/// Why an event delivery was not taken.
+/// Why a signed request was not taken.
 #[derive(Debug)]
-pub enum EventRefusal {
+pub enum Refusal {
+    /// 400: malformed.
     Bad(BadRequest),
-    /// The store is down: 503, and Slack retries.
+    /// 403: from a workspace or organization this bot is not pinned to.
+    ForeignWorkspace,
+    /// 503: the store is down; Slack retries events.
     Unavailable,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Bad(e) => bad_request(e),
+            Refusal::ForeignWorkspace => (
+                StatusCode::FORBIDDEN,
+                "request from a Slack workspace this bot does not serve\n",
+            )
+                .into_response(),
+            Refusal::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "store unavailable\n",
+            )
+                .into_response(),
+        }
+    }
 }
 
 /// `<@U123> deploy staging v1` → `deploy staging v1`.
@@ -874,7 +1018,7 @@ async fn http_command(
         return StatusCode::OK.into_response();
     }
     match SlashCommand::from_fields(|k| fields.get(k).cloned()) {
-        Ok(cmd) => b.slash_command(cmd).into_response(),
+        Ok(cmd) => b.slash_command(cmd).await.into_response(),
         Err(e) => bad_request(e),
     }
 }
@@ -895,10 +1039,7 @@ async fn http_interaction(
         Ok(v) => v,
         Err(e) => return bad_request(BadRequest(format!("payload is not JSON: {e}"))),
     };
-    match b.interaction(&payload) {
-        Ok(ack) => ack.into_response(),
-        Err(e) => bad_request(e),
-    }
+    b.interaction(&payload).await.into_response()
 }
 
 async fn http_event(
@@ -919,16 +1060,7 @@ async fn http_event(
     let retry = headers
         .get("x-slack-retry-num")
         .and_then(|v| v.to_str().ok());
-    match b.event(&value, retry).await {
-        Ok(ack) => ack.into_response(),
-        Err(EventRefusal::Bad(e)) => bad_request(e),
-        Err(EventRefusal::Unavailable) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "event store unavailable\n",
-        )
-            .into_response(),
-    }
+    b.event(&value, retry).await.into_response()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1007,34 +1139,32 @@ impl SlackBridge {
             .get("accepts_response_payload")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let ack = match frame.get("type").and_then(Value::as_str) {
+        let kind = frame.get("type").and_then(Value::as_str);
+        let handled = match kind {
             Some("slash_commands") => {
                 match SlashCommand::from_fields(|k| json_str(&payload, &[k])) {
-                    Ok(cmd) => self.slash_command(cmd),
-                    Err(e) => {
-                        warn!(reason = %e.0, "slack socket mode: malformed slash command");
-                        Ack::Empty
-                    }
+                    Ok(cmd) => self.slash_command(cmd).await,
+                    Err(e) => Err(Refusal::Bad(e)),
                 }
             }
-            Some("interactive") => self.interaction(&payload).unwrap_or_else(|e| {
-                warn!(reason = %e.0, "slack socket mode: malformed interaction");
-                Ack::Empty
-            }),
+            Some("interactive") => self.interaction(&payload).await,
             Some("events_api") => {
                 let retry = frame.get("retry_attempt").map(|v| v.to_string());
-                match self.event(&payload, retry.as_deref()).await {
-                    Ok(a) => a,
-                    // Not acknowledging makes Slack deliver the envelope again later.
-                    Err(EventRefusal::Unavailable) => return None,
-                    Err(EventRefusal::Bad(e)) => {
-                        warn!(reason = %e.0, "slack socket mode: malformed event");
-                        Ack::Empty
-                    }
-                }
+                self.event(&payload, retry.as_deref()).await
             }
             other => {
                 debug!(kind = ?other, "slack socket mode: envelope ignored");
+                Ok(Ack::Empty)
+            }
+        };
+        let ack = match handled {
+            Ok(a) => a,
+            // Not acknowledging makes Slack deliver the envelope again later.
+            Err(Refusal::Unavailable) => return None,
+            // Already logged; acknowledged so that Slack does not send it again.
+            Err(Refusal::ForeignWorkspace) => Ack::Empty,
+            Err(Refusal::Bad(e)) => {
+                warn!(kind = ?kind, reason = %e.0, "slack socket mode: malformed envelope");
                 Ack::Empty
             }
         };

@@ -340,6 +340,25 @@ pub struct SlackSection {
     pub api_url: Option<String>,
     #[serde(default)]
     pub incidents_channel: Option<String>,
+    /// The workspace (`T…`) the bot serves: requests naming any other team are refused.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// The Enterprise Grid organization (`E…`), checked as well when set.
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+    /// How long a user group's last known members are still used while Slack cannot be
+    /// read (default 1h); after that, roles from that group are not granted.
+    #[serde(default)]
+    pub group_cache_max_age: Option<HumanDuration>,
+}
+
+impl SlackSection {
+    pub const DEFAULT_GROUP_CACHE_MAX_AGE: HumanDuration = HumanDuration(Duration::from_secs(3600));
+
+    pub fn group_cache_max_age(&self) -> HumanDuration {
+        self.group_cache_max_age
+            .unwrap_or(Self::DEFAULT_GROUP_CACHE_MAX_AGE)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -906,6 +925,36 @@ impl Config {
                     "slack.mode".into(),
                     format!("must be \"http\" or \"socket\", got {other:?}"),
                 ),
+            }
+            if let Some(t) = &self.slack.team_id
+                && !(t.starts_with('T')
+                    && t.len() > 1
+                    && t.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                problem(
+                    "slack.team_id".into(),
+                    format!("must be a Slack team id such as T0123ABCD, got {t:?}"),
+                );
+            }
+            if let Some(e) = &self.slack.enterprise_id
+                && !(e.starts_with('E')
+                    && e.len() > 1
+                    && e.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                problem(
+                    "slack.enterprise_id".into(),
+                    format!("must be a Slack enterprise id such as E0123ABCD, got {e:?}"),
+                );
+            }
+            if self
+                .slack
+                .group_cache_max_age
+                .is_some_and(|d| d.0.is_zero())
+            {
+                problem(
+                    "slack.group_cache_max_age".into(),
+                    "must be longer than 0s".into(),
+                );
             }
         }
         if self.discord.enabled {

@@ -390,6 +390,27 @@ impl Person {
     }
 }
 
+/// Whether the groups an identity belongs to (chat user groups, server roles) could be
+/// read when its roles were resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupMembership {
+    /// Read (or the configuration binds no roles to groups).
+    #[default]
+    Known,
+    /// Could not be read in time: roles that come from groups are missing.
+    Unreadable,
+}
+
+impl GroupMembership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupMembership::Known => "known",
+            GroupMembership::Unreadable => "unreadable",
+        }
+    }
+}
+
 impl fmt::Display for Person {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -409,6 +430,8 @@ pub struct Actor {
     pub roles: Vec<String>,
     /// The person this identity belongs to (`[people]`), or the identity itself.
     pub person: Person,
+    #[serde(default)]
+    pub groups: GroupMembership,
 }
 
 impl Actor {
@@ -420,6 +443,7 @@ impl Actor {
             display_name: display_name.to_string(),
             roles,
             person: Person::Identity(format!("{platform}:{user_id}")),
+            groups: GroupMembership::Known,
         }
     }
 

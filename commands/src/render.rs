@@ -193,6 +193,11 @@ pub fn timestamp(t: Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// Added to a refusal or `whoami` when the asker's groups could not be read.
+pub fn groups_unreadable() -> &'static str {
+    "Your group membership could not be read just now, so roles that come from groups are missing. Try again in a minute."
+}
+
 pub fn refusal(r: &Refusal, now: Timestamp) -> String {
     match r {
         Refusal::NoRole => {

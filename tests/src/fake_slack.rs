@@ -76,6 +76,9 @@ pub struct World {
     /// Methods that always fail this way.
     pub always: HashMap<String, Failure>,
     pub socket_url: Option<String>,
+    /// Answers for the next `response_url` posts, used up in order: status, content type,
+    /// body.
+    pub response_answers: VecDeque<(u16, Option<String>, String)>,
     next_ts: u64,
     next_channel: u64,
 }
@@ -149,6 +152,16 @@ impl FakeSlack {
             .entry(method.into())
             .or_default()
             .extend(failures);
+    }
+
+    /// The next posts to a response URL are answered like this, in order (Slack itself
+    /// answers a bare `ok`).
+    pub fn answer_responses(&self, answers: &[(u16, Option<&str>, &str)]) {
+        self.world.lock().unwrap().response_answers.extend(
+            answers
+                .iter()
+                .map(|(s, ct, b)| (*s, ct.map(str::to_string), b.to_string())),
+        );
     }
 
     pub fn fail_always(&self, method: &str, failure: Failure) {
@@ -437,9 +450,19 @@ async fn response_url(
         .failures
         .get_mut("response_url")
         .and_then(VecDeque::pop_front);
-    let response = match scripted {
-        Some(f) => failure_response(&f),
-        None => (StatusCode::OK, "ok").into_response(),
+    let answer = w.response_answers.pop_front();
+    let response = match (scripted, answer) {
+        (Some(f), _) => failure_response(&f),
+        (None, Some((status, content_type, body))) => {
+            let mut r = Response::new(axum::body::Body::from(body));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            if let Some(ct) = content_type {
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, ct.parse().expect("a content type"));
+            }
+            r
+        }
+        (None, None) => (StatusCode::OK, "ok").into_response(),
     };
     w.calls.push(Call {
         method: "response_url".into(),

@@ -65,7 +65,7 @@ struct SlackBot {
     fake: FakeSlack,
     base: String,
     http: reqwest::Client,
-    _db: testdb::TempDb,
+    _db: Option<testdb::TempDb>,
 }
 
 impl SlackBot {
@@ -76,11 +76,21 @@ impl SlackBot {
     async fn start_with(tweak: impl FnOnce(&mut Config)) -> SlackBot {
         let fake = FakeSlack::start().await;
         fake.add_group("S0CAB", &["U0BOB"]);
+        let (store, db) = testdb::fresh_sqlite().await;
+        let clock = ManualClock::new(start_time());
+        SlackBot::replica(fake, Arc::new(store), Some(db), clock, tweak).await
+    }
+
+    /// A bot on `store`, talking to `fake`: one of several replicas when they share both.
+    async fn replica(
+        fake: FakeSlack,
+        store: Arc<dyn Store>,
+        db: Option<testdb::TempDb>,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> SlackBot {
         let mut cfg = slack_config(&fake);
         tweak(&mut cfg);
-        let (store, db) = testdb::fresh_sqlite().await;
-        let store: Arc<dyn Store> = Arc::new(store);
-        let clock = ManualClock::new(start_time());
         let app = app::build(cfg, store.clone(), Arc::new(clock.clone()), test_options())
             .await
             .expect("bot builds");
@@ -246,6 +256,13 @@ impl SlackBot {
     }
 }
 
+/// A `trigger_id` of its own for each request Slack would send (a replay reuses one).
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("111.{n}.xxx")
+}
+
 /// Slack's slash command form (bolt-python's fixture) with our user, channel, text and a
 /// response_url on the fake.
 fn slash_body(user: &str, text: &str, response_url: &str) -> String {
@@ -261,6 +278,7 @@ fn slash_body(user: &str, text: &str, response_url: &str) -> String {
                 "command" => "/erlmcp".to_string(),
                 "text" => text.to_string(),
                 "response_url" => response_url.to_string(),
+                "trigger_id" => trigger_id(),
                 _ => v,
             };
             (k, v)
@@ -285,6 +303,7 @@ fn click_body(
     p["container"]["is_ephemeral"] = json!(false);
     p["channel"]["id"] = json!(CHANNEL);
     p["response_url"] = json!(response_url);
+    p["trigger_id"] = json!(trigger_id());
     let action = &mut p["actions"][0];
     action["action_id"] = json!(if approve {
         "erlmcp_approve"
@@ -859,6 +878,7 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
     socket.send(&command);
     let mut typo = lines[0].clone();
     typo["envelope_id"] = json!("typo-envelope");
+    typo["payload"]["trigger_id"] = json!(trigger_id());
     typo["payload"]["text"] = json!("deploj development v1");
     socket.send(&typo);
     socket.send(&lines[2]);
@@ -929,6 +949,16 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
         })
     })
     .await;
+
+    // The first slash command delivered again (a replay, or a redelivery of the same
+    // trigger): acknowledged with nothing to say, and not run again.
+    let mut replay = command.clone();
+    replay["envelope_id"] = json!("command-replayed");
+    socket.send(&replay);
+    let received = fake
+        .wait_for(WAIT, "the replay's acknowledgement", acks(6))
+        .await;
+    assert_eq!(received[5], json!({ "envelope_id": "command-replayed" }));
 
     // Slack asks for a reconnect: the bot opens a new connection.
     socket.send(&json!({ "type": "disconnect", "reason": "refresh_requested" }));
@@ -1015,4 +1045,588 @@ async fn incident_channels_are_created_named_invited_and_topped() {
     assert_eq!((top.text.as_str(), top.edits), ("Status: mitigated", 1));
     let threaded = messages.iter().find(|m| m.ts == reply.id).unwrap();
     assert_eq!(threaded.thread_ts.as_deref(), Some(posted.id.as_str()));
+}
+
+/// The value of the Slack delivery failure counter (0 when never incremented).
+fn delivery_failures(bot: &SlackBot) -> f64 {
+    let text = bot.app.metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with("erlmcp_bot_chat_delivery_failures_total{platform=\"slack\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_2xx_from_a_response_url_is_a_delivery() {
+    let bot = SlackBot::start().await;
+    // Slack answers a response URL with a bare `ok`, whatever the content type says; a 404
+    // at the end is a real failure and shows that the counter works.
+    bot.fake.answer_responses(&[
+        (200, None, "ok"),
+        (200, Some("application/json"), "ok"),
+        (204, None, ""),
+        (404, Some("text/plain"), "no_text"),
+    ]);
+    for n in 1..=4 {
+        bot.slash("W111", "status staging").await;
+        bot.fake
+            .wait_for(WAIT, &format!("response_url post {n}"), |f| {
+                (f.calls_to("response_url").len() >= n).then_some(())
+            })
+            .await;
+    }
+    bot.fake
+        .wait_for(WAIT, "the 404 counted", |_| {
+            (delivery_failures(&bot) >= 1.0).then_some(())
+        })
+        .await;
+    assert_eq!(delivery_failures(&bot), 1.0, "only the 404 is a failure");
+    let statuses: Vec<u16> = bot
+        .fake
+        .calls_to("response_url")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![200, 200, 204, 404],
+        "no retries of a delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_titles_cannot_ping_the_workspace_through_the_topic() {
+    let bot = SlackBot::start().await;
+    bot.slash(
+        "W111",
+        "incident declare P2 checkout <!channel> down <!subteam^S0CAB> ask <@U0BOB> in <#C222|ops>",
+    )
+    .await;
+    let topic = bot
+        .fake
+        .wait_for(WAIT, "the incident channel topic", |f| {
+            f.calls_to("conversations.setTopic").into_iter().next()
+        })
+        .await;
+    let topic = topic.params["topic"].as_str().unwrap().to_string();
+    assert!(topic.contains("checkout down ask in"), "{topic}");
+    for seq in ["<!", "<@", "<#"] {
+        assert!(!topic.contains(seq), "{topic}");
+    }
+}
+
+/// Staging soaked for a day, then alice asks for a production deploy of `version`: the
+/// request id (`R-n`) and its approval message.
+async fn pending_production_request(
+    bot: &SlackBot,
+    version: &str,
+) -> (String, erlmcp_tests::fake_slack::FakeMessage) {
+    bot.slash("W111", &format!("deploy staging {version}"))
+        .await;
+    bot.message_containing(&format!("staging runs {version}"))
+        .await;
+    bot.clock.advance(chrono::Duration::hours(24));
+    bot.slash("U0ALICE", &format!("deploy production {version}"))
+        .await;
+    let approval = bot
+        .fake
+        .wait_for(WAIT, "the approval message", |f| {
+            f.messages().into_iter().find(|m| {
+                buttons(&m.blocks).len() == 2
+                    && m.blocks.as_ref().unwrap().to_string().contains(version)
+            })
+        })
+        .await;
+    let request = buttons(&approval.blocks)[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (request, approval)
+}
+
+fn request_id(request: &str) -> RequestId {
+    RequestId(request.trim_start_matches("R-").parse().unwrap())
+}
+
+/// A form body with its JSON `payload` changed by `edit`.
+fn edit_payload(body: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    let mut payload: Value = serde_json::from_str(&fields[0].1).unwrap();
+    edit(&mut payload);
+    serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+}
+
+/// A form body with some fields replaced.
+fn edit_form(body: &str, changes: &[(&str, &str)]) -> String {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    let fields: Vec<(String, String)> = fields
+        .into_iter()
+        .map(|(k, v)| match changes.iter().find(|(c, _)| *c == k) {
+            Some((_, new)) => (k, new.to_string()),
+            None => (k, v),
+        })
+        .collect();
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_slash_commands_and_clicks_run_once() {
+    let bot = SlackBot::start().await;
+    let body = slash_body(
+        "W111",
+        "deploy development v3.0.8",
+        &bot.fake.response_url("replayed"),
+    );
+    let first = bot
+        .send(
+            "/slack/commands",
+            body.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(first.status().as_u16(), 200);
+    assert!(first.text().await.unwrap().contains("Working on"));
+    // The same signed request again, well inside Slack's five minutes.
+    bot.clock.advance(chrono::Duration::seconds(60));
+    let replay = bot
+        .send("/slack/commands", body.into_bytes(), FORM, Signing::Valid)
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    assert_eq!(
+        replay.text().await.unwrap(),
+        "",
+        "nothing to say to a replay"
+    );
+    bot.thread_message_containing("development runs v3.0.8")
+        .await;
+
+    let (request, approval) = pending_production_request(&bot, "v3.0.9").await;
+    let id = request_id(&request);
+    let click = click_body(
+        "U0BOB",
+        true,
+        &request,
+        &approval.ts,
+        &bot.fake.response_url("replayed-click"),
+    );
+    let status = bot
+        .send(
+            "/slack/interactions",
+            click.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    bot.message_containing("production runs v3.0.9").await;
+    let audit = bot.audit_len().await;
+    let replay = bot
+        .send(
+            "/slack/interactions",
+            click.into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    // A later click by someone else is answered; the replay, taken before it, is not.
+    assert_eq!(bot.click("W222", true, &request, &approval.ts).await, 200);
+    bot.response_containing(&format!("{request} is already done"))
+        .await;
+    assert!(
+        bot.fake
+            .calls_to("response_url")
+            .iter()
+            .all(|c| c.params["_key"] != "replayed-click"),
+        "the replayed click got an answer"
+    );
+    assert_eq!(bot.executions(id).await, 1);
+    assert_eq!(bot.store.votes(id).await.unwrap().len(), 1);
+    assert_eq!(bot.audit_len().await, audit, "no audit row for the replay");
+
+    let deploys = bot
+        .store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.entry.action == "executing" && r.entry.environment.as_deref() == Some("development")
+        })
+        .count();
+    assert_eq!(deploys, 1, "the replayed slash command did not run");
+    let headers = bot
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("`deploy development v3.0.8` for"))
+        })
+        .count();
+    assert_eq!(headers, 1, "one progress thread opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_other_workspaces_get_403_and_change_nothing() {
+    let bot = SlackBot::start_with(|cfg| {
+        cfg.slack.team_id = Some("T111".into());
+        cfg.slack.enterprise_id = Some("E111".into());
+    })
+    .await;
+    let (request, approval) = pending_production_request(&bot, "v3.1.0").await;
+    let id = request_id(&request);
+    let audit = bot.audit_len().await;
+    let calls = bot.fake.calls().len();
+
+    let click = click_body(
+        "U0BOB",
+        true,
+        &request,
+        &approval.ts,
+        &bot.fake.response_url("foreign"),
+    );
+    let foreign_team = edit_payload(&click, |p| {
+        p["team"]["id"] = json!("T999");
+        p["user"]["team_id"] = json!("T999");
+    });
+    let foreign_org = edit_payload(&click, |p| p["team"]["enterprise_id"] = json!("E999"));
+    let slash = slash_body(
+        "W111",
+        "deploy development v3.1.1",
+        &bot.fake.response_url("f"),
+    );
+    let mut event: Value =
+        serde_json::from_str(&fixture("event_callback_app_mention.json")).unwrap();
+    event["event"]["text"] = json!("<@W111> deploy development v3.1.2");
+    event["team_id"] = json!("T999");
+    for (path, body, ct) in [
+        ("/slack/interactions", foreign_team, FORM),
+        ("/slack/interactions", foreign_org, FORM),
+        (
+            "/slack/commands",
+            edit_form(&slash, &[("team_id", "T999")]),
+            FORM,
+        ),
+        (
+            "/slack/commands",
+            edit_form(&slash, &[("enterprise_id", "E999")]),
+            FORM,
+        ),
+        ("/slack/events", event.to_string(), "application/json"),
+    ] {
+        let resp = bot.send(path, body.into_bytes(), ct, Signing::Valid).await;
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+    }
+    assert!(bot.store.votes(id).await.unwrap().is_empty());
+    assert_eq!(
+        bot.store
+            .get_request(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
+        "pending"
+    );
+    assert_eq!(bot.audit_len().await, audit);
+
+    // Our own workspace is served; its click was not used up by the foreign ones.
+    let resp = bot
+        .send(
+            "/slack/interactions",
+            click.into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    bot.message_containing("production runs v3.1.0").await;
+    assert!(
+        bot.fake.calls()[calls..]
+            .iter()
+            .all(|c| !c.params.to_string().contains("v3.1.1")
+                && !c.params.to_string().contains("v3.1.2")),
+        "a foreign command ran"
+    );
+}
+
+impl SlackBot {
+    /// `user` types `/erlmcp TEXT`; waits for the private answer through response_url and
+    /// returns its text and how long it took from the request.
+    async fn ask(&self, user: &str, text: &str) -> (String, Duration) {
+        // A response URL of its own, so that concurrent questions get their own answers.
+        let key = format!("ask-{user}-{}", trigger_id());
+        let started = Instant::now();
+        let resp = self
+            .send(
+                "/slack/commands",
+                slash_body(user, text, &self.fake.response_url(&key)).into_bytes(),
+                FORM,
+                Signing::Valid,
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let call = self
+            .fake
+            .wait_for(WAIT, &format!("an answer to {user}: {text}"), |f| {
+                f.calls_to("response_url")
+                    .into_iter()
+                    .find(|c| c.params["_key"] == key.as_str())
+            })
+            .await;
+        let took = call.at.duration_since(started);
+        (call.params["text"].as_str().unwrap().to_string(), took)
+    }
+}
+
+const GROUPS_UNREADABLE: &str = "group membership could not be read";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
+    let bot = SlackBot::start().await;
+    bot.fake
+        .fail_always("usergroups.users.list", Failure::RateLimited(20));
+
+    // Bob's only role comes from the Change Board user group, which cannot be read.
+    let started = Instant::now();
+    let bob = {
+        let bot = &bot;
+        async move { bot.ask("U0BOB", "requests").await }
+    };
+    // Meanwhile W111, an engineer by their own id, asks and deploys.
+    let w111 = {
+        let bot = &bot;
+        async move {
+            let (status, took) = bot.ask("W111", "status staging").await;
+            bot.slash("W111", "deploy development v3.2.0").await;
+            bot.thread_message_containing("development runs v3.2.0")
+                .await;
+            (status, took, started.elapsed())
+        }
+    };
+    // And bob asks again before the first lookup is over: both wait on one read.
+    let bob_again = {
+        let bot = &bot;
+        async move { bot.ask("U0BOB", "whoami").await }
+    };
+    let ((bob_text, bob_took), (whoami, whoami_took), (status, status_took, deploy_done)) =
+        tokio::join!(bob, bob_again, w111);
+    assert!(whoami.contains(GROUPS_UNREADABLE), "{whoami}");
+    assert!(!whoami.contains("change-board"), "{whoami}");
+    assert!(whoami_took < Duration::from_secs(3), "{whoami_took:?}");
+    assert!(status.contains("staging [sandbox]"), "{status}");
+    assert!(
+        status_took < Duration::from_secs(1),
+        "a read by a directly bound user waited: {status_took:?}"
+    );
+    assert!(
+        deploy_done < Duration::from_secs(3),
+        "a deploy by a directly bound user waited: {deploy_done:?}"
+    );
+    assert!(bob_text.contains("Refused"), "{bob_text}");
+    assert!(bob_text.contains(GROUPS_UNREADABLE), "{bob_text}");
+    // Bounded by the 2 s lookup budget, not by Slack's Retry-After: 20.
+    assert!(bob_took < Duration::from_secs(3), "{bob_took:?}");
+    // One read in flight for the group, however many commands asked (and its retry waits
+    // out the 20 s).
+    assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
+
+    // A directly bound user's own answers never carry the note.
+    let (text, _) = bot.ask("W111", "status development").await;
+    assert!(!text.contains(GROUPS_UNREADABLE), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() {
+    let bot = SlackBot::start_with(|cfg| {
+        cfg.slack.group_cache_max_age =
+            Some(erlmcp_commands::config::HumanDuration::parse("30m").unwrap());
+    })
+    .await;
+    let (text, _) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("No pending requests"), "{text}");
+    assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
+
+    // Slack starts refusing; ten minutes on, the membership is stale but still served at
+    // once, and a refresh is tried behind the command.
+    bot.fake
+        .fail_always("usergroups.users.list", Failure::RateLimited(20));
+    bot.clock.advance(chrono::Duration::minutes(10));
+    let (text, took) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("No pending requests"), "{text}");
+    assert!(!text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    bot.fake
+        .wait_for(WAIT, "a background refresh", |f| {
+            (f.calls_to("usergroups.users.list").len() == 2).then_some(())
+        })
+        .await;
+
+    // Past the configured 30 minutes the old membership is no longer trusted.
+    bot.clock.advance(chrono::Duration::minutes(21));
+    let (text, took) = bot.ask("U0BOB", "requests").await;
+    assert!(text.contains("Refused"), "{text}");
+    assert!(text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (text, _) = bot.ask("U0BOB", "whoami").await;
+    assert!(text.contains(GROUPS_UNREADABLE), "{text}");
+    assert!(!text.contains("change-board"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sent_to_another_replica_runs_once_on_postgres() {
+    let Some(url) =
+        testdb::fresh_postgres_url("a_replay_sent_to_another_replica_runs_once_on_postgres").await
+    else {
+        return;
+    };
+    let fake = FakeSlack::start().await;
+    let clock = ManualClock::new(start_time());
+    let open = || async {
+        let store: Arc<dyn Store> = Arc::new(erlmcp_bot::store::PgStore::open(&url).await.unwrap());
+        store
+    };
+    let a = SlackBot::replica(fake.clone(), open().await, None, clock.clone(), |_| {}).await;
+    let b = SlackBot::replica(fake.clone(), open().await, None, clock.clone(), |_| {}).await;
+
+    let body = slash_body(
+        "W111",
+        "deploy development v3.3.0",
+        &fake.response_url("replica"),
+    );
+    let first = a
+        .send(
+            "/slack/commands",
+            body.clone().into_bytes(),
+            FORM,
+            Signing::Valid,
+        )
+        .await;
+    assert_eq!(first.status().as_u16(), 200);
+    let replay = b
+        .send("/slack/commands", body.into_bytes(), FORM, Signing::Valid)
+        .await;
+    assert_eq!(replay.status().as_u16(), 200);
+    assert_eq!(replay.text().await.unwrap(), "");
+    a.thread_message_containing("development runs v3.3.0").await;
+    let deploys = a
+        .store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            r.entry.action == "executing" && r.entry.environment.as_deref() == Some("development")
+        })
+        .count();
+    assert_eq!(deploys, 1);
+    drop((a, b));
+    testdb::drop_postgres_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_drops_envelopes_from_other_workspaces() {
+    let fake = FakeSlack::start().await;
+    let socket = FakeSocketMode::start(&fake).await;
+    let api_url = fake.api_url();
+    let bot = SlackBot::start_with(move |cfg| {
+        cfg.slack.mode = Some("socket".into());
+        cfg.slack.app_token = Secret::new("xapp-test-token");
+        cfg.slack.signing_secret = Secret::default();
+        cfg.slack.api_url = Some(api_url);
+        cfg.slack.team_id = Some("T111".into());
+    })
+    .await;
+    let listener = bot.app.slack.clone().unwrap().start_socket_mode();
+    let lines: Vec<Value> = fixture("socket_mode_envelopes.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let command = |envelope: &str, team: &str, text: &str| {
+        let mut c = lines[0].clone();
+        c["envelope_id"] = json!(envelope);
+        c["payload"]["team_id"] = json!(team);
+        c["payload"]["text"] = json!(text);
+        c["payload"]["trigger_id"] = json!(trigger_id());
+        c["payload"]["response_url"] = json!(fake.response_url("socket"));
+        c
+    };
+    socket.send(&command("foreign", "T999", "deploy development v3.4.0"));
+    socket.send(&command("ours", "T111", "deploy development v3.4.1"));
+    let received = fake
+        .wait_for(WAIT, "two acknowledgements", |_| {
+            let r = socket.received();
+            (r.len() >= 2).then_some(r)
+        })
+        .await;
+    assert_eq!(received[0], json!({ "envelope_id": "foreign" }));
+    assert_eq!(received[1]["envelope_id"], "ours");
+    fake.wait_for(WAIT, "our command's outcome", |f| {
+        f.messages()
+            .into_iter()
+            .find(|m| m.text.contains("development runs v3.4.1"))
+    })
+    .await;
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.params.to_string().contains("v3.4.0")),
+        "the foreign command ran"
+    );
+    listener.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_a_users_own_roles_do_not_grant_waits_for_groups() {
+    let bot = SlackBot::start().await;
+    let e = &bot.app.engine;
+    let engineer = e.actor("slack", "W111", "w111", &[]);
+    let alice = e.actor("slack", "U0ALICE", "alice", &[]);
+    let bob = e.actor("slack", "U0BOB", "bob", &[]);
+    for (who, text, waits) in [
+        (&engineer, "deploy staging v1.0.0", false),
+        (&engineer, "status", false),
+        (&engineer, "help", false),
+        (&engineer, "deplo staging", false),
+        (&engineer, "whoami", true),
+        (&engineer, "deploy production v1.0.0", true),
+        (&alice, "deploy production v1.0.0", false),
+        (&bob, "requests", true),
+        (&bob, "cancel R-1", false),
+    ] {
+        assert_eq!(e.needs_groups(who, text).await, waits, "{text}");
+    }
+    // Votes: decided by the request's own `approvals.from`.
+    let (request, _) = pending_production_request(&bot, "v3.5.0").await;
+    let approve = format!("approve {request}");
+    assert!(
+        e.needs_groups(&bob, &approve).await,
+        "change-board is a group"
+    );
+    assert!(e.needs_groups(&alice, &approve).await);
+    bot.slash("U0ALICE", "rollback production").await;
+    let rollback = bot
+        .fake
+        .wait_for(WAIT, "the rollback's approval message", |f| {
+            f.messages().into_iter().find(|m| {
+                buttons(&m.blocks).len() == 2
+                    && m.blocks.as_ref().unwrap().to_string().contains("rollback")
+            })
+        })
+        .await;
+    let rollback = buttons(&rollback.blocks)[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !e.needs_groups(&alice, &format!("approve {rollback}")).await,
+        "devops-lead may approve a production rollback"
+    );
 }

@@ -18,6 +18,30 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Removes Slack's control sequences (`<!channel>`, `<!here>`, `<!everyone>`,
+/// `<!subteam^…>`, `<@U…>`, `<#C…>`) from user text placed where Slack may expand them, such
+/// as a channel topic: an incident title must not page the whole workspace.
+pub fn strip_control_sequences(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let is_control = matches!(tail[1..].chars().next(), Some('!' | '@' | '#'));
+        match tail[1..].find(['>', '<']) {
+            Some(end) if is_control && tail.as_bytes()[1 + end] == b'>' => {
+                rest = &tail[end + 2..];
+            }
+            _ => {
+                out.push('<');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Who may approve, as Slack mentions where the configuration names Slack identities.
 #[derive(Debug, Clone, Default)]
 pub struct ApproverDirectory {
@@ -200,6 +224,20 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use erlmcp_commands::policy::ApprovalRequirement;
+
+    #[test]
+    fn control_sequences_are_stripped_and_other_text_kept() {
+        assert_eq!(
+            strip_control_sequences("Checkout <!channel> down <!here|here> for <@U1> in <#C1|ops>"),
+            "Checkout down for in"
+        );
+        assert_eq!(
+            strip_control_sequences("<!subteam^S1> <!everyone>p99 < 2s & a<b>c"),
+            "p99 < 2s & a<b>c"
+        );
+        assert_eq!(strip_control_sequences("open <!channel"), "open <!channel");
+        assert_eq!(strip_control_sequences("<<!here>>"), "<>");
+    }
 
     fn card(state: &str) -> ApprovalCard {
         ApprovalCard {

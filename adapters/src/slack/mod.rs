@@ -10,15 +10,19 @@
 pub mod blocks;
 pub mod names;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use erlmcp_commands::Timestamp;
 use erlmcp_commands::render::Reply;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use slack_morphism::errors::SlackClientError;
+use slack_morphism::errors::{
+    SlackClientError, SlackClientHttpError, SlackClientHttpProtocolError, SlackRateLimitError,
+};
 use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
@@ -26,6 +30,9 @@ use crate::chat::{ChatError, ChatPlatform, MessageRef};
 pub use blocks::ApproverDirectory;
 
 const PLATFORM: &str = "slack";
+
+/// Reads the bot's clock (a manual one in tests).
+pub type Now = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +77,10 @@ pub struct SlackOptions {
     pub groups: Vec<String>,
     /// How long a user group's membership is trusted before it is read again.
     pub group_refresh: Duration,
+    /// How long the last known members are still used while they cannot be read again.
+    pub group_max_age: Duration,
+    /// The bot's clock, for the age of cached group members.
+    pub now: Now,
     pub retry: RetryPolicy,
 }
 
@@ -81,6 +92,8 @@ pub struct SlackPlatform {
     retry: RetryPolicy,
     post_limiter: DefaultKeyedRateLimiter<String>,
     groups: GroupCache,
+    /// For `response_url` posts.
+    http: reqwest::Client,
 }
 
 /// A Slack channel id from `C123` or `slack:C123`.
@@ -130,10 +143,19 @@ impl SlackPlatform {
             approvers: opts.approvers,
             retry: opts.retry,
             post_limiter: RateLimiter::keyed(Quota::per_second(one)),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| anyhow::anyhow!("could not build the HTTP client for Slack: {e}"))?,
             groups: GroupCache {
                 ids: opts.groups,
-                refresh: opts.group_refresh,
-                state: tokio::sync::Mutex::new(None),
+                refresh: chrono::Duration::from_std(opts.group_refresh)
+                    .unwrap_or(chrono::Duration::MAX),
+                max_age: chrono::Duration::from_std(opts.group_max_age)
+                    .unwrap_or(chrono::Duration::MAX),
+                now: opts.now,
+                state: std::sync::Mutex::new(HashMap::new()),
+                read_done: tokio::sync::Notify::new(),
             },
         })
     }
@@ -229,20 +251,50 @@ impl SlackPlatform {
     /// Answers through an interaction's or a slash command's `response_url`. Slack shows
     /// such answers to the requester only unless told otherwise, which is what refusals and
     /// parse errors need; `replace_original: false` keeps a clicked approval message intact.
+    ///
+    /// Sent with a plain HTTP client rather than slack-morphism's webhook call: Slack answers
+    /// a response URL with a bare `ok` (not JSON), and any 2xx means it was delivered.
     pub async fn respond(&self, response_url: &str, reply: &Reply) -> Result<(), ChatError> {
         let url = url::Url::parse(response_url).map_err(|e| ChatError::Rejected {
             platform: PLATFORM,
             method: "response_url",
             error: format!("not a URL: {e}"),
         })?;
-        let url = SlackResponseUrl::new(url);
         let req = SlackApiPostWebhookMessageRequest::new(blocks::content(reply, &self.approvers))
             .with_replace_original(false);
         self.call("response_url", || async {
-            self.client.respond_to_event(&url, &req).await
+            let resp = self
+                .http
+                .post(url.clone())
+                .json(&req)
+                .send()
+                .await
+                // The URL is a credential for this conversation: keep it out of errors.
+                .map_err(|e| {
+                    SlackClientError::HttpProtocolError(
+                        SlackClientHttpProtocolError::new().with_cause(Box::new(e.without_url())),
+                    )
+                })?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                return Err(SlackClientError::RateLimitError(
+                    SlackRateLimitError::new().opt_retry_after(retry_after),
+                ));
+            }
+            Err(SlackClientError::HttpError(SlackClientHttpError::new(
+                status,
+            )))
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// A message only `user` sees, where there is no `response_url` (app mentions).
@@ -291,11 +343,6 @@ impl SlackPlatform {
         .await
     }
 
-    /// Identities (`slack-group:S…`) of the configured user groups `user` belongs to.
-    pub async fn groups_of(&self, user: &str) -> Vec<String> {
-        self.groups.of(self, user).await
-    }
-
     /// A fresh Socket Mode WebSocket URL (apps.connections.open with the app-level token).
     pub async fn open_socket_url(&self) -> Result<String, ChatError> {
         let token = self.app_token.as_ref().ok_or(ChatError::Rejected {
@@ -315,77 +362,159 @@ impl SlackPlatform {
     }
 }
 
-struct GroupSnapshot {
-    taken: Instant,
-    /// User id to the group identities it belongs to.
-    members: HashMap<String, Vec<String>>,
+/// What is known of the configured user groups a user belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupLookup {
+    /// Identities (`slack-group:S…`) of the groups the user is in, among those known.
+    pub groups: Vec<String>,
+    /// False when some configured group's members could not be read (or not in time):
+    /// roles bound to that group are then missing.
+    pub complete: bool,
 }
 
+/// After a failed read of a group, the next one waits this long (a Tier 2 method must not
+/// be hammered by every command while Slack is down).
+const FAILED_READ_PAUSE: chrono::Duration = chrono::Duration::seconds(30);
+
+#[derive(Default)]
+struct GroupState {
+    /// When the members were read, and who they were.
+    members: Option<(Timestamp, HashSet<String>)>,
+    /// A read is in flight: others join it instead of starting their own.
+    refreshing: bool,
+    failed_at: Option<Timestamp>,
+}
+
+/// Members of each configured user group. The lock is only held to look at or store a
+/// snapshot, never across a call to Slack: reads run in tasks of their own, one per group
+/// at a time, and a command waits for them only as long as it chooses.
 struct GroupCache {
     ids: Vec<String>,
-    refresh: Duration,
-    state: tokio::sync::Mutex<Option<GroupSnapshot>>,
+    refresh: chrono::Duration,
+    max_age: chrono::Duration,
+    now: Now,
+    state: std::sync::Mutex<HashMap<String, GroupState>>,
+    /// Woken whenever a read ends.
+    read_done: tokio::sync::Notify,
+}
+
+/// What the cache holds for one user, and which reads to start.
+struct GroupView {
+    lookup: GroupLookup,
+    /// A read that could complete the answer is in flight.
+    pending: bool,
+    start: Vec<String>,
 }
 
 impl GroupCache {
-    async fn of(&self, slack: &SlackPlatform, user: &str) -> Vec<String> {
-        if self.ids.is_empty() {
-            return Vec::new();
-        }
-        // One refresh at a time: concurrent commands wait for it instead of each asking
-        // Slack (usergroups.users.list is a Tier 2 method).
-        let mut state = self.state.lock().await;
-        let stale = state
-            .as_ref()
-            .is_none_or(|s| s.taken.elapsed() >= self.refresh);
-        if stale {
-            match self.load(slack).await {
-                Ok(members) => {
-                    *state = Some(GroupSnapshot {
-                        taken: Instant::now(),
-                        members,
-                    })
+    /// `cold`: also start reads for groups with nothing usable cached (a lookup that will
+    /// wait for them); otherwise only stale snapshots are refreshed.
+    fn view(&self, user: &str, cold: bool) -> GroupView {
+        let now = (self.now)();
+        let mut view = GroupView {
+            lookup: GroupLookup {
+                groups: Vec::new(),
+                complete: true,
+            },
+            pending: false,
+            start: Vec::new(),
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &self.ids {
+            let st = state.entry(id.clone()).or_default();
+            let age = st.members.as_ref().map(|(at, _)| now - *at);
+            let usable = age.is_some_and(|a| a < self.max_age);
+            match &st.members {
+                Some((_, members)) if usable => {
+                    if members.contains(user) {
+                        view.lookup.groups.push(format!("slack-group:{id}"));
+                    }
                 }
-                Err(e) => {
-                    // Keep what is known (or nothing: group roles are then not granted) and
-                    // try again after another refresh period rather than on every command.
-                    warn!(error = %e, "could not read Slack user groups; group roles use the last known members");
-                    let members = state.take().map(|s| s.members).unwrap_or_default();
-                    *state = Some(GroupSnapshot {
-                        taken: Instant::now(),
-                        members,
-                    });
-                }
+                _ => view.lookup.complete = false,
+            }
+            let due = age.is_none_or(|a| a >= self.refresh);
+            let paused = st.failed_at.is_some_and(|f| now - f < FAILED_READ_PAUSE);
+            if due && !st.refreshing && !paused && (usable || cold) {
+                st.refreshing = true;
+                view.start.push(id.clone());
+            }
+            if !usable && st.refreshing {
+                view.pending = true;
             }
         }
-        state
-            .as_ref()
-            .and_then(|s| s.members.get(user).cloned())
-            .unwrap_or_default()
+        view
     }
 
-    async fn load(&self, slack: &SlackPlatform) -> Result<HashMap<String, Vec<String>>, ChatError> {
-        let mut members: HashMap<String, Vec<String>> = HashMap::new();
-        for group in &self.ids {
-            let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.clone()));
-            let resp = slack
-                .call("usergroups.users.list", || async {
-                    slack
-                        .client
-                        .open_session(&slack.bot_token)
-                        .usergroups_users_list(&req)
-                        .await
-                })
-                .await?;
-            debug!(group, members = resp.users.len(), "slack user group read");
-            for u in resp.users {
-                members
-                    .entry(u.0)
-                    .or_default()
-                    .push(format!("slack-group:{group}"));
+    fn store(&self, id: &str, read: Result<HashSet<String>, ChatError>) {
+        let now = (self.now)();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = state.entry(id.to_string()).or_default();
+        st.refreshing = false;
+        match read {
+            Ok(members) => {
+                debug!(group = id, members = members.len(), "slack user group read");
+                st.members = Some((now, members));
+                st.failed_at = None;
+            }
+            Err(e) => {
+                warn!(group = id, error = %e, "could not read a Slack user group; its last known members are used until they are too old");
+                st.failed_at = Some(now);
             }
         }
-        Ok(members)
+    }
+}
+
+impl SlackPlatform {
+    /// The configured user groups `user` is in, from what is cached, without waiting.
+    /// Stale snapshots (older than the refresh period, younger than the maximum age) are
+    /// served and refreshed in the background.
+    pub fn cached_groups_of(self: &Arc<Self>, user: &str) -> GroupLookup {
+        let view = self.groups.view(user, false);
+        self.start_reads(view.start);
+        view.lookup
+    }
+
+    /// The configured user groups `user` is in, waiting at most `within` for groups with
+    /// nothing usable cached. What is still unknown then is reported as incomplete.
+    pub async fn groups_of(self: &Arc<Self>, user: &str, within: Duration) -> GroupLookup {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let done = self.groups.read_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let view = self.groups.view(user, true);
+            self.start_reads(view.start);
+            if view.lookup.complete || !view.pending {
+                return view.lookup;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return self.groups.view(user, false).lookup;
+            }
+        }
+    }
+
+    fn start_reads(self: &Arc<Self>, ids: Vec<String>) {
+        for id in ids {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let read = this.read_group(&id).await;
+                this.groups.store(&id, read);
+                this.groups.read_done.notify_waiters();
+            });
+        }
+    }
+
+    async fn read_group(&self, group: &str) -> Result<HashSet<String>, ChatError> {
+        let req = SlackApiUserGroupsUsersListRequest::new(SlackUserGroupId::new(group.to_string()));
+        let resp = self
+            .call("usergroups.users.list", || async {
+                self.client
+                    .open_session(&self.bot_token)
+                    .usergroups_users_list(&req)
+                    .await
+            })
+            .await?;
+        Ok(resp.users.into_iter().map(|u| u.0).collect())
     }
 }
 
@@ -486,7 +615,8 @@ impl ChatPlatform for SlackPlatform {
     }
 
     async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), ChatError> {
-        let req = SlackApiConversationsSetTopicRequest::new(chan(channel), topic.to_string());
+        let topic = blocks::strip_control_sequences(topic);
+        let req = SlackApiConversationsSetTopicRequest::new(chan(channel), topic);
         self.call("conversations.setTopic", || async {
             self.client
                 .open_session(&self.bot_token)

@@ -21,9 +21,9 @@ use erlmcp_commands::policy::{
     self, Access, ApprovalRequirement, DecidedUnder, Decision, Facts, Operation, Policy,
     Preconditions, SoakFacts,
 };
-use erlmcp_commands::render::{self, ApprovalCard, Reply};
+use erlmcp_commands::render::{self, ApprovalCard, Reply, ReplyKind};
 use erlmcp_commands::{
-    Actor, Command, IncidentCommand, OperationKind, Person, RequestId, Timestamp,
+    Actor, Command, GroupMembership, IncidentCommand, OperationKind, Person, RequestId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -360,6 +360,44 @@ impl Engine {
             display_name: display_name.to_string(),
             roles: self.cfg.roles_for(&ids),
             person,
+            groups: Default::default(),
+        }
+    }
+
+    /// Whether `text` from `actor` (resolved from its own identity, without groups) needs
+    /// the actor's groups to be decided. When the roles bound to the identity itself
+    /// already grant what the command needs, a slow group lookup must not delay it.
+    pub async fn needs_groups(&self, actor: &Actor, text: &str) -> bool {
+        let Ok(cmd) = grammar::parse(text, &self.parse_ctx) else {
+            return false;
+        };
+        match policy::access(&cmd) {
+            // `whoami` exists to show every role, those from groups included.
+            Access::Open => matches!(cmd, Command::Whoami),
+            Access::AnyRole => actor.roles.is_empty(),
+            Access::Requester(_) => false,
+            Access::Vote(id) => match self.store.get_request(id).await {
+                Ok(Some(row)) => {
+                    let stored: StoredApproval =
+                        serde_json::from_str(&row.approvals_json).unwrap_or_default();
+                    !actor.has_any_role(&stored.from)
+                }
+                // The vote is refused whatever the groups say.
+                Ok(None) => false,
+                Err(_) => true,
+            },
+            Access::Rule(op) => {
+                let direct_rule = self
+                    .policy
+                    .rule_for(actor, op.kind, op.env.as_ref())
+                    .is_some();
+                let direct_glass = self.policy.rules_for(op.kind, op.env.as_ref()).any(|r| {
+                    r.break_glass
+                        .as_ref()
+                        .is_some_and(|bg| actor.has_any_role(&bg.roles))
+                });
+                !(direct_rule || direct_glass)
+            }
         }
     }
 
@@ -383,7 +421,15 @@ impl Engine {
                 }
                 Ok(cmd) => {
                     tracing::Span::current().record("command", grammar::command_name(&cmd));
-                    self.dispatch(&inv, cmd).await
+                    let whoami = matches!(cmd, Command::Whoami);
+                    let mut reply = self.dispatch(&inv, cmd).await;
+                    if inv.actor.groups == GroupMembership::Unreadable
+                        && (whoami || reply.kind == ReplyKind::Refused)
+                    {
+                        reply.text.push('\n');
+                        reply.text.push_str(render::groups_unreadable());
+                    }
+                    reply
                 }
             };
             info!(outcome = ?reply.kind, "command handled");
