@@ -102,6 +102,7 @@ impl Engine {
                     approvals_json: serde_json::to_string(&stored).unwrap_or_default(),
                     state: RequestState::Pending,
                     break_glass: false,
+                    owner: None,
                 };
                 let row = match self.store.insert_request(new).await {
                     Ok(r) => r,
@@ -175,6 +176,7 @@ impl Engine {
             approvals_json: "{}".into(),
             state: RequestState::Executing,
             break_glass,
+            owner: Some(self.owner.clone()),
         };
         let row = match self.store.insert_request(new).await {
             Ok(r) => r,
@@ -220,7 +222,11 @@ impl Engine {
                         requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
                         reason: reason_of(cmd),
                     };
-                    target.execute(env, &action, &ctx, progress).await
+                    let (recording, writer) = self.record_progress(row.id, progress);
+                    let result = target.execute(env, &action, &ctx, &recording).await;
+                    drop(recording);
+                    self.finish_progress(row.id, writer).await;
+                    result
                 }
             },
         };
