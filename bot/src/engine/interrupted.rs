@@ -270,6 +270,7 @@ impl Engine {
                 .await;
             let reached = match &followed {
                 Ok(Some(line)) => {
+                    info!(request = %row.id, env = %env.name, %line, "rollout left by an interrupted request finished");
                     let text = format!(
                         "{}: the rollout {} left in progress finished: {line}",
                         env.name, row.id
@@ -284,6 +285,7 @@ impl Engine {
                 },
                 Err(TargetError::Unsupported(..)) => false,
                 Err(e) => {
+                    warn!(request = %row.id, env = %env.name, error = %e, "rollout left by an interrupted request did not finish");
                     let text = format!(
                         "{}: the rollout {} left in progress did not finish: {e}",
                         env.name, row.id
