@@ -216,6 +216,14 @@ impl Engine {
             return;
         }
         let env_name = row.environment.clone().unwrap_or_default();
+        self.metrics
+            .operations
+            .get_or_create(&OperationLabels {
+                operation: row.operation.clone(),
+                environment: env_name.clone(),
+                outcome: RequestState::Interrupted.as_str().into(),
+            })
+            .inc();
         let next = if env_name.is_empty() {
             format!("Run `{}` again to retry.", row.command_text)
         } else {

@@ -78,6 +78,10 @@ pub const SET_REQUEST_PROGRESS: &str =
     "UPDATE requests SET last_progress = $1 WHERE id = $2 AND state = 'executing'";
 pub const HEARTBEAT: &str = "INSERT INTO replicas (owner, started_at, heartbeat_at) \
      VALUES ($1, $2, $3) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+// Every process start adds a row; one silent for a week is long gone (a request it held
+// is orphaned whether or not its row is still there).
+pub const FORGET_REPLICAS: &str = "DELETE FROM replicas WHERE heartbeat_at < $1";
+pub const REPLICA_MEMORY_MS: i64 = 7 * 24 * 3_600_000;
 pub const REPLICAS: &str =
     "SELECT owner, started_at, heartbeat_at FROM replicas ORDER BY started_at, owner";
 // Live replicas are those with a heartbeat at or after the cutoff ($1).
@@ -689,6 +693,18 @@ where
             .bind(owner)
             .bind(to_ms(started_at))
             .bind(to_ms(at))
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn forget_replicas<'c>(
+        e: impl Executor<'c, Database = DB>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(FORGET_REPLICAS)
+            .bind(to_ms(now) - REPLICA_MEMORY_MS)
             .execute(e)
             .await
             .map_err(db_err)?;

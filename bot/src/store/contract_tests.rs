@@ -345,6 +345,12 @@ async fn heartbeats_decide_which_requests_are_orphaned(db: &Db) {
             },
         ]
     );
+    // A row silent for a week is forgotten by the next heartbeat, whoever writes it.
+    s.heartbeat("long-gone", t(T0 - 8 * 86_400_000), t(T0 - 8 * 86_400_000))
+        .await
+        .unwrap();
+    s.heartbeat("alive", t(T0), t(T0 + 20_000)).await.unwrap();
+    assert_eq!(s.replicas().await.unwrap(), replicas);
     let of_alive = s
         .insert_request(executing_request(Some("alive"), T0))
         .await

@@ -325,7 +325,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_request_progress(&self, id: RequestId, line: &str) -> StoreResult<()>;
 
     // --- process ownership ---
-    /// Creates or refreshes this process's heartbeat row.
+    /// Creates or refreshes this process's heartbeat row; rows silent for a week are
+    /// forgotten.
     async fn heartbeat(&self, owner: &str, started_at: Timestamp, at: Timestamp)
     -> StoreResult<()>;
     async fn replicas(&self) -> StoreResult<Vec<ReplicaRow>>;

@@ -189,6 +189,7 @@ impl Store for PgStore {
         started_at: Timestamp,
         at: Timestamp,
     ) -> StoreResult<()> {
+        Queries::forget_replicas(&self.pool, at).await?;
         Queries::heartbeat(&self.pool, owner, started_at, at).await
     }
 

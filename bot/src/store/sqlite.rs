@@ -343,7 +343,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let owner = owner.to_string();
         self.write(move |c| {
-            Box::pin(async move { Queries::heartbeat(&mut c.conn, &owner, started_at, at).await })
+            Box::pin(async move {
+                // Forget first: see `write` on a job's failing statement.
+                Queries::forget_replicas(&mut c.conn, at).await?;
+                Queries::heartbeat(&mut c.conn, &owner, started_at, at).await
+            })
         })
         .await
     }
