@@ -320,3 +320,181 @@ async fn a_live_owner_keeps_its_request_on_sqlite() {
     let reply = approve.await.unwrap();
     assert!(reply.text.contains("done"), "{}", reply.text);
 }
+
+const NS: &str = "erlmcp-prod";
+const REPO: &str = "ghcr.io/banyan-platform/erlmcp";
+
+fn kube_config(health_url: &str) -> Config {
+    erlmcp_bot::config::from_toml(&format!(
+        r#"
+[bot]
+owner_lease = "{LEASE_SECS}s"
+
+[environments.production]
+target = "kubernetes"
+namespace = "{NS}"
+workload = "deployment/erlmcp"
+container = "erlmcp"
+image = "{REPO}"
+health_url = "{health_url}"
+rollout_timeout = "30s"
+
+[roles]
+devops-lead = ["local:alice"]
+
+[[rules]]
+operation = "deploy"
+roles = ["devops-lead"]
+
+[[rules]]
+operation = "rollback"
+roles = ["devops-lead"]
+"#
+    ))
+    .expect("valid config")
+}
+
+/// On Kubernetes the rollout goes on without the bot: the survivor reads where it stands,
+/// follows it to the end and re-arms the post-deploy guard, which here rolls back a deploy
+/// whose health check fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_rollout_left_by_a_dead_replica_is_followed_and_guarded() {
+    use erlmcp_tests::fake_kube::{self, FakeKubeServer};
+    use serde_json::json;
+
+    let fake = FakeKubeServer::start_with_tick(Duration::from_millis(300)).await;
+    let mut d = fake_kube::deployment(NS, "erlmcp", "erlmcp", &format!("{REPO}:v3.0.1"), 3);
+    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
+    let d = fake.insert("deployments", d);
+    for (rev, tag, hash) in [(1, "v3.0.0", "6c8f9b7d41"), (2, "v3.0.1", "5d9c7b6f83")] {
+        fake.insert(
+            "replicasets",
+            fake_kube::replicaset(&d, &format!("{REPO}:{tag}"), rev, hash),
+        );
+    }
+    fake.set_health(503);
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock = ManualClock::new(start_time());
+    let build = |clock: &ManualClock| {
+        let mut opts = test_options();
+        opts.kube_client = Some(fake.client());
+        app::build(
+            kube_config(&format!("{}/health", fake.url)),
+            store.clone(),
+            Arc::new(clock.clone()),
+            opts,
+        )
+    };
+    let dying = build(&clock).await.unwrap();
+    let survivor = build(&clock).await.unwrap();
+    dying.engine.heartbeat().await.unwrap();
+    survivor.engine.heartbeat().await.unwrap();
+
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let deploy = {
+        let engine = dying.engine.clone();
+        tokio::spawn(async move {
+            engine
+                .handle(Invocation {
+                    actor: engine.actor("local", "alice", "alice", &[]),
+                    channel: "local:test".into(),
+                    text: "deploy production v3.0.2".into(),
+                    progress: Arc::new(Signal(tx)),
+                })
+                .await
+        })
+    };
+    while !lines
+        .recv()
+        .await
+        .expect("rollout progress")
+        .contains("1 out of 3 new replicas have been updated")
+    {}
+    deploy.abort();
+    let _ = deploy.await;
+
+    clock.advance(chrono::Duration::seconds(LEASE_SECS as i64 + 1));
+    survivor.engine.heartbeat().await.unwrap();
+    assert_eq!(survivor.engine.reconcile_interrupted().await.unwrap(), 1);
+    survivor.engine.wait_background().await;
+
+    let rows = store.audit_page(0, 1000).await.unwrap();
+    let interrupted: Vec<_> = rows
+        .iter()
+        .filter(|r| r.entry.action == "interrupted")
+        .collect();
+    assert_eq!(interrupted.len(), 1);
+    let reason = &interrupted[0].entry.reason;
+    assert!(
+        reason.contains("rollout of v3.0.2 was in progress:") && reason.contains("of 3 updated"),
+        "{reason}"
+    );
+    let id = interrupted[0].entry.request_id.unwrap();
+    // The rollout reached its end on the cluster, and the guard watched it again.
+    let auto = rows
+        .iter()
+        .find(|r| r.entry.action == "automatic")
+        .expect("the re-armed guard rolls the failing deploy back");
+    assert!(
+        auto.entry.reason.contains(&format!("after {id}")),
+        "{}",
+        auto.entry.reason
+    );
+    assert!(
+        !rows.iter().any(|r| r.entry.action == "executing"
+            && r.seq > interrupted[0].seq
+            && r.entry.request_id == Some(id)),
+        "never executed again"
+    );
+}
+
+/// A process that was only stalled past the lease finds its request reconciled when it
+/// finishes: the outcome is still audited and the reply says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_owner_that_finishes_late_is_told_on_sqlite() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock = ManualClock::new(start_time());
+    let (a, _) = replica(store.clone(), &clock, Duration::from_millis(300)).await;
+    let (b, _) = replica(store.clone(), &clock, Duration::ZERO).await;
+    a.app.engine.heartbeat().await.unwrap();
+    let r = say(&b, "alice", "deploy production v3.0.0").await;
+    let id = request_id(&r);
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let approve = {
+        let engine = a.app.engine.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            engine
+                .handle(Invocation {
+                    actor: engine.actor("local", "bob", "bob", &[]),
+                    channel: format!("slack:{OPS}"),
+                    text: format!("approve {id}"),
+                    progress: Arc::new(Signal(tx)),
+                })
+                .await
+        })
+    };
+    while !lines
+        .recv()
+        .await
+        .expect("progress")
+        .contains("1 of 5 new replicas updated")
+    {}
+    clock.advance(chrono::Duration::seconds(LEASE_SECS as i64 + 1));
+    b.app.engine.heartbeat().await.unwrap();
+    assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 1);
+    let reply = approve.await.unwrap();
+    assert!(
+        reply.text.contains("already been marked interrupted"),
+        "{}",
+        reply.text
+    );
+    let rid = RequestId(id.trim_start_matches("R-").parse().unwrap());
+    assert_eq!(audit_actions(&store, rid, "executed").await.len(), 1);
+    assert_eq!(
+        store.get_request(rid).await.unwrap().unwrap().state,
+        RequestState::Interrupted
+    );
+}

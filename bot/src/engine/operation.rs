@@ -288,7 +288,7 @@ impl Engine {
             }
         }
         let mut warning = String::new();
-        if let Err(e) = self
+        match self
             .store
             .transition_request(
                 row.id,
@@ -299,8 +299,20 @@ impl Engine {
             )
             .await
         {
-            error!(error = %e, request = %row.id, "could not record the request's outcome");
-            warning = format!("\nWarning: the outcome could not be stored ({e}).");
+            Ok(true) => {}
+            // Our heartbeat went stale for longer than the lease (a stalled process, a
+            // partitioned database) and another process declared this request interrupted.
+            Ok(false) => {
+                warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
+                warning = format!(
+                    "\nWarning: {} had already been marked interrupted by another process (this one's heartbeat was late); the outcome above is in the audit log.",
+                    row.id
+                );
+            }
+            Err(e) => {
+                error!(error = %e, request = %row.id, "could not record the request's outcome");
+                warning = format!("\nWarning: the outcome could not be stored ({e}).");
+            }
         }
         let mut entry = self.entry(&row.requester, &row.channel, "", &row.operation);
         entry.action = if result.is_ok() { "executed" } else { "failed" }.into();
