@@ -249,7 +249,8 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     // Status updates and expiries live in the store; every replica ticks and the leases
     // decide who runs what.
     let sweeper = {
-        let scheduler = Scheduler::new(app.engine.clone(), Scheduler::process_owner());
+        // One owner id per process, for job leases and executing requests alike.
+        let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
         if let Err(e) = scheduler.install().await {
             warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
         }
