@@ -42,6 +42,18 @@ impl Progress for RecordingProgress<'_> {
     }
 }
 
+/// The heartbeat and reconciliation loops of a process.
+pub struct Ownership(Vec<tokio::task::JoinHandle<()>>);
+
+impl Ownership {
+    /// Stops both loops: the process no longer vouches for what it runs.
+    pub fn abort(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 pub(super) struct ProgressWriter {
     latest: tokio::sync::watch::Receiver<Option<String>>,
     task: tokio::task::JoinHandle<()>,
@@ -101,26 +113,35 @@ impl Engine {
     }
 
     /// Writes the first heartbeat and reconciles what dead processes left, then keeps doing
-    /// both every third of the lease in the background.
-    pub async fn start_ownership(self: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
-        self.ownership_tick().await;
-        let me = self.clone();
+    /// both every third of the lease in the background. The heartbeat has a loop of its own:
+    /// a slow reconciliation (a workload status that takes its time) must not make this
+    /// process look dead.
+    pub async fn start_ownership(self: &Arc<Engine>) -> Ownership {
+        if let Err(e) = self.heartbeat().await {
+            warn!(owner = %self.owner, error = %e, "could not write the heartbeat");
+        }
+        self.reconcile_pass().await;
         let every = (self.owner_lease() / 3).max(Duration::from_millis(100));
-        tokio::spawn(async move {
+        let every_tick = move |me: Arc<Engine>, reconcile: bool| async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                me.ownership_tick().await;
+                if reconcile {
+                    me.reconcile_pass().await;
+                } else if let Err(e) = me.heartbeat().await {
+                    warn!(owner = %me.owner, error = %e, "could not write the heartbeat");
+                }
             }
-        })
+        };
+        Ownership(vec![
+            tokio::spawn(every_tick(self.clone(), false)),
+            tokio::spawn(every_tick(self.clone(), true)),
+        ])
     }
 
-    async fn ownership_tick(&self) {
-        if let Err(e) = self.heartbeat().await {
-            warn!(owner = %self.owner, error = %e, "could not write the heartbeat");
-        }
+    async fn reconcile_pass(&self) {
         match self.reconcile_interrupted().await {
             Ok(0) => {}
             Ok(n) => info!(reconciled = n, "interrupted requests reconciled"),

@@ -28,6 +28,7 @@ use tracing::{Instrument, error, info, warn};
 
 mod approvals;
 mod interrupted;
+pub use interrupted::Ownership;
 mod operation;
 mod post_deploy;
 mod reads;
