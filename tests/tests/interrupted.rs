@@ -161,6 +161,15 @@ async fn survivor_reconciles_a_dead_replica_once(store: Arc<dyn Store>) {
     });
     let (n1, n2) = (t1.await.unwrap(), t2.await.unwrap());
     assert_eq!(n1 + n2, 1, "reconciled by b: {n1}, by c: {n2}");
+    let counted: usize = [&b, &c]
+        .iter()
+        .filter(|bot| {
+            bot.app.metrics.encode().contains(
+                "operations_total{operation=\"deploy\",environment=\"production\",outcome=\"interrupted\"} 1",
+            )
+        })
+        .count();
+    assert_eq!(counted, 1, "{}", b.app.metrics.encode());
     // Later passes find nothing more.
     assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 0);
     assert_eq!(c.app.engine.reconcile_interrupted().await.unwrap(), 0);
@@ -207,6 +216,13 @@ async fn survivor_reconciles_a_dead_replica_once(store: Arc<dyn Store>) {
         finished[0].contains("production runs v3.0.0"),
         "{}",
         finished[0]
+    );
+
+    let history = store.deployments("production", 1).await.unwrap();
+    assert_eq!(
+        (history[0].version.as_str(), history[0].request_id),
+        ("v3.0.0", Some(rid)),
+        "the landed deploy counts for soak and history"
     );
 
     // On the timeline of the incident run from that channel.
@@ -440,6 +456,13 @@ async fn kubernetes_rollout_left_by_a_dead_replica_is_followed_and_guarded() {
         auto.entry.reason.contains(&format!("after {id}")),
         "{}",
         auto.entry.reason
+    );
+    let history = store.deployments("production", 5).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.kind == "deploy" && h.version == "v3.0.2" && h.request_id == Some(id)),
+        "{history:?}"
     );
     assert!(
         !rows.iter().any(|r| r.entry.action == "executing"

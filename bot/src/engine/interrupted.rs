@@ -290,14 +290,19 @@ impl Engine {
             let Ok(target) = me.target_for(env) else {
                 return;
             };
-            let deploy_version = match &cmd {
-                Command::Deploy { version, .. } => Some(version.to_string()),
-                _ => None,
+            let (kind, wanted) = match &cmd {
+                Command::Deploy { version, .. } => (Some("deploy"), Some(version.to_string())),
+                Command::Rollback { version, .. } => {
+                    (Some("rollback"), version.as_ref().map(|v| v.to_string()))
+                }
+                _ => (None, None),
             };
             let followed = target
                 .follow_rollout(env, &erlmcp_adapters::target::NoProgress)
                 .await;
-            let reached = match &followed {
+            let running = || async { target.status(env).await.ok().and_then(|s| s.version) };
+            // The version the change left running, once it is known to have landed.
+            let landed = match &followed {
                 Ok(Some(line)) => {
                     info!(request = %row.id, env = %env.name, %line, "rollout left by an interrupted request finished");
                     let text = format!(
@@ -305,14 +310,15 @@ impl Engine {
                         env.name, row.id
                     );
                     me.post_to(&row.channel, &Reply::ok(text)).await;
-                    true
+                    running().await
                 }
-                // Nothing was rolling out: the deploy counts as landed if the workload runs it.
-                Ok(None) => match (&deploy_version, target.status(env).await) {
-                    (Some(v), Ok(st)) => st.version.as_deref() == Some(v.as_str()),
-                    _ => false,
+                // Nothing was rolling out: the change counts as landed if the workload runs
+                // the version it asked for.
+                Ok(None) => match &wanted {
+                    Some(v) => running().await.filter(|r| r == v),
+                    None => None,
                 },
-                Err(TargetError::Unsupported(..)) => false,
+                Err(TargetError::Unsupported(..)) => None,
                 Err(e) => {
                     warn!(request = %row.id, env = %env.name, error = %e, "rollout left by an interrupted request did not finish");
                     let text = format!(
@@ -320,10 +326,29 @@ impl Engine {
                         env.name, row.id
                     );
                     me.post_to(&row.channel, &Reply::failed(text)).await;
-                    false
+                    None
                 }
             };
-            if reached && deploy_version.is_some() {
+            let (Some(kind), Some(version)) = (kind, landed) else {
+                return;
+            };
+            // The change is on the workload: soak and history must know it, whatever became
+            // of the process that made it.
+            if let Err(e) = me
+                .store
+                .record_deployment(DeploymentRecord {
+                    environment: env.name.clone(),
+                    version,
+                    kind: kind.into(),
+                    succeeded: true,
+                    request_id: Some(row.id),
+                    at: me.now(),
+                })
+                .await
+            {
+                error!(error = %e, request = %row.id, "could not record the deployment");
+            }
+            if kind == "deploy" {
                 me.start_guard(&row);
             }
         });
