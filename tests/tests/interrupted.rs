@@ -521,3 +521,52 @@ async fn a_stalled_owner_that_finishes_late_is_told_on_sqlite() {
         RequestState::Interrupted
     );
 }
+
+/// A request left `executing` without an owner (by a version that recorded none, possibly
+/// still running on an old replica during a rolling upgrade) is given an hour, then
+/// reconciled like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ownerless_executing_request_waits_out_the_upgrade_grace_on_sqlite() {
+    use erlmcp_bot::store::{NewRequest, Who};
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock = ManualClock::new(start_time());
+    let (b, chat) = replica(store.clone(), &clock, Duration::ZERO).await;
+    let row = store
+        .insert_request(NewRequest {
+            created_at: start_time(),
+            expires_at: start_time(),
+            requester: Who {
+                platform: "local".into(),
+                user_id: "alice".into(),
+                display_name: "alice".into(),
+            },
+            channel: format!("slack:{OPS}"),
+            command_text: "restart staging".into(),
+            operation: "restart".into(),
+            environment: Some("staging".into()),
+            command_json: r#"{"restart":{"env":"staging","reason":null}}"#.into(),
+            approvals_json: "{}".into(),
+            state: RequestState::Executing,
+            break_glass: false,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    clock.advance(chrono::Duration::minutes(59));
+    b.app.engine.heartbeat().await.unwrap();
+    assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 0);
+    clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 1);
+    assert_eq!(
+        store.get_request(row.id).await.unwrap().unwrap().state,
+        RequestState::Interrupted
+    );
+    let posts = chat.posts_containing(OPS, "was interrupted");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0].contains("Run `restart staging` again"),
+        "{}",
+        posts[0]
+    );
+}

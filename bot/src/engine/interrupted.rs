@@ -35,6 +35,9 @@ pub(super) struct RecordingProgress<'a> {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long an ownerless executing request is left alone (see `reconcile_interrupted`).
+const OWNERLESS_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
 impl Progress for RecordingProgress<'_> {
     fn report(&self, line: String) {
         self.latest.send_replace(Some(line.clone()));
@@ -157,6 +160,10 @@ impl Engine {
         let lease = chrono::Duration::from_std(self.owner_lease())
             .unwrap_or_else(|_| chrono::Duration::seconds(30));
         let stale_before = now - lease;
+        // A request without an owner was started by a version that did not record one: it
+        // may still run on such a replica during a rolling upgrade, so it gets the longest
+        // a rollout may take before it counts as orphaned.
+        let ownerless_before = now - lease.max(OWNERLESS_GRACE);
         let orphans = self.store.orphaned_requests(stale_before).await?;
         let mut n = 0;
         for row in orphans {
@@ -166,9 +173,14 @@ impl Engine {
             }
             let dead = row.owner.clone().unwrap_or_else(|| "unknown".into());
             let outcome = format!("interrupted: the process carrying it out ({dead}) stopped");
+            let cutoff = if row.owner.is_some() {
+                stale_before
+            } else {
+                ownerless_before
+            };
             if !self
                 .store
-                .interrupt_request(row.id, row.owner.as_deref(), stale_before, &outcome, now)
+                .interrupt_request(row.id, row.owner.as_deref(), cutoff, &outcome, now)
                 .await?
             {
                 continue;

@@ -95,7 +95,8 @@ pub const ORPHANED_REQUESTS: &str = concat!(
 pub const INTERRUPT_REQUEST: &str = "UPDATE requests SET state = 'interrupted', \
      outcome = $1, updated_at = $2 WHERE id = $3 AND state = 'executing' \
      AND owner IS NOT DISTINCT FROM $4 AND NOT EXISTS (SELECT 1 FROM replicas \
-     WHERE replicas.owner = $4 AND replicas.heartbeat_at >= $5)";
+     WHERE replicas.owner = $4 AND replicas.heartbeat_at >= $5) \
+     AND (owner IS NOT NULL OR updated_at < $5)";
 pub const UNACKNOWLEDGED_INTERRUPTED: &str = concat!(
     "SELECT ",
     request_cols!(),

@@ -454,8 +454,13 @@ async fn interrupting_an_orphan_has_one_winner(db: &Db) {
             .await
             .unwrap()
     );
-    // An ownerless one is claimed by naming no owner.
+    // An ownerless one is claimed by naming no owner, once it is older than the cutoff.
     let ownerless = s.insert_request(executing_request(None, T0)).await.unwrap();
+    assert!(
+        !s.interrupt_request(ownerless.id, None, t(T0), "x", t(T0 + 20_000))
+            .await
+            .unwrap()
+    );
     assert!(
         s.interrupt_request(ownerless.id, None, stale_before, "x", t(T0 + 20_000))
             .await

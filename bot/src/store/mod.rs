@@ -335,7 +335,8 @@ pub trait Store: Send + Sync + 'static {
     async fn orphaned_requests(&self, stale_before: Timestamp) -> StoreResult<Vec<RequestRow>>;
     /// Compare-and-set `executing` -> `interrupted`, only while it is still held by
     /// `dead_owner` and that owner's heartbeat is still older than `stale_before`: with
-    /// several replicas reconciling at once exactly one call returns true.
+    /// several replicas reconciling at once exactly one call returns true. An ownerless one
+    /// (`dead_owner = None`) must also have been last updated before `stale_before`.
     async fn interrupt_request(
         &self,
         id: RequestId,
