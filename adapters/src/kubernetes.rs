@@ -1297,6 +1297,23 @@ impl Target for KubernetesTarget {
         }
     }
 
+    async fn follow_rollout(
+        &self,
+        env: &EnvironmentSpec,
+        progress: &dyn Progress,
+    ) -> Result<Option<String>, TargetError> {
+        let wl = self.workload(env)?;
+        let current = self.get_workload(wl).await?;
+        match rollout_state(wl.kind, &current) {
+            RolloutState::Complete(_) => Ok(None),
+            RolloutState::Failed(msg) => Err(TargetError::RolloutFailed(msg)),
+            RolloutState::Progressing(_) => self
+                .follow(wl, current, self.timeout_for(env), progress)
+                .await
+                .map(Some),
+        }
+    }
+
     async fn status(&self, env: &EnvironmentSpec) -> Result<EnvStatus, TargetError> {
         let wl = self.workload(env)?;
         let w = self.get_workload(wl).await?;

@@ -92,6 +92,17 @@ pub trait Target: Send + Sync {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<EnvStatus, TargetError>;
 
+    /// Follows a rollout that is under way on the workload (one an earlier process started
+    /// and did not live to see finish) until it completes. `Ok(None)` when nothing is
+    /// rolling out.
+    async fn follow_rollout(
+        &self,
+        _env: &EnvironmentSpec,
+        _progress: &dyn Progress,
+    ) -> Result<Option<String>, TargetError> {
+        Err(TargetError::Unsupported("following a rollout", self.kind()))
+    }
+
     async fn pods(&self, _env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {
         Err(TargetError::Unsupported("pods", self.kind()))
     }

@@ -61,7 +61,12 @@ pub async fn build(
     let mut targets: Vec<Arc<dyn Target>> = Vec::new();
     let uses = |k: TargetKind| config.environments.values().any(|e| e.target == k);
     if uses(TargetKind::Sandbox) {
-        let sandbox = SandboxTarget::new(store.clone(), clock.clone(), opts.sandbox_step);
+        let step = config
+            .bot
+            .sandbox_step
+            .map(|d| d.0)
+            .unwrap_or(opts.sandbox_step);
+        let sandbox = SandboxTarget::new(store.clone(), clock.clone(), step);
         let envs: Vec<&EnvironmentSpec> = config
             .environments
             .values()

@@ -249,6 +249,31 @@ preconditions = { soak_from = "qa", soak = "24h" }
     }
 
     #[test]
+    fn owner_lease_and_sandbox_step_are_read_and_checked() {
+        let cfg = from_toml(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(cfg.bot.owner_lease.0, std::time::Duration::from_secs(30));
+        assert_eq!(cfg.bot.sandbox_step, None);
+        let cfg = from_toml("[bot]\nowner_lease = \"5s\"\nsandbox_step = \"2s\"\n").unwrap();
+        assert_eq!(cfg.bot.owner_lease.0, std::time::Duration::from_secs(5));
+        assert_eq!(
+            cfg.bot.sandbox_step.map(|d| d.0),
+            Some(std::time::Duration::from_secs(2))
+        );
+        let problems =
+            from_toml("[bot]\nowner_lease = \"1s\"\nsandbox_step = \"2m\"\n").unwrap_err();
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|p| p.starts_with("bot.owner_lease") && p.contains("at least 3s")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.starts_with("bot.sandbox_step")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let problems = from_toml("[slack]\nsigning_secrett = \"x\"\n").unwrap_err();
         assert_eq!(problems[0].path, "slack.signing_secrett");

@@ -58,6 +58,10 @@ pub enum OperationNote<'a> {
         ok: bool,
         outcome: &'a str,
     },
+    /// Its process died while carrying it out.
+    Interrupted {
+        detail: &'a str,
+    },
 }
 
 /// The runbook's checklist for a severity.
@@ -841,6 +845,13 @@ impl Engine {
                     row.id,
                     row.command_text,
                     if ok { "succeeded" } else { "failed" }
+                ),
+            ),
+            OperationNote::Interrupted { detail } => (
+                "operation",
+                format!(
+                    "{} {}{flag} — interrupted: {detail}",
+                    row.id, row.command_text
                 ),
             ),
         };

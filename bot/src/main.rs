@@ -204,6 +204,9 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
         Some((p, i)) => (p.to_string(), i.to_string()),
         None => ("local".to_string(), user.to_string()),
     };
+    // `exec` carries operations out against the same database as `serve`: it is an owner
+    // like any other, so a killed `exec` is noticed and reconciled.
+    let ownership = app.engine.start_ownership().await;
     let actor = app.engine.actor(&platform, &id, &id, &[]);
     let reply = app
         .engine
@@ -215,6 +218,7 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
         })
         .await;
     println!("{}", reply.text);
+    ownership.abort();
     app.store.close().await;
     ExitCode::from(reply.kind.exit_code() as u8)
 }
@@ -245,7 +249,8 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     // Status updates and expiries live in the store; every replica ticks and the leases
     // decide who runs what.
     let sweeper = {
-        let scheduler = Scheduler::new(app.engine.clone(), Scheduler::process_owner());
+        // One owner id per process, for job leases and executing requests alike.
+        let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
         if let Err(e) = scheduler.install().await {
             warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
         }
@@ -259,6 +264,10 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
             }
         })
     };
+    // Heartbeat, and reconciliation of requests whose process died, at start and on every
+    // heartbeat.
+    let ownership = app.engine.start_ownership().await;
+    info!(owner = app.engine.owner(), lease = ?app.engine.owner_lease(), "ownership heartbeat running");
     // Socket Mode: the bot dials Slack instead of being called; same handlers as HTTP mode.
     let socket_mode = app
         .slack
@@ -279,6 +288,8 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     if left > 0 {
         warn!(commands = left, "shutting down with commands still running");
     }
+    // Only now: a drained command is still ours while it finishes.
+    ownership.abort();
     app.store.close().await;
     match result {
         Ok(()) => {

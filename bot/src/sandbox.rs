@@ -30,6 +30,29 @@ struct Workload {
     maintenance: bool,
     canary: Option<SimCanary>,
     restarted_at: Option<Timestamp>,
+    /// A rollout under way, saved at every step so that a process dying mid-rollout leaves
+    /// it visible (`status`) and resumable (`follow_rollout`), as a cluster would.
+    #[serde(default)]
+    rolling: Option<SimRollout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SimRollout {
+    version: String,
+    updated: u32,
+    end: RolloutEnd,
+}
+
+/// What the workload becomes once a rollout's last replica is updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RolloutEnd {
+    /// A new revision runs `version` (deploy, rollback to a named version).
+    NewRevision,
+    /// Back to the previous revision, which leaves the history (`rollback` without version).
+    PreviousRevision,
+    /// Same version, pods replaced.
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +79,7 @@ fn seed(env: &str, replicas: u32) -> (Workload, Vec<(String, i64)>) {
         maintenance: false,
         canary: None,
         restarted_at: None,
+        rolling: None,
     };
     (w, vec![(version.to_string(), deployed_hours_ago)])
 }
@@ -143,15 +167,60 @@ impl SandboxTarget {
         Ok(())
     }
 
-    async fn roll(&self, env: &str, replicas: u32, version: &str, progress: &dyn Progress) {
+    /// Rolls `version` out replica by replica, saving each step, then settles the workload.
+    async fn roll(
+        &self,
+        env: &str,
+        w: &mut Workload,
+        version: &str,
+        end: RolloutEnd,
+        progress: &dyn Progress,
+    ) -> Result<(), TargetError> {
         progress.report(format!("sandbox: rolling out {version} on {env}"));
-        for i in 1..=replicas {
+        w.rolling = Some(SimRollout {
+            version: version.to_string(),
+            updated: 0,
+            end,
+        });
+        self.save(env, w).await?;
+        self.continue_roll(env, w, progress).await
+    }
+
+    /// Takes a saved rollout from where it stands to its end.
+    async fn continue_roll(
+        &self,
+        env: &str,
+        w: &mut Workload,
+        progress: &dyn Progress,
+    ) -> Result<(), TargetError> {
+        let replicas = w.replicas;
+        let Some(mut r) = w.rolling.clone() else {
+            return Ok(());
+        };
+        for i in r.updated + 1..=replicas {
             if !self.step.is_zero() {
                 tokio::time::sleep(self.step).await;
             }
+            r.updated = i;
+            w.rolling = Some(r.clone());
+            self.save(env, w).await?;
             progress.report(format!("sandbox: {i} of {replicas} new replicas updated"));
         }
         progress.report(format!("sandbox: {replicas} of {replicas} available"));
+        w.rolling = None;
+        match r.end {
+            RolloutEnd::NewRevision => {
+                w.history.push(std::mem::replace(&mut w.version, r.version));
+                w.revision += 1;
+            }
+            RolloutEnd::PreviousRevision => {
+                w.history.pop();
+                w.history.push(std::mem::replace(&mut w.version, r.version));
+                w.revision += 1;
+            }
+            RolloutEnd::Restart => w.restarted_at = Some(self.clock.now()),
+        }
+        Ok(())
     }
 }
 
@@ -198,11 +267,14 @@ impl Target for SandboxTarget {
                 } else if w.version == version.as_str() {
                     format!("sandbox: {name} already runs {version}; nothing to do")
                 } else {
-                    self.roll(name, w.replicas, version.as_str(), progress)
-                        .await;
-                    w.history
-                        .push(std::mem::replace(&mut w.version, version.to_string()));
-                    w.revision += 1;
+                    self.roll(
+                        name,
+                        &mut w,
+                        version.as_str(),
+                        RolloutEnd::NewRevision,
+                        progress,
+                    )
+                    .await?;
                     summary(name, &w)
                 }
             }
@@ -221,12 +293,12 @@ impl Target for SandboxTarget {
                 if target == w.version {
                     format!("sandbox: {name} already runs {target}; skipped rollback")
                 } else {
-                    self.roll(name, w.replicas, &target, progress).await;
-                    if version.is_none() {
-                        w.history.pop();
-                    }
-                    w.history.push(std::mem::replace(&mut w.version, target));
-                    w.revision += 1;
+                    let end = if version.is_none() {
+                        RolloutEnd::PreviousRevision
+                    } else {
+                        RolloutEnd::NewRevision
+                    };
+                    self.roll(name, &mut w, &target, end, progress).await?;
                     summary(name, &w)
                 }
             }
@@ -237,9 +309,9 @@ impl Target for SandboxTarget {
                 format!("sandbox: {name} scaled from {from} to {replicas} replicas")
             }
             TargetAction::Restart => {
-                self.roll(name, w.replicas, &w.version.clone(), progress)
-                    .await;
-                w.restarted_at = Some(self.clock.now());
+                let version = w.version.clone();
+                self.roll(name, &mut w, &version, RolloutEnd::Restart, progress)
+                    .await?;
                 format!(
                     "sandbox: {name} restarted ({} replicas replaced)",
                     w.replicas
@@ -264,6 +336,19 @@ impl Target for SandboxTarget {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<EnvStatus, TargetError> {
         let w = self.load(env).await?;
+        let (updated, rollout) = match &w.rolling {
+            Some(r) => (
+                r.updated,
+                format!(
+                    "rolling out {}: {} of {} new replicas updated",
+                    r.version, r.updated, w.replicas
+                ),
+            ),
+            None => (
+                w.replicas,
+                format!("successfully rolled out (revision {})", w.revision),
+            ),
+        };
         Ok(EnvStatus {
             env: env.name.clone(),
             target: "sandbox".into(),
@@ -271,11 +356,11 @@ impl Target for SandboxTarget {
             image: env.image.as_ref().map(|i| format!("{i}:{}", w.version)),
             replicas: Replicas {
                 desired: w.replicas,
-                updated: w.replicas,
+                updated,
                 ready: w.replicas,
                 available: w.replicas,
             },
-            rollout: format!("successfully rolled out (revision {})", w.revision),
+            rollout,
             conditions: vec![],
             pods_not_ready: vec![],
             canary: w.canary.as_ref().map(|c| CanaryStatus {
@@ -288,6 +373,22 @@ impl Target for SandboxTarget {
             health: None,
             reported_version: None,
         })
+    }
+
+    async fn follow_rollout(
+        &self,
+        env: &EnvironmentSpec,
+        progress: &dyn Progress,
+    ) -> Result<Option<String>, TargetError> {
+        let lock = self.lock(&env.name).await;
+        let _guard = lock.lock().await;
+        let mut w = self.load(env).await?;
+        if w.rolling.is_none() {
+            return Ok(None);
+        }
+        self.continue_roll(&env.name, &mut w, progress).await?;
+        self.save(&env.name, &w).await?;
+        Ok(Some(summary(&env.name, &w)))
     }
 
     async fn pods(&self, env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {

@@ -14,6 +14,8 @@ pub enum Phase {
     Denied,
     Cancelled,
     Expired,
+    /// Its process died while carrying it out.
+    Interrupted,
 }
 
 impl Phase {
@@ -26,6 +28,7 @@ impl Phase {
             Phase::Denied => "denied",
             Phase::Cancelled => "cancelled",
             Phase::Expired => "expired",
+            Phase::Interrupted => "interrupted",
         }
     }
 }

@@ -289,6 +289,13 @@ pub struct BotSection {
     /// `human` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// How long a process may go without a heartbeat before the requests it was carrying
+    /// out are reconciled as interrupted by another one.
+    #[serde(default = "default_owner_lease")]
+    pub owner_lease: HumanDuration,
+    /// Pause between the sandbox's simulated rollout steps (unset: a tenth of a second).
+    #[serde(default)]
+    pub sandbox_step: Option<HumanDuration>,
 }
 
 fn default_command() -> String {
@@ -306,6 +313,9 @@ fn default_status_interval() -> HumanDuration {
 fn default_request_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(3600))
 }
+fn default_owner_lease() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
 fn default_log_format() -> String {
     "human".into()
 }
@@ -319,6 +329,8 @@ impl Default for BotSection {
             status_update_interval: default_status_interval(),
             request_ttl: default_request_ttl(),
             log_format: default_log_format(),
+            owner_lease: default_owner_lease(),
+            sandbox_step: None,
         }
     }
 }
@@ -603,6 +615,13 @@ impl Config {
         }
         if self.bot.request_ttl.0.as_secs() < 60 {
             problem("bot.request_ttl".into(), "must be at least 1m".into());
+        }
+        // A heartbeat every lease/3 needs whole seconds to stay meaningful.
+        if self.bot.owner_lease.0.as_secs() < 3 {
+            problem("bot.owner_lease".into(), "must be at least 3s".into());
+        }
+        if self.bot.sandbox_step.is_some_and(|s| s.0.as_secs() > 60) {
+            problem("bot.sandbox_step".into(), "must be at most 1m".into());
         }
         if !matches!(self.bot.log_format.as_str(), "human" | "json") {
             problem(

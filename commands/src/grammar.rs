@@ -161,14 +161,14 @@ static SPECS: &[CommandSpec] = &[
     CommandSpec {
         name: "cancel",
         usage: "cancel ID",
-        summary: "withdraw a pending request you made",
+        summary: "withdraw a pending request you made, or acknowledge an interrupted one",
         options: &[],
         parse: command_cancel,
     },
     CommandSpec {
         name: "requests",
         usage: "requests",
-        summary: "pending requests you can act on",
+        summary: "pending requests you can act on, and interrupted ones not yet acknowledged",
         options: &[],
         parse: |_| Ok(Command::Requests),
     },

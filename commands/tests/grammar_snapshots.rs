@@ -559,8 +559,8 @@ mod help_text {
         /erlmcp rollback ENV [VERSION] [REASON...] — roll ENV back to VERSION, or to the previous revision
         /erlmcp approve ID [COMMENT...] — approve a pending request (same as the Approve button)
         /erlmcp deny ID [REASON...] — deny a pending request (same as the Deny button)
-        /erlmcp cancel ID — withdraw a pending request you made
-        /erlmcp requests — pending requests you can act on
+        /erlmcp cancel ID — withdraw a pending request you made, or acknowledge an interrupted one
+        /erlmcp requests — pending requests you can act on, and interrupted ones not yet acknowledged
         /erlmcp scale ENV REPLICAS [REASON...] — set the number of replicas in ENV (0 to 1000)
         /erlmcp restart ENV [REASON...] — restart the workload in ENV
         /erlmcp maintenance ENV on|off [REASON...] — turn maintenance mode in ENV on or off

@@ -120,6 +120,7 @@ fn state_line(card: &ApprovalCard) -> String {
         "denied" => ":no_entry:",
         "cancelled" => ":heavy_multiplication_x:",
         "expired" => ":alarm_clock:",
+        "interrupted" => ":warning:",
         _ => ":grey_question:",
     };
     match &card.state_detail {
@@ -297,6 +298,17 @@ mod tests {
         .unwrap();
         assert!(!json.to_string().contains("\"actions\""), "{json}");
         assert!(json.to_string().contains("succeeded"), "{json}");
+    }
+
+    #[test]
+    fn interrupted_requests_are_flagged_without_buttons() {
+        let mut c = card("interrupted");
+        c.state_detail = Some("interrupted: the process carrying it out stopped".into());
+        let json = serde_json::to_value(approval_blocks(&c, &ApproverDirectory::default()))
+            .unwrap()
+            .to_string();
+        assert!(!json.contains("\"actions\""), "{json}");
+        assert!(json.contains(":warning: *interrupted*"), "{json}");
     }
 
     #[test]

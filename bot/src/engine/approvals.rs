@@ -218,13 +218,7 @@ impl Engine {
         let id = row.id;
         match self
             .store
-            .transition_request(
-                id,
-                RequestState::Pending,
-                RequestState::Executing,
-                None,
-                self.now(),
-            )
+            .start_executing(id, RequestState::Pending, &self.owner, self.now())
             .await
         {
             Ok(true) => {}
@@ -315,6 +309,9 @@ impl Engine {
             Ok(None) => return Reply::refused(format!("There is no request {id}.")),
             Err(e) => return audit_unavailable(&e),
         };
+        if row.state == RequestState::Interrupted {
+            return self.acknowledge(inv, &row).await;
+        }
         let votes = self.store.votes(id).await.unwrap_or_default();
         let view = self.view(&row, &votes);
         match approval::apply(&view, &Event::Cancel { by: &inv.actor }, self.now()) {

@@ -30,6 +30,8 @@ use tokio::sync::broadcast;
 use tracing::{Instrument, error, info, warn};
 
 mod approvals;
+mod interrupted;
+pub use interrupted::Ownership;
 mod operation;
 mod post_deploy;
 mod reads;
@@ -120,6 +122,10 @@ pub struct Engine {
     in_flight: AtomicU64,
     idle: tokio::sync::Notify,
     pub(crate) notifiers: crate::incidents::Notifiers,
+    /// This process in the store: requests it carries out are recorded as its own, and its
+    /// heartbeat tells other processes it is alive.
+    owner: String,
+    started_at: Timestamp,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -178,6 +184,7 @@ fn phase(state: RequestState) -> Phase {
         RequestState::Denied => Phase::Denied,
         RequestState::Cancelled => Phase::Cancelled,
         RequestState::Expired => Phase::Expired,
+        RequestState::Interrupted => Phase::Interrupted,
     }
 }
 
@@ -243,7 +250,10 @@ impl Engine {
         let (events, _) = broadcast::channel(256);
         let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
         let http = std::sync::OnceLock::new();
+        let started_at = parts.clock.now();
         Arc::new_cyclic(|me| Engine {
+            owner: interrupted::process_owner(),
+            started_at,
             me: me.clone(),
             http,
             guard_sleep: parts.guard_sleep,

@@ -131,6 +131,7 @@ impl Engine {
                     approvals_json: serde_json::to_string(&stored).unwrap_or_default(),
                     state: RequestState::Pending,
                     break_glass: false,
+                    owner: None,
                 };
                 let row = match self.store.insert_request(new).await {
                     Ok(r) => r,
@@ -204,6 +205,7 @@ impl Engine {
             approvals_json: "{}".into(),
             state: RequestState::Executing,
             break_glass,
+            owner: Some(self.owner.clone()),
         };
         let row = match self.store.insert_request(new).await {
             Ok(r) => r,
@@ -249,7 +251,11 @@ impl Engine {
                         requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
                         reason: reason_of(cmd),
                     };
-                    target.execute(env, &action, &ctx, progress).await
+                    let (recording, writer) = self.record_progress(row.id, progress);
+                    let result = target.execute(env, &action, &ctx, &recording).await;
+                    drop(recording);
+                    self.finish_progress(row.id, writer).await;
+                    result
                 }
             },
         };
@@ -311,7 +317,7 @@ impl Engine {
             }
         }
         let mut warning = String::new();
-        if let Err(e) = self
+        match self
             .store
             .transition_request(
                 row.id,
@@ -322,8 +328,20 @@ impl Engine {
             )
             .await
         {
-            error!(error = %e, request = %row.id, "could not record the request's outcome");
-            warning = format!("\nWarning: the outcome could not be stored ({e}).");
+            Ok(true) => {}
+            // Our heartbeat went stale for longer than the lease (a stalled process, a
+            // partitioned database) and another process declared this request interrupted.
+            Ok(false) => {
+                warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
+                warning = format!(
+                    "\nWarning: {} had already been marked interrupted by another process (this one's heartbeat was late); the outcome above is in the audit log.",
+                    row.id
+                );
+            }
+            Err(e) => {
+                error!(error = %e, request = %row.id, "could not record the request's outcome");
+                warning = format!("\nWarning: the outcome could not be stored ({e}).");
+            }
         }
         let mut entry = self.entry(&row.requester, &row.channel, "", &row.operation);
         entry.action = if result.is_ok() { "executed" } else { "failed" }.into();

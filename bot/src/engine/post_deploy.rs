@@ -87,6 +87,7 @@ impl Engine {
             approvals_json: "{}".into(),
             state: RequestState::Executing,
             break_glass: false,
+            owner: Some(self.owner.clone()),
         };
         let header = format!(
             "Automatic rollback of {env_name} after {} ({}):\n• {}",

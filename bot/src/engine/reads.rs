@@ -88,13 +88,22 @@ impl Engine {
                 Err(err) => parts.push(format!("{}: {err}", e.name)),
             }
         }
+        // An interrupted request there is news until someone acknowledges it.
+        match env {
+            None => parts.extend(self.interrupted_lines(None).await?),
+            Some(e) => {
+                if let Some(spec) = self.cfg.environment(e) {
+                    parts.extend(self.interrupted_lines(Some(&spec.name)).await?);
+                }
+            }
+        }
         Ok(Reply::private(parts.join("\n")))
     }
 
     pub(super) async fn requests(&self, actor: &Actor) -> Result<Reply, StoreError> {
         let now = self.now();
         let pending = self.store.pending_requests().await?;
-        let mut lines = Vec::new();
+        let mut lines = self.interrupted_lines(None).await?;
         for r in pending.iter().filter(|r| r.expires_at > now) {
             let stored = StoredRequirement::read(&r.approvals_json);
             let requester = self.person_of(&r.requester);

@@ -12,7 +12,8 @@ macro_rules! request_cols {
     () => {
         "id, created_at, expires_at, updated_at, requester_platform, requester_id, \
          requester_name, channel, command_text, operation, environment, command_json, \
-         approvals_json, state, break_glass, outcome, message_ref"
+         approvals_json, state, break_glass, outcome, message_ref, owner, last_progress, \
+         acknowledged_at"
     };
 }
 macro_rules! vote_cols {
@@ -53,8 +54,8 @@ pub(crate) use job_cols;
 pub const INSERT_REQUEST: &str = concat!(
     "INSERT INTO requests (created_at, expires_at, updated_at, requester_platform, \
      requester_id, requester_name, channel, command_text, operation, environment, \
-     command_json, approvals_json, state, break_glass) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+     command_json, approvals_json, state, break_glass, owner) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
     request_cols!()
 );
 pub const GET_REQUEST: &str = concat!("SELECT ", request_cols!(), " FROM requests WHERE id = $1");
@@ -71,6 +72,38 @@ pub const EXPIRED_REQUESTS: &str = concat!(
 pub const TRANSITION_REQUEST: &str = "UPDATE requests SET state = $1, \
      outcome = COALESCE($2, outcome), updated_at = $3 WHERE id = $4 AND state = $5";
 pub const SET_REQUEST_MESSAGE: &str = "UPDATE requests SET message_ref = $1 WHERE id = $2";
+pub const START_EXECUTING: &str = "UPDATE requests SET state = 'executing', owner = $1, \
+     updated_at = $2 WHERE id = $3 AND state = $4";
+pub const SET_REQUEST_PROGRESS: &str =
+    "UPDATE requests SET last_progress = $1 WHERE id = $2 AND state = 'executing'";
+pub const HEARTBEAT: &str = "INSERT INTO replicas (owner, started_at, heartbeat_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+// Every process start adds a row; one silent for a week is long gone (a request it held
+// is orphaned whether or not its row is still there).
+pub const FORGET_REPLICAS: &str = "DELETE FROM replicas WHERE heartbeat_at < $1";
+pub const REPLICA_MEMORY_MS: i64 = 7 * 24 * 3_600_000;
+pub const REPLICAS: &str =
+    "SELECT owner, started_at, heartbeat_at FROM replicas ORDER BY started_at, owner";
+// Live replicas are those with a heartbeat at or after the cutoff ($1).
+pub const ORPHANED_REQUESTS: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE state = 'executing' AND CASE WHEN owner IS NULL \
+     THEN updated_at < $1 ELSE NOT EXISTS (SELECT 1 FROM replicas \
+     WHERE replicas.owner = requests.owner AND replicas.heartbeat_at >= $1) END ORDER BY id"
+);
+pub const INTERRUPT_REQUEST: &str = "UPDATE requests SET state = 'interrupted', \
+     outcome = $1, updated_at = $2 WHERE id = $3 AND state = 'executing' \
+     AND owner IS NOT DISTINCT FROM $4 AND NOT EXISTS (SELECT 1 FROM replicas \
+     WHERE replicas.owner = $4 AND replicas.heartbeat_at >= $5) \
+     AND (owner IS NOT NULL OR updated_at < $5)";
+pub const UNACKNOWLEDGED_INTERRUPTED: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE state = 'interrupted' AND acknowledged_at IS NULL ORDER BY id"
+);
+pub const ACKNOWLEDGE_REQUEST: &str = "UPDATE requests SET acknowledged_at = $1 \
+     WHERE id = $2 AND state = 'interrupted' AND acknowledged_at IS NULL";
 
 pub const INSERT_VOTE: &str = concat!(
     "INSERT INTO votes (",
@@ -187,6 +220,9 @@ pub struct RequestRaw {
     break_glass: bool,
     outcome: Option<String>,
     message_ref: Option<String>,
+    owner: Option<String>,
+    last_progress: Option<String>,
+    acknowledged_at: Option<i64>,
 }
 
 impl TryFrom<RequestRaw> for RequestRow {
@@ -215,6 +251,27 @@ impl TryFrom<RequestRaw> for RequestRow {
             break_glass: r.break_glass,
             outcome: r.outcome,
             message_ref: r.message_ref,
+            owner: r.owner,
+            last_progress: r.last_progress,
+            acknowledged_at: r.acknowledged_at.map(from_ms).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ReplicaRaw {
+    owner: String,
+    started_at: i64,
+    heartbeat_at: i64,
+}
+
+impl TryFrom<ReplicaRaw> for ReplicaRow {
+    type Error = StoreError;
+    fn try_from(r: ReplicaRaw) -> StoreResult<ReplicaRow> {
+        Ok(ReplicaRow {
+            owner: r.owner,
+            started_at: from_ms(r.started_at)?,
+            heartbeat_at: from_ms(r.heartbeat_at)?,
         })
     }
 }
@@ -501,6 +558,7 @@ where
     for<'r> IncidentRaw: FromRow<'r, DB::Row>,
     for<'r> IncidentEventRaw: FromRow<'r, DB::Row>,
     for<'r> JobRaw: FromRow<'r, DB::Row>,
+    for<'r> ReplicaRaw: FromRow<'r, DB::Row>,
 {
     pub async fn ping<'c>(e: impl Executor<'c, Database = DB>) -> StoreResult<()> {
         sqlx::query("SELECT 1")
@@ -531,6 +589,7 @@ where
             .bind(&new.approvals_json)
             .bind(new.state.as_str())
             .bind(new.break_glass)
+            .bind(&new.owner)
             .fetch_one(e)
             .await
             .map_err(db_err)?;
@@ -591,6 +650,130 @@ where
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    pub async fn start_executing<'c>(
+        e: impl Executor<'c, Database = DB>,
+        id: RequestId,
+        from: RequestState,
+        owner: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(START_EXECUTING)
+            .bind(owner)
+            .bind(to_ms(at))
+            .bind(id.0)
+            .bind(from.as_str())
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_request_progress<'c>(
+        e: impl Executor<'c, Database = DB>,
+        id: RequestId,
+        line: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(SET_REQUEST_PROGRESS)
+            .bind(line)
+            .bind(id.0)
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn heartbeat<'c>(
+        e: impl Executor<'c, Database = DB>,
+        owner: &str,
+        started_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(HEARTBEAT)
+            .bind(owner)
+            .bind(to_ms(started_at))
+            .bind(to_ms(at))
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn forget_replicas<'c>(
+        e: impl Executor<'c, Database = DB>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(FORGET_REPLICAS)
+            .bind(to_ms(now) - REPLICA_MEMORY_MS)
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn replicas<'c>(e: impl Executor<'c, Database = DB>) -> StoreResult<Vec<ReplicaRow>> {
+        let raw: Vec<ReplicaRaw> = sqlx::query_as(REPLICAS)
+            .fetch_all(e)
+            .await
+            .map_err(db_err)?;
+        convert(raw)
+    }
+
+    pub async fn orphaned_requests<'c>(
+        e: impl Executor<'c, Database = DB>,
+        stale_before: Timestamp,
+    ) -> StoreResult<Vec<RequestRow>> {
+        let raw: Vec<RequestRaw> = sqlx::query_as(ORPHANED_REQUESTS)
+            .bind(to_ms(stale_before))
+            .fetch_all(e)
+            .await
+            .map_err(db_err)?;
+        convert(raw)
+    }
+
+    pub async fn interrupt_request<'c>(
+        e: impl Executor<'c, Database = DB>,
+        id: RequestId,
+        dead_owner: Option<&str>,
+        stale_before: Timestamp,
+        outcome: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(INTERRUPT_REQUEST)
+            .bind(outcome)
+            .bind(to_ms(at))
+            .bind(id.0)
+            .bind(dead_owner)
+            .bind(to_ms(stale_before))
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn unacknowledged_interrupted<'c>(
+        e: impl Executor<'c, Database = DB>,
+    ) -> StoreResult<Vec<RequestRow>> {
+        let raw: Vec<RequestRaw> = sqlx::query_as(UNACKNOWLEDGED_INTERRUPTED)
+            .fetch_all(e)
+            .await
+            .map_err(db_err)?;
+        convert(raw)
+    }
+
+    pub async fn acknowledge_request<'c>(
+        e: impl Executor<'c, Database = DB>,
+        id: RequestId,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(ACKNOWLEDGE_REQUEST)
+            .bind(to_ms(at))
+            .bind(id.0)
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn expired_requests<'c>(

@@ -106,6 +106,10 @@ contract!(
     unreachable_database_error_hides_password,
     incident_statuspage_id_is_kept,
     event_keys_remembered_for_an_hour,
+    executing_requests_record_their_owner_and_progress,
+    heartbeats_decide_which_requests_are_orphaned,
+    interrupting_an_orphan_has_one_winner,
+    interrupted_requests_listed_until_acknowledged,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -135,6 +139,7 @@ fn new_request(expires_at: i64) -> NewRequest {
         approvals_json: r#"{"count":2}"#.into(),
         state: RequestState::Pending,
         break_glass: false,
+        owner: None,
     }
 }
 
@@ -239,6 +244,265 @@ async fn requests_insert_get_and_transition(db: &Db) {
     assert!(glass.break_glass);
     assert_eq!(glass.environment, None);
     assert_ne!(glass.id, row.id);
+}
+
+fn executing_request(owner: Option<&str>, at: i64) -> NewRequest {
+    NewRequest {
+        created_at: t(at),
+        expires_at: t(at),
+        state: RequestState::Executing,
+        owner: owner.map(str::to_string),
+        ..new_request(at)
+    }
+}
+
+async fn executing_requests_record_their_owner_and_progress(db: &Db) {
+    let s = &db.store;
+    let inserted = s
+        .insert_request(executing_request(Some("host-1-aa"), T0))
+        .await
+        .unwrap();
+    assert_eq!(inserted.owner.as_deref(), Some("host-1-aa"));
+    assert_eq!(inserted.last_progress, None);
+    assert_eq!(inserted.acknowledged_at, None);
+
+    let pending = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    assert_eq!(pending.owner, None);
+    let starts = (0..4).map(|i| {
+        let store = s.clone();
+        tokio::spawn(async move {
+            let owner = format!("host-{i}");
+            let won = store
+                .start_executing(pending.id, RequestState::Pending, &owner, t(T0 + 5))
+                .await
+                .unwrap();
+            won.then_some(owner)
+        })
+    });
+    let winners: Vec<String> = join_all(starts)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let row = s.get_request(pending.id).await.unwrap().unwrap();
+    assert_eq!(row.state, RequestState::Executing);
+    assert_eq!(row.owner.as_deref(), Some(winners[0].as_str()));
+    assert_eq!(row.updated_at, t(T0 + 5));
+
+    s.set_request_progress(row.id, "1 of 5 new replicas updated")
+        .await
+        .unwrap();
+    s.set_request_progress(row.id, "2 of 5 new replicas updated")
+        .await
+        .unwrap();
+    let row = s.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_progress.as_deref(),
+        Some("2 of 5 new replicas updated")
+    );
+    // Once final, a late progress line changes nothing.
+    assert!(
+        s.transition_request(
+            row.id,
+            RequestState::Executing,
+            RequestState::Succeeded,
+            Some("done"),
+            t(T0 + 6)
+        )
+        .await
+        .unwrap()
+    );
+    s.set_request_progress(row.id, "late").await.unwrap();
+    let row = s.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(
+        row.last_progress.as_deref(),
+        Some("2 of 5 new replicas updated")
+    );
+}
+
+async fn heartbeats_decide_which_requests_are_orphaned(db: &Db) {
+    let s = &db.store;
+    s.heartbeat("alive", t(T0), t(T0)).await.unwrap();
+    s.heartbeat("dead", t(T0 - 1000), t(T0)).await.unwrap();
+    s.heartbeat("alive", t(T0 - 5), t(T0 + 20_000))
+        .await
+        .unwrap();
+    let replicas = s.replicas().await.unwrap();
+    assert_eq!(
+        replicas,
+        vec![
+            ReplicaRow {
+                owner: "dead".into(),
+                started_at: t(T0 - 1000),
+                heartbeat_at: t(T0),
+            },
+            // A later heartbeat moves heartbeat_at only: started_at is the first one's.
+            ReplicaRow {
+                owner: "alive".into(),
+                started_at: t(T0),
+                heartbeat_at: t(T0 + 20_000),
+            },
+        ]
+    );
+    // A row silent for a week is forgotten by the next heartbeat, whoever writes it.
+    s.heartbeat("long-gone", t(T0 - 8 * 86_400_000), t(T0 - 8 * 86_400_000))
+        .await
+        .unwrap();
+    s.heartbeat("alive", t(T0), t(T0 + 20_000)).await.unwrap();
+    assert_eq!(s.replicas().await.unwrap(), replicas);
+    let of_alive = s
+        .insert_request(executing_request(Some("alive"), T0))
+        .await
+        .unwrap();
+    let of_dead = s
+        .insert_request(executing_request(Some("dead"), T0))
+        .await
+        .unwrap();
+    let of_unknown = s
+        .insert_request(executing_request(Some("never-seen"), T0))
+        .await
+        .unwrap();
+    let ownerless = s
+        .insert_request(executing_request(None, T0 + 10_000))
+        .await
+        .unwrap();
+    let pending = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    let ids = |rows: Vec<RequestRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+
+    // Everyone's heartbeat is recent enough: only the owner nobody has heard of is orphaned.
+    assert_eq!(
+        ids(s.orphaned_requests(t(T0)).await.unwrap()),
+        vec![of_unknown.id]
+    );
+    // The dead owner's heartbeat is now too old; the ownerless one is not old enough yet.
+    assert_eq!(
+        ids(s.orphaned_requests(t(T0 + 10_000)).await.unwrap()),
+        vec![of_dead.id, of_unknown.id]
+    );
+    assert_eq!(
+        ids(s.orphaned_requests(t(T0 + 10_001)).await.unwrap()),
+        vec![of_dead.id, of_unknown.id, ownerless.id]
+    );
+    assert_eq!(
+        ids(s.orphaned_requests(t(T0 + 20_001)).await.unwrap()),
+        vec![of_alive.id, of_dead.id, of_unknown.id, ownerless.id]
+    );
+    assert!(
+        !ids(s.orphaned_requests(t(T0 + 99_000)).await.unwrap()).contains(&pending.id),
+        "a pending request has no owner to lose"
+    );
+}
+
+async fn interrupting_an_orphan_has_one_winner(db: &Db) {
+    let s = &db.store;
+    s.heartbeat("dead", t(T0), t(T0)).await.unwrap();
+    s.heartbeat("alive", t(T0), t(T0 + 30_000)).await.unwrap();
+    let stale_before = t(T0 + 10_000);
+    for _ in 0..3 {
+        let row = s
+            .insert_request(executing_request(Some("dead"), T0))
+            .await
+            .unwrap();
+        let attempts = (0..4).map(|i| {
+            let store = s.clone();
+            tokio::spawn(async move {
+                store
+                    .interrupt_request(
+                        row.id,
+                        Some("dead"),
+                        stale_before,
+                        "interrupted: dead stopped",
+                        t(T0 + 20_000 + i),
+                    )
+                    .await
+                    .unwrap()
+            })
+        });
+        let wins = join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(wins, 1);
+        let row = s.get_request(row.id).await.unwrap().unwrap();
+        assert_eq!(row.state, RequestState::Interrupted);
+        assert!(row.state.is_final());
+        assert_eq!(row.outcome.as_deref(), Some("interrupted: dead stopped"));
+    }
+    // Not while its owner is alive, nor when the owner named is not the one holding it.
+    let live = s
+        .insert_request(executing_request(Some("alive"), T0))
+        .await
+        .unwrap();
+    for owner in [Some("alive"), Some("dead"), None] {
+        assert!(
+            !s.interrupt_request(live.id, owner, stale_before, "x", t(T0 + 20_000))
+                .await
+                .unwrap(),
+            "{owner:?}"
+        );
+    }
+    // An owner whose heartbeat came back between the look and the claim keeps its request.
+    let late = s
+        .insert_request(executing_request(Some("dead"), T0))
+        .await
+        .unwrap();
+    s.heartbeat("dead", t(T0), t(T0 + 15_000)).await.unwrap();
+    assert!(
+        !s.interrupt_request(late.id, Some("dead"), stale_before, "x", t(T0 + 20_000))
+            .await
+            .unwrap()
+    );
+    // An ownerless one is claimed by naming no owner, once it is older than the cutoff.
+    let ownerless = s.insert_request(executing_request(None, T0)).await.unwrap();
+    assert!(
+        !s.interrupt_request(ownerless.id, None, t(T0), "x", t(T0 + 20_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.interrupt_request(ownerless.id, None, stale_before, "x", t(T0 + 20_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_request(live.id).await.unwrap().unwrap().state,
+        RequestState::Executing
+    );
+}
+
+async fn interrupted_requests_listed_until_acknowledged(db: &Db) {
+    let s = &db.store;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let row = s
+            .insert_request(executing_request(Some("gone"), T0))
+            .await
+            .unwrap();
+        assert!(
+            s.interrupt_request(row.id, Some("gone"), t(T0 + 1), "interrupted", t(T0 + 2))
+                .await
+                .unwrap()
+        );
+        ids.push(row.id);
+    }
+    let listed = |rows: Vec<RequestRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(listed(s.unacknowledged_interrupted().await.unwrap()), ids);
+    let pending = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    assert!(
+        !s.acknowledge_request(pending.id, t(T0 + 3)).await.unwrap(),
+        "only an interrupted request is acknowledged"
+    );
+    assert!(s.acknowledge_request(ids[0], t(T0 + 3)).await.unwrap());
+    assert!(!s.acknowledge_request(ids[0], t(T0 + 4)).await.unwrap());
+    let row = s.get_request(ids[0]).await.unwrap().unwrap();
+    assert_eq!(row.acknowledged_at, Some(t(T0 + 3)));
+    assert_eq!(row.state, RequestState::Interrupted);
+    assert_eq!(
+        listed(s.unacknowledged_interrupted().await.unwrap()),
+        vec![ids[1]]
+    );
 }
 
 async fn concurrent_transitions_have_one_winner(db: &Db) {

@@ -46,6 +46,9 @@ pub enum RequestState {
     Denied,
     Cancelled,
     Expired,
+    /// Its process died while carrying it out; reconciled by another one, never re-run by
+    /// itself.
+    Interrupted,
 }
 
 impl RequestState {
@@ -58,6 +61,7 @@ impl RequestState {
             RequestState::Denied => "denied",
             RequestState::Cancelled => "cancelled",
             RequestState::Expired => "expired",
+            RequestState::Interrupted => "interrupted",
         }
     }
     pub fn parse(s: &str) -> Option<RequestState> {
@@ -69,6 +73,7 @@ impl RequestState {
             "denied" => RequestState::Denied,
             "cancelled" => RequestState::Cancelled,
             "expired" => RequestState::Expired,
+            "interrupted" => RequestState::Interrupted,
             _ => return None,
         })
     }
@@ -103,6 +108,8 @@ pub struct NewRequest {
     pub approvals_json: String,
     pub state: RequestState,
     pub break_glass: bool,
+    /// The process carrying it out, for a request inserted as `executing`.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +131,20 @@ pub struct RequestRow {
     pub outcome: Option<String>,
     /// Chat message that shows this request (`PLATFORM:CHANNEL:TS`), for in-place updates.
     pub message_ref: Option<String>,
+    /// The process that carries (or carried) it out.
+    pub owner: Option<String>,
+    /// The last progress line seen while it was executing.
+    pub last_progress: Option<String>,
+    /// When an interrupted request was acknowledged.
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+/// A running process as the store knows it: its heartbeat says it is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRow {
+    pub owner: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +313,42 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> StoreResult<bool>;
     async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()>;
+    /// Compare-and-set from `from` to `executing`, recording the process that carries it out.
+    async fn start_executing(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        owner: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Keeps the latest progress line of an executing request (no-op once it is final).
+    async fn set_request_progress(&self, id: RequestId, line: &str) -> StoreResult<()>;
+
+    // --- process ownership ---
+    /// Creates or refreshes this process's heartbeat row; rows silent for a week are
+    /// forgotten.
+    async fn heartbeat(&self, owner: &str, started_at: Timestamp, at: Timestamp)
+    -> StoreResult<()>;
+    async fn replicas(&self) -> StoreResult<Vec<ReplicaRow>>;
+    /// Executing requests whose owner's heartbeat is older than `stale_before`, or whose
+    /// owner has no heartbeat at all (an ownerless one counts once it is older than that).
+    async fn orphaned_requests(&self, stale_before: Timestamp) -> StoreResult<Vec<RequestRow>>;
+    /// Compare-and-set `executing` -> `interrupted`, only while it is still held by
+    /// `dead_owner` and that owner's heartbeat is still older than `stale_before`: with
+    /// several replicas reconciling at once exactly one call returns true. An ownerless one
+    /// (`dead_owner = None`) must also have been last updated before `stale_before`.
+    async fn interrupt_request(
+        &self,
+        id: RequestId,
+        dead_owner: Option<&str>,
+        stale_before: Timestamp,
+        outcome: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Interrupted requests nobody has acknowledged yet, oldest first.
+    async fn unacknowledged_interrupted(&self) -> StoreResult<Vec<RequestRow>>;
+    /// Marks an interrupted request acknowledged; true when this call did it.
+    async fn acknowledge_request(&self, id: RequestId, at: Timestamp) -> StoreResult<bool>;
     /// Pending requests whose expiry is at or before `now`.
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>>;
     /// One vote per (request, voter platform, voter id).

@@ -169,6 +169,59 @@ impl Store for PgStore {
         Queries::set_request_message(&self.pool, id, message_ref).await
     }
 
+    async fn start_executing(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        owner: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        Queries::start_executing(&self.pool, id, from, owner, at).await
+    }
+
+    async fn set_request_progress(&self, id: RequestId, line: &str) -> StoreResult<()> {
+        Queries::set_request_progress(&self.pool, id, line).await
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        started_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        Queries::forget_replicas(&self.pool, at).await?;
+        Queries::heartbeat(&self.pool, owner, started_at, at).await
+    }
+
+    async fn replicas(&self) -> StoreResult<Vec<ReplicaRow>> {
+        Queries::replicas(&self.pool).await
+    }
+
+    async fn orphaned_requests(&self, stale_before: Timestamp) -> StoreResult<Vec<RequestRow>> {
+        Queries::orphaned_requests(&self.pool, stale_before).await
+    }
+
+    // Two replicas racing: the second UPDATE waits for the first's row lock, then re-reads the
+    // row, finds it no longer `executing` and changes nothing.
+    async fn interrupt_request(
+        &self,
+        id: RequestId,
+        dead_owner: Option<&str>,
+        stale_before: Timestamp,
+        outcome: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        Queries::interrupt_request(&self.pool, id, dead_owner, stale_before, outcome, at).await
+    }
+
+    async fn unacknowledged_interrupted(&self) -> StoreResult<Vec<RequestRow>> {
+        Queries::unacknowledged_interrupted(&self.pool).await
+    }
+
+    async fn acknowledge_request(&self, id: RequestId, at: Timestamp) -> StoreResult<bool> {
+        Queries::acknowledge_request(&self.pool, id, at).await
+    }
+
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
         Queries::expired_requests(&self.pool, now).await
     }

@@ -311,6 +311,91 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn start_executing(
+        &self,
+        id: RequestId,
+        from: RequestState,
+        owner: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Box::pin(
+                async move { Queries::start_executing(&mut c.conn, id, from, &owner, at).await },
+            )
+        })
+        .await
+    }
+
+    async fn set_request_progress(&self, id: RequestId, line: &str) -> StoreResult<()> {
+        let line = line.to_string();
+        self.write(move |c| {
+            Box::pin(async move { Queries::set_request_progress(&mut c.conn, id, &line).await })
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        started_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let owner = owner.to_string();
+        self.write(move |c| {
+            Box::pin(async move {
+                // Forget first: see `write` on a job's failing statement.
+                Queries::forget_replicas(&mut c.conn, at).await?;
+                Queries::heartbeat(&mut c.conn, &owner, started_at, at).await
+            })
+        })
+        .await
+    }
+
+    async fn replicas(&self) -> StoreResult<Vec<ReplicaRow>> {
+        Queries::replicas(&self.pool).await
+    }
+
+    async fn orphaned_requests(&self, stale_before: Timestamp) -> StoreResult<Vec<RequestRow>> {
+        Queries::orphaned_requests(&self.pool, stale_before).await
+    }
+
+    async fn interrupt_request(
+        &self,
+        id: RequestId,
+        dead_owner: Option<&str>,
+        stale_before: Timestamp,
+        outcome: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let (dead_owner, outcome) = (dead_owner.map(str::to_string), outcome.to_string());
+        self.write(move |c| {
+            Box::pin(async move {
+                Queries::interrupt_request(
+                    &mut c.conn,
+                    id,
+                    dead_owner.as_deref(),
+                    stale_before,
+                    &outcome,
+                    at,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn unacknowledged_interrupted(&self) -> StoreResult<Vec<RequestRow>> {
+        Queries::unacknowledged_interrupted(&self.pool).await
+    }
+
+    async fn acknowledge_request(&self, id: RequestId, at: Timestamp) -> StoreResult<bool> {
+        self.write(move |c| {
+            Box::pin(async move { Queries::acknowledge_request(&mut c.conn, id, at).await })
+        })
+        .await
+    }
+
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
         Queries::expired_requests(&self.pool, now).await
     }
