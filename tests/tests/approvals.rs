@@ -154,6 +154,7 @@ async fn stored_copy(store: &dyn Store, id: &str, approvals_json: &str) -> Strin
             approvals_json: approvals_json.into(),
             state: RequestState::Pending,
             break_glass: false,
+            owner: None,
         })
         .await
         .unwrap();

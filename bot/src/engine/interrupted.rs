@@ -378,8 +378,8 @@ impl Engine {
             return Reply::refused(format!("{id} was interrupted and is already acknowledged."));
         }
         let actor = &inv.actor;
-        let requester = format!("{}:{}", row.requester.platform, row.requester.user_id);
-        let stored: StoredApproval = serde_json::from_str(&row.approvals_json).unwrap_or_default();
+        let requester = self.person_of(&row.requester);
+        let stored = StoredRequirement::read(&row.approvals_json);
         let may_run = serde_json::from_str::<Command>(&row.command_json)
             .ok()
             .and_then(|cmd| match policy::access(&cmd) {
@@ -387,7 +387,7 @@ impl Engine {
                 _ => None,
             })
             .is_some();
-        let allowed = actor.identity() == requester
+        let allowed = actor.person == requester
             || policy::may_vote(&stored.requirement(), &requester, actor).is_ok()
             || may_run;
         if !allowed {
