@@ -1388,6 +1388,9 @@ impl SlackBot {
 
 const GROUPS_UNREADABLE: &str = "group membership could not be read";
 
+/// Well under the 20 s a rate-limited group lookup would take if anything waited for it.
+const NOT_STALLED: Duration = Duration::from_secs(8);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
     let bot = SlackBot::start().await;
@@ -1420,20 +1423,23 @@ async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
         tokio::join!(bob, bob_again, w111);
     assert!(whoami.contains(GROUPS_UNREADABLE), "{whoami}");
     assert!(!whoami.contains("change-board"), "{whoami}");
-    assert!(whoami_took < Duration::from_secs(3), "{whoami_took:?}");
+    // Bounds are far from Slack's Retry-After (20 s) rather than tight, so that a loaded
+    // machine does not make the test flaky: what matters is that nobody waited for the retry.
+    assert!(whoami_took < NOT_STALLED, "{whoami_took:?}");
     assert!(status.contains("staging [sandbox]"), "{status}");
     assert!(
-        status_took < Duration::from_secs(1),
+        status_took < Duration::from_secs(3),
         "a read by a directly bound user waited: {status_took:?}"
     );
+    // The deploy's outcome is three channel posts at Slack's one per second.
     assert!(
-        deploy_done < Duration::from_secs(3),
+        deploy_done < NOT_STALLED,
         "a deploy by a directly bound user waited: {deploy_done:?}"
     );
     assert!(bob_text.contains("Refused"), "{bob_text}");
     assert!(bob_text.contains(GROUPS_UNREADABLE), "{bob_text}");
     // Bounded by the 2 s lookup budget, not by Slack's Retry-After: 20.
-    assert!(bob_took < Duration::from_secs(3), "{bob_took:?}");
+    assert!(bob_took < NOT_STALLED, "{bob_took:?}");
     // One read in flight for the group, however many commands asked (and its retry waits
     // out the 20 s).
     assert_eq!(bot.fake.calls_to("usergroups.users.list").len(), 1);
@@ -1462,7 +1468,7 @@ async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() 
     let (text, took) = bot.ask("U0BOB", "requests").await;
     assert!(text.contains("No pending requests"), "{text}");
     assert!(!text.contains(GROUPS_UNREADABLE), "{text}");
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     bot.fake
         .wait_for(WAIT, "a background refresh", |f| {
             (f.calls_to("usergroups.users.list").len() == 2).then_some(())
@@ -1474,7 +1480,7 @@ async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() 
     let (text, took) = bot.ask("U0BOB", "requests").await;
     assert!(text.contains("Refused"), "{text}");
     assert!(text.contains(GROUPS_UNREADABLE), "{text}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < NOT_STALLED, "{took:?}");
     let (text, _) = bot.ask("U0BOB", "whoami").await;
     assert!(text.contains(GROUPS_UNREADABLE), "{text}");
     assert!(!text.contains("change-board"), "{text}");
