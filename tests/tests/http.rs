@@ -154,6 +154,9 @@ async fn slow_headers_are_cut_off_while_others_are_served() {
     let (closed_after, ()) = tokio::select! {
         r = async { tokio::join!(closed, others) } => r,
         _ = trickle => panic!("the slow client was allowed to send its whole header"),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            panic!("the slow client was still connected after 10s")
+        }
     };
     assert!(
         closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(4),
@@ -173,7 +176,9 @@ async fn idle_connections_are_closed() {
     s.write_all(HEALTHZ).await.unwrap();
     assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
     let answered = Instant::now();
-    read_to_close(&mut s).await;
+    tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut s))
+        .await
+        .expect("an idle connection is closed");
     let idle = answered.elapsed();
     assert!(
         idle >= Duration::from_millis(900) && idle < Duration::from_secs(3),
@@ -230,7 +235,9 @@ async fn oversized_and_unfinished_bodies_are_refused() {
     }
     req.extend_from_slice(b"0\r\n\r\n");
     s.write_all(&req).await.unwrap();
-    let answer = read_to_close(&mut s).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut s))
+        .await
+        .expect("answered and closed");
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A body announced but never finished: 408 once the body timeout passes.
