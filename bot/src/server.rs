@@ -229,6 +229,7 @@ pub async fn serve(
         // A slot first, then accept: past the cap, connections wait in the kernel's queue
         // instead of costing a task and a buffer each.
         let slot = tokio::select! {
+            biased;
             _ = &mut shutdown => break,
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(s) => s,
@@ -236,6 +237,7 @@ pub async fn serve(
             },
         };
         let stream = tokio::select! {
+            biased;
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,

@@ -257,6 +257,55 @@ async fn oversized_and_unfinished_bodies_are_refused() {
     );
 }
 
+/// Shutdown stops accepting at once, but a request already on its way is still answered,
+/// and `serve` returns only when its connection is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight() {
+    let (bot, _dir, _) = sqlite_bot().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server::serve(
+        listener,
+        server::routes(Arc::new(shared(&bot)), Routes::All),
+        limits(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /healthz HTTP/1.1\r\nHost: bot\r\nContent-Length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    // The body is half sent: the request is in flight when the signal comes.
+    let mut probe = TcpStream::connect(&addr).await.unwrap();
+    probe.write_all(HEALTHZ).await.unwrap();
+    assert!(read_response(&mut probe).await.starts_with("HTTP/1.1 200"));
+    drop(probe);
+    stop.send(()).unwrap();
+    // The signal is asynchronous: a connection made in the same instant may still be taken,
+    // but soon the listener is closed and connecting fails.
+    let refused = async {
+        while TcpStream::connect(&addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), refused)
+        .await
+        .expect("the listener closes");
+    assert!(!served.is_finished(), "a request is still in flight");
+    s.write_all(b"cd").await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut s))
+        .await
+        .expect("answered, then closed");
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("serve returns once its connections are done")
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_routes_live_apart_from_chat_routes() {
     let (bot, _dir, _) = sqlite_bot().await;

@@ -90,8 +90,12 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Closes the read pool; the writer stops once the store is dropped.
+    /// Closes the read pool and the probe's connection; the writer stops once the store is
+    /// dropped.
     pub async fn close(&self) {
+        if let Some(probe) = self.probe.lock().await.take() {
+            let _ = probe.close().await;
+        }
         self.pool.close().await;
     }
 
