@@ -1361,3 +1361,42 @@ async fn throughput_postgres() {
     drop(store);
     testdb::drop_postgres_database(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_write_probe_reports_unreachable() {
+    use sqlx::Connection;
+    let Some(url) = testdb::fresh_postgres_url("postgres_write_probe_reports_unreachable").await
+    else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    store.check_writable(t(T0)).await.unwrap();
+    // From the server's admin database: a database cannot close its own doors.
+    let admin_url = std::env::var(testdb::POSTGRES_URL_VAR).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let allow = |on: bool| format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {on}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow(false)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let err = store.check_writable(t(T0 + 1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotWritable(WriteBlock::Unreachable)),
+        "{err:?}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow(true)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    store.check_writable(t(T0 + 2)).await.unwrap();
+    let _ = admin.close().await;
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}

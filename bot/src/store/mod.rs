@@ -88,6 +88,9 @@ impl WriteBlock {
                         "53100" => WriteBlock::DiskFull,
                         "55P03" | "40P01" => WriteBlock::Locked,
                         "57014" => WriteBlock::Timeout,
+                        // Refused at connect: closed to connections, gone, full, or the
+                        // bot's role no longer let in.
+                        "55000" | "3D000" | "53300" | "28000" | "28P01" => WriteBlock::Unreachable,
                         c if c.starts_with("08") || c.starts_with("57P0") => {
                             WriteBlock::Unreachable
                         }
