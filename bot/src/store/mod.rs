@@ -64,7 +64,7 @@ impl WriteBlock {
 
     /// The category of a failed write. `backend` says how to read the error code: SQLite's
     /// numeric result codes or PostgreSQL's SQLSTATE.
-    pub(crate) fn of(e: &sqlx::Error, backend: &str) -> WriteBlock {
+    pub(crate) fn of(e: &sqlx::Error, backend: Backend) -> WriteBlock {
         match e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -73,17 +73,16 @@ impl WriteBlock {
             sqlx::Error::PoolTimedOut => WriteBlock::Timeout,
             sqlx::Error::Database(d) => {
                 let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-                if backend == "sqlite" {
+                match backend {
                     // Extended result codes keep the primary code in the low byte.
-                    match code.parse::<i64>().map(|c| c & 0xff) {
+                    Backend::Sqlite => match code.parse::<i64>().map(|c| c & 0xff) {
                         Ok(5 | 6) => WriteBlock::Locked,
                         Ok(8) => WriteBlock::ReadOnly,
                         Ok(13) => WriteBlock::DiskFull,
                         Ok(10 | 14) => WriteBlock::Unreachable,
                         _ => WriteBlock::Failed,
-                    }
-                } else {
-                    match code.as_str() {
+                    },
+                    Backend::Postgres => match code.as_str() {
                         "25006" => WriteBlock::ReadOnly,
                         "53100" => WriteBlock::DiskFull,
                         "55P03" | "40P01" => WriteBlock::Locked,
@@ -95,7 +94,7 @@ impl WriteBlock {
                             WriteBlock::Unreachable
                         }
                         _ => WriteBlock::Failed,
-                    }
+                    },
                 }
             }
             _ => WriteBlock::Failed,
@@ -497,7 +496,8 @@ pub async fn migrate_only(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum Backend {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }

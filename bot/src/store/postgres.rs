@@ -145,7 +145,7 @@ impl Store for PgStore {
     async fn check_writable(&self, at: Timestamp) -> StoreResult<()> {
         Queries::probe_write(&self.pool, at)
             .await
-            .map_err(|e| StoreError::NotWritable(WriteBlock::of(&e, "postgres")))
+            .map_err(|e| StoreError::NotWritable(WriteBlock::of(&e, Backend::Postgres)))
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {

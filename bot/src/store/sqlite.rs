@@ -294,11 +294,10 @@ impl Store for SqliteStore {
         let conn = match slot.as_mut() {
             Some(c) => c,
             None => {
-                let c = self
-                    .probe_options
-                    .connect()
-                    .await
-                    .map_err(|e| StoreError::NotWritable(WriteBlock::of(&e, "sqlite")))?;
+                let c =
+                    self.probe_options.connect().await.map_err(|e| {
+                        StoreError::NotWritable(WriteBlock::of(&e, Backend::Sqlite))
+                    })?;
                 slot.insert(c)
             }
         };
@@ -306,7 +305,7 @@ impl Store for SqliteStore {
         match Queries::probe_write(&mut *conn, at).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let block = WriteBlock::of(&e, "sqlite");
+                let block = WriteBlock::of(&e, Backend::Sqlite);
                 if block == WriteBlock::Unreachable {
                     *slot = None;
                 }
