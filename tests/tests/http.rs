@@ -148,7 +148,11 @@ async fn slow_headers_are_cut_off_while_others_are_served() {
             let asked = Instant::now();
             let (status, _) = get(&addr, "/healthz").await;
             assert_eq!(status, 200);
-            assert!(asked.elapsed() < Duration::from_millis(500));
+            assert!(
+                asked.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                asked.elapsed()
+            );
         }
     };
     let (closed_after, ()) = tokio::select! {
@@ -367,7 +371,7 @@ async fn unwritable_store(
     let (status, _) = get(&addr, "/readyz").await;
     assert_eq!(status, 503);
     assert!(
-        asked.elapsed() <= server::PROBE_TIMEOUT + Duration::from_millis(500),
+        asked.elapsed() <= server::PROBE_TIMEOUT + Duration::from_secs(1),
         "/readyz took {:?}",
         asked.elapsed()
     );
