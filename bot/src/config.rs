@@ -274,6 +274,90 @@ preconditions = { soak_from = "qa", soak = "24h" }
     }
 
     #[test]
+    fn http_keys_have_defaults_and_parse() {
+        let cfg = from_toml("").unwrap();
+        assert_eq!(cfg.bot.http_header_timeout.0.as_secs(), 10);
+        assert_eq!(cfg.bot.http_body_timeout.0.as_secs(), 30);
+        assert_eq!(cfg.bot.http_idle_timeout.0.as_secs(), 60);
+        assert_eq!(cfg.bot.http_max_connections, 1024);
+        assert_eq!(cfg.bot.http_max_body.0, 1024 * 1024);
+        assert_eq!(cfg.bot.metrics_listen, None);
+        let cfg = from_toml(
+            "[bot]\nmetrics_listen = \"0.0.0.0:9090\"\nhttp_header_timeout = \"5s\"\n\
+             http_max_body = \"64KiB\"\nhttp_max_connections = 10\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.bot.metrics_listen.as_deref(), Some("0.0.0.0:9090"));
+        assert_eq!(cfg.bot.http_header_timeout.0.as_secs(), 5);
+        assert_eq!(cfg.bot.http_max_body.0, 64 * 1024);
+        assert_eq!(
+            from_toml("[bot]\nhttp_max_body = 2048\n")
+                .unwrap()
+                .bot
+                .http_max_body
+                .0,
+            2048
+        );
+    }
+
+    #[test]
+    fn check_config_names_each_bad_http_key() {
+        for (line, key, says) in [
+            (
+                "metrics_listen = \"nine-thousand\"",
+                "bot.metrics_listen",
+                "socket address",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:8080\"",
+                "bot.metrics_listen",
+                "differ",
+            ),
+            (
+                "http_header_timeout = \"0s\"",
+                "bot.http_header_timeout",
+                "between",
+            ),
+            (
+                "http_header_timeout = \"soon\"",
+                "bot.http_header_timeout",
+                "malformed",
+            ),
+            (
+                "http_body_timeout = \"2d\"",
+                "bot.http_body_timeout",
+                "between",
+            ),
+            (
+                "http_idle_timeout = \"10\"",
+                "bot.http_idle_timeout",
+                "unit",
+            ),
+            (
+                "http_max_connections = 0",
+                "bot.http_max_connections",
+                "between",
+            ),
+            ("http_max_connections = -5", "bot.http_max_connections", ""),
+            (
+                "http_max_body = \"1TB\"",
+                "bot.http_max_body",
+                "unknown unit",
+            ),
+            ("http_max_body = \"10B\"", "bot.http_max_body", "between"),
+        ] {
+            let problems = from_toml(&format!("[bot]\n{line}\n")).unwrap_err();
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path == key && p.message.contains(says)),
+                "{line}: {text:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let problems = from_toml("[slack]\nsigning_secrett = \"x\"\n").unwrap_err();
         assert_eq!(problems[0].path, "slack.signing_secrett");

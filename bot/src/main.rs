@@ -227,6 +227,8 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let started = std::time::Instant::now();
     let source = loaded.source.clone();
     let listen = loaded.config.bot.listen.clone();
+    let metrics_listen = loaded.config.bot.metrics_listen.clone();
+    let limits = server::HttpLimits::from_config(&loaded.config.bot);
     let app = match open_app(loaded, url).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
@@ -239,8 +241,20 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(listen);
+    let probes = match &metrics_listen {
+        None => None,
+        Some(at) => match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail(format!("cannot listen on {at} (bot.metrics_listen): {e}")),
+        },
+    };
+    let probes_addr = probes
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
     info!(
         %addr,
+        metrics_addr = probes_addr.as_deref().unwrap_or(&addr),
         config = %source,
         database = %store::redact_url(url),
         ready_ms = started.elapsed().as_millis() as u64,
@@ -274,10 +288,39 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         .as_ref()
         .filter(|s| s.mode() == erlmcp_bot::slack::Mode::Socket)
         .map(|s| s.start_socket_mode());
-    let router = server::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // One signal stops both listeners: each stops accepting and finishes what is in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let chat_routes = if probes.is_some() {
+        server::Routes::Chat
+    } else {
+        server::Routes::All
+    };
+    let chat = server::serve(
+        listener,
+        server::routes(app.clone(), chat_routes),
+        limits,
+        until_stopped(stopped.clone()),
+    );
+    let result = match probes {
+        None => chat.await,
+        Some(probes) => {
+            let probes = server::serve(
+                probes,
+                server::routes(app.clone(), server::Routes::Probes),
+                limits,
+                until_stopped(stopped),
+            );
+            let (a, b) = tokio::join!(chat, probes);
+            a.and(b)
+        }
+    };
     sweeper.abort();
     if let Some(s) = socket_mode {
         s.abort();

@@ -28,11 +28,47 @@ pub struct DeliveryLabels {
     pub platform: String,
 }
 
+/// The store step whose failure refused a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreStep {
+    /// The request row (insert).
+    Request,
+    /// A request's state change (approved, cancelled, denied).
+    RequestState,
+    Vote,
+    Audit,
+    /// An incident's record or timeline.
+    Incident,
+    /// A lookup the decision needed (votes, soak facts, the request itself).
+    Read,
+}
+
+impl StoreStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreStep::Request => "request",
+            StoreStep::RequestState => "request_state",
+            StoreStep::Vote => "vote",
+            StoreStep::Audit => "audit",
+            StoreStep::Incident => "incident",
+            StoreStep::Read => "read",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreStepLabels {
+    /// `StoreStep::as_str`
+    pub what: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub commands: Family<CommandLabels, Counter>,
     pub operations: Family<OperationLabels, Counter>,
     pub audit_write_failures: Counter,
+    /// Commands refused because the store failed a step they needed (fail closed).
+    pub store_write_failures: Family<StoreStepLabels, Counter>,
     /// Chat messages that could not be delivered after every retry.
     pub delivery_failures: Family<DeliveryLabels, Counter>,
     pub command_seconds: Histogram,
@@ -45,6 +81,7 @@ impl Metrics {
         let operations = Family::<OperationLabels, Counter>::default();
         let audit_write_failures = Counter::default();
         let delivery_failures = Family::<DeliveryLabels, Counter>::default();
+        let store_write_failures = Family::<StoreStepLabels, Counter>::default();
         let command_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "commands",
@@ -62,6 +99,12 @@ impl Metrics {
             audit_write_failures.clone(),
         );
         registry.register(
+            "store_write_failures",
+            "Commands refused because the store failed a step they needed, by step \
+             (request, request_state, vote, audit, incident, read); nothing was executed",
+            store_write_failures.clone(),
+        );
+        registry.register(
             "chat_delivery_failures",
             "Chat messages given up on after every retry",
             delivery_failures.clone(),
@@ -76,9 +119,19 @@ impl Metrics {
             commands,
             operations,
             audit_write_failures,
+            store_write_failures,
             delivery_failures,
             command_seconds,
         })
+    }
+
+    /// Counts a command refused because the store failed `step`.
+    pub fn store_refused(&self, step: StoreStep) {
+        self.store_write_failures
+            .get_or_create(&StoreStepLabels {
+                what: step.as_str().to_string(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

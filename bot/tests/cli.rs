@@ -237,6 +237,92 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(logs.contains("\"level\":\"INFO\""), "json logs: {logs}");
 }
 
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `bot.metrics_listen`: the probes and metrics answer there and nowhere else, and SIGTERM
+/// still stops both listeners cleanly.
+#[test]
+fn metrics_listen_serves_probes_apart() {
+    let dir = scratch();
+    let (chat, probes) = (free_port(), free_port());
+    let child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("ERLMCP_BOT__LISTEN", format!("127.0.0.1:{chat}"))
+        .env("ERLMCP_BOT__METRICS_LISTEN", format!("127.0.0.1:{probes}"))
+        .env("ERLMCP_BOT__HTTP_HEADER_TIMEOUT", "5s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = client
+                .get(format!("http://127.0.0.1:{probes}/readyz"))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for path in ["/metrics", "/healthz", "/readyz"] {
+            let on_probes = client
+                .get(format!("http://127.0.0.1:{probes}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(on_probes.status().as_u16(), 200, "{path}");
+            let on_chat = client
+                .get(format!("http://127.0.0.1:{chat}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(on_chat.status().as_u16(), 404, "{path} on bot.listen");
+        }
+    });
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "clean exit on SIGTERM: {logs}");
+}
+
+#[test]
+fn check_config_names_a_bad_http_setting() {
+    let dir = scratch();
+    let o = Command::new(BIN)
+        .arg("check-config")
+        .current_dir(dir.path())
+        .env("ERLMCP_BOT__HTTP_MAX_CONNECTIONS", "0")
+        .env("ERLMCP_BOT__METRICS_LISTEN", "localhost")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bot.http_max_connections: must be between"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bot.metrics_listen: not a socket address"),
+        "{err}"
+    );
+}
+
 #[test]
 fn environment_variables_override_the_configuration() {
     let dir = scratch();

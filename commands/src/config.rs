@@ -90,6 +90,68 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A size in bytes written as `512`, `64KiB`, `1MiB` (also `KB`/`MB`, taken as powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("malformed size {s:?}: use e.g. 512, 64KiB, 1MiB"))?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1024,
+            "m" | "mb" | "mib" => 1024 * 1024,
+            "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+            other => {
+                return Err(format!(
+                    "malformed size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(scale)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        match b {
+            _ if b >= 1 << 20 && b.is_multiple_of(1 << 20) => write!(f, "{}MiB", b >> 20),
+            _ if b >= 1 << 10 && b.is_multiple_of(1 << 10) => write!(f, "{}KiB", b >> 10),
+            _ => write!(f, "{b}B"),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A bare TOML integer is a byte count; a string carries its unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// A secret string: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -296,6 +358,26 @@ pub struct BotSection {
     /// Pause between the sandbox's simulated rollout steps (unset: a tenth of a second).
     #[serde(default)]
     pub sandbox_step: Option<HumanDuration>,
+    /// When set, `/metrics`, `/healthz` and `/readyz` are served here and not on `listen`,
+    /// so the address the ingress exposes carries only the chat endpoints.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Time a client has to send a request's headers, counted from the connection's start
+    /// or the end of its previous response.
+    #[serde(default = "default_http_header_timeout")]
+    pub http_header_timeout: HumanDuration,
+    /// Time a client has to send a whole request body once its headers are in.
+    #[serde(default = "default_http_body_timeout")]
+    pub http_body_timeout: HumanDuration,
+    /// A connection with no request in progress for this long is closed.
+    #[serde(default = "default_http_idle_timeout")]
+    pub http_idle_timeout: HumanDuration,
+    /// Connections served at once, per listener; more wait to be accepted.
+    #[serde(default = "default_http_max_connections")]
+    pub http_max_connections: u32,
+    /// Largest request body accepted (`64KiB`, `1MiB`); larger ones get 413.
+    #[serde(default = "default_http_max_body")]
+    pub http_max_body: ByteSize,
 }
 
 fn default_command() -> String {
@@ -319,6 +401,21 @@ fn default_owner_lease() -> HumanDuration {
 fn default_log_format() -> String {
     "human".into()
 }
+fn default_http_header_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_http_body_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_http_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_http_max_connections() -> u32 {
+    1024
+}
+fn default_http_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
 
 impl Default for BotSection {
     fn default() -> Self {
@@ -331,6 +428,12 @@ impl Default for BotSection {
             log_format: default_log_format(),
             owner_lease: default_owner_lease(),
             sandbox_step: None,
+            metrics_listen: None,
+            http_header_timeout: default_http_header_timeout(),
+            http_body_timeout: default_http_body_timeout(),
+            http_idle_timeout: default_http_idle_timeout(),
+            http_max_connections: default_http_max_connections(),
+            http_max_body: default_http_max_body(),
         }
     }
 }
@@ -622,6 +725,56 @@ impl Config {
         }
         if self.bot.sandbox_step.is_some_and(|s| s.0.as_secs() > 60) {
             problem("bot.sandbox_step".into(), "must be at most 1m".into());
+        }
+        if let Some(addr) = &self.bot.metrics_listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                problem(
+                    "bot.metrics_listen".into(),
+                    format!("not a socket address (host:port): {addr:?}"),
+                );
+            } else if addr == &self.bot.listen {
+                problem(
+                    "bot.metrics_listen".into(),
+                    "must differ from bot.listen (leave it unset to serve both on one address)"
+                        .into(),
+                );
+            }
+        }
+        for (key, value, min, max) in [
+            ("http_header_timeout", self.bot.http_header_timeout, 1, 300),
+            ("http_body_timeout", self.bot.http_body_timeout, 1, 3600),
+            ("http_idle_timeout", self.bot.http_idle_timeout, 1, 3600),
+        ] {
+            let secs = value.0.as_secs();
+            if secs < min || secs > max {
+                problem(
+                    format!("bot.{key}"),
+                    format!(
+                        "must be between {min}s and {}, got {value}",
+                        HumanDuration(Duration::from_secs(max))
+                    ),
+                );
+            }
+        }
+        if !(1..=65_536).contains(&self.bot.http_max_connections) {
+            problem(
+                "bot.http_max_connections".into(),
+                format!(
+                    "must be between 1 and 65536, got {}",
+                    self.bot.http_max_connections
+                ),
+            );
+        }
+        // Slack and GitHub payloads are a few KiB; a large limit only lets a client make the
+        // bot buffer it.
+        if !(1024..=64 * 1024 * 1024).contains(&self.bot.http_max_body.0) {
+            problem(
+                "bot.http_max_body".into(),
+                format!(
+                    "must be between 1KiB and 64MiB, got {}",
+                    self.bot.http_max_body
+                ),
+            );
         }
         if !matches!(self.bot.log_format.as_str(), "human" | "json") {
             problem(

@@ -90,6 +90,11 @@ async fn audit_unavailable(store: Arc<dyn Store>, break_audit: impl AsyncFnOnce(
     assert!(r.text.contains("audit log is unavailable"), "{}", r.text);
     assert!(r.text.contains("Not executed"), "{}", r.text);
     assert!(bot.progress.take().is_empty(), "nothing may run");
+    let metrics = bot.app.metrics.encode();
+    assert!(
+        metrics.contains("erlmcp_bot_store_write_failures_total{what=\"audit\"} 1"),
+        "the refusal is counted: {metrics}"
+    );
     let r = bot.say("dave", "status staging").await;
     assert!(
         r.text.contains("v3.0.1"),
@@ -171,6 +176,13 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
         r.text
     );
     assert!(bot.progress.take().is_empty(), "nothing may run");
+    let metrics = bot.app.metrics.encode();
+    let refused: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("erlmcp_bot_store_write_failures_total{"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{metrics}");
+    assert!(refused[0].ends_with(" 1"), "{refused:?}");
 
     sqlx::raw_sql(sqlx::AssertSqlSafe(set(true)))
         .execute(&mut conn)

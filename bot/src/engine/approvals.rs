@@ -75,11 +75,11 @@ impl Engine {
         let row = match self.store.get_request(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Reply::refused(format!("There is no request {id}.")),
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         let votes = match self.store.votes(id).await {
             Ok(v) => v,
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         let view = self.view(&row, &votes);
         let verb = if approve { "approve" } else { "deny" };
@@ -142,7 +142,7 @@ impl Engine {
                     "You already voted on {id}; each person counts once."
                 ));
             }
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Vote, &e),
         }
         let mut entry = self.entry(&who(&inv.actor), &inv.channel, "voted", verb);
         entry.request_id = Some(id);
@@ -151,13 +151,13 @@ impl Engine {
         entry.outcome = "recorded".into();
         entry.votes = self.votes_json(id).await;
         if let Err(e) = self.audit(entry).await {
-            return audit_unavailable(&e);
+            return self.store_refusal(StoreStep::Audit, &e);
         }
         // Settle from what is stored now, so concurrent voters agree on the outcome and the
         // compare-and-set below lets exactly one of them carry it out.
         let votes = match self.store.votes(id).await {
             Ok(v) => v,
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         let view = self.view(&row, &votes);
         match approval::settle(&view) {
@@ -193,7 +193,7 @@ impl Engine {
                         Reply::ok(format!("{id} {}: {why}.", row.command_text))
                     }
                     Ok(false) => Reply::ok(format!("Vote recorded; {id} was already settled.")),
-                    Err(e) => audit_unavailable(&e),
+                    Err(e) => self.store_refusal(StoreStep::RequestState, &e),
                 }
             }
             _ => {
@@ -225,7 +225,7 @@ impl Engine {
             Ok(false) => {
                 return Reply::ok(format!("Vote recorded; {id} is already being carried out."));
             }
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::RequestState, &e),
         }
         let cmd: Command = match serde_json::from_str(&row.command_json) {
             Ok(c) => c,
@@ -256,7 +256,7 @@ impl Engine {
                 Err(e) => {
                     self.fail_request(id, RequestState::Executing, "audit log unavailable")
                         .await;
-                    return audit_unavailable(&e);
+                    return self.store_refusal(StoreStep::Read, &e);
                 }
             };
             let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
@@ -277,7 +277,7 @@ impl Engine {
         entry.votes = self.votes_json(id).await;
         entry.outcome = "started".into();
         if let Err(e) = self.audit_before(id, RequestState::Executing, entry).await {
-            return audit_unavailable(&e);
+            return self.store_refusal(StoreStep::Audit, &e);
         }
         self.announce(id).await;
         let mut row = row.clone();
@@ -307,7 +307,7 @@ impl Engine {
         let row = match self.store.get_request(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Reply::refused(format!("There is no request {id}.")),
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         if row.state == RequestState::Interrupted {
             return self.acknowledge(inv, &row).await;
@@ -340,7 +340,7 @@ impl Engine {
         entry.arguments = row.command_json.clone();
         entry.outcome = "cancelled".into();
         if let Err(e) = self.audit(entry).await {
-            return audit_unavailable(&e);
+            return self.store_refusal(StoreStep::Audit, &e);
         }
         match self
             .store
@@ -358,7 +358,7 @@ impl Engine {
                 Reply::ok(format!("{id} cancelled."))
             }
             Ok(false) => Reply::refused(format!("{id} was settled before it could be cancelled.")),
-            Err(e) => audit_unavailable(&e),
+            Err(e) => self.store_refusal(StoreStep::RequestState, &e),
         }
     }
 

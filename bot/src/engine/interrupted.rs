@@ -403,14 +403,14 @@ impl Engine {
         entry.arguments = row.command_json.clone();
         entry.outcome = "acknowledged".into();
         if let Err(e) = self.audit(entry).await {
-            return audit_unavailable(&e);
+            return self.store_refusal(StoreStep::Audit, &e);
         }
         match self.store.acknowledge_request(id, self.now()).await {
             Ok(true) => Reply::ok(format!(
                 "{id} acknowledged: it stays interrupted and is no longer listed in `requests`."
             )),
             Ok(false) => Reply::refused(format!("{id} was acknowledged by someone else first.")),
-            Err(e) => audit_unavailable(&e),
+            Err(e) => self.store_refusal(StoreStep::RequestState, &e),
         }
     }
 

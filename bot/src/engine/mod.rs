@@ -38,7 +38,7 @@ mod reads;
 
 use crate::clock::Clock;
 use crate::incidents::OperationNote;
-use crate::metrics::{CommandLabels, Metrics, OperationLabels};
+use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
@@ -188,10 +188,16 @@ fn phase(state: RequestState) -> Phase {
     }
 }
 
-fn audit_unavailable(e: &StoreError) -> Reply {
-    Reply::failed(format!(
-        "Not executed: the audit log is unavailable ({e}). Nothing was changed; try again when the database is back."
-    ))
+impl Engine {
+    /// The one answer to a command refused because the store failed a step it needed
+    /// (fail closed: what cannot be recorded is not done), counted on /metrics by step.
+    pub(super) fn store_refusal(&self, step: StoreStep, e: &StoreError) -> Reply {
+        self.metrics.store_refused(step);
+        warn!(error = %e, step = step.as_str(), "command refused: the store failed");
+        Reply::failed(format!(
+            "Not executed: the audit log is unavailable ({e}). Nothing was changed; try again when the database is back."
+        ))
+    }
 }
 
 /// The target change a command asks for; `None` for commands that are not target changes.

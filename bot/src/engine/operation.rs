@@ -90,7 +90,7 @@ impl Engine {
         let now = self.now();
         let facts = match self.gather_facts(&inv.actor, &op).await {
             Ok(f) => f,
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         let decision = policy::decide(&self.policy, &inv.actor, &op, &facts, now);
         let arguments = serde_json::to_string(&cmd).unwrap_or_default();
@@ -135,7 +135,7 @@ impl Engine {
                 };
                 let row = match self.store.insert_request(new).await {
                     Ok(r) => r,
-                    Err(e) => return audit_unavailable(&e),
+                    Err(e) => return self.store_refusal(StoreStep::Request, &e),
                 };
                 entry.action = "requested".into();
                 entry.request_id = Some(row.id);
@@ -150,6 +150,7 @@ impl Engine {
                     .audit_before(row.id, RequestState::Pending, entry)
                     .await
                 {
+                    self.metrics.store_refused(StoreStep::Audit);
                     return Reply::failed(format!(
                         "Not recorded: the audit log is unavailable ({e}). The request was dropped; nothing will be executed."
                     ));
@@ -188,7 +189,7 @@ impl Engine {
             entry.action = "executed".into();
             entry.outcome = "ok".into();
             if let Err(e) = self.audit(entry).await {
-                return audit_unavailable(&e);
+                return self.store_refusal(StoreStep::Audit, &e);
             }
             return self.non_target(inv, &cmd).await;
         }
@@ -209,7 +210,7 @@ impl Engine {
         };
         let row = match self.store.insert_request(new).await {
             Ok(r) => r,
-            Err(e) => return audit_unavailable(&e),
+            Err(e) => return self.store_refusal(StoreStep::Request, &e),
         };
         entry.action = "executing".into();
         entry.request_id = Some(row.id);
@@ -218,7 +219,7 @@ impl Engine {
             .audit_before(row.id, RequestState::Executing, entry)
             .await
         {
-            return audit_unavailable(&e);
+            return self.store_refusal(StoreStep::Audit, &e);
         }
         if break_glass {
             warn!(request = %row.id, "break-glass operation");

@@ -98,7 +98,7 @@ impl Engine {
         let row = match self.store.insert_request(new).await {
             Ok(r) => r,
             Err(e) => {
-                let mut r = audit_unavailable(&e);
+                let mut r = self.store_refusal(StoreStep::Request, &e);
                 r.text = format!("{header}\n{}", r.text);
                 return r;
             }
@@ -123,7 +123,7 @@ impl Engine {
             .audit_before(row.id, RequestState::Executing, entry)
             .await
         {
-            let mut r = audit_unavailable(&e);
+            let mut r = self.store_refusal(StoreStep::Audit, &e);
             r.text = format!("{header}\n{}", r.text);
             return r;
         }

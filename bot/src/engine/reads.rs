@@ -150,7 +150,14 @@ impl Engine {
             Command::Incident(ic) => self.incident(inv, ic).await,
             _ => Ok(Reply::failed("internal error: unexpected command")),
         };
-        result.unwrap_or_else(|e| Reply::failed(format!("The database is unavailable: {e}")))
+        result.unwrap_or_else(|e| {
+            let step = match cmd {
+                Command::Incident(_) => StoreStep::Incident,
+                _ => StoreStep::Read,
+            };
+            self.metrics.store_refused(step);
+            Reply::failed(format!("The database is unavailable: {e}"))
+        })
     }
 
     pub(super) async fn pods(&self, env: &str) -> Result<Reply, StoreError> {

@@ -197,6 +197,8 @@ pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
 pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
 pub const REMEMBER_EVENT: &str = "INSERT INTO slack_events (event_key, seen_at) \
      VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING";
+pub const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
 pub const FORGET_EVENTS: &str = "DELETE FROM slack_events WHERE seen_at < $1";
 /// How long an event key is remembered, in milliseconds.
 pub const EVENT_MEMORY_MS: i64 = 3_600_000;
@@ -1175,6 +1177,18 @@ where
         }
         .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The readiness write, with the driver's error kept for its category.
+    pub async fn probe_write<'c>(
+        e: impl Executor<'c, Database = DB>,
+        at: Timestamp,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(PROBE_WRITE)
+            .bind(to_ms(at))
+            .execute(e)
+            .await
+            .map(|_| ())
     }
 
     // --- chat platform deliveries ---

@@ -110,6 +110,7 @@ contract!(
     heartbeats_decide_which_requests_are_orphaned,
     interrupting_an_orphan_has_one_winner,
     interrupted_requests_listed_until_acknowledged,
+    write_probe_upserts_one_row,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -1025,6 +1026,114 @@ async fn event_keys_remembered_for_an_hour(db: &Db) {
     assert!(s.remember_event("Ev1", t(T0 + 3_600_002)).await.unwrap());
 }
 
+async fn write_probe_upserts_one_row(db: &Db) {
+    let s = &db.store;
+    s.check_writable(t(T0)).await.unwrap();
+    s.check_writable(t(T0 + 500)).await.unwrap();
+    // Every probe rewrites the same row, so probing forever never grows the table.
+    assert_eq!(
+        db.exec("UPDATE store_probe SET probed_at = probed_at")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.exec("UPDATE store_probe SET probed_at = probed_at WHERE probed_at = 1700000000500")
+            .await,
+        1
+    );
+}
+
+/// A second connection holding SQLite's write lock: the probe says "locked" within about a
+/// second, however long the store's own writers would wait, and recovers once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_probe_reports_a_held_lock() {
+    use sqlx::Connection;
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.check_writable(t(T0)).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store.check_writable(t(T0 + 1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotWritable(WriteBlock::Locked)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "database locked");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        store.ping().await.is_ok(),
+        "reads still work, which is why ping is not enough"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    store.check_writable(t(T0 + 2)).await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_probe_reports_a_read_only_file() {
+    let (url, dir) = testdb::fresh_sqlite_url();
+    drop(SqliteStore::open(&url).await.unwrap());
+    let ro = format!("sqlite://{}?mode=ro", dir.path().join("bot.db").display());
+    let store = SqliteStore::connect(&ro).await.unwrap();
+    let err = store.check_writable(t(T0)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotWritable(WriteBlock::ReadOnly)),
+        "{err:?}"
+    );
+}
+
+/// PostgreSQL switched to read-only for new sessions, and the pool's sessions ended (what a
+/// failover to a replica or `default_transaction_read_only` does): the probe says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_write_probe_reports_read_only() {
+    use sqlx::Connection;
+    let Some(url) = testdb::fresh_postgres_url("postgres_write_probe_reports_read_only").await
+    else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    store.check_writable(t(T0)).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    set_read_only(&mut admin, true).await;
+    let err = store.check_writable(t(T0 + 1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotWritable(WriteBlock::ReadOnly)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "database read-only");
+    set_read_only(&mut admin, false).await;
+    store.check_writable(t(T0 + 2)).await.unwrap();
+    let _ = admin.close().await;
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// Makes the current database read-only (or writable again) for new sessions and ends every
+/// other session on it, so pools reconnect under the new setting.
+pub(crate) async fn set_read_only(admin: &mut sqlx::PgConnection, on: bool) {
+    let sql = if on {
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$"
+    } else {
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = off', current_database()); END $$"
+    };
+    sqlx::query(sql).execute(&mut *admin).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut *admin)
+    .await
+    .unwrap();
+}
+
 async fn jobs_claimed_once_by_concurrent_owners(db: &Db) {
     let s = &db.store;
     for i in 0..10 {
@@ -1514,5 +1623,44 @@ async fn throughput_postgres() {
         "postgres (synchronous_commit=on), 32 tasks: append_audit {appends:.0}/s; engine-shaped ops {ops:.0}/s"
     );
     drop(store);
+    testdb::drop_postgres_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_write_probe_reports_unreachable() {
+    use sqlx::Connection;
+    let Some(url) = testdb::fresh_postgres_url("postgres_write_probe_reports_unreachable").await
+    else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    store.check_writable(t(T0)).await.unwrap();
+    // From the server's admin database: a database cannot close its own doors.
+    let admin_url = std::env::var(testdb::POSTGRES_URL_VAR).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let allow = |on: bool| format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS {on}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow(false)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let err = store.check_writable(t(T0 + 1)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotWritable(WriteBlock::Unreachable)),
+        "{err:?}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(allow(true)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    store.check_writable(t(T0 + 2)).await.unwrap();
+    let _ = admin.close().await;
+    store.close().await;
     testdb::drop_postgres_database(&url).await;
 }

@@ -29,6 +29,77 @@ pub enum StoreError {
     Database(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A write was refused, by category only: the driver's text stays out of readiness
+    /// answers, which anyone who can reach the probe port reads.
+    #[error("{}", .0.as_str())]
+    NotWritable(WriteBlock),
+}
+
+/// Why the store does not take writes, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBlock {
+    /// Another writer holds the lock past the wait allowed.
+    Locked,
+    ReadOnly,
+    DiskFull,
+    /// No connection: refused, dropped, pool closed, writer stopped.
+    Unreachable,
+    /// No answer within the probe's time.
+    Timeout,
+    /// Anything else the database said.
+    Failed,
+}
+
+impl WriteBlock {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteBlock::Locked => "database locked",
+            WriteBlock::ReadOnly => "database read-only",
+            WriteBlock::DiskFull => "disk full",
+            WriteBlock::Unreachable => "database unreachable",
+            WriteBlock::Timeout => "timeout",
+            WriteBlock::Failed => "database error",
+        }
+    }
+
+    /// The category of a failed write. `backend` says how to read the error code: SQLite's
+    /// numeric result codes or PostgreSQL's SQLSTATE.
+    pub(crate) fn of(e: &sqlx::Error, backend: Backend) -> WriteBlock {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => WriteBlock::Unreachable,
+            sqlx::Error::PoolTimedOut => WriteBlock::Timeout,
+            sqlx::Error::Database(d) => {
+                let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+                match backend {
+                    // Extended result codes keep the primary code in the low byte.
+                    Backend::Sqlite => match code.parse::<i64>().map(|c| c & 0xff) {
+                        Ok(5 | 6) => WriteBlock::Locked,
+                        Ok(8) => WriteBlock::ReadOnly,
+                        Ok(13) => WriteBlock::DiskFull,
+                        Ok(10 | 14) => WriteBlock::Unreachable,
+                        _ => WriteBlock::Failed,
+                    },
+                    Backend::Postgres => match code.as_str() {
+                        "25006" => WriteBlock::ReadOnly,
+                        "53100" => WriteBlock::DiskFull,
+                        "55P03" | "40P01" => WriteBlock::Locked,
+                        "57014" => WriteBlock::Timeout,
+                        // Refused at connect: closed to connections, gone, full, or the
+                        // bot's role no longer let in.
+                        "55000" | "3D000" | "53300" | "28000" | "28P01" => WriteBlock::Unreachable,
+                        c if c.starts_with("08") || c.starts_with("57P0") => {
+                            WriteBlock::Unreachable
+                        }
+                        _ => WriteBlock::Failed,
+                    },
+                }
+            }
+            _ => WriteBlock::Failed,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -292,8 +363,13 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
-    /// Cheap liveness check for /readyz.
+    /// Cheap liveness check: the database answers a query.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Proves the store takes a write by upserting one row (`store_probe`), for /readyz. A
+    /// failure is `StoreError::NotWritable` with its category. Bounded on its own by the
+    /// backend's lock wait; callers add their own deadline.
+    async fn check_writable(&self, at: Timestamp) -> StoreResult<()>;
 
     /// Closes the connections (on shutdown: lets SQLite checkpoint its WAL).
     async fn close(&self) {}
@@ -477,7 +553,8 @@ pub async fn migrate_only(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum Backend {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }

@@ -142,6 +142,12 @@ impl Store for PgStore {
         Queries::ping(&self.pool).await
     }
 
+    async fn check_writable(&self, at: Timestamp) -> StoreResult<()> {
+        Queries::probe_write(&self.pool, at)
+            .await
+            .map_err(|e| StoreError::NotWritable(WriteBlock::of(&e, Backend::Postgres)))
+    }
+
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
         Queries::insert_request(&self.pool, &new).await
     }

@@ -30,10 +30,17 @@ type Queries = common::Queries<Sqlite>;
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the readiness write waits for another writer's lock: well inside the probe's
+/// deadline, so a locked file is reported as locked rather than as a timeout.
+const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<Box<dyn WriteJob>>,
+    /// The readiness probe's own connection (opened on first use), with a short busy wait:
+    /// through the writer task a probe would queue behind a batch stuck in a 10 s wait.
+    probe: tokio::sync::Mutex<Option<SqliteConnection>>,
+    probe_options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -48,6 +55,7 @@ impl SqliteStore {
             .foreign_keys(true);
         // The writer connects first so the file exists and is in WAL mode before readers open.
         let conn = options.connect().await.map_err(|e| connect_err(e, url))?;
+        let probe_options = options.clone().busy_timeout(PROBE_BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -55,7 +63,12 @@ impl SqliteStore {
             .map_err(|e| connect_err(e, url))?;
         let (writer, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer_loop(conn, rx));
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            probe: tokio::sync::Mutex::new(None),
+            probe_options,
+        })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -77,8 +90,12 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Closes the read pool; the writer stops once the store is dropped.
+    /// Closes the read pool and the probe's connection; the writer stops once the store is
+    /// dropped.
     pub async fn close(&self) {
+        if let Some(probe) = self.probe.lock().await.take() {
+            let _ = probe.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -267,6 +284,34 @@ impl Store for SqliteStore {
             return Err(writer_gone());
         }
         Queries::ping(&self.pool).await
+    }
+
+    async fn check_writable(&self, at: Timestamp) -> StoreResult<()> {
+        if self.writer.is_closed() {
+            return Err(StoreError::NotWritable(WriteBlock::Unreachable));
+        }
+        let mut slot = self.probe.lock().await;
+        let conn = match slot.as_mut() {
+            Some(c) => c,
+            None => {
+                let c =
+                    self.probe_options.connect().await.map_err(|e| {
+                        StoreError::NotWritable(WriteBlock::of(&e, Backend::Sqlite))
+                    })?;
+                slot.insert(c)
+            }
+        };
+        // One autocommit statement: nothing is left open if the caller stops waiting.
+        match Queries::probe_write(&mut *conn, at).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let block = WriteBlock::of(&e, Backend::Sqlite);
+                if block == WriteBlock::Unreachable {
+                    *slot = None;
+                }
+                Err(StoreError::NotWritable(block))
+            }
+        }
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
