@@ -12,6 +12,9 @@ pub mod audit;
 pub(crate) mod common;
 pub mod postgres;
 pub mod sqlite;
+// Kept out of the shipped library: only unit tests and the `test-support` feature (enabled
+// by dev-dependencies) build it.
+#[cfg(any(test, feature = "test-support"))]
 pub mod testdb;
 
 #[cfg(test)]
