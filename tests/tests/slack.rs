@@ -112,6 +112,14 @@ impl SlackBot {
         }
     }
 
+    /// Waits until the engine has nothing left to do (commands, their Slack tasks and
+    /// background work), and fails when any of that panicked.
+    async fn idle(&self) {
+        self.app.engine.wait_idle().await;
+        let panics = self.app.engine.take_panics();
+        assert!(panics.is_empty(), "background work panicked: {panics:?}");
+    }
+
     async fn send(
         &self,
         path: &str,
@@ -656,7 +664,7 @@ async fn unsigned_forged_stale_and_malformed_requests_change_nothing() {
     }
 
     // Nothing ran, nothing was recorded, nothing was said.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bot.idle().await;
     assert_eq!(bot.audit_len().await, audit);
     assert!(bot.store.pending_requests().await.unwrap().is_empty());
     assert!(bot.fake.calls().is_empty(), "{:?}", bot.fake.calls());
@@ -800,7 +808,7 @@ async fn events_url_verification_and_mentions_run_once_across_retries() {
         "answered under the mention"
     );
     // The retry's task, had one been started, would have run by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.idle().await;
     let deploys = bot
         .store
         .audit_page(0, 10_000)
