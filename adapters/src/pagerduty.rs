@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::warn;
 
+use crate::retry::{Failure, RetryPolicy, retry_after};
+
 pub const DEFAULT_API_URL: &str = "https://events.pagerduty.com";
 
 /// PagerDuty's own severity scale.
@@ -60,7 +62,7 @@ pub struct PagerDuty {
     client: reqwest::Client,
     enqueue_url: String,
     routing_key: Secret,
-    attempts: u32,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for PagerDuty {
@@ -91,46 +93,85 @@ impl PagerDuty {
             client,
             enqueue_url: format!("{}/v2/enqueue", api_url.trim_end_matches('/')),
             routing_key,
-            attempts: 3,
+            // An event is keyed by its dedup_key, so sending it again is safe.
+            retry: RetryPolicy {
+                attempts: 3,
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(2),
+                max_retry_after: Duration::from_secs(30),
+                max_total: Duration::from_secs(60),
+            },
         })
     }
 
     async fn send(&self, body: serde_json::Value, action: &str) -> Result<(), PagerError> {
-        let mut last = String::new();
-        for attempt in 1..=self.attempts {
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-            }
-            match self.client.post(&self.enqueue_url).json(&body).send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let detail = resp.text().await.unwrap_or_default();
-                    // 400 means the event is malformed or the key is wrong: retrying the same
-                    // body cannot help. 429 and 5xx are PagerDuty asking to come back later.
-                    if status.as_u16() != 429 && !status.is_server_error() {
-                        return Err(PagerError::Rejected {
-                            status: status.as_u16(),
-                            detail: short(&detail),
-                        });
-                    }
-                    last = format!("HTTP {status}");
+        self.retry
+            .run(
+                || self.send_once(&body),
+                |e: &Try| match e {
+                    Try::Rejected { .. } => Failure::Permanent,
+                    Try::RateLimited(after) => Failure::RateLimited(*after),
+                    Try::Unavailable(_) => Failure::Transient,
+                },
+                |e, attempt, _| warn!(action, attempt, error = %e.detail(), "PagerDuty event not accepted yet"),
+            )
+            .await
+            .map_err(|gave_up| match gave_up.error {
+                Try::Rejected { status, detail } => PagerError::Rejected { status, detail },
+                other => PagerError::Unavailable {
+                    attempts: gave_up.attempts,
+                    detail: other.detail(),
+                },
+            })
+    }
+
+    async fn send_once(&self, body: &serde_json::Value) -> Result<(), Try> {
+        match self.client.post(&self.enqueue_url).json(body).send().await {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => {
+                let status = resp.status();
+                let after = retry_after(resp.headers());
+                let detail = resp.text().await.unwrap_or_default();
+                // 400 means the event is malformed or the key is wrong: retrying the same
+                // body cannot help. 429 and 5xx are PagerDuty asking to come back later.
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    Err(Try::RateLimited(after))
+                } else if status.is_server_error() {
+                    Err(Try::Unavailable(format!("HTTP {status}")))
+                } else {
+                    Err(Try::Rejected {
+                        status: status.as_u16(),
+                        detail: short(&detail),
+                    })
                 }
-                // reqwest's messages carry the URL, never the body, so the key stays out.
-                Err(e) => {
-                    last = if e.is_timeout() {
-                        "timed out".into()
-                    } else {
-                        "connection failed".into()
-                    }
-                }
             }
-            warn!(action, attempt, error = %last, "PagerDuty event not accepted yet");
+            // reqwest's messages carry the URL, never the body, so the key stays out.
+            Err(e) => Err(Try::Unavailable(
+                if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection failed"
+                }
+                .into(),
+            )),
         }
-        Err(PagerError::Unavailable {
-            attempts: self.attempts,
-            detail: last,
-        })
+    }
+}
+
+/// How one try of an event ended.
+enum Try {
+    Rejected { status: u16, detail: String },
+    RateLimited(Option<Duration>),
+    Unavailable(String),
+}
+
+impl Try {
+    fn detail(&self) -> String {
+        match self {
+            Try::Rejected { status, .. } => format!("HTTP {status}"),
+            Try::RateLimited(_) => "HTTP 429 Too Many Requests".into(),
+            Try::Unavailable(detail) => detail.clone(),
+        }
     }
 }
 
@@ -219,5 +260,49 @@ mod tests {
             "{err}"
         );
         assert!(!format!("{err} {pd:?}").contains("secret-key"));
+    }
+
+    fn page() -> Page {
+        Page {
+            dedup_key: "INC-9".into(),
+            summary: "INC-9 P1: slow".into(),
+            source: "erlmcp-bot".into(),
+            severity: PageSeverity::Error,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_retried_until_accepted() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let pd = PagerDuty::new(&server.uri(), Secret::new("rk")).unwrap();
+        pd.trigger(&page()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_budget_ends_the_call_at_once() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut pd = PagerDuty::new(&server.uri(), Secret::new("rk")).unwrap();
+        pd.retry.max_total = Duration::from_secs(1);
+        let err = pd.trigger(&page()).await.unwrap_err();
+        assert!(
+            matches!(&err, PagerError::Unavailable { attempts: 1, detail } if detail.contains("429")),
+            "{err}"
+        );
     }
 }

@@ -134,7 +134,7 @@ mod tests {
     fn check_config_reports_every_problem_with_its_path() {
         let text = r#"
 [bot]
-status_update_interval = "15 minutes"
+status_update_interval = "fifteen minutes"
 
 [environments.staging]
 target = "sandbox"

@@ -474,7 +474,8 @@ impl SlackBridge {
         };
         let this = self.clone();
         let span = info_span!("slack_command", user = %cmd.user_id, channel = %cmd.channel_id);
-        tokio::spawn(
+        // Tracked by the engine, so waiting for it to be idle covers this command too.
+        self.engine.spawn_tracked(
             async move {
                 let dest = Destination {
                     channel_id: cmd.channel_id.clone(),
@@ -566,7 +567,8 @@ impl SlackBridge {
         };
         let this = self.clone();
         let span = info_span!("slack_click", user = %click.user_id, request = %click.request);
-        tokio::spawn(
+        // Tracked by the engine, so waiting for it to be idle covers this command too.
+        self.engine.spawn_tracked(
             async move {
                 let text = format!(
                     "{} {}",
@@ -671,7 +673,8 @@ impl SlackBridge {
         });
         let this = self.clone();
         let span = info_span!("slack_mention", user = %user, channel = %channel);
-        tokio::spawn(
+        // Tracked by the engine, so waiting for it to be idle covers this command too.
+        self.engine.spawn_tracked(
             async move {
                 let dest = Destination {
                     channel_id: channel,

@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::grammar::{EnvironmentNames, ParseContext};
 use crate::model::{OperationKind, Person, Severity};
 
-/// A duration written as `90s`, `15m`, `24h`, `7d` or a combination such as `1h30m`.
+/// A duration written as `90s`, `15m`, `24h`, `7d`, a combination such as `1h30m`, or in
+/// words (`15 minutes`), as `humantime` reads them. Whole seconds only: every interval the
+/// bot keeps is counted in seconds, so a fraction would be silently lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
@@ -21,41 +23,14 @@ impl HumanDuration {
         if s.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        let mut seen_unit = false;
-        for ch in s.chars() {
-            if ch.is_ascii_digit() {
-                digits.push(ch);
-                continue;
-            }
-            let unit = match ch {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => {
-                    return Err(format!(
-                        "malformed duration {s:?}: unexpected {ch:?} (use e.g. 90s, 15m, 24h, 7d)"
-                    ));
-                }
-            };
-            let n: u64 = digits.parse().map_err(|_| {
-                format!("malformed duration {s:?}: a unit needs a number before it")
-            })?;
-            digits.clear();
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| format!("duration {s:?} is too large"))?;
-            seen_unit = true;
-        }
-        if !digits.is_empty() || !seen_unit {
+        let d = humantime::parse_duration(s)
+            .map_err(|e| format!("malformed duration {s:?}: {e} (use e.g. 90s, 15m, 24h, 7d)"))?;
+        if d.subsec_nanos() != 0 {
             return Err(format!(
-                "malformed duration {s:?}: every number needs a unit (s, m, h, d)"
+                "malformed duration {s:?}: use whole seconds (e.g. 90s, 15m)"
             ));
         }
-        Ok(HumanDuration(Duration::from_secs(total)))
+        Ok(HumanDuration(d))
     }
 
     pub fn as_chrono(self) -> chrono::Duration {
@@ -1142,5 +1117,60 @@ impl Config {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::HumanDuration;
+    use std::time::Duration;
+
+    fn secs(s: &str) -> u64 {
+        HumanDuration::parse(s).unwrap().0.as_secs()
+    }
+
+    #[test]
+    fn every_spelling_the_shipped_configs_use_still_parses() {
+        assert_eq!(secs("30s"), 30);
+        assert_eq!(secs("90s"), 90);
+        assert_eq!(secs("5m"), 300);
+        assert_eq!(secs("15m"), 900);
+        assert_eq!(secs("1h"), 3600);
+        assert_eq!(secs("24h"), 86_400);
+        assert_eq!(secs("7d"), 7 * 86_400);
+        assert_eq!(secs("1h30m"), 5400);
+        assert_eq!(secs(" 15m "), 900);
+    }
+
+    #[test]
+    fn words_and_spaces_are_read_too() {
+        assert_eq!(secs("15 minutes"), 900);
+        assert_eq!(secs("1h 30m"), 5400);
+        assert_eq!(secs("2 days"), 2 * 86_400);
+    }
+
+    #[test]
+    fn malformed_durations_say_what_is_wrong() {
+        for bad in ["", "15", "fifteen minutes", "15x", "m"] {
+            let error = HumanDuration::parse(bad).unwrap_err();
+            assert!(
+                error.contains("duration"),
+                "{bad:?} gave {error:?}, which does not name a duration"
+            );
+        }
+        let error = HumanDuration::parse("1500ms").unwrap_err();
+        assert!(error.contains("whole seconds"), "{error}");
+    }
+
+    #[test]
+    fn display_and_serialisation_round_trip() {
+        for text in ["30s", "15m", "1h", "24h", "7d", "1h30m"] {
+            let d = HumanDuration::parse(text).unwrap();
+            assert_eq!(HumanDuration::parse(&d.to_string()).unwrap(), d);
+        }
+        assert_eq!(
+            HumanDuration(Duration::from_secs(86_400)).to_string(),
+            "24h"
+        );
     }
 }

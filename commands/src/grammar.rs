@@ -572,25 +572,15 @@ fn suggestion<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opti
     best.map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance over chars, `None` when it exceeds `limit`. The length check first
-/// keeps a 4,000-character word from costing a full table per candidate.
+/// Levenshtein distance, `None` when it exceeds `limit`. Only the first characters that could
+/// still be within `limit` are compared, so a 4,000-character word costs no more than a short one.
 fn edit_distance(a: &str, b: &str, limit: usize) -> Option<usize> {
-    let b: Vec<char> = b.chars().collect();
-    let a: Vec<char> = a.chars().take(b.len() + limit + 1).collect();
-    if a.len().abs_diff(b.len()) > limit {
-        return None;
-    }
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        current[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    let distance = previous[b.len()];
+    let b_len = b.chars().count();
+    let a_end = a
+        .char_indices()
+        .nth(b_len + limit + 1)
+        .map_or(a.len(), |(i, _)| i);
+    let distance = strsim::levenshtein(&a[..a_end], b);
     (distance <= limit).then_some(distance)
 }
 

@@ -1,6 +1,7 @@
 //! A chat platform in memory: every call the bot makes is recorded so a test can read the
 //! channel the way a person in it would.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ pub enum ChatCall {
 pub struct FakeChat {
     platform: &'static str,
     calls: Arc<Mutex<Vec<ChatCall>>>,
+    /// How many calls the test has looked at: everything before this index was read.
+    read: Arc<AtomicUsize>,
 }
 
 impl FakeChat {
@@ -28,11 +31,21 @@ impl FakeChat {
         FakeChat {
             platform,
             calls: Arc::new(Mutex::new(Vec::new())),
+            read: Arc::new(AtomicUsize::new(0)),
         }
     }
 
+    /// Every call so far; looking at them counts as reading them all.
     pub fn calls(&self) -> Vec<ChatCall> {
-        self.calls.lock().unwrap().clone()
+        let calls = self.calls.lock().unwrap().clone();
+        self.read.fetch_max(calls.len(), Ordering::SeqCst);
+        calls
+    }
+
+    /// Calls made since the test last looked at the channel.
+    pub fn unread(&self) -> Vec<ChatCall> {
+        let calls = self.calls.lock().unwrap();
+        calls[self.read.load(Ordering::SeqCst).min(calls.len())..].to_vec()
     }
 
     /// Texts posted in a channel, oldest first.
@@ -132,7 +145,14 @@ impl ChatPlatform for FakeChat {
     }
 
     async fn create_channel(&self, name: &str) -> Result<String, ChatError> {
-        let n = self.channels_created().len() + 1;
+        let n = self
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| matches!(c, ChatCall::CreateChannel { .. }))
+            .count()
+            + 1;
         let id = format!("C{n:04}");
         self.record(ChatCall::CreateChannel {
             name: name.to_string(),

@@ -13,6 +13,8 @@ use erlmcp_bot::store::Store;
 use erlmcp_commands::config::Config;
 use erlmcp_commands::render::Reply;
 
+use crate::fake_chat::FakeChat;
+
 /// Collects progress lines so tests can read them.
 #[derive(Default, Clone)]
 pub struct Lines(pub Arc<Mutex<Vec<String>>>);
@@ -33,6 +35,8 @@ pub struct Bot {
     pub app: App,
     pub clock: ManualClock,
     pub progress: Lines,
+    /// Chats whose every message the test must have read by [`Bot::finish`].
+    pub chats: Vec<FakeChat>,
 }
 
 /// 2026-11-02 09:00 UTC: a Monday morning.
@@ -67,6 +71,7 @@ impl Bot {
             app,
             clock,
             progress: Lines::default(),
+            chats: Vec::new(),
         }
     }
 
@@ -85,6 +90,21 @@ impl Bot {
 
     pub fn advance(&self, by: chrono::Duration) {
         self.clock.advance(by);
+    }
+
+    /// Ends a test: waits until the engine is idle, then fails when background work
+    /// panicked or a chat received a message the test never read.
+    pub async fn finish(&self) {
+        self.app.engine.wait_idle().await;
+        let panics = self.app.engine.take_panics();
+        assert!(panics.is_empty(), "background work panicked: {panics:?}");
+        for chat in &self.chats {
+            let unread = chat.unread();
+            assert!(
+                unread.is_empty(),
+                "the bot said what the test never read: {unread:#?}"
+            );
+        }
     }
 }
 

@@ -65,6 +65,7 @@ async fn racing_approvals(store: Arc<dyn Store>) {
             .unwrap()
             .is_ok()
     );
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +109,7 @@ async fn audit_unavailable(store: Arc<dyn Store>, break_audit: impl AsyncFnOnce(
     );
     let history = store.deployments("staging", 10).await.unwrap();
     assert!(history.iter().all(|d| d.version != "v3.0.2"), "{history:?}");
+    bot.finish().await;
 }
 
 #[tokio::test]
@@ -199,6 +201,7 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
         "staging must be unchanged: {}",
         r.text
     );
+    bot.finish().await;
     testdb::drop_postgres_database(&url).await;
 }
 
@@ -221,6 +224,7 @@ async fn requests_expire_and_cancel() {
     let r = bot.say("bob", &format!("approve {first}")).await;
     assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
     assert!(r.text.contains("expired"), "{}", r.text);
+    bot.finish().await;
 }
 
 #[tokio::test]
@@ -244,6 +248,7 @@ async fn one_person_counts_once() {
     assert!(r.text.contains("already voted"), "{}", r.text);
     let r = bot.say("frank", &format!("approve {id}")).await;
     assert!(r.text.contains("done"), "{}", r.text);
+    bot.finish().await;
 }
 
 #[tokio::test]
@@ -281,6 +286,7 @@ async fn break_glass_rollback_during_p0() {
     );
     let r = bot.say("carol", "incident timeline INC-2").await;
     assert!(r.text.contains("break-glass"), "{}", r.text);
+    bot.finish().await;
 }
 
 /// A shutdown waits for commands still running, so their outcome reaches the audit log.
@@ -323,4 +329,5 @@ async fn drain_waits_for_commands_in_flight() {
         0,
         "nothing running"
     );
+    bot.finish().await;
 }

@@ -111,6 +111,7 @@ async fn bot_on(store: Arc<dyn Store>, cfg: Config, clock: &ManualClock, chat: &
         app,
         clock: clock.clone(),
         progress: Lines::default(),
+        chats: vec![chat.clone()],
     }
 }
 
@@ -350,6 +351,7 @@ async fn story(db: Db) {
     assert_eq!(pagerduty_events(&services, "resolve").await.len(), 1);
     let r = say(&bot, "carol", ch, "incident list").await;
     assert!(r.text.contains("No open incidents"), "{}", r.text);
+    bot.finish().await;
 }
 
 #[tokio::test]
@@ -401,6 +403,7 @@ async fn incident_without_chat_keeps_its_record() {
         "{}",
         update.text
     );
+    bot.finish().await;
 }
 
 /// Two replicas on one PostgreSQL database: a due update is posted once, and when the
@@ -464,6 +467,8 @@ async fn two_replicas_post_each_update_once() {
     clock.set(start_time() + Duration::minutes(45));
     assert_eq!(sb.tick().await + sa.tick().await, 1);
     assert_eq!(chat.posts_containing(ch, UPDATE).len(), 3);
+    a.finish().await;
+    b.finish().await;
 }
 
 /// Down from 09:00 to 09:50: one catch-up update at 09:50, then 10:05, 10:20, ...
@@ -496,6 +501,7 @@ async fn restart_catches_up_once(db: Db) {
     clock.advance(Duration::minutes(15));
     assert_eq!(sb.tick().await, 1, "10:20");
     assert_eq!(chat.posts_containing(ch, UPDATE).len(), 3);
+    b.finish().await;
 }
 
 #[tokio::test]
@@ -542,6 +548,7 @@ async fn requests_expire_on_the_scheduler() {
             .state,
         RequestState::Expired
     );
+    bot.finish().await;
 }
 
 /// Break-glass outside any incident channel lands on the open P0/P1 it relies on; an
@@ -594,6 +601,13 @@ async fn operations_land_on_the_incidents_they_belong_to() {
         p2[0].contains("deploy development v3.0.1 for INC-2"),
         "{p2:?}"
     );
+    let created: Vec<String> = chat
+        .channels_created()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(created, ["inc-1-slow-responses", "inc-2-flaky-dev"]);
+    bot.finish().await;
 }
 
 /// Benchmark: 10,000 open incidents, each with its update due; one scheduler pass finds and

@@ -43,6 +43,7 @@ async fn replica(store: Arc<dyn Store>, clock: &ManualClock, step: Duration) -> 
         app,
         clock: clock.clone(),
         progress: Lines::default(),
+        chats: Vec::new(),
     };
     (bot, chat)
 }

@@ -112,6 +112,14 @@ impl SlackBot {
         }
     }
 
+    /// Waits until the engine has nothing left to do (commands, their Slack tasks and
+    /// background work), and fails when any of that panicked.
+    async fn idle(&self) {
+        self.app.engine.wait_idle().await;
+        let panics = self.app.engine.take_panics();
+        assert!(panics.is_empty(), "background work panicked: {panics:?}");
+    }
+
     async fn send(
         &self,
         path: &str,
@@ -477,22 +485,14 @@ async fn approval_buttons_vote_update_in_place_and_execute_once() {
     }
     let id = RequestId(request.trim_start_matches("R-").parse().unwrap());
     let stored = format!("slack:{CHANNEL}:{}", approval.ts);
-    let message_ref = {
-        let store = bot.store.clone();
-        let mut found = None;
-        for _ in 0..500 {
-            found = store
-                .get_request(id)
-                .await
-                .unwrap()
-                .and_then(|r| r.message_ref);
-            if found.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        found
-    };
+    // The command's task stores where its message is before it ends.
+    bot.idle().await;
+    let message_ref = bot
+        .store
+        .get_request(id)
+        .await
+        .unwrap()
+        .and_then(|r| r.message_ref);
     assert_eq!(message_ref.as_deref(), Some(stored.as_str()));
 
     // The requester clicks Approve: an ephemeral refusal, and nothing else changes.
@@ -656,7 +656,7 @@ async fn unsigned_forged_stale_and_malformed_requests_change_nothing() {
     }
 
     // Nothing ran, nothing was recorded, nothing was said.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bot.idle().await;
     assert_eq!(bot.audit_len().await, audit);
     assert!(bot.store.pending_requests().await.unwrap().is_empty());
     assert!(bot.fake.calls().is_empty(), "{:?}", bot.fake.calls());
@@ -723,24 +723,16 @@ async fn a_message_slack_refuses_is_logged_and_counted() {
     bot.fake
         .fail_always("chat.postMessage", Failure::Api("channel_not_found".into()));
     bot.slash("W111", "deploy development v3.0.3").await;
-    let metrics_url = format!("{}/metrics", bot.base);
-    let http = bot.http.clone();
-    let mut text = String::new();
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        text = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains("erlmcp_bot_chat_delivery_failures_total{platform=\"slack\"}") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bot.idle().await;
+    let text = bot
+        .http
+        .get(format!("{}/metrics", bot.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = text
         .lines()
         .find(|l| l.starts_with("erlmcp_bot_chat_delivery_failures_total{platform=\"slack\"}"))
@@ -800,7 +792,7 @@ async fn events_url_verification_and_mentions_run_once_across_retries() {
         "answered under the mention"
     );
     // The retry's task, had one been started, would have run by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.idle().await;
     let deploys = bot
         .store
         .audit_page(0, 10_000)

@@ -106,6 +106,7 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     let report = audit::verify(store.as_ref()).await.unwrap();
     let broken = report.broken.expect("tampering is detected");
     assert_eq!(broken.seq, 3, "{broken}");
+    bot.finish().await;
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
 use crate::chat::{ChatError, ChatPlatform, MessageRef};
+use crate::retry::{Failure, retry_after};
 pub use blocks::ApproverDirectory;
 
 const PLATFORM: &str = "slack";
@@ -34,37 +35,7 @@ const PLATFORM: &str = "slack";
 /// Reads the bot's clock (a manual one in tests).
 pub type Now = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-/// How failed calls are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Tries in all, the first included.
-    pub attempts: u32,
-    /// Wait after the first failure; doubled after each further one.
-    pub base: Duration,
-    /// Longest wait between two tries (a longer `Retry-After` is still honoured up to
-    /// `max_retry_after`).
-    pub max: Duration,
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 6,
-            base: Duration::from_millis(250),
-            max: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed try number `attempt` (1-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.base.saturating_mul(factor).min(self.max)
-    }
-}
+pub use crate::retry::RetryPolicy;
 
 pub struct SlackOptions {
     /// Base of the Web API, e.g. `https://slack.com/api/`.
@@ -121,6 +92,32 @@ fn transient_api_error(code: &str) -> bool {
     )
 }
 
+fn classify(err: &SlackClientError) -> Failure {
+    match err {
+        // Slack always sends Retry-After with a 429; a second is its documented minimum.
+        SlackClientError::RateLimitError(r) => {
+            Failure::RateLimited(Some(r.retry_after.unwrap_or(Duration::from_secs(1))))
+        }
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => Failure::Transient,
+        SlackClientError::ApiError(a) if transient_api_error(&a.code) => Failure::Transient,
+        SlackClientError::HttpProtocolError(_) | SlackClientError::EndOfStream(_) => {
+            Failure::Transient
+        }
+        _ => Failure::Permanent,
+    }
+}
+
+fn describe(err: &SlackClientError) -> String {
+    match err {
+        SlackClientError::RateLimitError(r) => {
+            format!("rate limited (retry after {:?})", r.retry_after)
+        }
+        SlackClientError::HttpError(h) => format!("HTTP {}", h.status_code),
+        SlackClientError::ApiError(a) => a.code.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl SlackPlatform {
     pub fn new(opts: SlackOptions) -> anyhow::Result<SlackPlatform> {
         // https_or_http: the API base comes from configuration, and a fake Slack in tests or
@@ -170,57 +167,27 @@ impl SlackPlatform {
         F: Fn() -> Fut,
         Fut: Future<Output = ClientResult<T>>,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let (wait, text) = match &err {
-                SlackClientError::RateLimitError(r) => (
-                    Some(
-                        r.retry_after
-                            .unwrap_or(Duration::from_secs(1))
-                            .min(self.retry.max_retry_after),
-                    ),
-                    format!("rate limited (retry after {:?})", r.retry_after),
-                ),
-                SlackClientError::HttpError(h) if h.status_code.is_server_error() => (
-                    Some(self.retry.backoff(attempt)),
-                    format!("HTTP {}", h.status_code),
-                ),
-                SlackClientError::HttpError(h) => (None, format!("HTTP {}", h.status_code)),
-                SlackClientError::ApiError(a) if transient_api_error(&a.code) => {
-                    (Some(self.retry.backoff(attempt)), a.code.clone())
-                }
-                SlackClientError::ApiError(a) => (None, a.code.clone()),
-                SlackClientError::HttpProtocolError(_) | SlackClientError::EndOfStream(_) => {
-                    (Some(self.retry.backoff(attempt)), err.to_string())
-                }
-                other => (None, other.to_string()),
-            };
-            match wait {
-                None => {
-                    return Err(ChatError::Rejected {
+        self.retry
+            .run(f, classify, |err, attempt, wait| {
+                warn!(method, attempt, wait_ms = wait.as_millis() as u64, error = %describe(err), "slack call failed; retrying");
+            })
+            .await
+            .map_err(|gave_up| {
+                let text = describe(&gave_up.error);
+                if gave_up.retryable {
+                    ChatError::Unavailable {
+                        platform: PLATFORM,
+                        method,
+                        error: format!("{text} after {} tries", gave_up.attempts),
+                    }
+                } else {
+                    ChatError::Rejected {
                         platform: PLATFORM,
                         method,
                         error: text,
-                    });
+                    }
                 }
-                Some(_) if attempt >= self.retry.attempts => {
-                    return Err(ChatError::Unavailable {
-                        platform: PLATFORM,
-                        method,
-                        error: format!("{text} after {attempt} tries"),
-                    });
-                }
-                Some(wait) => {
-                    warn!(method, attempt, wait_ms = wait.as_millis() as u64, error = %text, "slack call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+            })
     }
 
     async fn post_content(
@@ -280,12 +247,7 @@ impl SlackPlatform {
                 return Ok(());
             }
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after(resp.headers());
                 return Err(SlackClientError::RateLimitError(
                     SlackRateLimitError::new().opt_retry_after(retry_after),
                 ));
@@ -625,19 +587,5 @@ impl ChatPlatform for SlackPlatform {
         })
         .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(1), Duration::from_millis(250));
-        assert_eq!(p.backoff(2), Duration::from_millis(500));
-        assert_eq!(p.backoff(3), Duration::from_secs(1));
-        assert_eq!(p.backoff(30), Duration::from_secs(8));
     }
 }

@@ -364,10 +364,7 @@ impl Engine {
                 me.start_guard(&row);
             }
         });
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        self.track(handle);
     }
 
     /// `cancel` on an interrupted request: acknowledges it, so `requests` stops listing it.

@@ -118,6 +118,9 @@ pub struct Engine {
     http: std::sync::OnceLock<reqwest::Client>,
     guard_sleep: GuardSleep,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// What background work that panicked said, kept until a caller takes it: a panic in a
+    /// task is otherwise only a line on stderr.
+    panics: Mutex<Vec<String>>,
     /// Commands being handled right now, so a shutdown can let them finish.
     in_flight: AtomicU64,
     idle: tokio::sync::Notify,
@@ -264,6 +267,7 @@ impl Engine {
             http,
             guard_sleep: parts.guard_sleep,
             background: Mutex::new(Vec::new()),
+            panics: Mutex::new(Vec::new()),
             in_flight: AtomicU64::new(0),
             idle: tokio::sync::Notify::new(),
             targets: parts.targets.into_iter().map(|t| (t.kind(), t)).collect(),
@@ -315,9 +319,77 @@ impl Engine {
                 return;
             }
             for h in handles {
-                let _ = h.await;
+                if let Err(e) = h.await {
+                    self.note_join_error(e);
+                }
             }
         }
+    }
+
+    /// Waits until no command is being handled and no background work is left, however it
+    /// was started: the point after which nothing more happens until someone speaks or the
+    /// clock moves.
+    pub async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                idle.await;
+                continue;
+            }
+            if self
+                .background
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            self.wait_background().await;
+        }
+    }
+
+    /// Runs `work` as background work of the engine: [`Engine::wait_idle`] waits for it and a
+    /// panic in it is kept for [`Engine::take_panics`].
+    pub fn spawn_tracked(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.track(tokio::spawn(work));
+    }
+
+    fn track(&self, handle: tokio::task::JoinHandle<()>) {
+        use futures::FutureExt as _;
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished work is let go here, so a daemon that runs for months keeps only the
+        // handles of what still runs.
+        let mut running = Vec::with_capacity(background.len() + 1);
+        for h in background.drain(..) {
+            if !h.is_finished() {
+                running.push(h);
+            } else if let Some(Err(e)) = h.now_or_never() {
+                self.note_join_error(e);
+            }
+        }
+        running.push(handle);
+        *background = running;
+    }
+
+    fn note_join_error(&self, e: tokio::task::JoinError) {
+        let Ok(payload) = e.try_into_panic() else {
+            return;
+        };
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        error!(panic = %message, "background work panicked");
+        self.panics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+
+    /// The messages of background work that panicked since the last call.
+    pub fn take_panics(&self) -> Vec<String> {
+        std::mem::take(&mut *self.panics.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Posts a message in the channel a command came from (`PLATFORM:CHANNEL`), when that

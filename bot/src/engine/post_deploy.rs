@@ -23,11 +23,7 @@ impl Engine {
             return;
         };
         let row = row.clone();
-        let handle = tokio::spawn(async move { me.guard(row).await });
-        self.background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(handle);
+        self.spawn_tracked(async move { me.guard(row).await });
     }
 
     pub(super) async fn guard(&self, deployed: RequestRow) {

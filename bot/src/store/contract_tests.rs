@@ -1304,6 +1304,21 @@ fn redaction() {
     );
 }
 
+#[test]
+fn redaction_replaces_the_password_not_the_first_match() {
+    // The password "bo" also starts the user name and the database name.
+    assert_eq!(
+        redact_url("postgres://bot:bo@db:5432/bot"),
+        "postgres://bot:***@db:5432/bot"
+    );
+    assert_eq!(
+        redact_url("postgres://bot:pw@db/bot?password=x"),
+        "postgres://bot:***@db/bot?password=x"
+    );
+    let unparseable = redact_url("postgres://bot:s3cret@[db/bot");
+    assert!(!unparseable.contains("s3cret"), "{unparseable}");
+}
+
 // --- migrations ---
 
 fn migration_files(backend: &str) -> Vec<(i64, String)> {

@@ -12,6 +12,9 @@ pub mod audit;
 pub(crate) mod common;
 pub mod postgres;
 pub mod sqlite;
+// Kept out of the shipped library: only unit tests and the `test-support` feature (enabled
+// by dev-dependencies) build it.
+#[cfg(any(test, feature = "test-support"))]
 pub mod testdb;
 
 #[cfg(test)]
@@ -574,54 +577,39 @@ impl Backend {
     }
 }
 
-/// The URL with its password replaced by `***`, safe for logs and error messages.
+/// The URL with its password replaced by `***`, safe for logs and error messages. A URL that
+/// does not parse is not shown at all: where its password would be cannot be told.
 pub fn redact_url(url: &str) -> String {
-    match url_password(url) {
-        Some(pw) if !pw.is_empty() => url.replacen(pw, "***", 1),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(unparseable database URL)".to_string();
+    };
+    match parsed.password() {
+        Some(pw) if !pw.is_empty() => {
+            // Setting a password only fails on URLs that cannot hold one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
         _ => url.to_string(),
     }
-}
-
-/// The raw (still percent-encoded) password of `scheme://user:password@host/...`.
-fn url_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(&userinfo[userinfo.find(':')? + 1..])
 }
 
 /// Removes the URL's password, encoded or decoded, from a driver message: connection errors
 /// can echo the URL or its parts.
 pub(crate) fn scrub(message: &str, url: &str) -> String {
     let mut out = message.to_string();
-    if let Some(pw) = url_password(url).filter(|pw| !pw.is_empty()) {
+    let parsed = url::Url::parse(url).ok();
+    if let Some(pw) = parsed
+        .as_ref()
+        .and_then(|u| u.password())
+        .filter(|pw| !pw.is_empty())
+    {
         out = out.replace(pw, "***");
-        let decoded = percent_decode(pw);
+        let decoded = percent_encoding::percent_decode_str(pw).decode_utf8_lossy();
         if !decoded.is_empty() {
-            out = out.replace(&decoded, "***");
+            out = out.replace(decoded.as_ref(), "***");
         }
     }
     out
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Maps a driver error onto the store's vocabulary: connection trouble is `Unavailable`
