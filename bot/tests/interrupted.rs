@@ -22,10 +22,15 @@ fn config() -> String {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
+    run_env(dir, args, &[])
+}
+
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("run erlmcp-bot")
 }
@@ -98,7 +103,11 @@ fn sigterm(child: Child, rx: mpsc::Receiver<String>, seen: &mut Vec<String>) {
 
 /// Audit rows of R-1 with this action, from the JSONL export.
 fn audit_rows(dir: &Path, action: &str) -> Vec<serde_json::Value> {
-    let o = run(dir, &["audit", "export", "--format", "jsonl"]);
+    audit_rows_env(dir, action, &[])
+}
+
+fn audit_rows_env(dir: &Path, action: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let o = run_env(dir, &["audit", "export", "--format", "jsonl"], env);
     assert_eq!(o.status.code(), Some(0));
     stdout(&o)
         .lines()
@@ -210,4 +219,91 @@ fn exec_killed_mid_rollout_is_reconciled_by_serve_once() {
     assert_eq!(audit_rows(d, "acknowledged").len(), 1);
     let o = run(d, &["audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// Two `serve` replicas on one PostgreSQL database while an `exec` carrying out an approved
+/// deploy is SIGKILLed: exactly one of the survivors reconciles the request, within the lease.
+#[test]
+fn exec_killed_mid_rollout_is_reconciled_once_by_two_replicas_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(url) = runtime.block_on(erlmcp_bot::store::testdb::fresh_postgres_url(
+        "exec_killed_mid_rollout_is_reconciled_once_by_two_replicas_on_postgres",
+    )) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("erlmcp-bot.toml"), config()).unwrap();
+    let db = [("ERLMCP_BOT__DATABASE_URL", url.as_str())];
+
+    let o = run_env(
+        d,
+        &["exec", "--as", "alice", "deploy production v3.0.0"],
+        &db,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // Two replicas are up before anything dies.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let env = [db[0], ("ERLMCP_BOT__LISTEN", listen.as_str())];
+        let (child, logs) = spawn(d, &["serve"], &env);
+        let mut seen = Vec::new();
+        wait_for(
+            &logs,
+            "ownership heartbeat running",
+            Duration::from_secs(30),
+            &mut seen,
+        );
+        replicas.push((child, logs, seen));
+    }
+
+    let (mut approver, lines) = spawn(d, &["exec", "--as", "bob", "approve R-1"], &db);
+    let mut seen = Vec::new();
+    wait_for(
+        &lines,
+        "2 of 5 new replicas updated",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    approver.kill().unwrap();
+    approver.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+
+    // Whichever replica wins, the request ends interrupted once, and the rollout the dead
+    // process left is followed to its end.
+    let deadline = killed_at + Duration::from_secs(30);
+    loop {
+        let o = run_env(d, &["exec", "--as", "carol", "status production"], &db);
+        if stdout(&o).contains("v3.0.0 — 5/5 ready")
+            && !audit_rows_env(d, "interrupted", &db).is_empty()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reconciled: {}",
+            stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Owner lease 3 s plus a heartbeat tick: found well within twice the lease.
+    assert!(killed_at.elapsed() < Duration::from_secs(20));
+    let mut announced = 0;
+    for (child, logs, mut seen) in replicas {
+        sigterm(child, logs, &mut seen);
+        announced += seen
+            .iter()
+            .filter(|l| l.contains("request interrupted"))
+            .count();
+    }
+    assert_eq!(announced, 1, "one replica announces it");
+    assert_eq!(audit_rows_env(d, "interrupted", &db).len(), 1);
+    assert!(audit_rows_env(d, "executed", &db).is_empty());
+    let o = run_env(d, &["audit", "verify"], &db);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run_env(d, &["exec", "--as", "carol", "requests"], &db);
+    assert!(stdout(&o).contains("INTERRUPTED"), "{}", stdout(&o));
+    runtime.block_on(erlmcp_bot::store::testdb::drop_postgres_database(&url));
 }
