@@ -393,7 +393,10 @@ async fn incident_without_chat_keeps_its_record() {
         .incident_events(erlmcp_commands::IncidentId(1))
         .await
         .unwrap();
-    let update = events.iter().find(|e| e.kind == "status_update").unwrap();
+    let update = events
+        .iter()
+        .find(|e| e.kind.as_str() == "status_update")
+        .unwrap();
     assert!(
         update
             .text
@@ -572,7 +575,7 @@ async fn operations_land_on_the_incidents_they_belong_to() {
     let ops = |events: Vec<erlmcp_bot::store::IncidentEventRow>| {
         events
             .into_iter()
-            .filter(|e| e.kind == "operation")
+            .filter(|e| e.kind.as_str() == "operation")
             .map(|e| e.text)
             .collect::<Vec<_>>()
     };

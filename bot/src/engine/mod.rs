@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use erlmcp_adapters::chat::ChatPlatform;
 use erlmcp_adapters::ci::CiStatusSource;
 use erlmcp_adapters::target::{ExecContext, Progress, Target, TargetAction, TargetError};
-use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
+use erlmcp_commands::approval::{self, Event, Rejection, RequestView, Transition, Vote};
 use erlmcp_commands::config::Config;
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::policy::{
@@ -22,6 +22,7 @@ use erlmcp_commands::policy::{
     Preconditions, SoakFacts,
 };
 use erlmcp_commands::render::{self, ApprovalCard, Reply, ReplyKind};
+use erlmcp_commands::vocab::{AuditAction, AuditDecision};
 use erlmcp_commands::{
     Actor, Command, GroupMembership, IncidentCommand, OperationKind, Person, RequestId, Timestamp,
 };
@@ -172,19 +173,6 @@ pub(crate) fn who_label(w: &Who) -> String {
         format!("{}:{}", w.platform, w.user_id)
     } else {
         format!("{} ({}:{})", w.display_name, w.platform, w.user_id)
-    }
-}
-
-fn phase(state: RequestState) -> Phase {
-    match state {
-        RequestState::Pending => Phase::Pending,
-        RequestState::Executing => Phase::Executing,
-        RequestState::Succeeded => Phase::Succeeded,
-        RequestState::Failed => Phase::Failed,
-        RequestState::Denied => Phase::Denied,
-        RequestState::Cancelled => Phase::Cancelled,
-        RequestState::Expired => Phase::Expired,
-        RequestState::Interrupted => Phase::Interrupted,
     }
 }
 
@@ -522,19 +510,19 @@ impl Engine {
         &self,
         inv_who: &Who,
         channel: &str,
-        action: &str,
+        action: AuditAction,
         operation: &str,
     ) -> NewAuditEntry {
         NewAuditEntry {
             at: self.now(),
-            action: action.to_string(),
+            action: action.into(),
             who: inv_who.clone(),
             channel: channel.to_string(),
             operation: operation.to_string(),
             arguments: "{}".into(),
             environment: None,
             request_id: None,
-            decision: String::new(),
+            decision: AuditDecision::None.into(),
             reason: String::new(),
             votes: "[]".into(),
             outcome: String::new(),

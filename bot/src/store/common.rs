@@ -462,11 +462,17 @@ impl TryFrom<IncidentEventRaw> for IncidentEventRow {
             user_id: r.who_id.unwrap_or_default(),
             display_name: r.who_name.unwrap_or_default(),
         });
+        let kind = IncidentEventKind::parse(&r.kind).ok_or_else(|| {
+            StoreError::Database(format!(
+                "incident {} event {} has unknown kind {:?}",
+                r.incident_id, r.seq, r.kind
+            ))
+        })?;
         Ok(IncidentEventRow {
             incident_id: IncidentId(r.incident_id),
             seq: r.seq,
             at: from_ms(r.at)?,
-            kind: r.kind,
+            kind,
             who,
             text: r.text,
         })
@@ -1047,14 +1053,14 @@ where
         e: impl Executor<'c, Database = DB>,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> Result<IncidentEventRaw, sqlx::Error> {
         sqlx::query_as(APPEND_INCIDENT_EVENT)
             .bind(incident.0)
             .bind(to_ms(at))
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(who.map(|w| w.platform.as_str()))
             .bind(who.map(|w| w.user_id.as_str()))
             .bind(who.map(|w| w.display_name.as_str()))

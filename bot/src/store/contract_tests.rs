@@ -926,12 +926,24 @@ async fn incidents_and_events(db: &Db) {
     assert_eq!(s.open_incidents().await.unwrap(), vec![inc.clone()]);
 
     let declared = s
-        .append_incident_event(inc.id, t(T0), "declared", Some(&who("U1")), "API errors")
+        .append_incident_event(
+            inc.id,
+            t(T0),
+            IncidentEventKind::Declared,
+            Some(&who("U1")),
+            "API errors",
+        )
         .await
         .unwrap();
     assert_eq!((declared.seq, declared.who.as_ref()), (1, Some(&who("U1"))));
     let update = s
-        .append_incident_event(inc.id, t(T0 + 1), "status_update", None, "still failing")
+        .append_incident_event(
+            inc.id,
+            t(T0 + 1),
+            IncidentEventKind::StatusUpdate,
+            None,
+            "still failing",
+        )
         .await
         .unwrap();
     assert_eq!((update.seq, update.who.as_ref()), (2, None));
@@ -941,7 +953,7 @@ async fn incidents_and_events(db: &Db) {
         let id = inc.id;
         tokio::spawn(async move {
             store
-                .append_incident_event(id, t(T0 + 2 + i), "update", None, "x")
+                .append_incident_event(id, t(T0 + 2 + i), IncidentEventKind::Update, None, "x")
                 .await
                 .unwrap()
                 .seq
@@ -959,7 +971,13 @@ async fn incidents_and_events(db: &Db) {
     assert_eq!(events[1], update);
 
     let missing = s
-        .append_incident_event(IncidentId(inc.id.0 + 1000), t(T0), "update", None, "x")
+        .append_incident_event(
+            IncidentId(inc.id.0 + 1000),
+            t(T0),
+            IncidentEventKind::Update,
+            None,
+            "x",
+        )
         .await;
     assert!(
         matches!(missing, Err(StoreError::Conflict(_))),

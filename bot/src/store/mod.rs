@@ -5,6 +5,7 @@
 //! so the audit log's canonical form — and so its hashes — are identical on either.
 
 use async_trait::async_trait;
+use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentId, RequestId, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -33,54 +34,7 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Lifecycle of an operation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestState {
-    /// Waiting for approvals.
-    Pending,
-    /// Approved (or allowed at once) and being carried out by exactly one process.
-    Executing,
-    Succeeded,
-    Failed,
-    Denied,
-    Cancelled,
-    Expired,
-    /// Its process died while carrying it out; reconciled by another one, never re-run by
-    /// itself.
-    Interrupted,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Pending => "pending",
-            RequestState::Executing => "executing",
-            RequestState::Succeeded => "succeeded",
-            RequestState::Failed => "failed",
-            RequestState::Denied => "denied",
-            RequestState::Cancelled => "cancelled",
-            RequestState::Expired => "expired",
-            RequestState::Interrupted => "interrupted",
-        }
-    }
-    pub fn parse(s: &str) -> Option<RequestState> {
-        Some(match s {
-            "pending" => RequestState::Pending,
-            "executing" => RequestState::Executing,
-            "succeeded" => RequestState::Succeeded,
-            "failed" => RequestState::Failed,
-            "denied" => RequestState::Denied,
-            "cancelled" => RequestState::Cancelled,
-            "expired" => RequestState::Expired,
-            "interrupted" => RequestState::Interrupted,
-            _ => return None,
-        })
-    }
-    pub fn is_final(self) -> bool {
-        !matches!(self, RequestState::Pending | RequestState::Executing)
-    }
-}
+pub use erlmcp_commands::approval::RequestState;
 
 /// A platform user as recorded: who.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,8 +130,7 @@ pub enum VoteInsert {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAuditEntry {
     pub at: Timestamp,
-    /// `requested`, `refused`, `voted`, `executed`, `failed`, `denied`, `cancelled`,
-    /// `expired`, `automatic`, `incident`...
+    /// An `AuditAction`, kept as the string that was hashed.
     pub action: String,
     pub who: Who,
     pub channel: String,
@@ -187,7 +140,7 @@ pub struct NewAuditEntry {
     pub arguments: String,
     pub environment: Option<String>,
     pub request_id: Option<RequestId>,
-    /// `allow`, `needs_approval`, `deny`, `break_glass`, or empty.
+    /// An `AuditDecision` (empty for none), kept as the string that was hashed.
     pub decision: String,
     pub reason: String,
     /// Votes so far, JSON text (array).
@@ -268,8 +221,7 @@ pub struct IncidentEventRow {
     pub incident_id: IncidentId,
     pub seq: i64,
     pub at: Timestamp,
-    /// `declared`, `update`, `severity`, `commander`, `operation`, `status_update`, `resolved`
-    pub kind: String,
+    pub kind: IncidentEventKind,
     pub who: Option<Who>,
     pub text: String,
 }
@@ -386,7 +338,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow>;

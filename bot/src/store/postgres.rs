@@ -296,7 +296,7 @@ impl Store for PgStore {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow> {

@@ -476,24 +476,17 @@ impl Store for SqliteStore {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow> {
-        let (kind, who, text) = (kind.to_string(), who.cloned(), text.to_string());
+        let (who, text) = (who.cloned(), text.to_string());
         self.write(move |c| {
             Box::pin(async move {
-                Queries::append_incident_event(
-                    &mut c.conn,
-                    incident,
-                    at,
-                    &kind,
-                    who.as_ref(),
-                    &text,
-                )
-                .await
-                .map_err(db_err)?
-                .try_into()
+                Queries::append_incident_event(&mut c.conn, incident, at, kind, who.as_ref(), &text)
+                    .await
+                    .map_err(db_err)?
+                    .try_into()
             })
         })
         .await
