@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::chat::{ChatPlatform, Platform};
 use erlmcp_adapters::pagerduty::{Page, PageSeverity, Pager, PagerDuty};
 use erlmcp_adapters::statuspage::{Impact, PageStatus, StatusPage, Statuspage};
 use erlmcp_commands::config::Config;
@@ -154,9 +154,9 @@ fn channel_refs(inc: &IncidentRow) -> Vec<String> {
 
 /// How a channel is linked in a message: Slack and Discord both render `<#ID>`.
 fn channel_link(platform: &str, id: &str) -> String {
-    match platform {
-        "slack" | "discord" => format!("<#{id}>"),
-        _ => format!("#{id}"),
+    match Platform::parse(platform) {
+        Some(Platform::Slack | Platform::Discord) => format!("<#{id}>"),
+        Some(Platform::Local) | None => format!("#{id}"),
     }
 }
 
@@ -203,12 +203,12 @@ impl Engine {
         self.config().bot.status_update_interval.as_chrono()
     }
 
-    fn incidents_channel(&self, platform: &str) -> Option<String> {
+    fn incidents_channel(&self, platform: Platform) -> Option<String> {
         let cfg = self.config();
         match platform {
-            "slack" => cfg.slack.incidents_channel.clone(),
-            "discord" => cfg.discord.incidents_channel.clone(),
-            _ => None,
+            Platform::Slack => cfg.slack.incidents_channel.clone(),
+            Platform::Discord => cfg.discord.incidents_channel.clone(),
+            Platform::Local => None,
         }
         .filter(|c| !c.is_empty())
     }
@@ -233,6 +233,7 @@ impl Engine {
     }
 
     fn chat(&self, platform: &str) -> Option<&Arc<dyn ChatPlatform>> {
+        let platform = Platform::parse(platform)?;
         self.chats().iter().find(|c| c.platform() == platform)
     }
 
@@ -274,7 +275,7 @@ impl Engine {
                 continue;
             }
             if let Err(e) = chat.post(&channel, &Reply::ok(text)).await {
-                warn!(platform = chat.platform(), error = %e, "could not announce in the incidents channel");
+                warn!(platform = %chat.platform(), error = %e, "could not announce in the incidents channel");
             }
         }
     }
@@ -418,7 +419,7 @@ impl Engine {
             match chat.create_channel(&name).await {
                 Ok(channel) => {
                     channels.insert(platform.to_string(), channel.clone());
-                    let link = channel_link(platform, &channel);
+                    let link = channel_link(platform.as_str(), &channel);
                     lines.push(format!("Channel: {link} ({platform})"));
                     self.event(
                         id,
@@ -429,7 +430,7 @@ impl Engine {
                     .await?;
                 }
                 Err(e) => {
-                    warn!(incident = %id, platform, error = %e, "could not open the incident channel");
+                    warn!(incident = %id, %platform, error = %e, "could not open the incident channel");
                     lines.push(format!("No {platform} channel: {e}"));
                     self.event(
                         id,

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
+use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use erlmcp_commands::render::Reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +19,12 @@ pub enum ChatCall {
 
 #[derive(Clone)]
 pub struct FakeChat {
-    platform: &'static str,
+    platform: Platform,
     calls: Arc<Mutex<Vec<ChatCall>>>,
 }
 
 impl FakeChat {
-    pub fn new(platform: &'static str) -> FakeChat {
+    pub fn new(platform: Platform) -> FakeChat {
         FakeChat {
             platform,
             calls: Arc::new(Mutex::new(Vec::new())),
@@ -91,7 +91,7 @@ impl FakeChat {
 
 #[async_trait]
 impl ChatPlatform for FakeChat {
-    fn platform(&self) -> &'static str {
+    fn platform(&self) -> Platform {
         self.platform
     }
 
@@ -101,7 +101,7 @@ impl ChatPlatform for FakeChat {
             text: message.text.clone(),
         });
         Ok(MessageRef {
-            platform: self.platform.to_string(),
+            platform: self.platform,
             channel: channel.to_string(),
             id: format!("m{n}"),
         })
@@ -125,7 +125,7 @@ impl ChatPlatform for FakeChat {
             text: text.to_string(),
         });
         Ok(MessageRef {
-            platform: self.platform.to_string(),
+            platform: self.platform,
             channel: parent.channel.clone(),
             id: format!("m{n}"),
         })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Duration;
+use erlmcp_adapters::chat::Platform;
 use erlmcp_bot::app;
 use erlmcp_bot::clock::ManualClock;
 use erlmcp_bot::engine::Invocation;
@@ -154,7 +155,7 @@ async fn statuspage_calls(services: &MockServer, verb: &str) -> Vec<Value> {
 
 async fn story(db: Db) {
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let store = db.open().await;
     let bot = bot_on(store.clone(), config(&services), &clock, &chat).await;
@@ -414,7 +415,7 @@ async fn two_replicas_post_each_update_once() {
         return;
     };
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let a = bot_on(db.open().await, config(&services), &clock, &chat).await;
     let b = bot_on(db.open().await, config(&services), &clock, &chat).await;
@@ -472,7 +473,7 @@ async fn two_replicas_post_each_update_once() {
 /// Down from 09:00 to 09:50: one catch-up update at 09:50, then 10:05, 10:20, ...
 async fn restart_catches_up_once(db: Db) {
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let first = db.open().await;
     let a = bot_on(first.clone(), config(&services), &clock, &chat).await;
@@ -554,7 +555,7 @@ async fn operations_land_on_the_incidents_they_belong_to() {
     let (store, _dir) = testdb::fresh_sqlite().await;
     let store: Arc<dyn Store> = Arc::new(store);
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let bot = bot_on(store.clone(), config(&services), &clock, &chat).await;
     say(&bot, "dave", GENERAL, "incident declare P1 slow responses").await;

@@ -43,7 +43,7 @@ impl Engine {
         let card = self.card(&row, &votes);
         let _ = self.events.send(EngineEvent::RequestChanged {
             card,
-            message_ref: row.message_ref.clone(),
+            message: row.message_ref.clone(),
         });
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use erlmcp_adapters::guard::{self, GuardPolicy, GuardVerdict};
 use futures::future::BoxFuture;
 
-use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::chat::{ChatPlatform, MessageRef, Platform};
 use erlmcp_adapters::ci::CiStatusSource;
 use erlmcp_adapters::target::{ExecContext, Progress, Target, TargetAction, TargetError};
 use erlmcp_commands::approval::{self, Event, Rejection, RequestView, Transition, Vote};
@@ -60,7 +60,8 @@ pub struct Invocation {
 pub enum EngineEvent {
     RequestChanged {
         card: ApprovalCard,
-        message_ref: Option<String>,
+        /// The message that shows it, on whichever platform posted it.
+        message: Option<MessageRef>,
     },
 }
 
@@ -306,6 +307,9 @@ impl Engine {
     /// platform is connected; `local:*` channels have nobody to post to.
     pub async fn post_to(&self, channel: &str, reply: &Reply) {
         let Some((platform, id)) = channel.split_once(':') else {
+            return;
+        };
+        let Some(platform) = Platform::parse(platform) else {
             return;
         };
         if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform)

@@ -195,9 +195,9 @@ pub const DELETE_JOB: &str = "DELETE FROM scheduled_jobs WHERE key = $1";
 pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
      lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3";
 pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
-pub const REMEMBER_EVENT: &str = "INSERT INTO slack_events (event_key, seen_at) \
-     VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING";
-pub const FORGET_EVENTS: &str = "DELETE FROM slack_events WHERE seen_at < $1";
+pub const REMEMBER_EVENT: &str = "INSERT INTO inbound_deliveries (platform, key, seen_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (platform, key) DO NOTHING";
+pub const FORGET_EVENTS: &str = "DELETE FROM inbound_deliveries WHERE seen_at < $1";
 /// How long an event key is remembered, in milliseconds.
 pub const EVENT_MEMORY_MS: i64 = 3_600_000;
 
@@ -231,6 +231,15 @@ impl TryFrom<RequestRaw> for RequestRow {
         let state = RequestState::parse(&r.state).ok_or_else(|| {
             StoreError::Database(format!("request {} has unknown state {:?}", r.id, r.state))
         })?;
+        let message_ref = match r.message_ref.as_deref() {
+            None => None,
+            Some(m) => Some(MessageRef::decode(m).ok_or_else(|| {
+                StoreError::Database(format!(
+                    "request {} has an unreadable message reference {m:?}",
+                    r.id
+                ))
+            })?),
+        };
         Ok(RequestRow {
             id: RequestId(r.id),
             created_at: from_ms(r.created_at)?,
@@ -250,7 +259,7 @@ impl TryFrom<RequestRaw> for RequestRow {
             state,
             break_glass: r.break_glass,
             outcome: r.outcome,
-            message_ref: r.message_ref,
+            message_ref,
             owner: r.owner,
             last_progress: r.last_progress,
             acknowledged_at: r.acknowledged_at.map(from_ms).transpose()?,
@@ -647,10 +656,10 @@ where
     pub async fn set_request_message<'c>(
         e: impl Executor<'c, Database = DB>,
         id: RequestId,
-        message_ref: &str,
+        message_ref: &MessageRef,
     ) -> StoreResult<()> {
         sqlx::query(SET_REQUEST_MESSAGE)
-            .bind(message_ref)
+            .bind(message_ref.encode())
             .bind(id.0)
             .execute(e)
             .await
@@ -1201,10 +1210,12 @@ where
     /// True when the key was not yet remembered.
     pub async fn remember_event<'c>(
         e: impl Executor<'c, Database = DB>,
+        platform: Platform,
         key: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
         let done = sqlx::query(REMEMBER_EVENT)
+            .bind(platform.as_str())
             .bind(key)
             .bind(to_ms(at))
             .execute(e)

@@ -5,6 +5,7 @@
 //! so the audit log's canonical form — and so its hashes — are identical on either.
 
 use async_trait::async_trait;
+use erlmcp_adapters::chat::{MessageRef, Platform};
 use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentId, RequestId, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -83,8 +84,9 @@ pub struct RequestRow {
     pub break_glass: bool,
     /// Outcome text once final.
     pub outcome: Option<String>,
-    /// Chat message that shows this request (`PLATFORM:CHANNEL:TS`), for in-place updates.
-    pub message_ref: Option<String>,
+    /// Chat message that shows this request, for in-place updates (stored as
+    /// `PLATFORM:CHANNEL:ID`).
+    pub message_ref: Option<MessageRef>,
     /// The process that carries (or carried) it out.
     pub owner: Option<String>,
     /// The last progress line seen while it was executing.
@@ -264,7 +266,8 @@ pub trait Store: Send + Sync + 'static {
         outcome: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<bool>;
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()>;
+    async fn set_request_message(&self, id: RequestId, message_ref: &MessageRef)
+    -> StoreResult<()>;
     /// Compare-and-set from `from` to `executing`, recording the process that carries it out.
     async fn start_executing(
         &self,
@@ -382,10 +385,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // --- chat platform deliveries ---
-    /// Records an inbound event key (Slack's `event_id`); true the first time it is seen,
-    /// false for a retry already taken by this or another replica. Keys older than an hour
-    /// are forgotten: Slack's last retry comes about five minutes after the original.
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Records an inbound delivery key of one platform (Slack's `event_id`); true the first
+    /// time it is seen, false for a retry already taken by this or another replica. Keys
+    /// older than an hour are forgotten: Slack's last retry comes about five minutes after
+    /// the original.
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `database_url` (`sqlite:...`, `postgres://...`,

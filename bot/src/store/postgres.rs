@@ -165,7 +165,11 @@ impl Store for PgStore {
         Queries::transition_request(&self.pool, id, from, to, outcome, at).await
     }
 
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
+    async fn set_request_message(
+        &self,
+        id: RequestId,
+        message_ref: &MessageRef,
+    ) -> StoreResult<()> {
         Queries::set_request_message(&self.pool, id, message_ref).await
     }
 
@@ -377,9 +381,14 @@ impl Store for PgStore {
         Queries::complete_job(&self.pool, id, owner, next_due).await
     }
 
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         // Forget first, so a key past its hour counts as new on this very call.
         Queries::forget_events(&self.pool, at).await?;
-        Queries::remember_event(&self.pool, key, at).await
+        Queries::remember_event(&self.pool, platform, key, at).await
     }
 }

@@ -301,8 +301,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
-        let message_ref = message_ref.to_string();
+    async fn set_request_message(
+        &self,
+        id: RequestId,
+        message_ref: &MessageRef,
+    ) -> StoreResult<()> {
+        let message_ref = message_ref.clone();
         self.write(move |c| {
             Box::pin(
                 async move { Queries::set_request_message(&mut c.conn, id, &message_ref).await },
@@ -577,14 +581,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         let key = key.to_string();
         self.write(move |c| {
             Box::pin(async move {
                 // Forget first: a job's failed statement must come before any it already
                 // wrote (see `write`), or a caller told "error" would find its key taken.
                 Queries::forget_events(&mut c.conn, at).await?;
-                Queries::remember_event(&mut c.conn, &key, at).await
+                Queries::remember_event(&mut c.conn, platform, &key, at).await
             })
         })
         .await
