@@ -187,7 +187,8 @@ fn mention_id(mention: &str, platform: &str) -> Option<String> {
         let id = inner.split('|').next().unwrap_or(inner);
         return (!id.is_empty()).then(|| id.to_string());
     }
-    (platform == "local").then(|| mention.trim_start_matches('@').to_string())
+    (Platform::parse(platform) == Some(Platform::Local))
+        .then(|| mention.trim_start_matches('@').to_string())
 }
 
 fn system() -> Who {

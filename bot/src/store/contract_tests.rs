@@ -110,6 +110,7 @@ contract!(
     heartbeats_decide_which_requests_are_orphaned,
     interrupting_an_orphan_has_one_winner,
     interrupted_requests_listed_until_acknowledged,
+    unreadable_message_ref_is_named,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -1035,6 +1036,23 @@ async fn incident_statuspage_id_is_kept(db: &Db) {
             .unwrap(),
         None
     );
+}
+
+/// A reference no platform here can read is reported with the request, not guessed at.
+async fn unreadable_message_ref_is_named(db: &Db) {
+    let row = db
+        .store
+        .insert_request(new_request(T0 + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.exec("UPDATE requests SET message_ref = 'irc:C1:1'")
+            .await,
+        1
+    );
+    let err = db.store.get_request(row.id).await.unwrap_err().to_string();
+    assert!(err.contains("unreadable message reference"), "{err}");
+    assert!(err.contains("irc:C1:1"), "{err}");
 }
 
 async fn event_keys_remembered_for_an_hour(db: &Db) {
