@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::chat::{ChatPlatform, Platform};
 use erlmcp_adapters::pagerduty::{Page, PageSeverity, Pager, PagerDuty};
 use erlmcp_adapters::statuspage::{Impact, PageStatus, StatusPage, Statuspage};
 use erlmcp_commands::config::Config;
 use erlmcp_commands::render::{self, Reply};
+use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentCommand, IncidentId, RequestId, Severity, Timestamp};
 use tracing::warn;
 
@@ -32,7 +33,8 @@ pub fn status_update_job_key(id: IncidentId) -> String {
 const ONCALL_ROLES: [&str; 2] = ["oncall", "on-call"];
 
 /// Event kinds that are operations, listed in status updates and the resolution summary.
-const OPERATION_EVENTS: [&str; 2] = ["operation", "break_glass"];
+const OPERATION_EVENTS: [IncidentEventKind; 2] =
+    [IncidentEventKind::Operation, IncidentEventKind::BreakGlass];
 
 /// The paging and status page clients, when configured.
 pub struct Notifiers {
@@ -152,9 +154,9 @@ fn channel_refs(inc: &IncidentRow) -> Vec<String> {
 
 /// How a channel is linked in a message: Slack and Discord both render `<#ID>`.
 fn channel_link(platform: &str, id: &str) -> String {
-    match platform {
-        "slack" | "discord" => format!("<#{id}>"),
-        _ => format!("#{id}"),
+    match Platform::parse(platform) {
+        Some(Platform::Slack | Platform::Discord) => format!("<#{id}>"),
+        Some(Platform::Local) | None => format!("#{id}"),
     }
 }
 
@@ -185,7 +187,8 @@ fn mention_id(mention: &str, platform: &str) -> Option<String> {
         let id = inner.split('|').next().unwrap_or(inner);
         return (!id.is_empty()).then(|| id.to_string());
     }
-    (platform == "local").then(|| mention.trim_start_matches('@').to_string())
+    (Platform::parse(platform) == Some(Platform::Local))
+        .then(|| mention.trim_start_matches('@').to_string())
 }
 
 fn system() -> Who {
@@ -201,12 +204,12 @@ impl Engine {
         self.config().bot.status_update_interval.as_chrono()
     }
 
-    fn incidents_channel(&self, platform: &str) -> Option<String> {
+    fn incidents_channel(&self, platform: Platform) -> Option<String> {
         let cfg = self.config();
         match platform {
-            "slack" => cfg.slack.incidents_channel.clone(),
-            "discord" => cfg.discord.incidents_channel.clone(),
-            _ => None,
+            Platform::Slack => cfg.slack.incidents_channel.clone(),
+            Platform::Discord => cfg.discord.incidents_channel.clone(),
+            Platform::Local => None,
         }
         .filter(|c| !c.is_empty())
     }
@@ -231,13 +234,14 @@ impl Engine {
     }
 
     fn chat(&self, platform: &str) -> Option<&Arc<dyn ChatPlatform>> {
+        let platform = Platform::parse(platform)?;
         self.chats().iter().find(|c| c.platform() == platform)
     }
 
     async fn event(
         &self,
         id: IncidentId,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> Result<(), StoreError> {
@@ -272,7 +276,7 @@ impl Engine {
                 continue;
             }
             if let Err(e) = chat.post(&channel, &Reply::ok(text)).await {
-                warn!(platform = chat.platform(), error = %e, "could not announce in the incidents channel");
+                warn!(platform = %chat.platform(), error = %e, "could not announce in the incidents channel");
             }
         }
     }
@@ -389,7 +393,7 @@ impl Engine {
         let id = inc.id;
         self.event(
             id,
-            "declared",
+            IncidentEventKind::Declared,
             Some(&me),
             &format!("{severity} declared: {title}"),
         )
@@ -416,22 +420,22 @@ impl Engine {
             match chat.create_channel(&name).await {
                 Ok(channel) => {
                     channels.insert(platform.to_string(), channel.clone());
-                    let link = channel_link(platform, &channel);
+                    let link = channel_link(platform.as_str(), &channel);
                     lines.push(format!("Channel: {link} ({platform})"));
                     self.event(
                         id,
-                        "channel",
+                        IncidentEventKind::Channel,
                         None,
                         &format!("{platform} channel {link} opened"),
                     )
                     .await?;
                 }
                 Err(e) => {
-                    warn!(incident = %id, platform, error = %e, "could not open the incident channel");
+                    warn!(incident = %id, %platform, error = %e, "could not open the incident channel");
                     lines.push(format!("No {platform} channel: {e}"));
                     self.event(
                         id,
-                        "chat_error",
+                        IncidentEventKind::ChatError,
                         None,
                         &format!("{platform} channel not opened: {e}"),
                     )
@@ -510,7 +514,7 @@ impl Engine {
             Ok(()) => {
                 self.event(
                     inc.id,
-                    "paged",
+                    IncidentEventKind::Paged,
                     None,
                     &format!("on-call paged ({})", page.severity.as_str()),
                 )
@@ -519,7 +523,7 @@ impl Engine {
             }
             Err(e) => {
                 warn!(incident = %inc.id, error = %e, "paging failed");
-                self.event(inc.id, "page_failed", None, &e.to_string())
+                self.event(inc.id, IncidentEventKind::PageFailed, None, &e.to_string())
                     .await?;
                 vec![format!("Paging FAILED: {e}. Page on-call by hand.")]
             }
@@ -542,7 +546,7 @@ impl Engine {
                         .await?;
                     self.event(
                         inc.id,
-                        "status_page",
+                        IncidentEventKind::StatusPage,
                         None,
                         &format!("status page incident {sp_id} opened"),
                     )
@@ -551,8 +555,13 @@ impl Engine {
                 }
                 Err(e) => {
                     warn!(incident = %inc.id, error = %e, "status page incident not opened");
-                    self.event(inc.id, "status_page_failed", None, &e.to_string())
-                        .await?;
+                    self.event(
+                        inc.id,
+                        IncidentEventKind::StatusPageFailed,
+                        None,
+                        &e.to_string(),
+                    )
+                    .await?;
                     vec![format!("Status page NOT updated: {e}")]
                 }
             },
@@ -575,7 +584,12 @@ impl Engine {
         if let Err(e) = sp.update(&sp_id, status, body, impact).await {
             warn!(incident = %inc.id, error = %e, "status page not updated");
             let _ = self
-                .event(inc.id, "status_page_failed", None, &e.to_string())
+                .event(
+                    inc.id,
+                    IncidentEventKind::StatusPageFailed,
+                    None,
+                    &e.to_string(),
+                )
                 .await;
         }
     }
@@ -593,7 +607,8 @@ impl Engine {
             )));
         }
         let me = who(&inv.actor);
-        self.event(inc.id, "update", Some(&me), text).await?;
+        self.event(inc.id, IncidentEventKind::Update, Some(&me), text)
+            .await?;
         inc.last_human_update_at = Some(self.now());
         self.store().update_incident(&inc).await?;
         let line = format!("{} update from {}: {text}", inc.id, who_label(&me));
@@ -621,7 +636,7 @@ impl Engine {
         self.store().update_incident(&inc).await?;
         self.event(
             inc.id,
-            "severity",
+            IncidentEventKind::Severity,
             Some(&me),
             &format!("severity {old} → {severity}"),
         )
@@ -663,7 +678,7 @@ impl Engine {
         self.store().update_incident(&inc).await?;
         self.event(
             inc.id,
-            "commander",
+            IncidentEventKind::Commander,
             Some(&me),
             &format!("commander: {user}"),
         )
@@ -704,23 +719,33 @@ impl Engine {
         self.store()
             .delete_job(&status_update_job_key(inc.id))
             .await?;
-        self.event(inc.id, "resolved", Some(&me), summary.unwrap_or("resolved"))
-            .await?;
+        self.event(
+            inc.id,
+            IncidentEventKind::Resolved,
+            Some(&me),
+            summary.unwrap_or("resolved"),
+        )
+        .await?;
 
         let events = self.store().incident_events(inc.id).await?;
-        if events.iter().any(|e| e.kind == "paged")
+        if events.iter().any(|e| e.kind == IncidentEventKind::Paged)
             && let Some(pager) = &self.notifiers.pager
         {
             match pager.resolve(&inc.id.to_string()).await {
                 Ok(()) => {
-                    self.event(inc.id, "page_resolved", None, "page resolved")
-                        .await?
+                    self.event(
+                        inc.id,
+                        IncidentEventKind::PageResolved,
+                        None,
+                        "page resolved",
+                    )
+                    .await?
                 }
                 Err(e) => {
                     warn!(incident = %inc.id, error = %e, "page not resolved");
                     self.event(
                         inc.id,
-                        "page_failed",
+                        IncidentEventKind::PageFailed,
                         None,
                         &format!("page not resolved: {e}"),
                     )
@@ -830,7 +855,7 @@ impl Engine {
         };
         let (kind, text) = match note {
             OperationNote::BreakGlass => (
-                "break_glass",
+                IncidentEventKind::BreakGlass,
                 format!(
                     "{} {} by {}: break-glass, runs at once without approval (audited as break_glass)",
                     row.id,
@@ -839,7 +864,7 @@ impl Engine {
                 ),
             ),
             OperationNote::Finished { ok, outcome } => (
-                "operation",
+                IncidentEventKind::Operation,
                 format!(
                     "{} {}{flag} — {}: {outcome}",
                     row.id,
@@ -848,7 +873,7 @@ impl Engine {
                 ),
             ),
             OperationNote::Interrupted { detail } => (
-                "operation",
+                IncidentEventKind::Operation,
                 format!(
                     "{} {}{flag} — interrupted: {detail}",
                     row.id, row.command_text
@@ -873,7 +898,7 @@ impl Engine {
         }
         let events = self.store().incident_events(id).await?;
         let text = self.status_update_text(&inc, &events).await;
-        self.event(id, "status_update", Some(&system()), &text)
+        self.event(id, IncidentEventKind::StatusUpdate, Some(&system()), &text)
             .await?;
         self.post_to_incident(&inc, &text, None).await;
         Ok(true)
@@ -882,7 +907,10 @@ impl Engine {
     async fn status_update_text(&self, inc: &IncidentRow, events: &[IncidentEventRow]) -> String {
         let now = self.now();
         let interval = self.interval();
-        let previous = events.iter().rev().find(|e| e.kind == "status_update");
+        let previous = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == IncidentEventKind::StatusUpdate);
         let since = previous.map(|e| e.seq).unwrap_or(0);
         let mut out = format!(
             "{} status update — {} {}\nOpen for {} (declared {} by {})",
@@ -899,7 +927,11 @@ impl Engine {
                 .as_deref()
                 .unwrap_or("none — name one with `incident commander @user`")
         ));
-        match events.iter().rev().find(|e| e.kind == "update") {
+        match events
+            .iter()
+            .rev()
+            .find(|e| e.kind == IncidentEventKind::Update)
+        {
             Some(u) => out.push_str(&format!(
                 "\nLast human update: {} ago by {}: {}",
                 render::duration(now - u.at),
@@ -919,7 +951,7 @@ impl Engine {
 
         let ops: Vec<&IncidentEventRow> = events
             .iter()
-            .filter(|e| e.seq > since && OPERATION_EVENTS.contains(&e.kind.as_str()))
+            .filter(|e| e.seq > since && OPERATION_EVENTS.contains(&e.kind))
             .collect();
         if ops.is_empty() {
             out.push_str("\nOperations since the last update: none");
@@ -960,10 +992,7 @@ impl Engine {
         if self.config().environments.contains_key("production") {
             envs.push("production".into());
         }
-        for e in events
-            .iter()
-            .filter(|e| OPERATION_EVENTS.contains(&e.kind.as_str()))
-        {
+        for e in events.iter().filter(|e| OPERATION_EVENTS.contains(&e.kind)) {
             let Some(rid) = request_of(e) else { continue };
             if let Ok(Some(r)) = self.store().get_request(rid).await
                 && let Some(env) = r.environment.filter(|env| !envs.contains(env))
@@ -1022,7 +1051,7 @@ impl Engine {
 }
 
 fn timeline_line(e: &IncidentEventRow) -> String {
-    let text = if e.kind == "status_update" {
+    let text = if e.kind == IncidentEventKind::StatusUpdate {
         // The whole update is stored; its first line is enough in a timeline.
         e.text.lines().next().unwrap_or_default().to_string()
     } else {
@@ -1055,7 +1084,10 @@ fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Times
         "\nCommander: {}",
         inc.commander.as_deref().unwrap_or("none named")
     ));
-    let ops: Vec<&IncidentEventRow> = events.iter().filter(|e| e.kind == "operation").collect();
+    let ops: Vec<&IncidentEventRow> = events
+        .iter()
+        .filter(|e| e.kind == IncidentEventKind::Operation)
+        .collect();
     if ops.is_empty() {
         out.push_str("\nOperations: none");
     } else {
@@ -1069,9 +1101,15 @@ fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Times
             ));
         }
     }
-    let updates = events.iter().filter(|e| e.kind == "status_update").count();
+    let updates = events
+        .iter()
+        .filter(|e| e.kind == IncidentEventKind::StatusUpdate)
+        .count();
     out.push_str("\nTimeline:");
-    for e in events.iter().filter(|e| e.kind != "status_update") {
+    for e in events
+        .iter()
+        .filter(|e| e.kind != IncidentEventKind::StatusUpdate)
+    {
         out.push_str(&format!("\n  {}", timeline_line(e)));
     }
     out.push_str(&format!(

@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
+use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use erlmcp_adapters::slack::blocks::{APPROVE_ACTION, DENY_ACTION};
 use erlmcp_adapters::slack::{
     ApproverDirectory, GroupLookup, RetryPolicy, SlackOptions, SlackPlatform,
@@ -240,11 +240,13 @@ impl SlackBridge {
     }
 
     /// Whether this is the first delivery of `key` (a Slack `trigger_id`, an `event_id`),
-    /// remembered in the store so that a replay is recognized by every replica.
+    /// remembered in the store so that a replay is recognized by every replica. The keys
+    /// keep their `slack…:` prefixes: rows remembered before deliveries were keyed by
+    /// platform have them, and a replay across an upgrade must still match.
     async fn first_delivery(&self, key: &str) -> Result<bool, Refusal> {
         self.engine
             .store()
-            .remember_event(key, self.engine.now())
+            .remember_event(Platform::Slack, key, self.engine.now())
             .await
             .map_err(|e| {
                 // Without the memory of seen deliveries a replay could run twice: refuse,
@@ -293,17 +295,10 @@ async fn redraw_approval_messages(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        #[allow(unreachable_patterns)]
-        let (card, message_ref) = match event {
-            EngineEvent::RequestChanged { card, message_ref } => (card, message_ref),
-            _ => continue,
-        };
-        let Some(message) = message_ref.as_deref().and_then(MessageRef::decode) else {
+        let EngineEvent::RequestChanged { card, message } = event;
+        let Some(message) = message.filter(|m| m.platform == Platform::Slack) else {
             continue;
         };
-        if message.platform != "slack" {
-            continue;
-        }
         let id = card.id;
         if let Err(e) = slack.update(&message, &Reply::pending(card)).await {
             error!(request = %id, error = %e, "slack: could not update the approval message");
@@ -578,7 +573,7 @@ impl SlackBridge {
                 let dest = Destination {
                     thread: click.message_ts.as_ref().map(|ts| Thread {
                         parent: MessageRef {
-                            platform: "slack".into(),
+                            platform: Platform::Slack,
                             channel: click.channel_id.clone(),
                             id: ts.clone(),
                         },
@@ -665,7 +660,7 @@ impl SlackBridge {
         let text = strip_mentions(&text);
         let thread = json_str(event, &["ts"]).map(|ts| Thread {
             parent: MessageRef {
-                platform: "slack".into(),
+                platform: Platform::Slack,
                 channel: channel.clone(),
                 id: ts,
             },
@@ -697,8 +692,8 @@ impl SlackBridge {
             _ => return None,
         };
         let row = self.engine.store().get_request(id).await.ok()??;
-        let parent = MessageRef::decode(row.message_ref.as_deref()?)?;
-        (parent.platform == "slack").then_some(Thread {
+        let parent = row.message_ref?;
+        (parent.platform == Platform::Slack).then_some(Thread {
             parent,
             owned: false,
         })
@@ -780,11 +775,7 @@ impl SlackBridge {
             match self.slack.post(&dest.channel_id, reply).await {
                 Ok(message) => {
                     if let Some(id) = card
-                        && let Err(e) = self
-                            .engine
-                            .store()
-                            .set_request_message(id, &message.encode())
-                            .await
+                        && let Err(e) = self.engine.store().set_request_message(id, &message).await
                     {
                         error!(request = %id, error = %e, "slack: approval message posted but not recorded; it will not be updated");
                     }

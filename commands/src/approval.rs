@@ -4,31 +4,72 @@
 
 use crate::model::{Actor, Person, Timestamp};
 use crate::policy::{ApprovalRequirement, VoteRefusal, may_vote};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+/// Lifecycle of an operation request: what the store keeps and what the state machine
+/// decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for approvals.
     Pending,
+    /// Approved (or allowed at once) and being carried out by exactly one process.
     Executing,
     Succeeded,
     Failed,
     Denied,
     Cancelled,
     Expired,
-    /// Its process died while carrying it out.
+    /// Its process died while carrying it out; reconciled by another one, never re-run by
+    /// itself.
     Interrupted,
 }
 
-impl Phase {
+impl RequestState {
+    pub const ALL: [RequestState; 8] = [
+        RequestState::Pending,
+        RequestState::Executing,
+        RequestState::Succeeded,
+        RequestState::Failed,
+        RequestState::Denied,
+        RequestState::Cancelled,
+        RequestState::Expired,
+        RequestState::Interrupted,
+    ];
+
+    /// The string stored in `requests.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Executing => "executing",
+            RequestState::Succeeded => "succeeded",
+            RequestState::Failed => "failed",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
+            RequestState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RequestState> {
+        RequestState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, RequestState::Pending | RequestState::Executing)
+    }
+
+    /// How a reply names a request that is in this state.
     pub fn describe(self) -> &'static str {
         match self {
-            Phase::Pending => "pending",
-            Phase::Executing => "being carried out",
-            Phase::Succeeded => "already done",
-            Phase::Failed => "already failed",
-            Phase::Denied => "denied",
-            Phase::Cancelled => "cancelled",
-            Phase::Expired => "expired",
-            Phase::Interrupted => "interrupted",
+            RequestState::Pending => "pending",
+            RequestState::Executing => "being carried out",
+            RequestState::Succeeded => "already done",
+            RequestState::Failed => "already failed",
+            RequestState::Denied => "denied",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
+            RequestState::Interrupted => "interrupted",
         }
     }
 }
@@ -44,7 +85,7 @@ pub struct Vote {
 /// What the state machine needs to know about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestView {
-    pub phase: Phase,
+    pub state: RequestState,
     pub requester: Person,
     pub requirement: ApprovalRequirement,
     pub expires_at: Timestamp,
@@ -93,7 +134,7 @@ pub enum Transition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// The request is no longer pending.
-    NotPending(Phase),
+    NotPending(RequestState),
     /// It expired before this event; the caller should mark it expired.
     Expired,
     Vote(VoteRefusal),
@@ -110,8 +151,8 @@ pub fn apply(
     event: &Event<'_>,
     now: Timestamp,
 ) -> Result<Transition, Rejection> {
-    if view.phase != Phase::Pending {
-        return Err(Rejection::NotPending(view.phase));
+    if view.state != RequestState::Pending {
+        return Err(Rejection::NotPending(view.state));
     }
     let expired = now >= view.expires_at;
     match event {
@@ -119,7 +160,7 @@ pub fn apply(
             if expired {
                 Ok(Transition::Expired)
             } else {
-                Err(Rejection::NotPending(Phase::Pending))
+                Err(Rejection::NotPending(RequestState::Pending))
             }
         }
         _ if expired => Err(Rejection::Expired),
@@ -153,7 +194,7 @@ pub fn apply(
 /// that two voters racing each other both see the full set and exactly one of them wins
 /// the compare-and-set that starts execution.
 pub fn settle(view: &RequestView) -> Option<Transition> {
-    if view.phase != Phase::Pending {
+    if view.state != RequestState::Pending {
         return None;
     }
     if view.votes.iter().any(|v| !v.approve) {
@@ -161,4 +202,32 @@ pub fn settle(view: &RequestView) -> Option<Transition> {
     }
     let approvals = view.approvals();
     (approvals >= view.requirement.count).then_some(Transition::Approved { approvals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestState;
+
+    /// `requests.state` already holds these strings.
+    #[test]
+    fn request_states_are_stored_as_before() {
+        let stored: Vec<&str> = RequestState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            stored,
+            [
+                "pending",
+                "executing",
+                "succeeded",
+                "failed",
+                "denied",
+                "cancelled",
+                "expired",
+                "interrupted"
+            ]
+        );
+        for s in RequestState::ALL {
+            assert_eq!(RequestState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RequestState::parse("done"), None);
+    }
 }

@@ -9,5 +9,6 @@ pub mod model;
 pub mod policy;
 pub mod render;
 pub mod status;
+pub mod vocab;
 
 pub use model::*;

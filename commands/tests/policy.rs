@@ -1,7 +1,9 @@
 //! Policy table tests: who may do what where, and how approvals count.
 
 use chrono::{Duration, TimeZone, Utc};
-use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
+use erlmcp_commands::approval::{
+    self, Event, Rejection, RequestState, RequestView, Transition, Vote,
+};
 use erlmcp_commands::config::{
     ApprovalSpec, BreakGlassSpec, Config, EnvironmentSpec, HumanDuration, PreconditionSpec,
     RuleSpec,
@@ -400,7 +402,7 @@ fn break_glass_only_for_oncall_only_in_p0_p1_only_for_rollback() {
 
 fn view(requester: &str, count: u32, from: &[&str], votes: &[(&str, bool)]) -> RequestView {
     RequestView {
-        phase: Phase::Pending,
+        state: RequestState::Pending,
         requester: Person::Identity(format!("local:{requester}")),
         requirement: ApprovalRequirement {
             count,
@@ -557,11 +559,11 @@ fn expiry() {
     );
     assert_eq!(
         approval::apply(&v, &Event::Expire, now()),
-        Err(Rejection::NotPending(Phase::Pending)),
+        Err(Rejection::NotPending(RequestState::Pending)),
         "not yet due"
     );
     let mut done = v.clone();
-    done.phase = Phase::Succeeded;
+    done.state = RequestState::Succeeded;
     assert_eq!(
         approval::apply(
             &done,
@@ -571,7 +573,7 @@ fn expiry() {
             },
             now()
         ),
-        Err(Rejection::NotPending(Phase::Succeeded))
+        Err(Rejection::NotPending(RequestState::Succeeded))
     );
 }
 
@@ -617,7 +619,7 @@ fn person_actor(platform: &str, id: &str, person: &str, roles: &[&str]) -> Actor
 
 fn person_view(requester: Person, count: u32, votes: &[(Person, bool)]) -> RequestView {
     RequestView {
-        phase: Phase::Pending,
+        state: RequestState::Pending,
         requester,
         requirement: ApprovalRequirement {
             count,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef};
+use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use erlmcp_commands::render::Reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +20,14 @@ pub enum ChatCall {
 
 #[derive(Clone)]
 pub struct FakeChat {
-    platform: &'static str,
+    platform: Platform,
     calls: Arc<Mutex<Vec<ChatCall>>>,
     /// How many calls the test has looked at: everything before this index was read.
     read: Arc<AtomicUsize>,
 }
 
 impl FakeChat {
-    pub fn new(platform: &'static str) -> FakeChat {
+    pub fn new(platform: Platform) -> FakeChat {
         FakeChat {
             platform,
             calls: Arc::new(Mutex::new(Vec::new())),
@@ -104,7 +104,7 @@ impl FakeChat {
 
 #[async_trait]
 impl ChatPlatform for FakeChat {
-    fn platform(&self) -> &'static str {
+    fn platform(&self) -> Platform {
         self.platform
     }
 
@@ -114,7 +114,7 @@ impl ChatPlatform for FakeChat {
             text: message.text.clone(),
         });
         Ok(MessageRef {
-            platform: self.platform.to_string(),
+            platform: self.platform,
             channel: channel.to_string(),
             id: format!("m{n}"),
         })
@@ -138,7 +138,7 @@ impl ChatPlatform for FakeChat {
             text: text.to_string(),
         });
         Ok(MessageRef {
-            platform: self.platform.to_string(),
+            platform: self.platform,
             channel: parent.channel.clone(),
             id: format!("m{n}"),
         })

@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::chat::{ChatPlatform, Platform};
 use erlmcp_bot::store::{Store, testdb};
 use erlmcp_commands::render::Reply;
 use erlmcp_tests::fake_chat::FakeChat;
@@ -42,7 +42,7 @@ async fn finish_fails_when_background_work_panicked() {
 #[tokio::test]
 async fn finish_fails_when_a_message_went_unread() {
     let (mut bot, _db) = bot().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     bot.chats.push(chat.clone());
     chat.post("C1", &Reply::ok("nobody looked at this"))
         .await

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Duration;
+use erlmcp_adapters::chat::Platform;
 use erlmcp_bot::app;
 use erlmcp_bot::clock::ManualClock;
 use erlmcp_bot::engine::Invocation;
@@ -155,7 +156,7 @@ async fn statuspage_calls(services: &MockServer, verb: &str) -> Vec<Value> {
 
 async fn story(db: Db) {
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let store = db.open().await;
     let bot = bot_on(store.clone(), config(&services), &clock, &chat).await;
@@ -395,7 +396,10 @@ async fn incident_without_chat_keeps_its_record() {
         .incident_events(erlmcp_commands::IncidentId(1))
         .await
         .unwrap();
-    let update = events.iter().find(|e| e.kind == "status_update").unwrap();
+    let update = events
+        .iter()
+        .find(|e| e.kind.as_str() == "status_update")
+        .unwrap();
     assert!(
         update
             .text
@@ -414,7 +418,7 @@ async fn two_replicas_post_each_update_once() {
         return;
     };
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let a = bot_on(db.open().await, config(&services), &clock, &chat).await;
     let b = bot_on(db.open().await, config(&services), &clock, &chat).await;
@@ -474,7 +478,7 @@ async fn two_replicas_post_each_update_once() {
 /// Down from 09:00 to 09:50: one catch-up update at 09:50, then 10:05, 10:20, ...
 async fn restart_catches_up_once(db: Db) {
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let first = db.open().await;
     let a = bot_on(first.clone(), config(&services), &clock, &chat).await;
@@ -558,7 +562,7 @@ async fn operations_land_on_the_incidents_they_belong_to() {
     let (store, _dir) = testdb::fresh_sqlite().await;
     let store: Arc<dyn Store> = Arc::new(store);
     let services = fake_services().await;
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let clock = ManualClock::new(start_time());
     let bot = bot_on(store.clone(), config(&services), &clock, &chat).await;
     say(&bot, "dave", GENERAL, "incident declare P1 slow responses").await;
@@ -579,7 +583,7 @@ async fn operations_land_on_the_incidents_they_belong_to() {
     let ops = |events: Vec<erlmcp_bot::store::IncidentEventRow>| {
         events
             .into_iter()
-            .filter(|e| e.kind == "operation")
+            .filter(|e| e.kind.as_str() == "operation")
             .map(|e| e.text)
             .collect::<Vec<_>>()
     };

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use erlmcp_adapters::chat::Platform;
 use erlmcp_adapters::target::Progress;
 use erlmcp_bot::app;
 use erlmcp_bot::clock::ManualClock;
@@ -32,7 +33,7 @@ fn config() -> Config {
 
 /// A replica: the real engine on the shared database, its own chat, the shared clock.
 async fn replica(store: Arc<dyn Store>, clock: &ManualClock, step: Duration) -> (Bot, FakeChat) {
-    let chat = FakeChat::new("slack");
+    let chat = FakeChat::new(Platform::Slack);
     let mut opts = test_options();
     opts.chats = vec![Arc::new(chat.clone())];
     opts.sandbox_step = step;

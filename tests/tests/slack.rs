@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use erlmcp_adapters::chat::Platform;
 use erlmcp_bot::app::{self, App};
 use erlmcp_bot::clock::{Clock, ManualClock};
 use erlmcp_bot::store::{Store, testdb};
@@ -493,7 +494,7 @@ async fn approval_buttons_vote_update_in_place_and_execute_once() {
         .await
         .unwrap()
         .and_then(|r| r.message_ref);
-    assert_eq!(message_ref.as_deref(), Some(stored.as_str()));
+    assert_eq!(message_ref.map(|m| m.encode()), Some(stored));
 
     // The requester clicks Approve: an ephemeral refusal, and nothing else changes.
     let audit_before = bot.audit_len().await;
@@ -815,13 +816,38 @@ async fn events_url_verification_and_mentions_run_once_across_retries() {
 
 async fn remember_events(store: &dyn Store) {
     let t = start_time();
-    assert!(store.remember_event("slack:Ev1", t).await.unwrap());
-    assert!(!store.remember_event("slack:Ev1", t).await.unwrap());
-    assert!(store.remember_event("slack:Ev2", t).await.unwrap());
+    assert!(
+        store
+            .remember_event(Platform::Slack, "slack:Ev1", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_event(Platform::Slack, "slack:Ev1", t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_event(Platform::Slack, "slack:Ev2", t)
+            .await
+            .unwrap()
+    );
     // Forgotten after an hour, when Slack has long stopped retrying.
     let later = t + chrono::Duration::hours(2);
-    assert!(store.remember_event("slack:Ev3", later).await.unwrap());
-    assert!(store.remember_event("slack:Ev1", later).await.unwrap());
+    assert!(
+        store
+            .remember_event(Platform::Slack, "slack:Ev3", later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_event(Platform::Slack, "slack:Ev1", later)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]

@@ -26,11 +26,11 @@ use slack_morphism::errors::{
 use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
-use crate::chat::{ChatError, ChatPlatform, MessageRef};
+use crate::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use crate::retry::{Failure, retry_after};
 pub use blocks::ApproverDirectory;
 
-const PLATFORM: &str = "slack";
+const PLATFORM: Platform = Platform::Slack;
 
 /// Reads the bot's clock (a manual one in tests).
 pub type Now = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -176,13 +176,13 @@ impl SlackPlatform {
                 let text = describe(&gave_up.error);
                 if gave_up.retryable {
                     ChatError::Unavailable {
-                        platform: PLATFORM,
+                        platform: PLATFORM.as_str(),
                         method,
                         error: format!("{text} after {} tries", gave_up.attempts),
                     }
                 } else {
                     ChatError::Rejected {
-                        platform: PLATFORM,
+                        platform: PLATFORM.as_str(),
                         method,
                         error: text,
                     }
@@ -209,7 +209,7 @@ impl SlackPlatform {
             })
             .await?;
         Ok(MessageRef {
-            platform: PLATFORM.into(),
+            platform: PLATFORM,
             channel: resp.channel.0,
             id: resp.ts.0,
         })
@@ -223,7 +223,7 @@ impl SlackPlatform {
     /// a response URL with a bare `ok` (not JSON), and any 2xx means it was delivered.
     pub async fn respond(&self, response_url: &str, reply: &Reply) -> Result<(), ChatError> {
         let url = url::Url::parse(response_url).map_err(|e| ChatError::Rejected {
-            platform: PLATFORM,
+            platform: PLATFORM.as_str(),
             method: "response_url",
             error: format!("not a URL: {e}"),
         })?;
@@ -308,7 +308,7 @@ impl SlackPlatform {
     /// A fresh Socket Mode WebSocket URL (apps.connections.open with the app-level token).
     pub async fn open_socket_url(&self) -> Result<String, ChatError> {
         let token = self.app_token.as_ref().ok_or(ChatError::Rejected {
-            platform: PLATFORM,
+            platform: PLATFORM.as_str(),
             method: "apps.connections.open",
             error: "no app-level token configured (slack.app_token)".into(),
         })?;
@@ -482,7 +482,7 @@ impl SlackPlatform {
 
 #[async_trait]
 impl ChatPlatform for SlackPlatform {
-    fn platform(&self) -> &'static str {
+    fn platform(&self) -> Platform {
         PLATFORM
     }
 
@@ -543,7 +543,7 @@ impl ChatPlatform for SlackPlatform {
             }
         }
         Err(ChatError::Rejected {
-            platform: PLATFORM,
+            platform: PLATFORM.as_str(),
             method: "conversations.create",
             error: format!("name_taken for {base} and its first 19 suffixes"),
         })

@@ -43,14 +43,14 @@ impl Engine {
         let card = self.card(&row, &votes);
         let _ = self.events.send(EngineEvent::RequestChanged {
             card,
-            message_ref: row.message_ref.clone(),
+            message: row.message_ref.clone(),
         });
     }
 
     pub(super) fn view(&self, row: &RequestRow, votes: &[crate::store::VoteRow]) -> RequestView {
         let stored = StoredRequirement::read(&row.approvals_json);
         RequestView {
-            phase: phase(row.state),
+            state: row.state,
             requester: self.person_of(&row.requester),
             requirement: stored.requirement(),
             expires_at: row.expires_at,
@@ -106,10 +106,15 @@ impl Engine {
             }
             Err(Rejection::Vote(r)) => {
                 let text = render::vote_refusal(&r, id);
-                let mut entry = self.entry(&who(&inv.actor), &inv.channel, "vote_refused", verb);
+                let mut entry = self.entry(
+                    &who(&inv.actor),
+                    &inv.channel,
+                    AuditAction::VoteRefused,
+                    verb,
+                );
                 entry.request_id = Some(id);
                 entry.environment = row.environment.clone();
-                entry.decision = "deny".into();
+                entry.decision = AuditDecision::Deny.into();
                 entry.reason = text.clone();
                 entry.outcome = "refused".into();
                 let _ = self.audit(entry).await;
@@ -144,7 +149,7 @@ impl Engine {
             }
             Err(e) => return self.store_refusal(StoreStep::Vote, &e),
         }
-        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "voted", verb);
+        let mut entry = self.entry(&who(&inv.actor), &inv.channel, AuditAction::Voted, verb);
         entry.request_id = Some(id);
         entry.environment = row.environment.clone();
         entry.arguments = serde_json::json!({ "approve": approve, "comment": comment }).to_string();
@@ -179,12 +184,16 @@ impl Engine {
                     .await
                 {
                     Ok(true) => {
-                        let mut entry =
-                            self.entry(&who(&inv.actor), &inv.channel, "denied", &row.operation);
+                        let mut entry = self.entry(
+                            &who(&inv.actor),
+                            &inv.channel,
+                            AuditAction::Denied,
+                            &row.operation,
+                        );
                         entry.request_id = Some(id);
                         entry.environment = row.environment.clone();
                         entry.arguments = row.command_json.clone();
-                        entry.decision = "deny".into();
+                        entry.decision = AuditDecision::Deny.into();
                         entry.reason = why.clone();
                         entry.votes = self.votes_json(id).await;
                         entry.outcome = "denied".into();
@@ -265,11 +274,16 @@ impl Engine {
                 return self.refuse_at_execution(row, &text).await;
             }
         }
-        let mut entry = self.entry(&row.requester, &row.channel, "executing", &row.operation);
+        let mut entry = self.entry(
+            &row.requester,
+            &row.channel,
+            AuditAction::Executing,
+            &row.operation,
+        );
         entry.request_id = Some(id);
         entry.environment = row.environment.clone();
         entry.arguments = row.command_json.clone();
-        entry.decision = "approved".into();
+        entry.decision = AuditDecision::Approved.into();
         entry.reason = format!(
             "{approvals} approval(s), last by {}",
             who_label(&who(&inv.actor))
@@ -290,11 +304,16 @@ impl Engine {
     async fn refuse_at_execution(&self, row: &RequestRow, text: &str) -> Reply {
         let id = row.id;
         self.fail_request(id, RequestState::Executing, text).await;
-        let mut entry = self.entry(&row.requester, &row.channel, "failed", &row.operation);
+        let mut entry = self.entry(
+            &row.requester,
+            &row.channel,
+            AuditAction::Failed,
+            &row.operation,
+        );
         entry.request_id = Some(id);
         entry.environment = row.environment.clone();
         entry.arguments = row.command_json.clone();
-        entry.decision = "deny".into();
+        entry.decision = AuditDecision::Deny.into();
         entry.reason = text.to_string();
         entry.votes = self.votes_json(id).await;
         entry.outcome = "refused at execution".into();
@@ -334,7 +353,12 @@ impl Engine {
             }
             Ok(_) | Err(_) => return Reply::refused(format!("{id} cannot be cancelled.")),
         }
-        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "cancelled", &row.operation);
+        let mut entry = self.entry(
+            &who(&inv.actor),
+            &inv.channel,
+            AuditAction::Cancelled,
+            &row.operation,
+        );
         entry.request_id = Some(id);
         entry.environment = row.environment.clone();
         entry.arguments = row.command_json.clone();
@@ -380,7 +404,8 @@ impl Engine {
                     user_id: "erlmcp-bot".into(),
                     display_name: "erlmcp-bot".into(),
                 };
-                let mut entry = self.entry(&system, &row.channel, "expired", &row.operation);
+                let mut entry =
+                    self.entry(&system, &row.channel, AuditAction::Expired, &row.operation);
                 entry.request_id = Some(row.id);
                 entry.environment = row.environment.clone();
                 entry.arguments = row.command_json.clone();

@@ -213,14 +213,19 @@ impl Engine {
             .last_progress
             .clone()
             .unwrap_or_else(|| "none seen".into());
-        let mut entry = self.entry(&system_who(), &row.channel, "interrupted", &row.operation);
+        let mut entry = self.entry(
+            &system_who(),
+            &row.channel,
+            AuditAction::Interrupted,
+            &row.operation,
+        );
         entry.arguments = row.command_json.clone();
         entry.environment = row.environment.clone();
         entry.request_id = Some(id);
         entry.decision = if row.break_glass {
-            "break_glass"
+            AuditDecision::BreakGlass
         } else {
-            "allow"
+            AuditDecision::Allow
         }
         .into();
         entry.reason = format!(
@@ -394,7 +399,12 @@ impl Engine {
                 row.operation
             ));
         }
-        let mut entry = self.entry(&who(actor), &inv.channel, "acknowledged", &row.operation);
+        let mut entry = self.entry(
+            &who(actor),
+            &inv.channel,
+            AuditAction::Acknowledged,
+            &row.operation,
+        );
         entry.request_id = Some(id);
         entry.environment = row.environment.clone();
         entry.arguments = row.command_json.clone();

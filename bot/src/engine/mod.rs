@@ -11,10 +11,10 @@ use std::time::Duration;
 use erlmcp_adapters::guard::{self, GuardPolicy, GuardVerdict};
 use futures::future::BoxFuture;
 
-use erlmcp_adapters::chat::ChatPlatform;
+use erlmcp_adapters::chat::{ChatPlatform, MessageRef, Platform};
 use erlmcp_adapters::ci::CiStatusSource;
 use erlmcp_adapters::target::{ExecContext, Progress, Target, TargetAction, TargetError};
-use erlmcp_commands::approval::{self, Event, Phase, Rejection, RequestView, Transition, Vote};
+use erlmcp_commands::approval::{self, Event, Rejection, RequestView, Transition, Vote};
 use erlmcp_commands::config::Config;
 use erlmcp_commands::grammar::{self, ParseContext};
 use erlmcp_commands::policy::{
@@ -22,6 +22,7 @@ use erlmcp_commands::policy::{
     Preconditions, SoakFacts,
 };
 use erlmcp_commands::render::{self, ApprovalCard, Reply, ReplyKind};
+use erlmcp_commands::vocab::{AuditAction, AuditDecision};
 use erlmcp_commands::{
     Actor, Command, GroupMembership, IncidentCommand, OperationKind, Person, RequestId, Timestamp,
 };
@@ -59,7 +60,8 @@ pub struct Invocation {
 pub enum EngineEvent {
     RequestChanged {
         card: ApprovalCard,
-        message_ref: Option<String>,
+        /// The message that shows it, on whichever platform posted it.
+        message: Option<MessageRef>,
     },
 }
 
@@ -175,19 +177,6 @@ pub(crate) fn who_label(w: &Who) -> String {
         format!("{}:{}", w.platform, w.user_id)
     } else {
         format!("{} ({}:{})", w.display_name, w.platform, w.user_id)
-    }
-}
-
-fn phase(state: RequestState) -> Phase {
-    match state {
-        RequestState::Pending => Phase::Pending,
-        RequestState::Executing => Phase::Executing,
-        RequestState::Succeeded => Phase::Succeeded,
-        RequestState::Failed => Phase::Failed,
-        RequestState::Denied => Phase::Denied,
-        RequestState::Cancelled => Phase::Cancelled,
-        RequestState::Expired => Phase::Expired,
-        RequestState::Interrupted => Phase::Interrupted,
     }
 }
 
@@ -398,6 +387,9 @@ impl Engine {
         let Some((platform, id)) = channel.split_once(':') else {
             return;
         };
+        let Some(platform) = Platform::parse(platform) else {
+            return;
+        };
         if let Some(chat) = self.chats.iter().find(|c| c.platform() == platform)
             && let Err(e) = chat.post(id, reply).await
         {
@@ -600,19 +592,19 @@ impl Engine {
         &self,
         inv_who: &Who,
         channel: &str,
-        action: &str,
+        action: AuditAction,
         operation: &str,
     ) -> NewAuditEntry {
         NewAuditEntry {
             at: self.now(),
-            action: action.to_string(),
+            action: action.into(),
             who: inv_who.clone(),
             channel: channel.to_string(),
             operation: operation.to_string(),
             arguments: "{}".into(),
             environment: None,
             request_id: None,
-            decision: String::new(),
+            decision: AuditDecision::None.into(),
             reason: String::new(),
             votes: "[]".into(),
             outcome: String::new(),

@@ -94,14 +94,19 @@ impl Engine {
         };
         let decision = policy::decide(&self.policy, &inv.actor, &op, &facts, now);
         let arguments = serde_json::to_string(&cmd).unwrap_or_default();
-        let mut entry = self.entry(&who(&inv.actor), &inv.channel, "", op.kind.as_str());
+        let mut entry = self.entry(
+            &who(&inv.actor),
+            &inv.channel,
+            AuditAction::Requested,
+            op.kind.as_str(),
+        );
         entry.arguments = arguments.clone();
         entry.environment = op.env.as_ref().map(|e| e.to_string());
         match decision {
             Decision::Deny(refusal) => {
                 let text = render::refusal(&refusal, now);
-                entry.action = "refused".into();
-                entry.decision = "deny".into();
+                entry.action = AuditAction::Refused.into();
+                entry.decision = AuditDecision::Deny.into();
                 entry.reason = text.clone();
                 entry.outcome = "refused".into();
                 // A refusal changes nothing, so it is answered even when it cannot be recorded.
@@ -137,9 +142,9 @@ impl Engine {
                     Ok(r) => r,
                     Err(e) => return self.store_refusal(StoreStep::Request, &e),
                 };
-                entry.action = "requested".into();
+                entry.action = AuditAction::Requested.into();
                 entry.request_id = Some(row.id);
-                entry.decision = "needs_approval".into();
+                entry.decision = AuditDecision::NeedsApproval.into();
                 entry.reason = format!(
                     "rules[{rule}]: needs {} approval(s) from {}",
                     requirement.count,
@@ -182,11 +187,16 @@ impl Engine {
         reason: String,
         break_glass: bool,
     ) -> Reply {
-        entry.decision = if break_glass { "break_glass" } else { "allow" }.into();
+        entry.decision = if break_glass {
+            AuditDecision::BreakGlass
+        } else {
+            AuditDecision::Allow
+        }
+        .into();
         entry.reason = reason;
         if target_action(&cmd).is_none() {
             // Reads and incident bookkeeping: audited first, then done.
-            entry.action = "executed".into();
+            entry.action = AuditAction::Executed.into();
             entry.outcome = "ok".into();
             if let Err(e) = self.audit(entry).await {
                 return self.store_refusal(StoreStep::Audit, &e);
@@ -212,7 +222,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.store_refusal(StoreStep::Request, &e),
         };
-        entry.action = "executing".into();
+        entry.action = AuditAction::Executing.into();
         entry.request_id = Some(row.id);
         entry.outcome = "started".into();
         if let Err(e) = self
@@ -344,15 +354,19 @@ impl Engine {
                 warning = format!("\nWarning: the outcome could not be stored ({e}).");
             }
         }
-        let mut entry = self.entry(&row.requester, &row.channel, "", &row.operation);
-        entry.action = if result.is_ok() { "executed" } else { "failed" }.into();
+        let audited = if result.is_ok() {
+            AuditAction::Executed
+        } else {
+            AuditAction::Failed
+        };
+        let mut entry = self.entry(&row.requester, &row.channel, audited, &row.operation);
         entry.arguments = row.command_json.clone();
         entry.environment = row.environment.clone();
         entry.request_id = Some(row.id);
         entry.decision = if row.break_glass {
-            "break_glass"
+            AuditDecision::BreakGlass
         } else {
-            "allow"
+            AuditDecision::Allow
         }
         .into();
         entry.votes = self.votes_json(row.id).await;

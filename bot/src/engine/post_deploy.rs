@@ -102,13 +102,13 @@ impl Engine {
         let mut entry = self.entry(
             &system,
             &deployed.channel,
-            "automatic",
+            AuditAction::Automatic,
             OperationKind::Rollback.as_str(),
         );
         entry.arguments = arguments;
         entry.environment = Some(env_name.to_string());
         entry.request_id = Some(row.id);
-        entry.decision = "auto_rollback".into();
+        entry.decision = AuditDecision::AutoRollback.into();
         entry.reason = format!(
             "post-deploy guard after {}: {}",
             deployed.id,

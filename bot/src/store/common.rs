@@ -195,11 +195,11 @@ pub const DELETE_JOB: &str = "DELETE FROM scheduled_jobs WHERE key = $1";
 pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
      lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3";
 pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
-pub const REMEMBER_EVENT: &str = "INSERT INTO slack_events (event_key, seen_at) \
-     VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING";
+pub const REMEMBER_EVENT: &str = "INSERT INTO inbound_deliveries (platform, key, seen_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (platform, key) DO NOTHING";
+pub const FORGET_EVENTS: &str = "DELETE FROM inbound_deliveries WHERE seen_at < $1";
 pub const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
-pub const FORGET_EVENTS: &str = "DELETE FROM slack_events WHERE seen_at < $1";
 /// How long an event key is remembered, in milliseconds.
 pub const EVENT_MEMORY_MS: i64 = 3_600_000;
 
@@ -233,6 +233,15 @@ impl TryFrom<RequestRaw> for RequestRow {
         let state = RequestState::parse(&r.state).ok_or_else(|| {
             StoreError::Database(format!("request {} has unknown state {:?}", r.id, r.state))
         })?;
+        let message_ref = match r.message_ref.as_deref() {
+            None => None,
+            Some(m) => Some(MessageRef::decode(m).ok_or_else(|| {
+                StoreError::Database(format!(
+                    "request {} has an unreadable message reference {m:?}",
+                    r.id
+                ))
+            })?),
+        };
         Ok(RequestRow {
             id: RequestId(r.id),
             created_at: from_ms(r.created_at)?,
@@ -252,7 +261,7 @@ impl TryFrom<RequestRaw> for RequestRow {
             state,
             break_glass: r.break_glass,
             outcome: r.outcome,
-            message_ref: r.message_ref,
+            message_ref,
             owner: r.owner,
             last_progress: r.last_progress,
             acknowledged_at: r.acknowledged_at.map(from_ms).transpose()?,
@@ -464,11 +473,17 @@ impl TryFrom<IncidentEventRaw> for IncidentEventRow {
             user_id: r.who_id.unwrap_or_default(),
             display_name: r.who_name.unwrap_or_default(),
         });
+        let kind = IncidentEventKind::parse(&r.kind).ok_or_else(|| {
+            StoreError::Database(format!(
+                "incident {} event {} has unknown kind {:?}",
+                r.incident_id, r.seq, r.kind
+            ))
+        })?;
         Ok(IncidentEventRow {
             incident_id: IncidentId(r.incident_id),
             seq: r.seq,
             at: from_ms(r.at)?,
-            kind: r.kind,
+            kind,
             who,
             text: r.text,
         })
@@ -643,10 +658,10 @@ where
     pub async fn set_request_message<'c>(
         e: impl Executor<'c, Database = DB>,
         id: RequestId,
-        message_ref: &str,
+        message_ref: &MessageRef,
     ) -> StoreResult<()> {
         sqlx::query(SET_REQUEST_MESSAGE)
-            .bind(message_ref)
+            .bind(message_ref.encode())
             .bind(id.0)
             .execute(e)
             .await
@@ -1049,14 +1064,14 @@ where
         e: impl Executor<'c, Database = DB>,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> Result<IncidentEventRaw, sqlx::Error> {
         sqlx::query_as(APPEND_INCIDENT_EVENT)
             .bind(incident.0)
             .bind(to_ms(at))
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(who.map(|w| w.platform.as_str()))
             .bind(who.map(|w| w.user_id.as_str()))
             .bind(who.map(|w| w.display_name.as_str()))
@@ -1209,10 +1224,12 @@ where
     /// True when the key was not yet remembered.
     pub async fn remember_event<'c>(
         e: impl Executor<'c, Database = DB>,
+        platform: Platform,
         key: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
         let done = sqlx::query(REMEMBER_EVENT)
+            .bind(platform.as_str())
             .bind(key)
             .bind(to_ms(at))
             .execute(e)

@@ -111,6 +111,7 @@ contract!(
     interrupting_an_orphan_has_one_winner,
     interrupted_requests_listed_until_acknowledged,
     write_probe_upserts_one_row,
+    unreadable_message_ref_is_named,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -223,18 +224,31 @@ async fn requests_insert_get_and_transition(db: &Db) {
             .await
             .unwrap()
     );
-    s.set_request_message(row.id, "slack:C1:1700000000.000100")
-        .await
-        .unwrap();
+    let message = MessageRef {
+        platform: Platform::Slack,
+        channel: "C1".into(),
+        id: "1700000000.000100".into(),
+    };
+    s.set_request_message(row.id, &message).await.unwrap();
 
     let after = s.get_request(row.id).await.unwrap().unwrap();
     assert_eq!(after.state, RequestState::Succeeded);
     assert_eq!(after.outcome.as_deref(), Some("ok"));
     assert_eq!(after.updated_at, t(T0 + 7));
-    assert_eq!(
-        after.message_ref.as_deref(),
-        Some("slack:C1:1700000000.000100")
-    );
+    assert_eq!(after.message_ref, Some(message));
+    let stored: Option<String> = match &db.raw {
+        Raw::Sqlite(p) => sqlx::query_scalar("SELECT message_ref FROM requests WHERE id = $1")
+            .bind(row.id.0)
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        Raw::Pg(p) => sqlx::query_scalar("SELECT message_ref FROM requests WHERE id = $1")
+            .bind(row.id.0)
+            .fetch_one(p)
+            .await
+            .unwrap(),
+    };
+    assert_eq!(stored.as_deref(), Some("slack:C1:1700000000.000100"));
     assert_eq!(after.command_json, row.command_json);
     assert!(s.pending_requests().await.unwrap().is_empty());
 
@@ -927,12 +941,24 @@ async fn incidents_and_events(db: &Db) {
     assert_eq!(s.open_incidents().await.unwrap(), vec![inc.clone()]);
 
     let declared = s
-        .append_incident_event(inc.id, t(T0), "declared", Some(&who("U1")), "API errors")
+        .append_incident_event(
+            inc.id,
+            t(T0),
+            IncidentEventKind::Declared,
+            Some(&who("U1")),
+            "API errors",
+        )
         .await
         .unwrap();
     assert_eq!((declared.seq, declared.who.as_ref()), (1, Some(&who("U1"))));
     let update = s
-        .append_incident_event(inc.id, t(T0 + 1), "status_update", None, "still failing")
+        .append_incident_event(
+            inc.id,
+            t(T0 + 1),
+            IncidentEventKind::StatusUpdate,
+            None,
+            "still failing",
+        )
         .await
         .unwrap();
     assert_eq!((update.seq, update.who.as_ref()), (2, None));
@@ -942,7 +968,7 @@ async fn incidents_and_events(db: &Db) {
         let id = inc.id;
         tokio::spawn(async move {
             store
-                .append_incident_event(id, t(T0 + 2 + i), "update", None, "x")
+                .append_incident_event(id, t(T0 + 2 + i), IncidentEventKind::Update, None, "x")
                 .await
                 .unwrap()
                 .seq
@@ -960,7 +986,13 @@ async fn incidents_and_events(db: &Db) {
     assert_eq!(events[1], update);
 
     let missing = s
-        .append_incident_event(IncidentId(inc.id.0 + 1000), t(T0), "update", None, "x")
+        .append_incident_event(
+            IncidentId(inc.id.0 + 1000),
+            t(T0),
+            IncidentEventKind::Update,
+            None,
+            "x",
+        )
         .await;
     assert!(
         matches!(missing, Err(StoreError::Conflict(_))),
@@ -1007,11 +1039,33 @@ async fn incident_statuspage_id_is_kept(db: &Db) {
     );
 }
 
+/// A reference no platform here can read is reported with the request, not guessed at.
+async fn unreadable_message_ref_is_named(db: &Db) {
+    let row = db
+        .store
+        .insert_request(new_request(T0 + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.exec("UPDATE requests SET message_ref = 'irc:C1:1'")
+            .await,
+        1
+    );
+    let err = db.store.get_request(row.id).await.unwrap_err().to_string();
+    assert!(err.contains("unreadable message reference"), "{err}");
+    assert!(err.contains("irc:C1:1"), "{err}");
+}
+
 async fn event_keys_remembered_for_an_hour(db: &Db) {
     let s = &db.store;
     let tries = (0..4).map(|_| {
         let store = s.clone();
-        tokio::spawn(async move { store.remember_event("Ev1", t(T0)).await.unwrap() })
+        tokio::spawn(async move {
+            store
+                .remember_event(Platform::Slack, "Ev1", t(T0))
+                .await
+                .unwrap()
+        })
     });
     let firsts = join_all(tries)
         .await
@@ -1019,11 +1073,36 @@ async fn event_keys_remembered_for_an_hour(db: &Db) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(firsts, 1);
-    assert!(s.remember_event("Ev2", t(T0 + 1)).await.unwrap());
-    assert!(!s.remember_event("Ev1", t(T0 + 300_000)).await.unwrap());
+    let slack = Platform::Slack;
+    assert!(s.remember_event(slack, "Ev2", t(T0 + 1)).await.unwrap());
+    assert!(
+        !s.remember_event(slack, "Ev1", t(T0 + 300_000))
+            .await
+            .unwrap()
+    );
+    // Keys are per platform: the same key from another one is another delivery.
+    let discord = Platform::Discord;
+    assert!(
+        s.remember_event(discord, "Ev1", t(T0 + 300_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remember_event(discord, "Ev1", t(T0 + 300_001))
+            .await
+            .unwrap()
+    );
     // Remembering a later key forgets the ones older than an hour.
-    assert!(s.remember_event("Ev3", t(T0 + 3_600_001)).await.unwrap());
-    assert!(s.remember_event("Ev1", t(T0 + 3_600_002)).await.unwrap());
+    assert!(
+        s.remember_event(slack, "Ev3", t(T0 + 3_600_001))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.remember_event(slack, "Ev1", t(T0 + 3_600_002))
+            .await
+            .unwrap()
+    );
 }
 
 async fn write_probe_upserts_one_row(db: &Db) {
@@ -1321,6 +1400,115 @@ fn redaction_replaces_the_password_not_the_first_match() {
 
 // --- migrations ---
 
+/// Deliveries remembered in `slack_events` (migration 0002) before 0007 replaced it.
+const OLD_DELIVERIES: [(&str, i64); 3] = [
+    ("slack:Ev1", T0),
+    ("slack-trigger:1337.42", T0 + 1),
+    ("slack-action:U1:1700000000.1", T0 + 2),
+];
+
+/// 0007 moves `slack_events` into `inbound_deliveries` as Slack's rows, and a replay of one
+/// of them is still recognized afterwards.
+async fn check_deliveries_kept(store: &dyn Store, rows: Vec<(String, String, i64)>) {
+    let mut expected: Vec<(String, String, i64)> = OLD_DELIVERIES
+        .iter()
+        .map(|(k, at)| ("slack".to_string(), k.to_string(), *at))
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected);
+    for (key, _) in OLD_DELIVERIES {
+        assert!(
+            !store
+                .remember_event(Platform::Slack, key, t(T0 + 60_000))
+                .await
+                .unwrap(),
+            "{key} was forgotten by the migration"
+        );
+    }
+    assert!(
+        store
+            .remember_event(Platform::Discord, "slack:Ev1", t(T0 + 60_000))
+            .await
+            .unwrap()
+    );
+}
+
+const OLD_DELIVERY_INSERT: &str = "INSERT INTO slack_events (event_key, seen_at) VALUES ($1, $2)";
+const DELIVERY_ROWS: &str =
+    "SELECT platform, key, seen_at FROM inbound_deliveries ORDER BY platform, key";
+
+#[tokio::test]
+async fn slack_events_rows_kept_by_0007_on_sqlite() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let opts = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::migrate!("../migrations/sqlite")
+        .run_to(4, &pool)
+        .await
+        .unwrap();
+    for (key, at) in OLD_DELIVERIES {
+        sqlx::query(OLD_DELIVERY_INSERT)
+            .bind(key)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(DELIVERY_ROWS)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let old_table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'slack_events'")
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(old_table, None);
+    check_deliveries_kept(&store, rows).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn slack_events_rows_kept_by_0007_on_postgres() {
+    let Some(url) = testdb::fresh_postgres_url("slack_events_rows_kept_by_0007_on_postgres").await
+    else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate!("../migrations/postgres")
+        .run_to(4, &pool)
+        .await
+        .unwrap();
+    for (key, at) in OLD_DELIVERIES {
+        sqlx::query(OLD_DELIVERY_INSERT)
+            .bind(key)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = PgStore::open(&url).await.unwrap();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(DELIVERY_ROWS)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let old_table: Option<String> = sqlx::query_scalar("SELECT to_regclass('slack_events')::text")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(old_table, None);
+    check_deliveries_kept(&store, rows).await;
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
 fn migration_files(backend: &str) -> Vec<(i64, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../migrations")
@@ -1360,6 +1548,7 @@ const WRITTEN_BY_EVERY_INSERT: &[&str] = &[
     "incident_events.at",
     "scheduled_jobs.due_at",
     "slack_events.seen_at",
+    "inbound_deliveries.seen_at",
     // Who and what: the rows mean nothing without them.
     "requests.requester_platform",
     "requests.requester_id",

@@ -5,6 +5,8 @@
 //! so the audit log's canonical form — and so its hashes — are identical on either.
 
 use async_trait::async_trait;
+use erlmcp_adapters::chat::{MessageRef, Platform};
+use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentId, RequestId, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -107,54 +109,7 @@ impl WriteBlock {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Lifecycle of an operation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestState {
-    /// Waiting for approvals.
-    Pending,
-    /// Approved (or allowed at once) and being carried out by exactly one process.
-    Executing,
-    Succeeded,
-    Failed,
-    Denied,
-    Cancelled,
-    Expired,
-    /// Its process died while carrying it out; reconciled by another one, never re-run by
-    /// itself.
-    Interrupted,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Pending => "pending",
-            RequestState::Executing => "executing",
-            RequestState::Succeeded => "succeeded",
-            RequestState::Failed => "failed",
-            RequestState::Denied => "denied",
-            RequestState::Cancelled => "cancelled",
-            RequestState::Expired => "expired",
-            RequestState::Interrupted => "interrupted",
-        }
-    }
-    pub fn parse(s: &str) -> Option<RequestState> {
-        Some(match s {
-            "pending" => RequestState::Pending,
-            "executing" => RequestState::Executing,
-            "succeeded" => RequestState::Succeeded,
-            "failed" => RequestState::Failed,
-            "denied" => RequestState::Denied,
-            "cancelled" => RequestState::Cancelled,
-            "expired" => RequestState::Expired,
-            "interrupted" => RequestState::Interrupted,
-            _ => return None,
-        })
-    }
-    pub fn is_final(self) -> bool {
-        !matches!(self, RequestState::Pending | RequestState::Executing)
-    }
-}
+pub use erlmcp_commands::approval::RequestState;
 
 /// A platform user as recorded: who.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,8 +158,9 @@ pub struct RequestRow {
     pub break_glass: bool,
     /// Outcome text once final.
     pub outcome: Option<String>,
-    /// Chat message that shows this request (`PLATFORM:CHANNEL:TS`), for in-place updates.
-    pub message_ref: Option<String>,
+    /// Chat message that shows this request, for in-place updates (stored as
+    /// `PLATFORM:CHANNEL:ID`).
+    pub message_ref: Option<MessageRef>,
     /// The process that carries (or carried) it out.
     pub owner: Option<String>,
     /// The last progress line seen while it was executing.
@@ -250,8 +206,7 @@ pub enum VoteInsert {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAuditEntry {
     pub at: Timestamp,
-    /// `requested`, `refused`, `voted`, `executed`, `failed`, `denied`, `cancelled`,
-    /// `expired`, `automatic`, `incident`...
+    /// An `AuditAction`, kept as the string that was hashed.
     pub action: String,
     pub who: Who,
     pub channel: String,
@@ -261,7 +216,7 @@ pub struct NewAuditEntry {
     pub arguments: String,
     pub environment: Option<String>,
     pub request_id: Option<RequestId>,
-    /// `allow`, `needs_approval`, `deny`, `break_glass`, or empty.
+    /// An `AuditDecision` (empty for none), kept as the string that was hashed.
     pub decision: String,
     pub reason: String,
     /// Votes so far, JSON text (array).
@@ -342,8 +297,7 @@ pub struct IncidentEventRow {
     pub incident_id: IncidentId,
     pub seq: i64,
     pub at: Timestamp,
-    /// `declared`, `update`, `severity`, `commander`, `operation`, `status_update`, `resolved`
-    pub kind: String,
+    pub kind: IncidentEventKind,
     pub who: Option<Who>,
     pub text: String,
 }
@@ -391,7 +345,8 @@ pub trait Store: Send + Sync + 'static {
         outcome: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<bool>;
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()>;
+    async fn set_request_message(&self, id: RequestId, message_ref: &MessageRef)
+    -> StoreResult<()>;
     /// Compare-and-set from `from` to `executing`, recording the process that carries it out.
     async fn start_executing(
         &self,
@@ -465,7 +420,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow>;
@@ -509,10 +464,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // --- chat platform deliveries ---
-    /// Records an inbound event key (Slack's `event_id`); true the first time it is seen,
-    /// false for a retry already taken by this or another replica. Keys older than an hour
-    /// are forgotten: Slack's last retry comes about five minutes after the original.
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Records an inbound delivery key of one platform (Slack's `event_id`); true the first
+    /// time it is seen, false for a retry already taken by this or another replica. Keys
+    /// older than an hour are forgotten: Slack's last retry comes about five minutes after
+    /// the original.
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `database_url` (`sqlite:...`, `postgres://...`,

@@ -171,7 +171,11 @@ impl Store for PgStore {
         Queries::transition_request(&self.pool, id, from, to, outcome, at).await
     }
 
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
+    async fn set_request_message(
+        &self,
+        id: RequestId,
+        message_ref: &MessageRef,
+    ) -> StoreResult<()> {
         Queries::set_request_message(&self.pool, id, message_ref).await
     }
 
@@ -302,7 +306,7 @@ impl Store for PgStore {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow> {
@@ -383,9 +387,14 @@ impl Store for PgStore {
         Queries::complete_job(&self.pool, id, owner, next_due).await
     }
 
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         // Forget first, so a key past its hour counts as new on this very call.
         Queries::forget_events(&self.pool, at).await?;
-        Queries::remember_event(&self.pool, key, at).await
+        Queries::remember_event(&self.pool, platform, key, at).await
     }
 }

@@ -346,8 +346,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_request_message(&self, id: RequestId, message_ref: &str) -> StoreResult<()> {
-        let message_ref = message_ref.to_string();
+    async fn set_request_message(
+        &self,
+        id: RequestId,
+        message_ref: &MessageRef,
+    ) -> StoreResult<()> {
+        let message_ref = message_ref.clone();
         self.write(move |c| {
             Box::pin(
                 async move { Queries::set_request_message(&mut c.conn, id, &message_ref).await },
@@ -521,24 +525,17 @@ impl Store for SqliteStore {
         &self,
         incident: IncidentId,
         at: Timestamp,
-        kind: &str,
+        kind: IncidentEventKind,
         who: Option<&Who>,
         text: &str,
     ) -> StoreResult<IncidentEventRow> {
-        let (kind, who, text) = (kind.to_string(), who.cloned(), text.to_string());
+        let (who, text) = (who.cloned(), text.to_string());
         self.write(move |c| {
             Box::pin(async move {
-                Queries::append_incident_event(
-                    &mut c.conn,
-                    incident,
-                    at,
-                    &kind,
-                    who.as_ref(),
-                    &text,
-                )
-                .await
-                .map_err(db_err)?
-                .try_into()
+                Queries::append_incident_event(&mut c.conn, incident, at, kind, who.as_ref(), &text)
+                    .await
+                    .map_err(db_err)?
+                    .try_into()
             })
         })
         .await
@@ -629,14 +626,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remember_event(&self, key: &str, at: Timestamp) -> StoreResult<bool> {
+    async fn remember_event(
+        &self,
+        platform: Platform,
+        key: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
         let key = key.to_string();
         self.write(move |c| {
             Box::pin(async move {
                 // Forget first: a job's failed statement must come before any it already
                 // wrote (see `write`), or a caller told "error" would find its key taken.
                 Queries::forget_events(&mut c.conn, at).await?;
-                Queries::remember_event(&mut c.conn, &key, at).await
+                Queries::remember_event(&mut c.conn, platform, &key, at).await
             })
         })
         .await
