@@ -30,6 +30,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument, error, info, warn};
 
 mod approvals;
+mod checkpoints;
 mod operation;
 mod post_deploy;
 mod reads;
@@ -41,6 +42,8 @@ use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
 };
+
+pub use checkpoints::check_audit_keys;
 
 /// One inbound command.
 pub struct Invocation {
@@ -120,6 +123,8 @@ pub struct Engine {
     in_flight: AtomicU64,
     idle: tokio::sync::Notify,
     pub(crate) notifiers: crate::incidents::Notifiers,
+    /// Signed checkpoints of the audit log; `None` without `audit.signing_key`.
+    checkpoints: Option<checkpoints::Checkpoints>,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -215,8 +220,15 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         | Command::Pods { .. }
         | Command::Logs { .. }
         | Command::Incident(_)
-        | Command::Audit { .. } => None,
+        | Command::Audit { .. }
+        | Command::AuditPrune { .. } => None,
     }
+}
+
+/// Whether a command changes something and so runs as a request with an outcome: a target
+/// change, or pruning the audit log.
+fn is_change(cmd: &Command) -> bool {
+    target_action(cmd).is_some() || matches!(cmd, Command::AuditPrune { .. })
 }
 
 fn reason_of(cmd: &Command) -> Option<String> {
@@ -237,7 +249,17 @@ fn command_text(text: &str, prefix: &str) -> String {
 }
 
 impl Engine {
+    /// An unusable `[audit]` key turns checkpoints off with an error in the log;
+    /// `app::build` refuses such a configuration before it gets here.
     pub fn new(parts: EngineParts) -> Arc<Engine> {
+        let cp = checkpoints::Checkpoints::from_config(&parts.config.audit).unwrap_or_else(|e| {
+            error!(error = %e, "audit checkpoints are off");
+            None
+        });
+        Engine::build(parts, cp)
+    }
+
+    fn build(parts: EngineParts, checkpoints: Option<checkpoints::Checkpoints>) -> Arc<Engine> {
         let policy = Policy::from_config(&parts.config);
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
@@ -261,6 +283,7 @@ impl Engine {
             events,
             chats: parts.chats,
             notifiers,
+            checkpoints,
         })
     }
 
