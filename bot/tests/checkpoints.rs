@@ -357,6 +357,27 @@ async fn prune_keeps_verify_passing(w: World) {
     assert!(broken(&r).contains("no prune checkpoint"), "{r:?}");
 }
 
+/// Pruning "everything" keeps the newest row: the next append must link to it, not
+/// start a new chain at row 1.
+async fn prune_of_everything_keeps_the_chain_tip(w: World) {
+    w.operations(2).await;
+    let reply = w.say("sre", "audit prune --before 2999-01-01").await;
+    let id = reply
+        .text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|t| t.starts_with("R-"))
+        .unwrap()
+        .to_string();
+    let reply = w.say("lead", &format!("approve {id}")).await;
+    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
+    w.operations(1).await;
+    let rows = w.rows().await;
+    assert!(rows[0].seq > 1, "{rows:?}");
+    let r = w.verify().await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(r.last_seq, rows.last().unwrap().seq);
+}
+
 impl World {
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         use erlmcp_bot::clock::Clock;
@@ -404,4 +425,5 @@ on_both!(
     altered_signature_in_the_file_fails,
     export_verifies_offline_and_not_after_one_byte_changes,
     prune_keeps_verify_passing,
+    prune_of_everything_keeps_the_chain_tip,
 );

@@ -105,8 +105,9 @@ pub const SAVE_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, hash, at,
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, kind) DO NOTHING";
 pub const CHECKPOINTS: &str =
     "SELECT seq, hash, at, kind, signature FROM audit_checkpoints ORDER BY seq, at";
-pub const NEWEST_ROW_BEFORE: &str =
-    "SELECT seq, hash FROM audit_log WHERE at < $1 ORDER BY seq DESC LIMIT 1";
+// Never the newest row: it is the chain's tip, which the next append links to.
+pub const NEWEST_ROW_BEFORE: &str = "SELECT seq, hash FROM audit_log WHERE at < $1 \
+     AND seq < (SELECT MAX(seq) FROM audit_log) ORDER BY seq DESC LIMIT 1";
 pub const PRUNE_AUDIT: &str = "DELETE FROM audit_log WHERE seq <= $1";
 pub const PRUNE_CHECKPOINTS: &str = "DELETE FROM audit_checkpoints WHERE seq < $1";
 

@@ -311,7 +311,8 @@ pub trait Store: Send + Sync + 'static {
     async fn save_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()>;
     /// Every stored checkpoint, oldest first.
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
-    /// `(seq, hash)` of the newest row written before `before`.
+    /// `(seq, hash)` of the newest row written before `before`, never the log's newest row
+    /// (the next append links to it).
     async fn newest_audit_before(&self, before: Timestamp) -> StoreResult<Option<(i64, String)>>;
     /// Deletes rows up to and including `through`, and checkpoints older than it, in one
     /// transaction; returns the rows deleted. Only after a prune checkpoint at `through`.
