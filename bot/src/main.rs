@@ -204,6 +204,12 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
                             "audit log ok: {} rows, last #{} {}",
                             r.count, r.last_seq, r.last_hash
                         );
+                        if r.first_seq > 1 {
+                            println!(
+                                "complete from row #{}: older rows were pruned (check the prune checkpoint's signature with --checkpoints)",
+                                r.first_seq
+                            );
+                        }
                         ExitCode::SUCCESS
                     }
                     Ok(r) => {

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 
 use super::{AuditRow, NewAuditEntry, Store, StoreResult, from_ms, to_ms};
+use crate::checkpoint::CheckpointKind;
 
 /// `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,6 +81,8 @@ pub struct VerifyReport {
     pub last_seq: i64,
     pub last_hash: String,
     pub broken: Option<BrokenLink>,
+    /// The first row the log holds: 1, or the row after a prune.
+    pub first_seq: i64,
 }
 
 impl VerifyReport {
@@ -150,6 +153,7 @@ impl ChainWalk {
                 last_seq: seq,
                 last_hash: hash,
                 broken: None,
+                first_seq: seq + 1,
             },
         }
     }
@@ -195,7 +199,9 @@ impl ChainWalk {
     }
 }
 
-/// Walks the whole log in seq order and reports the first broken link.
+/// Walks the whole log in seq order and reports the first broken link. A pruned log starts
+/// at the row after its prune checkpoint as the store keeps it; only `--checkpoints`
+/// checks that checkpoint's signature.
 pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
     let mut walk = ChainWalk::from_genesis();
     let mut after = 0;
@@ -204,6 +210,17 @@ pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
         let Some(last) = page.last() else {
             return Ok(walk.report());
         };
+        if after == 0
+            && let Some(first) = page.first()
+            && first.seq > 1
+            && let Some(genesis) = store.checkpoints().await?.into_iter().find(|c| {
+                c.kind == CheckpointKind::Prune
+                    && c.seq == first.seq - 1
+                    && c.hash == first.prev_hash
+            })
+        {
+            walk = ChainWalk::starting_at(genesis.seq, genesis.hash);
+        }
         after = last.seq;
         for row in &page {
             if walk.feed(row).is_some() {
