@@ -24,7 +24,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::store::AuditRow;
-use crate::store::audit::{BrokenLink, ChainWalk, GENESIS};
+use crate::store::audit::{ChainWalk, GENESIS};
 
 pub const FORMAT: &str = "erlmcp-checkpoint-v1";
 
@@ -352,7 +352,7 @@ impl CheckpointVerifier {
         };
         self.rows += 1;
         if let Some(b) = walk.feed(row) {
-            self.broken = Some(describe(&b));
+            self.broken = Some(b.to_string());
             return false;
         }
         self.last_at_ms = Some(row.entry.at.timestamp_millis());
@@ -467,10 +467,6 @@ pub fn verify_export(text: &str, key: Option<&VerifyingKey>) -> CheckpointReport
         }
     }
     verifier.finish()
-}
-
-fn describe(b: &BrokenLink) -> String {
-    b.to_string()
 }
 
 /// What `audit verify` prints for a good log. `every` is the checkpoint cadence: rows
