@@ -137,31 +137,46 @@ async fn fresh(backend: &str) -> Fresh {
     Fresh::Postgres(Arc::new(pg), url)
 }
 
-/// Off, then on, each on a fresh database of the same backend.
+/// Off and on, alternating for ROUNDS rounds (default 3), each run on a fresh database of
+/// the same backend; the medians are compared, so a noisy neighbour skews both alike.
 async fn compare(backend: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("checkpoints.jsonl");
-    let mut rates = Vec::new();
-    for checkpoints in [None, Some(file.as_path())] {
-        let label = format!(
-            "{backend}, checkpoints {}",
-            if checkpoints.is_some() { "on" } else { "off" }
-        );
-        match fresh(backend).await {
-            Fresh::Sqlite(store, _dir) => rates.push(run(&label, store, checkpoints).await),
-            Fresh::Postgres(store, url) => {
-                rates.push(run(&label, store.clone(), checkpoints).await);
-                store.close().await;
-                testdb::drop_postgres_database(&url).await;
+    let rounds = env_usize("ROUNDS", 3);
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let file = dir.path().join(format!("checkpoints-{round}.jsonl"));
+        for checkpoints in [None, Some(file.as_path())] {
+            let label = format!(
+                "{backend}, checkpoints {}",
+                if checkpoints.is_some() { "on" } else { "off" }
+            );
+            let rate = match fresh(backend).await {
+                Fresh::Sqlite(store, _dir) => run(&label, store, checkpoints).await,
+                Fresh::Postgres(store, url) => {
+                    let rate = run(&label, store.clone(), checkpoints).await;
+                    store.close().await;
+                    testdb::drop_postgres_database(&url).await;
+                    rate
+                }
+            };
+            if checkpoints.is_some() {
+                ons.push(rate);
+            } else {
+                offs.push(rate);
             }
         }
     }
-    let (off, on) = (rates[0], rates[1]);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut offs), median(&mut ons));
     println!(
-        "{backend}: checkpointing costs {:.1} % of throughput",
+        "{backend}: median of {rounds} rounds: {off:.0} ops/s off, {on:.0} ops/s on; checkpointing costs {:.1} % of throughput",
         (off - on) / off * 100.0
     );
 }
+
 fn main() {
     // `cargo test --benches` runs this with --bench absent: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
