@@ -177,6 +177,21 @@ async fn clean_log_with_checkpoints_verifies(w: World) {
     let scheduler = Scheduler::new(w.app.engine.clone(), "test-owner");
     scheduler.install().await.unwrap();
     assert!(scheduler.tick().await >= 1);
+    let periodic = |w: &World| {
+        checkpoint::read_checkpoints(&w.checkpoint_text())
+            .unwrap()
+            .iter()
+            .filter(|c| c.checkpoint.kind == CheckpointKind::Periodic)
+            .count()
+    };
+    assert_eq!(periodic(&w), 1);
+    // On the cadence: not again a minute later, again once checkpoint_every has passed.
+    w.clock.advance(chrono::Duration::minutes(1));
+    scheduler.tick().await;
+    assert_eq!(periodic(&w), 1);
+    w.clock.advance(chrono::Duration::minutes(4));
+    scheduler.tick().await;
+    assert_eq!(periodic(&w), 2);
     let text = w.checkpoint_text();
     let kinds: Vec<CheckpointKind> = checkpoint::read_checkpoints(&text)
         .unwrap()
@@ -194,8 +209,8 @@ async fn clean_log_with_checkpoints_verifies(w: World) {
     let r = w.verify().await;
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(r.unanchored, 0);
-    assert_eq!(r.checkpoints, 4);
-    // The store keeps its copy for exports.
+    assert_eq!(r.checkpoints, 5);
+    // The store keeps its copy for exports (one per row and kind).
     assert_eq!(w.store().checkpoints().await.unwrap().len(), 4);
     // A row written after the newest checkpoint is reported, not failed.
     // (A refusal is audited, and refusals ask for no checkpoint.)
