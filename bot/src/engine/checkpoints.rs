@@ -123,6 +123,10 @@ impl Engine {
         let Some(cp) = &self.checkpoints else {
             return Ok(None);
         };
+        if kind == CheckpointKind::Prune {
+            // A prune genesis is signed only by the prune operation, for the row it names.
+            return Err("prune checkpoints are written by `audit prune` only".into());
+        }
         let _one = cp.writing.lock().await;
         let tail = self
             .store
