@@ -3,6 +3,9 @@
 //! sandbox target, then its outcome is written. Runs on SQLite, and on PostgreSQL when
 //! ERLMCP_TEST_POSTGRES_URL is set.
 //!
+//! Each backend runs twice in the same process: without audit checkpoints, then with them
+//! (signed after every operation, coalesced, to a synced file), to show what they cost.
+//!
 //! `cargo bench -p erlmcp-bot --bench engine_throughput` (OPS and CONCURRENCY tune it).
 
 use std::sync::Arc;
@@ -17,10 +20,17 @@ use erlmcp_commands::render::ReplyKind;
 
 const ENVIRONMENTS: usize = 64;
 
-fn config() -> erlmcp_commands::config::Config {
+fn config(checkpoints: Option<&std::path::Path>) -> erlmcp_commands::config::Config {
     let mut text = String::from(
         "[roles]\nsre = [\"local:bench\"]\n\n[[rules]]\noperation = \"scale\"\nroles = [\"sre\"]\n\n",
     );
+    if let Some(file) = checkpoints {
+        let (secret, _) = erlmcp_bot::checkpoint::keygen().expect("key");
+        text.push_str(&format!(
+            "[audit]\nsigning_key = \"{secret}\"\ncheckpoint_file = \"{}\"\n\n",
+            file.display()
+        ));
+    }
     for i in 0..ENVIRONMENTS {
         text.push_str(&format!(
             "[environments.env{i}]\ntarget = \"sandbox\"\nreplicas = 3\n\n"
@@ -36,11 +46,12 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn run(label: &str, store: Arc<dyn Store>) {
+/// Audited operations per second.
+async fn run(label: &str, store: Arc<dyn Store>, checkpoints: Option<&std::path::Path>) -> f64 {
     let ops = env_usize("OPS", 10_000);
     let concurrency = env_usize("CONCURRENCY", 64);
     let app = app::build(
-        config(),
+        config(checkpoints),
         store.clone(),
         Arc::new(SystemClock),
         BuildOptions {
@@ -87,6 +98,9 @@ async fn run(label: &str, store: Arc<dyn Store>) {
     for w in workers {
         w.await.expect("worker");
     }
+    if checkpoints.is_some() {
+        engine.flush_checkpoints().await;
+    }
     let elapsed = started.elapsed();
     let report = audit::verify(store.as_ref()).await.expect("verify");
     assert!(report.is_ok());
@@ -95,6 +109,71 @@ async fn run(label: &str, store: Arc<dyn Store>) {
         elapsed.as_secs_f64(),
         ops as f64 / elapsed.as_secs_f64(),
         report.count
+    );
+    if let Some(file) = checkpoints {
+        let text = std::fs::read_to_string(file).expect("checkpoint file");
+        println!("{label}: {} checkpoints written", text.lines().count());
+    }
+    ops as f64 / elapsed.as_secs_f64()
+}
+
+/// A fresh store, and what to clean up after it: a temporary directory, or a database.
+enum Fresh {
+    Sqlite(Arc<dyn Store>, testdb::TempDb),
+    Postgres(Arc<dyn Store>, String),
+}
+
+async fn fresh(backend: &str) -> Fresh {
+    if backend == "sqlite" {
+        let (sqlite, dir) = testdb::fresh_sqlite().await;
+        return Fresh::Sqlite(Arc::new(sqlite), dir);
+    }
+    let url = testdb::fresh_postgres_url("engine_throughput")
+        .await
+        .expect("postgres url");
+    let pg = erlmcp_bot::store::PgStore::open(&url)
+        .await
+        .expect("postgres");
+    Fresh::Postgres(Arc::new(pg), url)
+}
+
+/// Off and on, alternating for ROUNDS rounds (default 3), each run on a fresh database of
+/// the same backend; the medians are compared, so a noisy neighbour skews both alike.
+async fn compare(backend: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rounds = env_usize("ROUNDS", 3);
+    let (mut offs, mut ons) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let file = dir.path().join(format!("checkpoints-{round}.jsonl"));
+        for checkpoints in [None, Some(file.as_path())] {
+            let label = format!(
+                "{backend}, checkpoints {}",
+                if checkpoints.is_some() { "on" } else { "off" }
+            );
+            let rate = match fresh(backend).await {
+                Fresh::Sqlite(store, _dir) => run(&label, store, checkpoints).await,
+                Fresh::Postgres(store, url) => {
+                    let rate = run(&label, store.clone(), checkpoints).await;
+                    store.close().await;
+                    testdb::drop_postgres_database(&url).await;
+                    rate
+                }
+            };
+            if checkpoints.is_some() {
+                ons.push(rate);
+            } else {
+                offs.push(rate);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut offs), median(&mut ons));
+    println!(
+        "{backend}: median of {rounds} rounds: {off:.0} ops/s off, {on:.0} ops/s on; checkpointing costs {:.1} % of throughput",
+        (off - on) / off * 100.0
     );
 }
 
@@ -109,14 +188,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (sqlite, _dir) = testdb::fresh_sqlite().await;
-        run("sqlite", Arc::new(sqlite)).await;
-        if let Some(url) = testdb::fresh_postgres_url("engine_throughput").await {
-            let pg = erlmcp_bot::store::PgStore::open(&url)
-                .await
-                .expect("postgres");
-            run("postgres", Arc::new(pg)).await;
-            testdb::drop_postgres_database(&url).await;
+        compare("sqlite").await;
+        if std::env::var("ERLMCP_TEST_POSTGRES_URL").is_ok() {
+            compare("postgres").await;
         }
     });
 }

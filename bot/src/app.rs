@@ -100,6 +100,8 @@ pub async fn build(
     } else {
         None
     };
+    // A bot told to sign checkpoints must not run without being able to.
+    crate::engine::check_audit_keys(&config.audit)?;
     let engine = Engine::new(EngineParts {
         config: config.clone(),
         store: store.clone(),

@@ -376,4 +376,53 @@ preconditions = { soak_from = "qa", soak = "24h" }
         assert!(!dbg.contains("xoxb-secret"));
         assert!(dbg.contains("[redacted]"));
     }
+
+    #[test]
+    fn audit_section_is_checked_with_key_paths_and_never_shows_the_key() {
+        let cfg = from_toml("").unwrap();
+        assert_eq!(cfg.audit.checkpoint_every.0.as_secs(), 300);
+        assert!(cfg.audit.signing_key.is_empty());
+
+        let text = r#"
+[audit]
+signing_key = "bm90LWEta2V5"
+public_key = "short"
+checkpoint_every = "5s"
+channel = "C123"
+"#;
+        let problems = from_toml(text).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "audit.signing_key",
+                "audit.public_key",
+                "audit.checkpoint_every",
+                "audit.channel"
+            ],
+            "{problems:?}"
+        );
+        let shown: String = problems.iter().map(|p| p.to_string()).collect();
+        assert!(!shown.contains("bm90LWEta2V5"), "{shown}");
+
+        let (secret, public) = crate::checkpoint::keygen().unwrap();
+        let ok = format!(
+            "[audit]\nsigning_key = \"{secret}\"\npublic_key = \"{public}\"\ncheckpoint_file = \"cp.jsonl\"\n"
+        );
+        let cfg = from_toml(&ok).unwrap();
+        assert!(!format!("{cfg:?}").contains(&secret));
+        assert!(crate::engine::check_audit_keys(&cfg.audit).is_ok());
+
+        // A public key from another pair is caught before the bot signs anything.
+        let (_, other) = crate::checkpoint::keygen().unwrap();
+        let cfg = from_toml(&ok.replace(&public, &other)).unwrap();
+        let e = crate::engine::check_audit_keys(&cfg.audit).unwrap_err();
+        assert!(e.to_string().contains("audit.public_key"), "{e}");
+        assert!(!e.to_string().contains(&secret));
+
+        // Signing with nowhere outside the database to write to is a mistake.
+        let nowhere = format!("[audit]\nsigning_key = \"{secret}\"\n");
+        let problems = from_toml(&nowhere).unwrap_err();
+        assert_eq!(problems[0].path, "audit.checkpoint_file");
+    }
 }

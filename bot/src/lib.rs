@@ -2,6 +2,7 @@
 //! the command line.
 
 pub mod app;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod engine;

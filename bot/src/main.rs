@@ -12,7 +12,7 @@ use erlmcp_bot::config;
 use erlmcp_bot::engine::Invocation;
 use erlmcp_bot::scheduler::Scheduler;
 use erlmcp_bot::store::{self, audit};
-use erlmcp_bot::{server, telemetry};
+use erlmcp_bot::{checkpoint, server, telemetry};
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
@@ -55,12 +55,35 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check the hash chain; exits non-zero and names the first broken row.
-    Verify,
-    /// Write every audit entry to stdout.
+    /// Check the hash chain; exits non-zero and names the first broken row. With
+    /// --checkpoints, also checks it against signed checkpoints kept outside the database;
+    /// with --file, checks an export offline.
+    Verify {
+        /// A checkpoint file (`audit.checkpoint_file`) to check the database against.
+        #[arg(long, value_name = "FILE", conflicts_with = "file")]
+        checkpoints: Option<PathBuf>,
+        /// An export (`audit export`, jsonl) to check on its own, without a database.
+        #[arg(long, value_name = "EXPORT")]
+        file: Option<PathBuf>,
+        /// The checkpoint public key as `audit keygen` printed it (default: audit.public_key).
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Write every audit entry to stdout; jsonl also carries the stored checkpoints.
     Export {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
+    },
+    /// Print a new checkpoint key pair as two TOML lines for `[audit]`.
+    Keygen,
+    /// Remove rows written before DATE, as the approved operation `audit prune`.
+    Prune {
+        /// `YYYY-MM-DD` or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        before: String,
+        /// Who is asking, as for `exec`.
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
     },
 }
 
@@ -84,6 +107,13 @@ fn main() -> ExitCode {
         }
     };
     if let Cmd::CheckConfig = cli.command {
+        if let Err(e) = erlmcp_bot::engine::check_audit_keys(&loaded.config.audit) {
+            eprintln!(
+                "erlmcp-bot: configuration {} has 1 problem(s):\n  audit: {e}",
+                loaded.source
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
         println!(
             "configuration {} is valid: {} environment(s), {} role(s), {} rule(s)",
             loaded.source,
@@ -125,18 +155,61 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
             }
             Err(e) => fail(format!("migrate failed: {e:#}")),
         },
+        Cmd::Audit {
+            command: AuditCmd::Keygen,
+        } => match checkpoint::keygen() {
+            Ok((secret, public)) => {
+                println!("signing_key = \"{secret}\"");
+                println!("public_key = \"{public}\"");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.to_string()),
+        },
+        Cmd::Audit {
+            command: AuditCmd::Prune { before, user },
+        } => {
+            let text = format!("audit prune --before {before}");
+            exec(loaded, &url, &user, &text).await
+        }
+        Cmd::Audit {
+            command:
+                AuditCmd::Verify {
+                    checkpoints: None,
+                    file: Some(file),
+                    public_key,
+                },
+        } => verify_export(&loaded.config, &file, public_key.as_deref()),
         Cmd::Audit { command } => {
             let store = match store::open_store(&url).await {
                 Ok(s) => s,
                 Err(e) => return fail(format!("{e:#}")),
             };
             match command {
-                AuditCmd::Verify => match audit::verify(store.as_ref()).await {
+                AuditCmd::Verify {
+                    checkpoints: Some(file),
+                    public_key,
+                    ..
+                } => {
+                    verify_with_checkpoints(
+                        &loaded.config,
+                        store.as_ref(),
+                        &file,
+                        public_key.as_deref(),
+                    )
+                    .await
+                }
+                AuditCmd::Verify { .. } => match audit::verify(store.as_ref()).await {
                     Ok(r) if r.is_ok() => {
                         println!(
                             "audit log ok: {} rows, last #{} {}",
                             r.count, r.last_seq, r.last_hash
                         );
+                        if r.first_seq > 1 {
+                            println!(
+                                "complete from row #{}: older rows were pruned (check the prune checkpoint's signature with --checkpoints)",
+                                r.first_seq
+                            );
+                        }
                         ExitCode::SUCCESS
                     }
                     Ok(r) => {
@@ -161,11 +234,113 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
                         Err(e) => fail(format!("audit export failed: {e:#}")),
                     }
                 }
+                AuditCmd::Keygen | AuditCmd::Prune { .. } => ExitCode::SUCCESS,
             }
         }
         Cmd::Exec { user, command } => exec(loaded, &url, &user, &command.join(" ")).await,
         Cmd::Serve => serve(loaded, &url).await,
     }
+}
+
+/// The key to check signatures with: `--public-key` (bare, or the `public_key = "…"` line
+/// keygen printed), else `audit.public_key`.
+fn public_key(
+    cfg: &erlmcp_commands::config::Config,
+    given: Option<&str>,
+) -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+    let text = match given {
+        Some(g) => {
+            let g = g.trim();
+            let g = g
+                .strip_prefix("public_key")
+                .map(|r| r.trim_start().trim_start_matches('='))
+                .unwrap_or(g);
+            g.trim().trim_matches('"').to_string()
+        }
+        None => match &cfg.audit.public_key {
+            Some(k) => k.clone(),
+            None => return Ok(None),
+        },
+    };
+    checkpoint::parse_public_key(&text)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+fn print_checkpoint_report(
+    cfg: &erlmcp_commands::config::Config,
+    report: &checkpoint::CheckpointReport,
+    signed: bool,
+) -> ExitCode {
+    match &report.broken {
+        None => {
+            println!(
+                "{}",
+                checkpoint::summary(report, cfg.audit.checkpoint_every.as_chrono(), signed)
+            );
+            ExitCode::SUCCESS
+        }
+        Some(b) => {
+            println!("audit log BROKEN: {b}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
+async fn verify_with_checkpoints(
+    cfg: &erlmcp_commands::config::Config,
+    store: &dyn store::Store,
+    file: &std::path::Path,
+    key: Option<&str>,
+) -> ExitCode {
+    let key = match public_key(cfg, key) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            eprintln!("erlmcp-bot: --checkpoints needs --public-key KEY (or audit.public_key)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("erlmcp-bot: --public-key: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    let checkpoints = match checkpoint::read_checkpoints(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("audit log BROKEN: checkpoint file {}: {e}", file.display());
+            return ExitCode::from(EXIT_REFUSED);
+        }
+    };
+    let mut verifier = checkpoint::CheckpointVerifier::new(checkpoints, Some(&key));
+    if let Err(e) = audit::for_each_row(store, |row| verifier.feed(row)).await {
+        return fail(format!("audit verify failed: {e}"));
+    }
+    print_checkpoint_report(cfg, &verifier.finish(), true)
+}
+
+/// An export checked on its own: its rows against each other and its checkpoint records.
+fn verify_export(
+    cfg: &erlmcp_commands::config::Config,
+    file: &std::path::Path,
+    key: Option<&str>,
+) -> ExitCode {
+    let key = match public_key(cfg, key) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("erlmcp-bot: --public-key: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    let report = checkpoint::verify_export(&text, key.as_ref());
+    print_checkpoint_report(cfg, &report, key.is_some())
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -218,6 +393,8 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
         })
         .await;
     println!("{}", reply.text);
+    // The process ends here: the checkpoint owed to an operation is written now.
+    app.engine.flush_checkpoints().await;
     ownership.abort();
     app.store.close().await;
     ExitCode::from(reply.kind.exit_code() as u8)
@@ -331,6 +508,7 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     if left > 0 {
         warn!(commands = left, "shutting down with commands still running");
     }
+    app.engine.flush_checkpoints().await;
     // Only now: a drained command is still ours while it finishes.
     ownership.abort();
     app.store.close().await;

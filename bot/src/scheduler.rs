@@ -17,12 +17,15 @@ use crate::incidents::STATUS_UPDATE_JOB;
 use crate::store::{JobRow, StoreError, StoreResult};
 
 pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
+/// A signed checkpoint of the audit log every `audit.checkpoint_every`.
+pub const AUDIT_CHECKPOINT_JOB: &str = "audit_checkpoint";
 
 /// Something due, handed to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerEvent {
     IncidentStatusUpdate(IncidentId),
     ExpireRequests,
+    AuditCheckpoint,
 }
 
 /// Whether a recurring job goes on.
@@ -46,6 +49,17 @@ impl Engine {
                 let n = self.expire_due().await?;
                 if n > 0 {
                     info!(expired = n, "requests expired");
+                }
+                Ok(Recurrence::Again)
+            }
+            TimerEvent::AuditCheckpoint => {
+                // Not a store error: the file may be the sink that failed. Logged as what it
+                // is; the next slot tries again.
+                if let Err(e) = self
+                    .write_checkpoint(crate::checkpoint::CheckpointKind::Periodic)
+                    .await
+                {
+                    warn!(error = %e, "periodic audit checkpoint not written");
                 }
                 Ok(Recurrence::Again)
             }
@@ -114,7 +128,19 @@ impl Scheduler {
                 "",
                 self.engine.now(),
             )
-            .await
+            .await?;
+        if self.engine.checkpointing() {
+            self.engine
+                .store()
+                .upsert_job(
+                    AUDIT_CHECKPOINT_JOB,
+                    AUDIT_CHECKPOINT_JOB,
+                    "",
+                    self.engine.now(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Leases up to one batch of due jobs to this process.
@@ -135,6 +161,7 @@ impl Scheduler {
                 Err(_) => None,
             },
             EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
+            AUDIT_CHECKPOINT_JOB => Some(TimerEvent::AuditCheckpoint),
             _ => None,
         };
         let Some(event) = event else {
@@ -151,6 +178,7 @@ impl Scheduler {
                 self.engine.config().bot.status_update_interval.as_chrono()
             }
             TimerEvent::ExpireRequests => self.expiry_every,
+            TimerEvent::AuditCheckpoint => self.engine.config().audit.checkpoint_every.as_chrono(),
         };
         let recurrence = match self.engine.on_timer(event).await {
             Ok(r) => r,

@@ -349,3 +349,141 @@ fn environment_variables_override_the_configuration() {
         "secrets are never echoed: {err}"
     );
 }
+
+fn run_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run erlmcp-bot")
+}
+
+fn sql(db: &Path, statement: &'static str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    });
+}
+
+#[test]
+fn audit_keygen_checkpoints_verify_export_and_prune() {
+    let dir = scratch();
+    let d = dir.path();
+
+    let o = run(d, &["audit", "keygen"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("signing_key = \""), "{out}");
+    assert!(lines[1].starts_with("public_key = \""), "{out}");
+    let value = |line: &str| line.split('"').nth(1).unwrap().to_string();
+    let (secret, public) = (value(lines[0]), value(lines[1]));
+    assert_ne!(value(&stdout(&run(d, &["audit", "keygen"]))), secret);
+
+    let env = [
+        ("ERLMCP_AUDIT__SIGNING_KEY", secret.as_str()),
+        ("ERLMCP_AUDIT__CHECKPOINT_FILE", "checkpoints.jsonl"),
+    ];
+    let o = run_with(d, &env, &["exec", "--as", "dave", "deploy staging v3.0.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run_with(d, &env, &["exec", "--as", "carol", "scale staging 4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let file = std::fs::read_to_string(d.join("checkpoints.jsonl")).unwrap();
+    assert_eq!(
+        file.lines().count(),
+        2,
+        "one checkpoint per operation: {file}"
+    );
+    assert!(!file.contains(&secret));
+
+    // The key as keygen printed it, whole line and all.
+    let key_line = lines[1];
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify"];
+        args.extend_from_slice(extra);
+        run(d, &args)
+    };
+    let o = verify(&[
+        "--checkpoints",
+        "checkpoints.jsonl",
+        "--public-key",
+        key_line,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("audit log ok"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("every signature valid"),
+        "{}",
+        stdout(&o)
+    );
+    let o = verify(&["--checkpoints", "checkpoints.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "a key is required");
+
+    // An export carries the checkpoints and verifies with no database at all.
+    let o = run(d, &["audit", "export"]);
+    assert_eq!(o.status.code(), Some(0));
+    let export = stdout(&o);
+    assert_eq!(export.matches(r#""type":"checkpoint""#).count(), 2);
+    std::fs::write(d.join("export.jsonl"), &export).unwrap();
+    std::fs::rename(d.join("erlmcp-bot.db"), d.join("away.db")).unwrap();
+    let o = verify(&["--file", "export.jsonl", "--public-key", &public]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!d.join("erlmcp-bot.db").exists(), "no database was opened");
+    let altered = export.replacen("v3.0.1", "v3.0.2", 1);
+    assert_ne!(altered, export);
+    std::fs::write(d.join("altered.jsonl"), altered).unwrap();
+    let o = verify(&["--file", "altered.jsonl", "--public-key", &public]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("BROKEN"), "{}", stdout(&o));
+    std::fs::rename(d.join("away.db"), d.join("erlmcp-bot.db")).unwrap();
+
+    // Pruning is an approved operation; the pruned log still verifies.
+    let o = run_with(
+        d,
+        &env,
+        &["audit", "prune", "--before", "2999-01-01", "--as", "alice"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let id = stdout(&o)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|w| w.starts_with("R-"))
+        .unwrap()
+        .to_string();
+    let o = run_with(d, &env, &["exec", "--as", "bob", &format!("approve {id}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("pruned"), "{}", stdout(&o));
+    let o = verify(&[
+        "--checkpoints",
+        "checkpoints.jsonl",
+        "--public-key",
+        &public,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("complete from row #"), "{}", stdout(&o));
+
+    // The newest rows deleted behind the bot's back: the chain alone cannot tell, the
+    // checkpoints can.
+    sql(
+        &d.join("erlmcp-bot.db"),
+        "DELETE FROM audit_log WHERE seq > (SELECT MAX(seq) - 2 FROM audit_log)",
+    );
+    let o = run(d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = verify(&[
+        "--checkpoints",
+        "checkpoints.jsonl",
+        "--public-key",
+        &public,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("checkpoint on line"), "{}", stdout(&o));
+}

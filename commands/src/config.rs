@@ -512,6 +512,56 @@ pub struct StatusPageSection {
     pub api_url: Option<String>,
 }
 
+/// Signed checkpoints of the audit log, kept outside the database (DESIGN §5, `[audit]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Base64 Ed25519 seed (32 bytes), as `erlmcp-bot audit keygen` prints it. Unset: no
+    /// checkpoints are written.
+    #[serde(default)]
+    pub signing_key: Secret,
+    /// Base64 Ed25519 public key (32 bytes); when set it must match `signing_key`, so a
+    /// verifier reading the configuration checks with the right key.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Append-only JSON-lines file every checkpoint is written to.
+    #[serde(default)]
+    pub checkpoint_file: Option<String>,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: HumanDuration,
+    /// `PLATFORM:CHANNEL` that receives a short line per checkpoint.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+fn default_checkpoint_every() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5 * 60))
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            signing_key: Secret::default(),
+            public_key: None,
+            checkpoint_file: None,
+            checkpoint_every: default_checkpoint_every(),
+            channel: None,
+        }
+    }
+}
+
+/// Whether `s` is standard padded base64 of exactly `bytes` bytes. The key's bytes are
+/// decoded where they are used; this only lets `check-config` name a mangled paste.
+pub fn is_base64_of_len(s: &str, bytes: usize) -> bool {
+    let len = bytes.div_ceil(3) * 4;
+    let pad = (3 - bytes % 3) % 3;
+    s.len() == len
+        && s[..len - pad]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && s[len - pad..].bytes().all(|b| b == b'=')
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -530,6 +580,8 @@ pub struct Config {
     pub pagerduty: PagerDutySection,
     #[serde(default)]
     pub statuspage: StatusPageSection,
+    #[serde(default)]
+    pub audit: AuditSection,
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentSpec>,
     /// Person name to their identities (`slack:U1`, `discord:2`, `local:alice`): one
@@ -758,6 +810,64 @@ impl Config {
                     "must be \"human\" or \"json\", got {:?}",
                     self.bot.log_format
                 ),
+            );
+        }
+
+        let audit = &self.audit;
+        if !audit.signing_key.is_empty() && !is_base64_of_len(audit.signing_key.expose(), 32) {
+            problem(
+                "audit.signing_key".into(),
+                "must be 32 bytes in base64 (44 characters), as `erlmcp-bot audit keygen` prints it"
+                    .into(),
+            );
+        }
+        if let Some(k) = &audit.public_key
+            && !is_base64_of_len(k, 32)
+        {
+            problem(
+                "audit.public_key".into(),
+                "must be 32 bytes in base64 (44 characters), as `erlmcp-bot audit keygen` prints it"
+                    .into(),
+            );
+        }
+        if audit.checkpoint_every.0.as_secs() < 10 {
+            problem(
+                "audit.checkpoint_every".into(),
+                "must be at least 10s".into(),
+            );
+        }
+        if audit.signing_key.is_empty()
+            && (audit.checkpoint_file.is_some() || audit.channel.is_some())
+        {
+            problem(
+                "audit.signing_key".into(),
+                "is needed when audit.checkpoint_file or audit.channel is set: checkpoints are signed"
+                    .into(),
+            );
+        }
+        if !audit.signing_key.is_empty()
+            && audit.checkpoint_file.is_none()
+            && audit.channel.is_none()
+        {
+            problem(
+                "audit.checkpoint_file".into(),
+                "a signing key without audit.checkpoint_file or audit.channel writes checkpoints nowhere outside the database"
+                    .into(),
+            );
+        }
+        if let Some(f) = &audit.checkpoint_file
+            && f.trim().is_empty()
+        {
+            problem("audit.checkpoint_file".into(), "must not be empty".into());
+        }
+        if let Some(c) = &audit.channel
+            && !c
+                .split_once(':')
+                .is_some_and(|(p, id)| !p.is_empty() && !id.is_empty())
+        {
+            problem(
+                "audit.channel".into(),
+                format!("must be PLATFORM:CHANNEL_ID, got {c:?}"),
             );
         }
 

@@ -4,6 +4,7 @@
 //! options it accepts and the function that reads its arguments. Dispatch and help are both
 //! driven by that table, so a command cannot exist without its help text.
 
+use crate::Timestamp;
 use std::fmt::Write as _;
 
 use crate::model::{
@@ -94,6 +95,10 @@ const STRATEGY: OptionSpec = OptionSpec {
 };
 const INCIDENT_ID: OptionSpec = OptionSpec {
     name: "--id",
+    takes_value: true,
+};
+const BEFORE: OptionSpec = OptionSpec {
+    name: "--before",
     takes_value: true,
 };
 const PREVIOUS: OptionSpec = OptionSpec {
@@ -270,6 +275,13 @@ static SPECS: &[CommandSpec] = &[
         options: &[],
         parse: command_audit,
     },
+    CommandSpec {
+        name: "audit prune",
+        usage: "audit prune --before DATE",
+        summary: "remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint",
+        options: &[BEFORE],
+        parse: command_audit_prune,
+    },
 ];
 
 /// Every command of the grammar, in help order.
@@ -314,6 +326,7 @@ pub fn command_name(cmd: &Command) -> &'static str {
             IncidentCommand::Timeline { .. } => "incident timeline",
         },
         Command::Audit { .. } => "audit",
+        Command::AuditPrune { .. } => "audit prune",
     }
 }
 
@@ -354,7 +367,16 @@ pub fn help(topic: Option<&str>, ctx: &ParseContext) -> Result<String, ParseErro
     let second = if first.eq_ignore_ascii_case(INCIDENT) {
         words.next()
     } else {
-        None
+        // `help audit prune`: a two-word command outside a group.
+        let mut ahead = words.clone();
+        let two = ahead
+            .next()
+            .map(|w| format!("{} {}", first.to_lowercase(), w.to_lowercase()));
+        if two.is_some_and(|two| SPECS.iter().any(|s| s.name == two)) {
+            words.next()
+        } else {
+            None
+        }
     };
     let found = lookup(first, second).map_err(|unknown| topic_error(unknown.message))?;
     if let Some(extra) = words.next() {
@@ -470,6 +492,13 @@ impl Unknown {
 /// second word is returned as the group, which `help incident` wants and `parse` rejects.
 fn lookup(first: &str, second: Option<&str>) -> Result<Found, Unknown> {
     let name = first.to_lowercase();
+    // A two-word command (`audit prune`) before the one-word command it extends (`audit`).
+    if let Some(second) = second {
+        let two = format!("{name} {}", second.to_lowercase());
+        if let Some(spec) = SPECS.iter().find(|s| s.name == two) {
+            return Ok(Found::Command(spec));
+        }
+    }
     if let Some(spec) = SPECS.iter().find(|s| s.name == name) {
         return Ok(Found::Command(spec));
     }
@@ -1144,6 +1173,32 @@ fn command_audit(args: &mut Args<'_>) -> Result<Command, String> {
     Ok(Command::Audit { limit })
 }
 
+fn command_audit_prune(args: &mut Args<'_>) -> Result<Command, String> {
+    let text = args
+        .option(BEFORE.name)
+        .ok_or_else(|| "missing --before DATE".to_string())?;
+    Ok(Command::AuditPrune {
+        before: prune_date(text)?,
+    })
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+fn prune_date(text: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!(
+                "invalid date {} (expected YYYY-MM-DD or an RFC 3339 time)",
+                show(text)
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1189,6 +1244,7 @@ mod tests {
         "incident list",
         "incident timeline",
         "audit",
+        "audit prune --before 2026-01-31",
     ];
 
     #[test]

@@ -248,6 +248,10 @@ pub enum Command {
     Audit {
         limit: Option<u32>,
     },
+    /// Removes audit rows written before `before`, behind a signed prune checkpoint.
+    AuditPrune {
+        before: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,10 +301,11 @@ pub enum OperationKind {
     IncidentCommander,
     IncidentResolve,
     Audit,
+    AuditPrune,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 14] = [
+    pub const ALL: [OperationKind; 15] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -315,6 +320,7 @@ impl OperationKind {
         OperationKind::IncidentCommander,
         OperationKind::IncidentResolve,
         OperationKind::Audit,
+        OperationKind::AuditPrune,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -334,6 +340,7 @@ impl OperationKind {
             OperationKind::IncidentCommander => "incident.commander",
             OperationKind::IncidentResolve => "incident.resolve",
             OperationKind::Audit => "audit",
+            OperationKind::AuditPrune => "audit.prune",
         }
     }
 

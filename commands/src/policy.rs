@@ -210,6 +210,7 @@ pub fn access(cmd: &Command) -> Access {
         Command::Pods { env } => op(OperationKind::Pods, env),
         Command::Logs { env, .. } => op(OperationKind::Logs, env),
         Command::Audit { .. } => global(OperationKind::Audit),
+        Command::AuditPrune { .. } => global(OperationKind::AuditPrune),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -333,7 +334,8 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::IncidentSeverity
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
-        | OperationKind::Audit => false,
+        | OperationKind::Audit
+        | OperationKind::AuditPrune => false,
     }
 }
 
@@ -361,7 +363,8 @@ pub fn decide(
         | OperationKind::IncidentSeverity
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
-        | OperationKind::Audit => false,
+        | OperationKind::Audit
+        | OperationKind::AuditPrune => false,
     };
 
     if actor.roles.is_empty() {

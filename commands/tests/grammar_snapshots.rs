@@ -152,6 +152,37 @@ mod commands {
     }
 }
 
+mod audit_prune {
+    use super::*;
+
+    #[test]
+    fn parses_a_date_or_a_time() {
+        assert_snapshot!(run("audit prune --before 2026-01-31"), @"AuditPrune { before: 2026-01-31T00:00:00Z }");
+        assert_snapshot!(run("/erlmcp audit prune --before 2026-01-31T12:00:00+02:00"), @"AuditPrune { before: 2026-01-31T10:00:00Z }");
+        assert_snapshot!(run("audit 5"), @"Audit { limit: Some(5) }");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert_snapshot!(run("audit prune"), @"
+        error: missing --before DATE
+        usage: /erlmcp audit prune --before DATE
+        ");
+        assert_snapshot!(run("audit prune --before yesterday"), @r#"
+        error: invalid date "yesterday" (expected YYYY-MM-DD or an RFC 3339 time)
+        usage: /erlmcp audit prune --before DATE
+        "#);
+        assert_snapshot!(run("audit prune --before 2026-01-31 now"), @r#"
+        error: unexpected "now"
+        usage: /erlmcp audit prune --before DATE
+        "#);
+        assert_snapshot!(help(Some("audit prune"), &ctx()).unwrap(), @"
+        /erlmcp audit prune --before DATE
+        remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint
+        ");
+    }
+}
+
 mod errors {
     use super::*;
 
@@ -575,6 +606,7 @@ mod help_text {
         /erlmcp incident list — open incidents
         /erlmcp incident timeline [INC-N] — the timeline of an incident (default: this channel's)
         /erlmcp audit [N] — the last N audit entries visible to you (1 to 1000)
+        /erlmcp audit prune --before DATE — remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint
         Environments: development (dev), staging (stg), production (prod)
         Ids: R-42 or 42 for requests, INC-7 or 7 for incidents. Group words with "double quotes".
         "#);

@@ -31,6 +31,7 @@ use tokio::sync::broadcast;
 use tracing::{Instrument, error, info, warn};
 
 mod approvals;
+mod checkpoints;
 mod interrupted;
 pub use interrupted::Ownership;
 mod operation;
@@ -44,6 +45,8 @@ use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
 };
+
+pub use checkpoints::check_audit_keys;
 
 /// One inbound command.
 pub struct Invocation {
@@ -131,6 +134,8 @@ pub struct Engine {
     /// heartbeat tells other processes it is alive.
     owner: String,
     started_at: Timestamp,
+    /// Signed checkpoints of the audit log; `None` without `audit.signing_key`.
+    checkpoints: Option<checkpoints::Checkpoints>,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -220,8 +225,15 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         | Command::Pods { .. }
         | Command::Logs { .. }
         | Command::Incident(_)
-        | Command::Audit { .. } => None,
+        | Command::Audit { .. }
+        | Command::AuditPrune { .. } => None,
     }
+}
+
+/// Whether a command changes something and so runs as a request with an outcome: a target
+/// change, or pruning the audit log.
+fn is_change(cmd: &Command) -> bool {
+    target_action(cmd).is_some() || matches!(cmd, Command::AuditPrune { .. })
 }
 
 fn reason_of(cmd: &Command) -> Option<String> {
@@ -242,7 +254,17 @@ fn command_text(text: &str, prefix: &str) -> String {
 }
 
 impl Engine {
+    /// An unusable `[audit]` key turns checkpoints off with an error in the log;
+    /// `app::build` refuses such a configuration before it gets here.
     pub fn new(parts: EngineParts) -> Arc<Engine> {
+        let cp = checkpoints::Checkpoints::from_config(&parts.config.audit).unwrap_or_else(|e| {
+            error!(error = %e, "audit checkpoints are off");
+            None
+        });
+        Engine::build(parts, cp)
+    }
+
+    fn build(parts: EngineParts, checkpoints: Option<checkpoints::Checkpoints>) -> Arc<Engine> {
         let policy = Policy::from_config(&parts.config);
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
@@ -270,6 +292,7 @@ impl Engine {
             events,
             chats: parts.chats,
             notifiers,
+            checkpoints,
         })
     }
 

@@ -194,7 +194,7 @@ impl Engine {
         }
         .into();
         entry.reason = reason;
-        if target_action(&cmd).is_none() {
+        if !is_change(&cmd) {
             // Reads and incident bookkeeping: audited first, then done.
             entry.action = AuditAction::Executed.into();
             entry.outcome = "ok".into();
@@ -246,28 +246,33 @@ impl Engine {
         cmd: &Command,
         progress: &dyn Progress,
     ) -> Reply {
-        let Some(action) = target_action(cmd) else {
-            return Reply::failed("internal error: not a target operation");
-        };
+        let action = target_action(cmd);
         let env_name = row.environment.clone().unwrap_or_default();
-        let result = match self.cfg.environment(&env_name) {
-            None => Err(TargetError::Refused(format!(
-                "environment {env_name} is no longer configured"
-            ))),
-            Some(env) => match self.target_for(env) {
-                Err(e) => Err(TargetError::Unavailable(e)),
-                Ok(target) => {
-                    let ctx = ExecContext {
-                        request_id: Some(row.id),
-                        requester: format!("{}:{}", row.requester.platform, row.requester.user_id),
-                        reason: reason_of(cmd),
-                    };
-                    let (recording, writer) = self.record_progress(row.id, progress);
-                    let result = target.execute(env, &action, &ctx, &recording).await;
-                    drop(recording);
-                    self.finish_progress(row.id, writer).await;
-                    result
-                }
+        let result = match (cmd, &action) {
+            (Command::AuditPrune { before }, _) => self.prune_audit_log(*before).await,
+            (_, None) => return Reply::failed("internal error: not a target operation"),
+            (_, Some(action)) => match self.cfg.environment(&env_name) {
+                None => Err(TargetError::Refused(format!(
+                    "environment {env_name} is no longer configured"
+                ))),
+                Some(env) => match self.target_for(env) {
+                    Err(e) => Err(TargetError::Unavailable(e)),
+                    Ok(target) => {
+                        let ctx = ExecContext {
+                            request_id: Some(row.id),
+                            requester: format!(
+                                "{}:{}",
+                                row.requester.platform, row.requester.user_id
+                            ),
+                            reason: reason_of(cmd),
+                        };
+                        let (recording, writer) = self.record_progress(row.id, progress);
+                        let result = target.execute(env, action, &ctx, &recording).await;
+                        drop(recording);
+                        self.finish_progress(row.id, writer).await;
+                        result
+                    }
+                },
             },
         };
         let now = self.now();
@@ -299,13 +304,13 @@ impl Engine {
         if let (Ok(o), Some(version)) = (
             &result,
             match &action {
-                TargetAction::Deploy { .. } | TargetAction::Rollback { .. } => {
+                Some(TargetAction::Deploy { .. } | TargetAction::Rollback { .. }) => {
                     result.as_ref().ok().and_then(|o| o.version_after.clone())
                 }
                 _ => None,
             },
         ) {
-            let kind = if matches!(action, TargetAction::Rollback { .. }) {
+            let kind = if matches!(action, Some(TargetAction::Rollback { .. })) {
                 "rollback"
             } else {
                 "deploy"
@@ -378,6 +383,8 @@ impl Engine {
             warning.push_str(&format!(
                 "\nWarning: the outcome could not be written to the audit log ({e})."
             ));
+        } else {
+            self.request_checkpoint();
         }
         self.note_operation(
             row,
@@ -388,7 +395,7 @@ impl Engine {
         )
         .await;
         self.announce(row.id).await;
-        if result.is_ok() && matches!(action, TargetAction::Deploy { .. }) {
+        if result.is_ok() && matches!(action, Some(TargetAction::Deploy { .. })) {
             self.start_guard(row);
         }
         let mut reply = reply;

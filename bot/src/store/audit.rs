@@ -10,6 +10,7 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 
 use super::{AuditRow, NewAuditEntry, Store, StoreResult, from_ms, to_ms};
+use crate::checkpoint::CheckpointKind;
 
 /// `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,6 +81,8 @@ pub struct VerifyReport {
     pub last_seq: i64,
     pub last_hash: String,
     pub broken: Option<BrokenLink>,
+    /// The first row the log holds: 1, or the row after a prune.
+    pub first_seq: i64,
 }
 
 impl VerifyReport {
@@ -130,45 +133,119 @@ impl fmt::Display for BrokenLink {
     }
 }
 
-/// Walks the whole log in seq order and reports the first broken link.
-pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
-    let mut report = VerifyReport {
-        count: 0,
-        last_seq: 0,
-        last_hash: GENESIS.to_string(),
-        broken: None,
-    };
-    loop {
-        let page = store.audit_page(report.last_seq, PAGE).await?;
-        if page.is_empty() {
-            return Ok(report);
+/// Follows the chain row by row from a starting point (the genesis, or a pruned log's
+/// first link) and names the first broken link.
+#[derive(Debug, Clone)]
+pub struct ChainWalk {
+    report: VerifyReport,
+}
+
+impl ChainWalk {
+    pub fn from_genesis() -> ChainWalk {
+        ChainWalk::starting_at(0, GENESIS.to_string())
+    }
+
+    /// Expects the next row to be `seq + 1` pointing at `hash`.
+    pub fn starting_at(seq: i64, hash: String) -> ChainWalk {
+        ChainWalk {
+            report: VerifyReport {
+                count: 0,
+                last_seq: seq,
+                last_hash: hash,
+                broken: None,
+                first_seq: seq + 1,
+            },
         }
-        for row in page {
-            report.count += 1;
-            let computed = chain_hash(&row.prev_hash, &canonical(&row.entry, row.seq));
-            let kind = if computed != row.hash {
-                Some(BreakKind::ContentMismatch {
-                    stored: row.hash.clone(),
-                    computed,
-                })
-            } else if row.seq != report.last_seq + 1 {
-                Some(BreakKind::SeqGap {
-                    expected: report.last_seq + 1,
-                })
-            } else if row.prev_hash != report.last_hash {
-                Some(BreakKind::PrevHashMismatch {
-                    stored: row.prev_hash.clone(),
-                    expected: report.last_hash.clone(),
-                })
-            } else {
-                None
-            };
-            if let Some(kind) = kind {
-                report.broken = Some(BrokenLink { seq: row.seq, kind });
-                return Ok(report);
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.report.last_seq
+    }
+
+    /// Checks the next row; the first broken link is returned (and kept in the report).
+    pub fn feed(&mut self, row: &AuditRow) -> Option<BrokenLink> {
+        let report = &mut self.report;
+        report.count += 1;
+        let computed = chain_hash(&row.prev_hash, &canonical(&row.entry, row.seq));
+        let kind = if computed != row.hash {
+            Some(BreakKind::ContentMismatch {
+                stored: row.hash.clone(),
+                computed,
+            })
+        } else if row.seq != report.last_seq + 1 {
+            Some(BreakKind::SeqGap {
+                expected: report.last_seq + 1,
+            })
+        } else if row.prev_hash != report.last_hash {
+            Some(BreakKind::PrevHashMismatch {
+                stored: row.prev_hash.clone(),
+                expected: report.last_hash.clone(),
+            })
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            let b = BrokenLink { seq: row.seq, kind };
+            report.broken = Some(b.clone());
+            return Some(b);
+        }
+        report.last_seq = row.seq;
+        report.last_hash = row.hash.clone();
+        None
+    }
+
+    pub fn report(self) -> VerifyReport {
+        self.report
+    }
+}
+
+/// Walks the whole log in seq order and reports the first broken link. A pruned log starts
+/// at the row after its prune checkpoint as the store keeps it; only `--checkpoints`
+/// checks that checkpoint's signature.
+pub async fn verify(store: &dyn Store) -> StoreResult<VerifyReport> {
+    let mut walk = ChainWalk::from_genesis();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(walk.report());
+        };
+        if after == 0
+            && let Some(first) = page.first()
+            && first.seq > 1
+            && let Some(genesis) = store.checkpoints().await?.into_iter().find(|c| {
+                c.kind == CheckpointKind::Prune
+                    && c.seq == first.seq - 1
+                    && c.hash == first.prev_hash
+            })
+        {
+            walk = ChainWalk::starting_at(genesis.seq, genesis.hash);
+        }
+        after = last.seq;
+        for row in &page {
+            if walk.feed(row).is_some() {
+                return Ok(walk.report());
             }
-            report.last_seq = row.seq;
-            report.last_hash = row.hash;
+        }
+    }
+}
+
+/// Feeds the whole log, page by page, to `f` until it returns false.
+pub async fn for_each_row(
+    store: &dyn Store,
+    mut f: impl FnMut(&AuditRow) -> bool,
+) -> StoreResult<()> {
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.seq;
+        for row in &page {
+            if !f(row) {
+                return Ok(());
+            }
         }
     }
 }
@@ -264,6 +341,14 @@ pub async fn export(
                 }
             }
             count += 1;
+        }
+    }
+    // Checkpoints follow the rows as records of their own type, so readers of the row
+    // format skip them by their `type`; CSV has no place for them.
+    if format == ExportFormat::Jsonl {
+        for c in store.checkpoints().await? {
+            out.write_all(c.to_line().as_bytes())?;
+            out.write_all(b"\n")?;
         }
     }
     out.flush()?;

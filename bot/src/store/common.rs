@@ -134,6 +134,16 @@ pub const AUDIT_TAIL: &str = concat!(
     " FROM audit_log ORDER BY seq DESC LIMIT $1"
 );
 
+pub const SAVE_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, hash, at, kind, signature) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq, kind) DO NOTHING";
+pub const CHECKPOINTS: &str =
+    "SELECT seq, hash, at, kind, signature FROM audit_checkpoints ORDER BY seq, at";
+// Never the newest row: it is the chain's tip, which the next append links to.
+pub const NEWEST_ROW_BEFORE: &str = "SELECT seq, hash FROM audit_log WHERE at < $1 \
+     AND seq < (SELECT MAX(seq) FROM audit_log) ORDER BY seq DESC LIMIT 1";
+pub const PRUNE_AUDIT: &str = "DELETE FROM audit_log WHERE seq <= $1";
+pub const PRUNE_CHECKPOINTS: &str = "DELETE FROM audit_checkpoints WHERE seq < $1";
+
 pub const RECORD_DEPLOYMENT: &str = concat!(
     "INSERT INTO deployments (",
     deployment_cols!(),
@@ -311,6 +321,30 @@ impl TryFrom<VoteRaw> for VoteRow {
             approve: r.approve,
             comment: r.comment,
             at: from_ms(r.at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct CheckpointRaw {
+    seq: i64,
+    hash: String,
+    at: i64,
+    kind: String,
+    signature: String,
+}
+
+impl TryFrom<CheckpointRaw> for Checkpoint {
+    type Error = StoreError;
+    fn try_from(r: CheckpointRaw) -> StoreResult<Checkpoint> {
+        Ok(Checkpoint {
+            kind: CheckpointKind::parse(&r.kind).ok_or_else(|| {
+                StoreError::Database(format!("unknown checkpoint kind {:?}", r.kind))
+            })?,
+            seq: r.seq,
+            hash: r.hash,
+            at_ms: r.at,
+            signature: r.signature,
         })
     }
 }
@@ -570,6 +604,7 @@ where
     for<'r> RequestRaw: FromRow<'r, DB::Row>,
     for<'r> VoteRaw: FromRow<'r, DB::Row>,
     for<'r> AuditRaw: FromRow<'r, DB::Row>,
+    for<'r> CheckpointRaw: FromRow<'r, DB::Row>,
     for<'r> DeploymentRaw: FromRow<'r, DB::Row>,
     for<'r> SandboxRaw: FromRow<'r, DB::Row>,
     for<'r> IncidentRaw: FromRow<'r, DB::Row>,
@@ -904,6 +939,71 @@ where
             .await
             .map_err(db_err)?;
         convert(raw)
+    }
+
+    // --- audit checkpoints ---
+
+    pub async fn save_checkpoint<'c>(
+        e: impl Executor<'c, Database = DB>,
+        c: &Checkpoint,
+    ) -> StoreResult<()> {
+        sqlx::query(SAVE_CHECKPOINT)
+            .bind(c.seq)
+            .bind(&c.hash)
+            .bind(c.at_ms)
+            .bind(c.kind.as_str())
+            .bind(&c.signature)
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn checkpoints<'c>(
+        e: impl Executor<'c, Database = DB>,
+    ) -> StoreResult<Vec<Checkpoint>> {
+        let raw: Vec<CheckpointRaw> = sqlx::query_as(CHECKPOINTS)
+            .fetch_all(e)
+            .await
+            .map_err(db_err)?;
+        convert(raw)
+    }
+
+    pub async fn newest_row_before<'c>(
+        e: impl Executor<'c, Database = DB>,
+        before: Timestamp,
+    ) -> StoreResult<Option<(i64, String)>> {
+        sqlx::query_as(NEWEST_ROW_BEFORE)
+            .bind(to_ms(before))
+            .fetch_optional(e)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Deletes rows up to and including `through`; the caller runs it in the transaction
+    /// that also runs `prune_checkpoints`.
+    pub async fn prune_audit<'c>(
+        e: impl Executor<'c, Database = DB>,
+        through: i64,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(PRUNE_AUDIT)
+            .bind(through)
+            .execute(e)
+            .await
+            .map_err(db_err)?
+            .rows_affected())
+    }
+
+    pub async fn prune_checkpoints<'c>(
+        e: impl Executor<'c, Database = DB>,
+        before: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(PRUNE_CHECKPOINTS)
+            .bind(before)
+            .execute(e)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     // --- deployment history ---

@@ -10,6 +10,8 @@ use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentId, RequestId, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{Checkpoint, CheckpointKind};
+
 pub mod audit;
 pub(crate) mod common;
 pub mod postgres;
@@ -396,6 +398,16 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     /// The newest `n` rows, newest first.
     async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>>;
+    /// Keeps a signed checkpoint for `audit export`; nothing verifies against this copy.
+    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()>;
+    /// Every stored checkpoint, oldest first.
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// `(seq, hash)` of the newest row written before `before`, never the log's newest row
+    /// (the next append links to it).
+    async fn newest_audit_before(&self, before: Timestamp) -> StoreResult<Option<(i64, String)>>;
+    /// Deletes rows up to and including `through`, and checkpoints older than it, in one
+    /// transaction; returns the rows deleted. Only after a prune checkpoint at `through`.
+    async fn prune_audit(&self, through: i64) -> StoreResult<u64>;
 
     // --- deployment history ---
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()>;

@@ -262,6 +262,26 @@ impl Store for PgStore {
         Queries::audit_tail(&self.pool, n).await
     }
 
+    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()> {
+        Queries::save_checkpoint(&self.pool, &checkpoint).await
+    }
+
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        Queries::checkpoints(&self.pool).await
+    }
+
+    async fn newest_audit_before(&self, before: Timestamp) -> StoreResult<Option<(i64, String)>> {
+        Queries::newest_row_before(&self.pool, before).await
+    }
+
+    async fn prune_audit(&self, through: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let n = Queries::prune_audit(&mut *tx, through).await?;
+        Queries::prune_checkpoints(&mut *tx, through).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
         Queries::record_deployment(&self.pool, &rec).await
     }

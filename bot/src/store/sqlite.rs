@@ -470,6 +470,33 @@ impl Store for SqliteStore {
         Queries::audit_tail(&self.pool, n).await
     }
 
+    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()> {
+        self.write(move |c| {
+            Box::pin(async move { Queries::save_checkpoint(&mut c.conn, &checkpoint).await })
+        })
+        .await
+    }
+
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        Queries::checkpoints(&self.pool).await
+    }
+
+    async fn newest_audit_before(&self, before: Timestamp) -> StoreResult<Option<(i64, String)>> {
+        Queries::newest_row_before(&self.pool, before).await
+    }
+
+    async fn prune_audit(&self, through: i64) -> StoreResult<u64> {
+        // The writer's batch is one transaction, so both deletes land together.
+        self.write(move |c| {
+            Box::pin(async move {
+                let n = Queries::prune_audit(&mut c.conn, through).await?;
+                Queries::prune_checkpoints(&mut c.conn, through).await?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
         self.write(move |c| {
             Box::pin(async move { Queries::record_deployment(&mut c.conn, &rec).await })
