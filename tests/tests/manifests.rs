@@ -346,3 +346,23 @@ fn overlays_keep_the_deployment_safe_and_the_ingress_to_chat_endpoints() {
         );
     }
 }
+
+/// The ConfigMap's config is one the bot accepts, and the one shipped as the example.
+#[test]
+fn the_configmaps_config_is_valid_and_matches_the_example() {
+    let base = std::fs::read_to_string(deploy_dir().join("base/erlmcp-bot.toml")).expect("base");
+    let example =
+        std::fs::read_to_string(deploy_dir().join("../erlmcp-bot.example.toml")).expect("example");
+    assert_eq!(
+        base, example,
+        "keep deploy/erlmcp-bot.example.toml and the base's copy alike"
+    );
+    // The tokens come from the Secret's environment variables in the pod.
+    let with_secrets = base.replacen(
+        "[slack]\n",
+        "[slack]\nbot_token = \"xoxb-test\"\nsigning_secret = \"test\"\n",
+        1,
+    );
+    let config = erlmcp_bot::config::from_toml(&with_secrets).expect("a valid config");
+    assert_eq!(config.bot.metrics_listen.as_deref(), Some("0.0.0.0:9090"));
+}
