@@ -60,6 +60,101 @@ use crate::target::{
     Target, TargetAction, TargetError,
 };
 
+/// A Kubernetes API verb the adapter's requests need RBAC for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Patch,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Patch => "patch",
+        }
+    }
+}
+
+/// Permission for one resource (or `resource/subresource`) of one API group.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub api_group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [Verb],
+}
+
+/// Everything this adapter calls, per target namespace, and nothing more: the fake API
+/// server in the tests refuses any request outside it (as RBAC would), and the manifests
+/// test checks that the deployed Roles grant exactly this. Keep RBAC.md beside it true.
+pub const REQUIRED_RBAC: &[Grant] = &[
+    // status reads the workload; deploy, rollback and restart patch it; a rollout is
+    // followed by watching the one object (fieldSelector on its name).
+    Grant {
+        api_group: "apps",
+        resource: "deployments",
+        verbs: &[Verb::Get, Verb::Watch, Verb::Patch],
+    },
+    Grant {
+        api_group: "apps",
+        resource: "statefulsets",
+        verbs: &[Verb::Get, Verb::Watch, Verb::Patch],
+    },
+    // scale merge-patches the subresource, as `kubectl scale` does.
+    Grant {
+        api_group: "apps",
+        resource: "deployments/scale",
+        verbs: &[Verb::Patch],
+    },
+    Grant {
+        api_group: "apps",
+        resource: "statefulsets/scale",
+        verbs: &[Verb::Patch],
+    },
+    // rollback finds the previous revision among those the workload owns.
+    Grant {
+        api_group: "apps",
+        resource: "replicasets",
+        verbs: &[Verb::List],
+    },
+    Grant {
+        api_group: "apps",
+        resource: "controllerrevisions",
+        verbs: &[Verb::List],
+    },
+    Grant {
+        api_group: "",
+        resource: "pods",
+        verbs: &[Verb::List],
+    },
+    Grant {
+        api_group: "",
+        resource: "pods/log",
+        verbs: &[Verb::Get],
+    },
+    Grant {
+        api_group: "networking.k8s.io",
+        resource: "ingresses",
+        verbs: &[Verb::Get, Verb::Patch],
+    },
+    Grant {
+        api_group: "flagger.app",
+        resource: "canaries",
+        verbs: &[Verb::Get, Verb::Patch],
+    },
+];
+
+/// Whether [`REQUIRED_RBAC`] grants `verb` on `api_group`/`resource`.
+pub fn rbac_grants(api_group: &str, resource: &str, verb: Verb) -> bool {
+    REQUIRED_RBAC
+        .iter()
+        .any(|g| g.api_group == api_group && g.resource == resource && g.verbs.contains(&verb))
+}
+
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -187,7 +282,7 @@ fn api_error(what: &str, e: kube::Error) -> TargetError {
     match &e {
         kube::Error::Api(s) if s.code == 404 => TargetError::Refused(format!("{what} not found")),
         kube::Error::Api(s) if s.code == 403 => TargetError::Unavailable(format!(
-            "not allowed to access {what}: {} (see deploy/kubernetes/rbac.yaml)",
+            "not allowed to access {what}: {} (see deploy/kubernetes/RBAC.md)",
             s.message
         )),
         kube::Error::Api(s) => TargetError::Unavailable(format!("{what}: {}", s.message)),

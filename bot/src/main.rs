@@ -406,6 +406,11 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let listen = loaded.config.bot.listen.clone();
     let metrics_listen = loaded.config.bot.metrics_listen.clone();
     let limits = server::HttpLimits::from_config(&loaded.config.bot);
+    // Before the store opens, so a refused process has not migrated or reconciled anything.
+    let _single = match store::lock_for_serve(url) {
+        Ok(lock) => lock,
+        Err(e) => return fail(format!("{e:#}")),
+    };
     let app = match open_app(loaded, url).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,

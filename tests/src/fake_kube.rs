@@ -16,6 +16,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use erlmcp_adapters::kubernetes::{Verb, rbac_grants};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -501,6 +502,33 @@ fn route(path: &str) -> Option<Route> {
     })
 }
 
+/// (API group, resource or `resource/subresource`, verb) of a namespaced API request, as
+/// the API server's authorizer sees it; `None` for verbs the adapter has no name for.
+fn rbac_of(
+    method: &Method,
+    path: &str,
+    r: &Route,
+    q: &HashMap<String, String>,
+) -> Option<(String, String, Verb)> {
+    let group = match path.strip_prefix("/apis/") {
+        Some(rest) => rest.split('/').next().unwrap_or("").to_string(),
+        None => String::new(),
+    };
+    let resource = match &r.sub {
+        Some(sub) => format!("{}/{sub}", r.plural),
+        None => r.plural.clone(),
+    };
+    let watching = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (method, &r.name) {
+        (&Method::GET, None) if watching => Verb::Watch,
+        (&Method::GET, None) => Verb::List,
+        (&Method::GET, Some(_)) => Verb::Get,
+        (&Method::PATCH, Some(_)) => Verb::Patch,
+        _ => return None,
+    };
+    Some((group, resource, verb))
+}
+
 async fn handle(
     axum::extract::State(state): axum::extract::State<AppState>,
     method: Method,
@@ -546,6 +574,28 @@ async fn handle(
         return status_error(404, "NotFound", format!("no route for {path}"));
     };
     let q = parse_query(&query);
+    // The adapter's declared RBAC is enforced here as a cluster would: a call it does not
+    // declare fails the test that makes it.
+    match rbac_of(&method, &path, &r, &q) {
+        Some((group, resource, verb)) if rbac_grants(&group, &resource, verb) => {}
+        Some((group, resource, verb)) => {
+            return status_error(
+                403,
+                "Forbidden",
+                format!(
+                    "{} on {resource} in API group {group:?} is not in REQUIRED_RBAC",
+                    verb.as_str()
+                ),
+            );
+        }
+        None => {
+            return status_error(
+                403,
+                "Forbidden",
+                format!("{method} {path}: a verb outside REQUIRED_RBAC's vocabulary"),
+            );
+        }
+    }
     match (method, r.name.as_deref(), r.sub.as_deref()) {
         (Method::GET, None, None) => {
             if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) {

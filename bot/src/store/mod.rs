@@ -15,6 +15,7 @@ use crate::checkpoint::{Checkpoint, CheckpointKind};
 pub mod audit;
 pub(crate) mod common;
 pub mod postgres;
+pub mod serve_lock;
 pub mod sqlite;
 // Kept out of the shipped library: only unit tests and the `test-support` feature (enabled
 // by dev-dependencies) build it.
@@ -527,6 +528,15 @@ pub async fn migrate_only(database_url: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// For `serve`: on SQLite, the file's single-process lock (see [`serve_lock`]); PostgreSQL
+/// takes any number of replicas.
+pub fn lock_for_serve(database_url: &str) -> anyhow::Result<Option<serve_lock::ServeLock>> {
+    match Backend::of(database_url)? {
+        Backend::Sqlite => Ok(serve_lock::lock_sqlite_for_serve(database_url)?),
+        Backend::Postgres => Ok(None),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
