@@ -402,6 +402,8 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
 
 async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let started = std::time::Instant::now();
+    // Installed first: a SIGTERM that follows the "ready" line at once must still drain.
+    let shutdown = shutdown_signal();
     let source = loaded.source.clone();
     let listen = loaded.config.bot.listen.clone();
     let metrics_listen = loaded.config.bot.metrics_listen.clone();
@@ -473,7 +475,7 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     // One signal stops both listeners: each stops accepting and finishes what is in flight.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop.send(true);
     });
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -529,24 +531,42 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or SIGINT. The handlers are registered when this is called, not when the future
+/// is first polled, so a signal sent before the server loop waits on it is not lost (nor
+/// does it kill the process with the default action).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = signals;
+            tokio::select! {
+                _ = recv_or_never(term.as_mut()) => {},
+                _ = recv_or_never(int.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        info!("shutting down: finishing requests in flight");
     }
-    info!("shutting down: finishing requests in flight");
+}
+
+/// A signal that could not be registered never fires (the other one still does).
+#[cfg(unix)]
+async fn recv_or_never(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

@@ -237,6 +237,47 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(logs.contains("\"level\":\"INFO\""), "json logs: {logs}");
 }
 
+/// A SIGTERM sent the moment `serve` says it is ready (as an orchestrator or a script may)
+/// still drains and exits cleanly, instead of killing the process with the default action.
+#[test]
+fn sigterm_right_after_ready_still_shuts_down_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch();
+    for _ in 0..3 {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("ERLMCP_BOT__LISTEN", format!("127.0.0.1:{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let ready = line.contains("erlmcp-bot ready");
+            seen.push(line);
+            if ready {
+                break;
+            }
+        }
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        seen.extend(lines.map_while(Result::ok));
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
+        assert!(
+            seen.iter().any(|l| l.contains("erlmcp-bot stopped")),
+            "{}",
+            seen.join("\n")
+        );
+    }
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
