@@ -3,23 +3,11 @@
 //! answering and stopping on SIGTERM.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erlmcp-bot");
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run erlmcp-bot")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod common;
+use common::{BIN, free_port, run, run_env, stdout};
 
 fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -278,11 +266,6 @@ fn sigterm_right_after_ready_still_shuts_down_cleanly() {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// `bot.metrics_listen`: the probes and metrics answer there and nowhere else, and SIGTERM
 /// still stops both listeners cleanly.
 #[test]
@@ -391,16 +374,6 @@ fn environment_variables_override_the_configuration() {
     );
 }
 
-fn run_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run erlmcp-bot")
-}
-
 fn sql(db: &Path, statement: &'static str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -434,9 +407,9 @@ fn audit_keygen_checkpoints_verify_export_and_prune() {
         ("ERLMCP_AUDIT__SIGNING_KEY", secret.as_str()),
         ("ERLMCP_AUDIT__CHECKPOINT_FILE", "checkpoints.jsonl"),
     ];
-    let o = run_with(d, &env, &["exec", "--as", "dave", "deploy staging v3.0.1"]);
+    let o = run_env(d, &["exec", "--as", "dave", "deploy staging v3.0.1"], &env);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let o = run_with(d, &env, &["exec", "--as", "carol", "scale staging 4"]);
+    let o = run_env(d, &["exec", "--as", "carol", "scale staging 4"], &env);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let file = std::fs::read_to_string(d.join("checkpoints.jsonl")).unwrap();
     assert_eq!(
@@ -488,10 +461,10 @@ fn audit_keygen_checkpoints_verify_export_and_prune() {
     std::fs::rename(d.join("away.db"), d.join("erlmcp-bot.db")).unwrap();
 
     // Pruning is an approved operation; the pruned log still verifies.
-    let o = run_with(
+    let o = run_env(
         d,
-        &env,
         &["audit", "prune", "--before", "2999-01-01", "--as", "alice"],
+        &env,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let id = stdout(&o)
@@ -499,7 +472,7 @@ fn audit_keygen_checkpoints_verify_export_and_prune() {
         .find(|w| w.starts_with("R-"))
         .unwrap()
         .to_string();
-    let o = run_with(d, &env, &["exec", "--as", "bob", &format!("approve {id}")]);
+    let o = run_env(d, &["exec", "--as", "bob", &format!("approve {id}")], &env);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("pruned"), "{}", stdout(&o));
     let o = verify(&[

@@ -5,11 +5,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_erlmcp-bot");
+mod common;
+use common::{BIN, free_port, run, run_env, stdout};
 
 /// The embedded default with a lease short enough for a test, and a rollout (5 replicas,
 /// 1 s a step) long enough to be killed in the middle.
@@ -19,24 +20,6 @@ fn config() -> String {
         "[bot]\nowner_lease = \"3s\"\nsandbox_step = \"1s\"\n",
         1,
     )
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    run_env(dir, args, &[])
-}
-
-fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run erlmcp-bot")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Spawns the binary and hands every stderr line to a channel as it is written.
@@ -82,11 +65,6 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, within: Duration, seen: &
             ),
         }
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn sigterm(child: Child, rx: mpsc::Receiver<String>, seen: &mut Vec<String>) {

@@ -9,11 +9,8 @@ use std::sync::{Arc, Barrier};
 use erlmcp_bot::store::testdb;
 use sqlx::Connection as _;
 
-const BIN: &str = env!("CARGO_BIN_EXE_erlmcp-bot");
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{BIN, free_port, stderr};
 
 fn migrate(dir: &Path, url: &str) -> Output {
     Command::new(BIN)
@@ -88,11 +85,6 @@ async fn replicas_migrating_an_empty_postgres_database_at_once_all_start() {
     store.close().await;
     conn.close().await.ok();
     testdb::drop_postgres_database(&url).await;
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local addr").port()
 }
 
 fn serve(dir: &Path) -> Command {
