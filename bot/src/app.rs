@@ -14,6 +14,9 @@ use crate::engine::{Engine, EngineParts, GuardSleep, real_sleep};
 use crate::metrics::Metrics;
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
+use erlmcp_adapters::github::{
+    GithubActionsTarget, GithubCi, GithubClient, GithubOptions, WorkflowOptions,
+};
 use erlmcp_adapters::kube_client;
 use erlmcp_adapters::kubernetes::{KubernetesOptions, KubernetesTarget};
 
@@ -36,6 +39,10 @@ pub struct BuildOptions {
     pub guard_sleep: GuardSleep,
     /// A kube client to use instead of the configured cluster (tests).
     pub kube_client: Option<kube_client::Client>,
+    /// How the github-actions target polls runs.
+    pub github_workflow: WorkflowOptions,
+    /// How GitHub reads are retried; `None` for the defaults.
+    pub github_reads: Option<erlmcp_adapters::retry::RetryPolicy>,
 }
 
 impl Default for BuildOptions {
@@ -45,6 +52,8 @@ impl Default for BuildOptions {
             chats: Vec::new(),
             guard_sleep: real_sleep(),
             kube_client: None,
+            github_workflow: WorkflowOptions::default(),
+            github_reads: None,
         }
     }
 }
@@ -87,6 +96,31 @@ pub async fn build(
         };
         targets.push(Arc::new(target));
     }
+    let github = match GithubOptions::from_config(&config.github) {
+        Some(mut gopts) => {
+            if let Some(reads) = opts.github_reads {
+                gopts.reads = reads;
+            }
+            Some(Arc::new(
+                GithubClient::new(gopts).context("could not set up the GitHub client")?,
+            ))
+        }
+        None => None,
+    };
+    let github_target = match (&github, uses(TargetKind::GithubActions)) {
+        (Some(client), true) => {
+            let target = Arc::new(GithubActionsTarget::new(
+                client.clone(),
+                opts.github_workflow.clone(),
+            ));
+            targets.push(target.clone());
+            Some(target)
+        }
+        (None, true) => {
+            anyhow::bail!("the github-actions target needs github.owner and github.repo")
+        }
+        _ => None,
+    };
     let mut chats = opts.chats;
     let slack = if config.slack.enabled {
         let platform = erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(
@@ -106,12 +140,15 @@ pub async fn build(
         config: config.clone(),
         store: store.clone(),
         targets,
-        ci: ci_source(&config)?,
+        ci: ci_source(&config, github.as_ref()),
         clock,
         metrics: metrics.clone(),
         chats,
         guard_sleep: opts.guard_sleep,
     });
+    if let Some(target) = github_target {
+        engine.set_github(target);
+    }
     let slack = slack.map(|p| crate::slack::SlackBridge::start(engine.clone(), p, metrics.clone()));
     Ok(App {
         engine,
@@ -126,20 +163,20 @@ pub async fn build(
 /// for real environments CI is the check runs on the version's tag on GitHub. Without a
 /// configured repository the answer is "unknown", which the policy treats as not green: a
 /// production deploy is never waved through on a guess.
-fn ci_source(config: &Config) -> anyhow::Result<Arc<dyn CiStatusSource>> {
+fn ci_source(config: &Config, github: Option<&Arc<GithubClient>>) -> Arc<dyn CiStatusSource> {
     if config
         .environments
         .values()
         .all(|e| e.target == TargetKind::Sandbox)
     {
-        return Ok(Arc::new(SandboxCi));
+        return Arc::new(SandboxCi);
     }
-    match erlmcp_adapters::github::GithubOptions::from_config(&config.github) {
-        Some(opts) => Ok(Arc::new(
-            erlmcp_adapters::github::GithubCi::new(opts)
-                .context("could not set up the GitHub client for the ci_green precondition")?,
+    match github {
+        Some(client) => Arc::new(GithubCi::with_client(
+            client.clone(),
+            erlmcp_adapters::github::DEFAULT_TIMEOUT,
         )),
-        None => Ok(Arc::new(UnavailableCi)),
+        None => Arc::new(UnavailableCi),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod github_webhook;
 pub mod incidents;
 pub mod metrics;
 pub mod sandbox;

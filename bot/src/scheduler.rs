@@ -19,6 +19,10 @@ use crate::store::{JobRow, StoreError, StoreResult};
 pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
 /// A signed checkpoint of the audit log every `audit.checkpoint_every`.
 pub const AUDIT_CHECKPOINT_JOB: &str = "audit_checkpoint";
+/// Looks for GitHub runs waiting on an environment gate, for a repository without a
+/// webhook.
+pub const GITHUB_GATES_JOB: &str = "github_gates";
+const GITHUB_POLL_DEFAULT_SECONDS: i64 = 30;
 
 /// Something due, handed to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,7 @@ pub enum TimerEvent {
     IncidentStatusUpdate(IncidentId),
     ExpireRequests,
     AuditCheckpoint,
+    GithubGates,
 }
 
 /// Whether a recurring job goes on.
@@ -60,6 +65,13 @@ impl Engine {
                     .await
                 {
                     warn!(error = %e, "periodic audit checkpoint not written");
+                }
+                Ok(Recurrence::Again)
+            }
+            TimerEvent::GithubGates => {
+                let n = self.poll_github_gates().await?;
+                if n > 0 {
+                    info!(opened = n, "environment gates found by polling");
                 }
                 Ok(Recurrence::Again)
             }
@@ -140,6 +152,12 @@ impl Scheduler {
                 )
                 .await?;
         }
+        if self.engine.polls_github_gates() {
+            self.engine
+                .store()
+                .upsert_job(GITHUB_GATES_JOB, GITHUB_GATES_JOB, "", self.engine.now())
+                .await?;
+        }
         Ok(())
     }
 
@@ -162,6 +180,7 @@ impl Scheduler {
             },
             EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
             AUDIT_CHECKPOINT_JOB => Some(TimerEvent::AuditCheckpoint),
+            GITHUB_GATES_JOB => Some(TimerEvent::GithubGates),
             _ => None,
         };
         let Some(event) = event else {
@@ -179,6 +198,13 @@ impl Scheduler {
             }
             TimerEvent::ExpireRequests => self.expiry_every,
             TimerEvent::AuditCheckpoint => self.engine.config().audit.checkpoint_every.as_chrono(),
+            TimerEvent::GithubGates => self
+                .engine
+                .config()
+                .github
+                .poll_interval
+                .map(|d| d.as_chrono())
+                .unwrap_or_else(|| Duration::seconds(GITHUB_POLL_DEFAULT_SECONDS)),
         };
         let recurrence = match self.engine.on_timer(event).await {
             Ok(r) => r,

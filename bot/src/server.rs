@@ -64,6 +64,9 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
     {
         router = router.merge(crate::slack::routes(slack.clone()));
     }
+    if which != Routes::Probes {
+        router = router.merge(crate::github_webhook::routes(app.engine.clone()));
+    }
     let engine = app.engine.clone();
     let readiness = Readiness::new(
         app.store.clone(),

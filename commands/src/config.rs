@@ -221,6 +221,14 @@ pub struct EnvironmentSpec {
     pub replicas: Option<u32>,
 }
 
+/// A workflow file name (`deploy.yml`) or a numeric workflow id: one path segment.
+fn is_workflow_name(w: &str) -> bool {
+    !w.is_empty()
+        && w.len() <= 255
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 fn default_target() -> TargetKind {
     TargetKind::Sandbox
 }
@@ -483,6 +491,15 @@ pub struct GithubSection {
     pub repo: Option<String>,
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Verifies `POST /github/webhook`. Without it, runs waiting on an environment gate
+    /// are found by polling every `poll_interval`.
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    #[serde(default)]
+    pub poll_interval: Option<HumanDuration>,
+    /// `PLATFORM:CHANNEL` where a gate is posted when no deploy of this bot started its run.
+    #[serde(default)]
+    pub gate_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -871,6 +888,17 @@ impl Config {
             );
         }
 
+        if let Some(c) = &self.github.gate_channel
+            && !c
+                .split_once(':')
+                .is_some_and(|(p, id)| !p.is_empty() && !id.is_empty())
+        {
+            problem(
+                "github.gate_channel".into(),
+                format!("must be PLATFORM:CHANNEL_ID, got {c:?}"),
+            );
+        }
+
         // Environment names and aliases must be unique across the deployment.
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (name, env) in &self.environments {
@@ -924,15 +952,29 @@ impl Config {
                     }
                 }
                 TargetKind::GithubActions => {
-                    problem(
-                        format!("{base}.target"),
-                        "the github-actions target is not available in this version; use \"kubernetes\" or \"sandbox\"".into(),
-                    );
-                    if env.workflow.is_none() {
+                    if self.github.owner.as_deref().is_none_or(str::is_empty)
+                        || self.github.repo.as_deref().is_none_or(str::is_empty)
+                    {
                         problem(
-                            format!("{base}.workflow"),
-                            "required for target \"github-actions\"".into(),
+                            format!("{base}.target"),
+                            "target \"github-actions\" needs github.owner and github.repo".into(),
                         );
+                    }
+                    for (key, value, required) in [
+                        ("workflow", &env.workflow, true),
+                        ("rollback_workflow", &env.rollback_workflow, false),
+                    ] {
+                        match value {
+                            None if required => problem(
+                                format!("{base}.{key}"),
+                                "required for target \"github-actions\"".into(),
+                            ),
+                            Some(w) if !is_workflow_name(w) => problem(
+                                format!("{base}.{key}"),
+                                format!("{w:?} is not a workflow file name (deploy.yml) or id"),
+                            ),
+                            _ => {}
+                        }
                     }
                 }
                 TargetKind::Sandbox => {}

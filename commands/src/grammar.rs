@@ -8,8 +8,8 @@ use crate::Timestamp;
 use std::fmt::Write as _;
 
 use crate::model::{
-    CanaryAction, Command, EnvName, IncidentCommand, IncidentId, RequestId, Severity, Strategy,
-    Version,
+    CanaryAction, Command, EnvName, IncidentCommand, IncidentId, RequestId, RunAction, RunId,
+    Severity, Strategy, Version,
 };
 
 /// What the parser needs to know about the deployment: the configured environments and
@@ -63,6 +63,8 @@ const MAX_AUDIT_ENTRIES: u32 = 1000;
 const MAX_LOG_TAIL: u32 = 10_000;
 /// Kubernetes object names (DNS-1123 subdomains) are at most this long.
 const MAX_POD_NAME: usize = 253;
+/// GitHub lists at most 100 runs per page; a chat reply is read, not scrolled.
+const MAX_RUNS: u32 = 50;
 
 /// One row of the grammar.
 pub struct CommandSpec {
@@ -109,9 +111,20 @@ const TAIL: OptionSpec = OptionSpec {
     name: "--tail",
     takes_value: true,
 };
+const FAILED: OptionSpec = OptionSpec {
+    name: "--failed",
+    takes_value: false,
+};
 
-/// The only command with subcommands.
 const INCIDENT: &str = "incident";
+/// Commands on one GitHub Actions run.
+const RUN: &str = "run";
+/// The commands that have subcommands.
+const GROUPS: [&str; 2] = [INCIDENT, RUN];
+
+fn group_named(word: &str) -> Option<&'static str> {
+    GROUPS.into_iter().find(|g| g.eq_ignore_ascii_case(word))
+}
 
 static SPECS: &[CommandSpec] = &[
     CommandSpec {
@@ -282,6 +295,48 @@ static SPECS: &[CommandSpec] = &[
         options: &[BEFORE],
         parse: command_audit_prune,
     },
+    CommandSpec {
+        name: "runs",
+        usage: "runs ENV [N]",
+        summary: "the last N runs of ENV's deploy workflow (default 10, at most 50)",
+        options: &[],
+        parse: command_runs,
+    },
+    CommandSpec {
+        name: "run view",
+        usage: "run view ID",
+        summary: "a GitHub Actions run: its status, jobs and link",
+        options: &[],
+        parse: |args| command_run(args, RunAction::View),
+    },
+    CommandSpec {
+        name: "run cancel",
+        usage: "run cancel ID",
+        summary: "cancel a GitHub Actions run (deploy rights on its environment)",
+        options: &[],
+        parse: |args| command_run(args, RunAction::Cancel),
+    },
+    CommandSpec {
+        name: "run rerun",
+        usage: "run rerun ID [--failed]",
+        summary: "re-run a GitHub Actions run, or only its failed jobs",
+        options: &[FAILED],
+        parse: command_run_rerun,
+    },
+    CommandSpec {
+        name: "run approve",
+        usage: "run approve ID",
+        summary: "approve the environment gate a GitHub Actions run waits on",
+        options: &[],
+        parse: |args| command_run(args, RunAction::Approve),
+    },
+    CommandSpec {
+        name: "run reject",
+        usage: "run reject ID",
+        summary: "reject the environment gate a GitHub Actions run waits on",
+        options: &[],
+        parse: |args| command_run(args, RunAction::Reject),
+    },
 ];
 
 /// Every command of the grammar, in help order.
@@ -327,6 +382,14 @@ pub fn command_name(cmd: &Command) -> &'static str {
         },
         Command::Audit { .. } => "audit",
         Command::AuditPrune { .. } => "audit prune",
+        Command::Runs { .. } => "runs",
+        Command::Run { action, .. } => match action {
+            RunAction::View => "run view",
+            RunAction::Cancel => "run cancel",
+            RunAction::Rerun { .. } => "run rerun",
+            RunAction::Approve => "run approve",
+            RunAction::Reject => "run reject",
+        },
     }
 }
 
@@ -364,7 +427,7 @@ pub fn help(topic: Option<&str>, ctx: &ParseContext) -> Result<String, ParseErro
     let Some(first) = words.next() else {
         return Ok(help_overview(ctx));
     };
-    let second = if first.eq_ignore_ascii_case(INCIDENT) {
+    let second = if group_named(first).is_some() {
         words.next()
     } else {
         // `help audit prune`: a two-word command outside a group.
@@ -502,16 +565,16 @@ fn lookup(first: &str, second: Option<&str>) -> Result<Found, Unknown> {
     if let Some(spec) = SPECS.iter().find(|s| s.name == name) {
         return Ok(Found::Command(spec));
     }
-    if name == INCIDENT {
+    if let Some(group) = group_named(&name) {
         let Some(second) = second else {
-            return Ok(Found::Group(INCIDENT));
+            return Ok(Found::Group(group));
         };
         let sub = second.to_lowercase();
-        if let Some(spec) = group_members(INCIDENT).find(|s| subcommand(s) == sub) {
+        if let Some(spec) = group_members(group).find(|s| subcommand(s) == sub) {
             return Ok(Found::Command(spec));
         }
-        let subs = group_members(INCIDENT).map(subcommand);
-        return Err(Unknown::new("incident subcommand", second, subs));
+        let subs = group_members(group).map(subcommand);
+        return Err(Unknown::new(&format!("{group} subcommand"), second, subs));
     }
     let names = SPECS
         .iter()
@@ -544,9 +607,9 @@ fn find_spec<'t>(
                 Some(group_usage(ctx, group)),
             ))
         }
-        Err(unknown) if first.text.eq_ignore_ascii_case(INCIDENT) => Err(ParseError::new(
+        Err(unknown) if group_named(&first.text).is_some() => Err(ParseError::new(
             unknown.message,
-            Some(group_usage(ctx, INCIDENT)),
+            group_named(&first.text).map(|g| group_usage(ctx, g)),
         )),
         Err(Unknown {
             message,
@@ -961,7 +1024,7 @@ fn command_help(args: &mut Args<'_>) -> Result<Command, String> {
     let Some(first) = args.next() else {
         return Ok(Command::Help { topic: None });
     };
-    let second = if first.text.eq_ignore_ascii_case(INCIDENT) {
+    let second = if group_named(&first.text).is_some() {
         args.next().map(|t| t.text.as_str())
     } else {
         None
@@ -1182,6 +1245,45 @@ fn command_audit_prune(args: &mut Args<'_>) -> Result<Command, String> {
     })
 }
 
+fn command_runs(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    let limit = match args.next() {
+        None => None,
+        Some(token) => Some(number_in(&token.text, 1..=MAX_RUNS).ok_or_else(|| {
+            format!(
+                "invalid run count {} (expected a whole number from 1 to {MAX_RUNS})",
+                show(&token.text)
+            )
+        })?),
+    };
+    Ok(Command::Runs { env, limit })
+}
+
+fn run_id(token: &str) -> Result<RunId, String> {
+    let valid = !token.is_empty() && token.len() <= 20 && token.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| token.parse::<u64>().ok())
+        .flatten()
+        .filter(|n| *n > 0)
+        .map(RunId)
+        .ok_or_else(|| {
+            format!(
+                "invalid run id {} (expected the number GitHub shows, e.g. 30433642)",
+                show(token)
+            )
+        })
+}
+
+fn command_run(args: &mut Args<'_>, action: RunAction) -> Result<Command, String> {
+    let id = run_id(args.required("ID")?)?;
+    Ok(Command::Run { id, action })
+}
+
+fn command_run_rerun(args: &mut Args<'_>) -> Result<Command, String> {
+    let failed = args.flag(FAILED.name);
+    command_run(args, RunAction::Rerun { failed })
+}
+
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
 fn prune_date(text: &str) -> Result<Timestamp, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
@@ -1245,6 +1347,12 @@ mod tests {
         "incident timeline",
         "audit",
         "audit prune --before 2026-01-31",
+        "runs prod 5",
+        "run view 30433642",
+        "run cancel 30433642",
+        "run rerun 30433642 --failed",
+        "run approve 30433642",
+        "run reject 30433642",
     ];
 
     #[test]
@@ -1325,6 +1433,50 @@ mod tests {
         assert_eq!(edit_distance("deploy", "deploy", 2), Some(0));
         assert_eq!(edit_distance("xxxxxxxx", "deploy", 2), None);
         assert_eq!(edit_distance(&"é".repeat(4000), "deploy", 2), None);
+    }
+
+    #[test]
+    fn run_commands_parse_their_id_and_flags() {
+        assert_eq!(
+            parse("run rerun 42 --failed", &ctx()).unwrap(),
+            Command::Run {
+                id: RunId(42),
+                action: RunAction::Rerun { failed: true }
+            }
+        );
+        assert_eq!(
+            parse("runs prod", &ctx()).unwrap(),
+            Command::Runs {
+                env: EnvName::new("production"),
+                limit: None
+            }
+        );
+        let error = parse("run cancel R-4", &ctx()).unwrap_err();
+        assert!(
+            error.message.contains("invalid run id \"R-4\""),
+            "{error:?}"
+        );
+        let error = parse("run", &ctx()).unwrap_err();
+        assert!(
+            error.message.starts_with("missing run subcommand"),
+            "{error:?}"
+        );
+        let error = parse("run stop 4", &ctx()).unwrap_err();
+        assert!(
+            error.message.starts_with("unknown run subcommand \"stop\""),
+            "{error:?}"
+        );
+        assert!(parse("runs prod 51", &ctx()).is_err());
+        assert!(
+            help(Some("run"), &ctx())
+                .unwrap()
+                .contains("run approve ID")
+        );
+        assert!(
+            help(Some("run rerun"), &ctx())
+                .unwrap()
+                .contains("--failed")
+        );
     }
 
     #[test]

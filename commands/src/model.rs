@@ -252,6 +252,67 @@ pub enum Command {
     AuditPrune {
         before: Timestamp,
     },
+    /// Recent runs of an environment's deploy workflow (GitHub Actions).
+    Runs {
+        env: EnvName,
+        limit: Option<u32>,
+    },
+    /// One GitHub Actions run: shown, cancelled, re-run, or its environment gate reviewed.
+    Run {
+        id: RunId,
+        action: RunAction,
+    },
+}
+
+/// A GitHub Actions workflow run id, as GitHub prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What `run ... ID` does to a workflow run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAction {
+    View,
+    Cancel,
+    /// `failed`: only the jobs that failed.
+    Rerun {
+        failed: bool,
+    },
+    /// Approves the run's pending deployments (an environment gate).
+    Approve,
+    /// Rejects the run's pending deployments.
+    Reject,
+}
+
+impl RunAction {
+    /// The operation a rule must grant for this action.
+    pub fn kind(self) -> OperationKind {
+        match self {
+            RunAction::View => OperationKind::RunView,
+            RunAction::Cancel => OperationKind::RunCancel,
+            RunAction::Rerun { .. } => OperationKind::RunRerun,
+            RunAction::Approve => OperationKind::RunApprove,
+            RunAction::Reject => OperationKind::RunReject,
+        }
+    }
+
+    /// Whether it changes the run (and so runs as a request with an outcome).
+    pub fn is_change(self) -> bool {
+        match self {
+            RunAction::View => false,
+            RunAction::Cancel
+            | RunAction::Rerun { .. }
+            | RunAction::Approve
+            | RunAction::Reject => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,10 +363,16 @@ pub enum OperationKind {
     IncidentResolve,
     Audit,
     AuditPrune,
+    Runs,
+    RunView,
+    RunCancel,
+    RunRerun,
+    RunApprove,
+    RunReject,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 15] = [
+    pub const ALL: [OperationKind; 21] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -321,6 +388,12 @@ impl OperationKind {
         OperationKind::IncidentResolve,
         OperationKind::Audit,
         OperationKind::AuditPrune,
+        OperationKind::Runs,
+        OperationKind::RunView,
+        OperationKind::RunCancel,
+        OperationKind::RunRerun,
+        OperationKind::RunApprove,
+        OperationKind::RunReject,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -341,6 +414,12 @@ impl OperationKind {
             OperationKind::IncidentResolve => "incident.resolve",
             OperationKind::Audit => "audit",
             OperationKind::AuditPrune => "audit.prune",
+            OperationKind::Runs => "runs",
+            OperationKind::RunView => "run.view",
+            OperationKind::RunCancel => "run.cancel",
+            OperationKind::RunRerun => "run.rerun",
+            OperationKind::RunApprove => "run.approve",
+            OperationKind::RunReject => "run.reject",
         }
     }
 
@@ -360,6 +439,12 @@ impl OperationKind {
                 | OperationKind::Canary
                 | OperationKind::Pods
                 | OperationKind::Logs
+                | OperationKind::Runs
+                | OperationKind::RunView
+                | OperationKind::RunCancel
+                | OperationKind::RunRerun
+                | OperationKind::RunApprove
+                | OperationKind::RunReject
         )
     }
 }

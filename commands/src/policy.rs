@@ -158,6 +158,22 @@ pub struct Operation {
     pub version: Option<Version>,
 }
 
+impl Operation {
+    /// A `run ... ID` command whose environment has not been looked up yet. Deciding it
+    /// without one would match every environment's rule, so the engine must fill it in.
+    pub fn needs_run_environment(&self) -> bool {
+        self.env.is_none()
+            && matches!(
+                self.kind,
+                OperationKind::RunView
+                    | OperationKind::RunCancel
+                    | OperationKind::RunRerun
+                    | OperationKind::RunApprove
+                    | OperationKind::RunReject
+            )
+    }
+}
+
 /// Who may run a command at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -211,6 +227,10 @@ pub fn access(cmd: &Command) -> Access {
         Command::Logs { env, .. } => op(OperationKind::Logs, env),
         Command::Audit { .. } => global(OperationKind::Audit),
         Command::AuditPrune { .. } => global(OperationKind::AuditPrune),
+        Command::Runs { env, .. } => op(OperationKind::Runs, env),
+        // The environment is the run's, which only GitHub knows: the engine looks it up and
+        // fills it in before deciding (see `Operation::needs_run_environment`).
+        Command::Run { action, .. } => global(action.kind()),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -335,7 +355,13 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::Runs
+        | OperationKind::RunView
+        | OperationKind::RunCancel
+        | OperationKind::RunRerun
+        | OperationKind::RunApprove
+        | OperationKind::RunReject => false,
     }
 }
 
@@ -364,11 +390,25 @@ pub fn decide(
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::Runs
+        | OperationKind::RunView
+        | OperationKind::RunCancel
+        | OperationKind::RunRerun
+        | OperationKind::RunApprove
+        | OperationKind::RunReject => false,
     };
 
     if actor.roles.is_empty() {
         return Decision::Deny(Refusal::NoRole);
+    }
+    if op.needs_run_environment() {
+        // Fail closed: without the run's environment no rule can be told apart.
+        return Decision::Deny(Refusal::NotPermitted {
+            operation: op.kind,
+            env: None,
+            allowed: Vec::new(),
+        });
     }
 
     if break_glass_applies && let Some(sev) = facts.open_incident {

@@ -607,6 +607,12 @@ mod help_text {
         /erlmcp incident timeline [INC-N] — the timeline of an incident (default: this channel's)
         /erlmcp audit [N] — the last N audit entries visible to you (1 to 1000)
         /erlmcp audit prune --before DATE — remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint
+        /erlmcp runs ENV [N] — the last N runs of ENV's deploy workflow (default 10, at most 50)
+        /erlmcp run view ID — a GitHub Actions run: its status, jobs and link
+        /erlmcp run cancel ID — cancel a GitHub Actions run (deploy rights on its environment)
+        /erlmcp run rerun ID [--failed] — re-run a GitHub Actions run, or only its failed jobs
+        /erlmcp run approve ID — approve the environment gate a GitHub Actions run waits on
+        /erlmcp run reject ID — reject the environment gate a GitHub Actions run waits on
         Environments: development (dev), staging (stg), production (prod)
         Ids: R-42 or 42 for requests, INC-7 or 7 for incidents. Group words with "double quotes".
         "#);

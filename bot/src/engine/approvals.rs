@@ -198,8 +198,9 @@ impl Engine {
                         entry.votes = self.votes_json(id).await;
                         entry.outcome = "denied".into();
                         let _ = self.audit(entry).await;
+                        let github = self.gate_denied(&row).await.unwrap_or_default();
                         self.announce(id).await;
-                        Reply::ok(format!("{id} {}: {why}.", row.command_text))
+                        Reply::ok(format!("{id} {}: {why}.{github}", row.command_text))
                     }
                     Ok(false) => Reply::ok(format!("Vote recorded; {id} was already settled.")),
                     Err(e) => self.store_refusal(StoreStep::RequestState, &e),

@@ -32,6 +32,7 @@ use tracing::{Instrument, error, info, warn};
 
 mod approvals;
 mod checkpoints;
+mod github;
 mod interrupted;
 pub use interrupted::Ownership;
 mod operation;
@@ -136,6 +137,9 @@ pub struct Engine {
     started_at: Timestamp,
     /// Signed checkpoints of the audit log; `None` without `audit.signing_key`.
     checkpoints: Option<checkpoints::Checkpoints>,
+    /// The github-actions target, for `runs`, `run ...` and environment gates.
+    github: std::sync::OnceLock<Arc<erlmcp_adapters::github::GithubActionsTarget>>,
+    running_deploys: github::RunningDeploys,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -226,14 +230,18 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         | Command::Logs { .. }
         | Command::Incident(_)
         | Command::Audit { .. }
-        | Command::AuditPrune { .. } => None,
+        | Command::AuditPrune { .. }
+        | Command::Runs { .. }
+        | Command::Run { .. } => None,
     }
 }
 
 /// Whether a command changes something and so runs as a request with an outcome: a target
-/// change, or pruning the audit log.
+/// change, pruning the audit log, or a change to a workflow run.
 fn is_change(cmd: &Command) -> bool {
-    target_action(cmd).is_some() || matches!(cmd, Command::AuditPrune { .. })
+    target_action(cmd).is_some()
+        || matches!(cmd, Command::AuditPrune { .. })
+        || matches!(cmd, Command::Run { action, .. } if action.is_change())
 }
 
 fn reason_of(cmd: &Command) -> Option<String> {
@@ -293,6 +301,8 @@ impl Engine {
             chats: parts.chats,
             notifiers,
             checkpoints,
+            github: std::sync::OnceLock::new(),
+            running_deploys: Default::default(),
         })
     }
 
@@ -568,6 +578,9 @@ impl Engine {
                 _ => Reply::failed("internal error: vote access for a non-vote command"),
             },
             Access::Requester(id) => self.cancel(inv, id).await,
+            Access::Rule(op) if op.needs_run_environment() => {
+                self.run_operation(inv, cmd, op).await
+            }
             Access::Rule(op) => self.operation(inv, cmd, op).await,
         }
     }

@@ -250,6 +250,7 @@ impl Engine {
         let env_name = row.environment.clone().unwrap_or_default();
         let result = match (cmd, &action) {
             (Command::AuditPrune { before }, _) => self.prune_audit_log(*before).await,
+            (Command::Run { id, action }, _) => self.run_change(row, *id, *action).await,
             (_, None) => return Reply::failed("internal error: not a target operation"),
             (_, Some(action)) => match self.cfg.environment(&env_name) {
                 None => Err(TargetError::Refused(format!(
@@ -267,7 +268,9 @@ impl Engine {
                             reason: reason_of(cmd),
                         };
                         let (recording, writer) = self.record_progress(row.id, progress);
+                        let mark = self.mark_deploy(row);
                         let result = target.execute(env, action, &ctx, &recording).await;
+                        drop(mark);
                         drop(recording);
                         self.finish_progress(row.id, writer).await;
                         result

@@ -148,6 +148,7 @@ impl Engine {
             }
             Command::Audit { limit } => self.audit_tail(limit.unwrap_or(10)).await,
             Command::Incident(ic) => self.incident(inv, ic).await,
+            Command::Runs { .. } | Command::Run { .. } => Ok(self.run_read(cmd).await),
             _ => Ok(Reply::failed("internal error: unexpected command")),
         };
         result.unwrap_or_else(|e| {

@@ -1,74 +1,35 @@
-//! The `ci_green` precondition answered from GitHub: the check runs on the version's tag
-//! (`GET /repos/{owner}/{repo}/commits/{ref}/check-runs`).
+//! The `ci_green` precondition answered from GitHub: every check run on the version's tag
+//! (`GET /repos/{owner}/{repo}/commits/{ref}/check-runs`) and the commit statuses behind
+//! its combined status (`GET .../commits/{ref}/status`), completed and successful.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use erlmcp_commands::Version;
-use erlmcp_commands::config::{GithubSection, Secret};
-use octocrab::Octocrab;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::client::{GithubClient, GithubError, GithubOptions, GithubSetupError, path_segment};
 use crate::ci::{CiStatus, CiStatusSource};
 
-pub const DEFAULT_API_URL: &str = "https://api.github.com/";
 const PER_PAGE: u32 = 100;
 /// GitHub only lists check runs from the 1,000 most recent check suites; past ten full
 /// pages something is off, and guessing green from a partial list would not be safe.
 const MAX_PAGES: u32 = 10;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Conclusions that do not hold a deploy back.
 const PASSING: [&str; 3] = ["success", "neutral", "skipped"];
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct GithubSetupError(String);
-
-/// Where to look and how long to wait.
-#[derive(Debug, Clone)]
-pub struct GithubOptions {
-    pub api_url: String,
-    pub owner: String,
-    pub repo: String,
-    pub token: Secret,
-    /// Bounds the whole lookup, retries and every page included.
-    pub timeout: Duration,
-}
-
-impl GithubOptions {
-    /// `None` unless both `owner` and `repo` are configured.
-    pub fn from_config(cfg: &GithubSection) -> Option<GithubOptions> {
-        let owner = cfg.owner.as_deref().filter(|s| !s.is_empty())?;
-        let repo = cfg.repo.as_deref().filter(|s| !s.is_empty())?;
-        Some(GithubOptions {
-            api_url: cfg
-                .api_url
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
-            owner: owner.to_string(),
-            repo: repo.to_string(),
-            token: cfg.token.clone(),
-            timeout: DEFAULT_TIMEOUT,
-        })
-    }
-}
-
 pub struct GithubCi {
-    client: Octocrab,
-    owner: String,
-    repo: String,
-    token: Secret,
+    client: Arc<GithubClient>,
+    /// Bounds the whole lookup, retries and every page included.
     timeout: Duration,
 }
 
 impl std::fmt::Debug for GithubCi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GithubCi")
-            .field("owner", &self.owner)
-            .field("repo", &self.repo)
-            .field("token", &self.token)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -90,72 +51,42 @@ struct CheckRun {
     conclusion: Option<String>,
 }
 
-#[derive(Serialize)]
-struct PageParams {
-    per_page: u32,
-    page: u32,
+#[derive(Debug, Deserialize)]
+struct CombinedStatus {
+    #[serde(default)]
+    statuses: Vec<CommitStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitStatus {
+    context: String,
+    /// error, failure, pending or success.
+    state: String,
 }
 
 impl GithubCi {
     pub fn new(opts: GithubOptions) -> Result<GithubCi, GithubSetupError> {
-        let mut builder = Octocrab::builder()
-            .base_uri(opts.api_url.as_str())
-            .map_err(|_| {
-                GithubSetupError(format!(
-                    "github.api_url {:?} is not a valid URL",
-                    opts.api_url
-                ))
-            })?
-            // octocrab already sends `X-GitHub-Api-Version: 2022-11-28` on every request;
-            // adding it again would send the header twice.
-            .add_header(
-                http_header("accept"),
-                "application/vnd.github+json".to_string(),
-            )
-            .set_connect_timeout(Some(opts.timeout))
-            .set_read_timeout(Some(opts.timeout))
-            .set_write_timeout(Some(opts.timeout));
-        if !opts.token.is_empty() {
-            // octocrab unwraps the header it builds from the token; a token that cannot
-            // be a header value would panic there instead of failing here.
-            if !opts.token.expose().bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(GithubSetupError(
-                    "github.token contains characters that cannot be sent in a header".into(),
-                ));
-            }
-            builder = builder.personal_token(opts.token.expose().to_string());
-        }
-        let client = builder.build().map_err(|e| {
-            GithubSetupError(scrub(
-                &format!("could not build the GitHub client: {e}"),
-                &opts.token,
-            ))
-        })?;
-        Ok(GithubCi {
-            client,
-            owner: opts.owner,
-            repo: opts.repo,
-            token: opts.token,
-            timeout: opts.timeout,
-        })
+        let timeout = opts.timeout;
+        Ok(GithubCi::with_client(
+            Arc::new(GithubClient::new(opts)?),
+            timeout,
+        ))
+    }
+
+    pub fn with_client(client: Arc<GithubClient>, timeout: Duration) -> GithubCi {
+        GithubCi { client, timeout }
     }
 
     async fn list(&self, git_ref: &str) -> Result<Vec<CheckRun>, String> {
-        let route = format!(
-            "/repos/{}/{}/commits/{}/check-runs",
-            path_segment(&self.owner),
-            path_segment(&self.repo),
-            path_segment(git_ref),
-        );
         let mut runs = Vec::new();
         for page in 1..=MAX_PAGES {
-            let params = PageParams {
-                per_page: PER_PAGE,
-                page,
-            };
+            let route = self.client.repo_route(&format!(
+                "/commits/{}/check-runs?per_page={PER_PAGE}&page={page}",
+                path_segment(git_ref)
+            ));
             let body: CheckRunsPage = self
                 .client
-                .get(&route, Some(&params))
+                .get_json(&route)
                 .await
                 .map_err(|e| self.describe(git_ref, e))?;
             let got = body.check_runs.len();
@@ -170,28 +101,35 @@ impl GithubCi {
         ))
     }
 
-    fn describe(&self, git_ref: &str, e: octocrab::Error) -> String {
-        let text = match e {
-            octocrab::Error::GitHub { source, .. } => {
-                let status = source.status_code.as_u16();
-                if status == 404 {
-                    format!(
-                        "GitHub has no commit or tag {git_ref} in {}/{} (HTTP 404)",
-                        self.owner, self.repo
-                    )
-                } else {
-                    format!("GitHub answered HTTP {status}: {}", short(&source.message))
-                }
-            }
-            octocrab::Error::Json { source, .. } => {
-                format!(
-                    "unexpected check runs response from GitHub: {}",
-                    source.inner()
-                )
-            }
-            other => format!("could not reach GitHub: {}", short(&other.to_string())),
-        };
-        scrub(&text, &self.token)
+    async fn statuses(&self, git_ref: &str) -> Result<Vec<CommitStatus>, String> {
+        let route = self.client.repo_route(&format!(
+            "/commits/{}/status?per_page={PER_PAGE}",
+            path_segment(git_ref)
+        ));
+        let body: CombinedStatus = self
+            .client
+            .get_json(&route)
+            .await
+            .map_err(|e| self.describe(git_ref, e))?;
+        Ok(body.statuses)
+    }
+
+    async fn lookup(&self, git_ref: &str) -> Result<CiStatus, String> {
+        let runs = self.list(git_ref).await?;
+        let statuses = self.statuses(git_ref).await?;
+        Ok(judge(git_ref, &runs, &statuses))
+    }
+
+    fn describe(&self, git_ref: &str, e: GithubError) -> String {
+        match e {
+            GithubError::Api { status: 404, .. } => format!(
+                "GitHub has no commit or tag {git_ref} in {}/{} (HTTP 404)",
+                self.client.owner(),
+                self.client.repo()
+            ),
+            GithubError::Decode(m) => format!("unexpected check runs response from GitHub: {m}"),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -199,22 +137,22 @@ impl GithubCi {
 impl CiStatusSource for GithubCi {
     async fn ci_status(&self, version: &Version) -> CiStatus {
         let git_ref = version.to_string();
-        match tokio::time::timeout(self.timeout, self.list(&git_ref)).await {
+        match tokio::time::timeout(self.timeout, self.lookup(&git_ref)).await {
             Err(_) => CiStatus::Unknown(format!(
                 "GitHub did not answer within {}s",
                 self.timeout.as_secs()
             )),
             Ok(Err(reason)) => CiStatus::Unknown(reason),
-            Ok(Ok(runs)) => judge(&git_ref, &runs),
+            Ok(Ok(status)) => status,
         }
     }
 }
 
-fn judge(git_ref: &str, runs: &[CheckRun]) -> CiStatus {
-    if runs.is_empty() {
-        return CiStatus::NotGreen(format!("no check runs for {git_ref}"));
+fn judge(git_ref: &str, runs: &[CheckRun], statuses: &[CommitStatus]) -> CiStatus {
+    if runs.is_empty() && statuses.is_empty() {
+        return CiStatus::NotGreen(format!("no check runs or statuses for {git_ref}"));
     }
-    let failed: Vec<String> = runs
+    let mut failed: Vec<String> = runs
         .iter()
         .filter(|r| r.status == "completed")
         .filter(|r| !PASSING.contains(&r.conclusion.as_deref().unwrap_or("")))
@@ -226,11 +164,23 @@ fn judge(git_ref: &str, runs: &[CheckRun]) -> CiStatus {
             )
         })
         .collect();
-    let pending: Vec<String> = runs
+    failed.extend(
+        statuses
+            .iter()
+            .filter(|s| s.state == "failure" || s.state == "error")
+            .map(|s| format!("{}: {}", s.context, s.state)),
+    );
+    let mut pending: Vec<String> = runs
         .iter()
         .filter(|r| r.status != "completed")
         .map(|r| format!("{} is {}", r.name, r.status))
         .collect();
+    pending.extend(
+        statuses
+            .iter()
+            .filter(|s| s.state != "success" && s.state != "failure" && s.state != "error")
+            .map(|s| format!("{} is {}", s.context, s.state)),
+    );
     // A failure is reported ahead of runs still going: waiting for them will not help.
     let detail = [failed.join(", "), pending.join(", ")]
         .into_iter()
@@ -244,51 +194,19 @@ fn judge(git_ref: &str, runs: &[CheckRun]) -> CiStatus {
     }
 }
 
-fn http_header(name: &'static str) -> reqwest::header::HeaderName {
-    reqwest::header::HeaderName::from_static(name)
-}
-
-/// Keeps GitHub's unreserved characters; anything else (a `+build` suffix, say) is escaped
-/// so it stays inside its path segment.
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Error texts end up in chat replies and the audit log.
-fn short(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    if line.chars().count() > 200 {
-        format!("{}…", line.chars().take(200).collect::<String>())
-    } else {
-        line.to_string()
-    }
-}
-
-fn scrub(s: &str, token: &Secret) -> String {
-    if token.is_empty() {
-        s.to_string()
-    } else {
-        s.replace(token.expose(), "[redacted]")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::client::{DEFAULT_API_URL, DEFAULT_TIMEOUT};
     use super::*;
+    use crate::retry::RetryPolicy;
+    use erlmcp_commands::config::{GithubSection, Secret};
     use serde_json::{Value, json};
     use wiremock::matchers::{header, method, path, query_param};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-    const VECTOR: &str = include_str!("../../tests/fixtures/github/check_runs_for_ref.json");
+    const VECTOR: &str = include_str!("../../../tests/fixtures/github/check_runs_for_ref.json");
     const ROUTE: &str = "/repos/banyan-platform/erlmcp/commits/v3.0.1/check-runs";
+    const STATUS_ROUTE: &str = "/repos/banyan-platform/erlmcp/commits/v3.0.1/status";
 
     fn vector() -> Value {
         serde_json::from_str(VECTOR).unwrap()
@@ -309,15 +227,37 @@ mod tests {
 
     fn options(server: &MockServer, token: &str) -> GithubOptions {
         GithubOptions {
-            api_url: server.uri(),
-            owner: "banyan-platform".into(),
-            repo: "erlmcp".into(),
-            token: Secret::new(token),
             timeout: Duration::from_secs(5),
+            reads: RetryPolicy {
+                attempts: 2,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(10),
+                max_retry_after: Duration::from_secs(1),
+                max_total: Duration::from_secs(2),
+            },
+            ..GithubOptions::new(
+                &server.uri(),
+                "banyan-platform",
+                "erlmcp",
+                Secret::new(token),
+            )
         }
     }
 
+    /// A commit with no statuses: GitHub's combined status then lists none.
+    async fn no_statuses(server: &MockServer) {
+        Mock::given(method("GET"))
+            .and(path(STATUS_ROUTE))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"state": "pending", "statuses": [], "total_count": 0})),
+            )
+            .mount(server)
+            .await;
+    }
+
     async fn status_for(server: &MockServer, token: &str) -> CiStatus {
+        no_statuses(server).await;
         let ci = GithubCi::new(options(server, token)).unwrap();
         ci.ci_status(&Version::parse("v3.0.1").unwrap()).await
     }
@@ -403,7 +343,7 @@ mod tests {
         serve(&server, page(vec![])).await;
         assert_eq!(
             status_for(&server, "").await,
-            CiStatus::NotGreen("no check runs for v3.0.1".into())
+            CiStatus::NotGreen("no check runs or statuses for v3.0.1".into())
         );
     }
 
@@ -532,15 +472,48 @@ mod tests {
 
     #[test]
     fn a_token_that_cannot_be_a_header_is_a_setup_error() {
-        let err = GithubCi::new(GithubOptions {
-            api_url: DEFAULT_API_URL.into(),
-            owner: "o".into(),
-            repo: "r".into(),
-            token: Secret::new("abc\ndef"),
-            timeout: DEFAULT_TIMEOUT,
-        })
+        let err = GithubCi::new(GithubOptions::new(
+            DEFAULT_API_URL,
+            "o",
+            "r",
+            Secret::new("abc\ndef"),
+        ))
         .unwrap_err();
+        assert_eq!(
+            GithubOptions::new("x", "o", "r", Secret::new("")).timeout,
+            DEFAULT_TIMEOUT
+        );
         assert!(!err.to_string().contains("abc"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn failing_and_pending_statuses_are_named_beside_check_runs() {
+        let server = MockServer::start().await;
+        serve(
+            &server,
+            page(vec![run("build", "completed", Some("failure"))]),
+        )
+        .await;
+        Mock::given(method("GET"))
+            .and(path(STATUS_ROUTE))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "state": "failure",
+                "total_count": 3,
+                "statuses": [
+                    {"context": "ci/jenkins", "state": "error", "description": "boom"},
+                    {"context": "security/snyk", "state": "pending"},
+                    {"context": "coverage", "state": "success"},
+                ],
+            })))
+            .mount(&server)
+            .await;
+        let ci = GithubCi::new(options(&server, "")).unwrap();
+        assert_eq!(
+            ci.ci_status(&Version::parse("v3.0.1").unwrap()).await,
+            CiStatus::NotGreen(
+                "build: failure, ci/jenkins: error; security/snyk is pending".into()
+            )
+        );
     }
 
     #[test]
@@ -552,6 +525,5 @@ mod tests {
         cfg.repo = Some("erlmcp".into());
         let opts = GithubOptions::from_config(&cfg).unwrap();
         assert_eq!(opts.api_url, DEFAULT_API_URL);
-        assert_eq!(path_segment("v1.2.3+build.7"), "v1.2.3%2Bbuild.7");
     }
 }
