@@ -702,3 +702,37 @@ async fn the_webhook_refuses_forgeries_and_opens_gates_from_signed_deliveries() 
     assert_eq!(pending[0].environment.as_deref(), Some("production"));
     let _ = request_id;
 }
+
+#[tokio::test]
+async fn without_a_webhook_the_leased_scheduler_finds_waiting_runs() {
+    let fake = FakeGithub::start().await;
+    let (store, _dir) = sqlite().await;
+    let bot = bot(store.clone(), &fake).await;
+    assert!(bot.app.engine.polls_github_gates());
+    let scheduler = erlmcp_bot::scheduler::Scheduler::new(bot.app.engine.clone(), "replica-a");
+    scheduler.install().await.unwrap();
+    scheduler.tick().await;
+    assert!(
+        store.pending_requests().await.unwrap().is_empty(),
+        "nothing waits yet"
+    );
+
+    let run = fake.add_waiting_run(
+        "deploy.yml",
+        "deploy v3.0.2 to production",
+        77,
+        "production",
+    );
+    // The next poll is due 30 seconds later, on the bot's clock.
+    scheduler.tick().await;
+    assert!(
+        store.pending_requests().await.unwrap().is_empty(),
+        "not due yet"
+    );
+    bot.advance(chrono::Duration::seconds(31));
+    scheduler.tick().await;
+    let pending = store.pending_requests().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].command_text, format!("run approve {run}"));
+    bot.finish().await;
+}

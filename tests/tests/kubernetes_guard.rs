@@ -219,6 +219,15 @@ async fn serve_checks(github: &MockServer, body: Value) {
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .expect(1)
         .mount(github)
+        .await; // ci_green also reads the combined status; this commit has no statuses.
+    Mock::given(method("GET"))
+        .and(path("/repos/banyan-platform/erlmcp/commits/v3.0.2/status"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"state": "pending", "statuses": [], "total_count": 0})),
+        )
+        .expect(1)
+        .mount(github)
         .await;
 }
 
