@@ -736,3 +736,52 @@ async fn without_a_webhook_the_leased_scheduler_finds_waiting_runs() {
     assert_eq!(pending[0].command_text, format!("run approve {run}"));
     bot.finish().await;
 }
+
+#[test]
+fn check_config_names_each_github_actions_problem() {
+    let problems = erlmcp_bot::config::from_toml(
+        r#"
+[github]
+gate_channel = "C0DEPLOYS"
+
+[environments.production]
+target = "github-actions"
+rollback_workflow = ".github/workflows/rollback.yml"
+"#,
+    )
+    .unwrap_err();
+    let shown: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    for expected in [
+        "environments.production.target: target \"github-actions\" needs github.owner and github.repo",
+        "environments.production.workflow: required for target \"github-actions\"",
+        "environments.production.rollback_workflow: \".github/workflows/rollback.yml\" is not a workflow file name (deploy.yml) or id",
+        "github.gate_channel: must be PLATFORM:CHANNEL_ID, got \"C0DEPLOYS\"",
+    ] {
+        assert!(
+            shown.iter().any(|s| s == expected),
+            "{expected} not in {shown:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_says_it_runs_no_workflows() {
+    let (store, _dir) = sqlite().await;
+    let bot = Bot::start(store, erlmcp_tests::harness::embedded_config()).await;
+    let r = bot.say("dave", "runs dev").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert!(r.text.contains("development [sandbox]"), "{}", r.text);
+    let r = bot.say("alice", "run cancel 30433642").await;
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert!(
+        r.text.contains("no GitHub Actions environment"),
+        "{}",
+        r.text
+    );
+    let r = bot.say("erin", "runs prod").await;
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    bot.finish().await;
+}

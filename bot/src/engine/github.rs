@@ -193,7 +193,21 @@ impl Engine {
         }
         let env = match self.run_environment(id).await {
             Ok((env, _)) => env,
-            Err(why) => return Reply::refused(why),
+            Err(why) => {
+                let mut entry = self.entry(
+                    &who(&inv.actor),
+                    &inv.channel,
+                    AuditAction::Refused,
+                    op.kind.as_str(),
+                );
+                entry.arguments = serde_json::to_string(&cmd).unwrap_or_default();
+                entry.decision = AuditDecision::Deny.into();
+                entry.reason = why.clone();
+                entry.outcome = "refused".into();
+                // A refusal changes nothing, so it is answered even when it cannot be recorded.
+                let _ = self.audit(entry).await;
+                return Reply::refused(why);
+            }
         };
         // A gate already open for this run is voted on, not requested a second time.
         if matches!(action, RunAction::Approve | RunAction::Reject) {
