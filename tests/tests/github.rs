@@ -436,22 +436,26 @@ async fn ci_green_refuses_naming_each_failing_or_pending_check() {
     let bot = bot(store, &fake).await;
 
     let r = bot.say("alice", "deploy prod v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     for named in [
         "e2e: failure",
         "lint is in_progress",
         "security/snyk is pending",
     ] {
-        assert!(r.text.contains(named), "{named} missing from {}", r.text);
+        assert!(
+            r.text().contains(named),
+            "{named} missing from {}",
+            r.text()
+        );
     }
-    assert!(!r.text.contains("build"), "{}", r.text);
+    assert!(!r.text().contains("build"), "{}", r.text());
     assert!(fake.dispatches().is_empty(), "nothing is dispatched");
 
     // Green everywhere: the same deploy runs.
     fake.set_check_runs("v3.0.1", &[("build", "completed", Some("success"))]);
     fake.set_statuses("v3.0.1", &[("security/snyk", "success")]);
     let r = bot.say("alice", "deploy prod v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.finish().await;
 }
 
@@ -462,10 +466,10 @@ async fn a_chat_deploy_reports_the_run_and_status_shows_it() {
     let bot = bot(store, &fake).await;
 
     let r = bot.say("dave", "deploy stg v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let run = fake.dispatched_runs()[0];
     let url = FakeGithub::html_url(run);
-    assert!(r.text.contains(&url), "{}", r.text);
+    assert!(r.text().contains(&url), "{}", r.text());
     let progress = bot.progress.take();
     assert!(
         progress
@@ -476,31 +480,31 @@ async fn a_chat_deploy_reports_the_run_and_status_shows_it() {
 
     let r = bot.say("dave", "status stg").await;
     assert!(
-        r.text.contains("staging [github-actions]: v3.0.1"),
+        r.text().contains("staging [github-actions]: v3.0.1"),
         "{}",
-        r.text
+        r.text()
     );
     assert!(
-        r.text
+        r.text()
             .contains(&format!("last deploy run {run} completed (success)")),
         "{}",
-        r.text
+        r.text()
     );
 
     let r = bot.say("dave", "runs stg 5").await;
     assert!(
-        r.text.contains(&format!(
+        r.text().contains(&format!(
             "{run} completed (success) — deploy v3.0.1 to staging"
         )),
         "{}",
-        r.text
+        r.text()
     );
-    assert!(r.text.contains(BOT_LOGIN), "{}", r.text);
+    assert!(r.text().contains(BOT_LOGIN), "{}", r.text());
     let r = bot.say("dave", &format!("run view {run}")).await;
     assert!(
-        r.text.contains("job deploy: completed (success)"),
+        r.text().contains("job deploy: completed (success)"),
         "{}",
-        r.text
+        r.text()
     );
     bot.finish().await;
 }
@@ -518,12 +522,12 @@ async fn run_cancel_takes_deploy_rights_on_the_runs_environment() {
     let bot = bot(store, &fake).await;
 
     let r = bot.say("dave", &format!("run cancel {run}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("run.cancel"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("run.cancel"), "{}", r.text());
     assert!(fake.cancels().is_empty(), "nothing reached GitHub");
 
     let r = bot.say("alice", &format!("run cancel {run}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert_eq!(fake.cancels(), vec![run]);
     assert_eq!(
         fake.run_state(run),
@@ -551,17 +555,21 @@ async fn a_gate_approved_by_quorum_is_reviewed_once(store: Arc<dyn Store>) {
         "one request per run"
     );
     let r = bot.say("bob", "requests").await;
-    assert!(r.text.contains(&format!("run approve {run}")), "{}", r.text);
-    let id = r.text.split_whitespace().next().unwrap().to_string();
+    assert!(
+        r.text().contains(&format!("run approve {run}")),
+        "{}",
+        r.text()
+    );
+    let id = r.text().split_whitespace().next().unwrap().to_string();
 
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("1 of 2"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("1 of 2"), "{}", r.text());
     assert!(fake.reviews().is_empty(), "no quorum yet");
 
     // The second approver types the GitHub-flavoured command: it is a vote on the gate.
     let r = bot.say("carol", &format!("run approve {run}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let reviews = fake.reviews();
     assert_eq!(reviews.len(), 1, "{reviews:#?}");
     assert_eq!(reviews[0].run, run);
@@ -619,13 +627,13 @@ async fn a_denied_gate_is_rejected_on_github() {
     let bot = bot(store, &fake).await;
     assert_eq!(bot.app.engine.poll_github_gates().await.unwrap(), 1);
     let r = bot.say("bob", "requests").await;
-    let id = r.text.split_whitespace().next().unwrap().to_string();
+    let id = r.text().split_whitespace().next().unwrap().to_string();
 
     let r = bot
         .say("bob", &format!("deny {id} not during the freeze"))
         .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("rejected on GitHub"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("rejected on GitHub"), "{}", r.text());
     let reviews = fake.reviews();
     assert_eq!(reviews.len(), 1, "{reviews:#?}");
     assert_eq!(reviews[0].state, "rejected");
@@ -772,16 +780,16 @@ async fn the_sandbox_says_it_runs_no_workflows() {
     let (store, _dir) = sqlite().await;
     let bot = Bot::start(store, erlmcp_tests::harness::embedded_config()).await;
     let r = bot.say("dave", "runs dev").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("development [sandbox]"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("development [sandbox]"), "{}", r.text());
     let r = bot.say("alice", "run cancel 30433642").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     assert!(
-        r.text.contains("no GitHub Actions environment"),
+        r.text().contains("no GitHub Actions environment"),
         "{}",
-        r.text
+        r.text()
     );
     let r = bot.say("erin", "runs prod").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     bot.finish().await;
 }
