@@ -44,6 +44,10 @@ operation = "bluegreen"
 roles = ["oncall", "devops-lead"]
 
 [[rules]]
+operation = "rollback"
+roles = ["oncall"]
+
+[[rules]]
 operation = "bluegreen.retire"
 roles = ["devops-lead"]
 approvals = {{ count = 1, from = ["change-board"] }}
@@ -235,6 +239,36 @@ async fn retiring_the_idle_colour_is_approved_and_scales_it_to_zero() {
     assert!(
         rows.iter()
             .any(|r| r.entry.operation == "bluegreen.retire" && r.entry.action == "executed")
+    );
+    bot.finish().await;
+}
+
+#[tokio::test]
+async fn a_rollback_of_a_blue_green_environment_switches_back() {
+    let (fake, bot, _store, _dir) = setup().await;
+    let r = bot
+        .say("alice", "deploy production v3.0.2 --strategy blue-green")
+        .await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(live(&fake), "green");
+
+    let r = bot.say("carol", "rollback prod --dry-run").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert!(
+        r.text.contains("selector version: green → blue"),
+        "{}",
+        r.text
+    );
+    assert_eq!(live(&fake), "green", "a plan changes nothing");
+
+    let r = bot.say("carol", "rollback prod").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(live(&fake), "blue");
+    // No rollout undo: the previous colour still runs the previous version.
+    assert!(
+        fake.patches()
+            .iter()
+            .all(|p| p.content_type.as_deref() != Some("application/json-patch+json"))
     );
     bot.finish().await;
 }

@@ -112,10 +112,14 @@ fn seed(fake: &FakeKubeServer) {
     }
 }
 
-async fn deploy_and_watch(store: Arc<dyn Store>, error_rate: &'static str) -> FakeKubeServer {
+async fn deploy_and_watch(
+    store: Arc<dyn Store>,
+    error_rate: &'static str,
+    p95: &'static str,
+) -> FakeKubeServer {
     let fake = FakeKubeServer::start().await;
     seed(&fake);
-    let prom = prometheus(error_rate, "0.12").await;
+    let prom = prometheus(error_rate, p95).await;
     let opts = BuildOptions {
         kube_client: Some(fake.client()),
         ..test_options()
@@ -128,7 +132,7 @@ async fn deploy_and_watch(store: Arc<dyn Store>, error_rate: &'static str) -> Fa
     fake
 }
 
-async fn assert_one_automatic_rollback(store: &dyn Store, fake: &FakeKubeServer) {
+async fn assert_one_automatic_rollback(store: &dyn Store, fake: &FakeKubeServer, why: &[&str]) {
     let rows = store.audit_page(0, 1000).await.unwrap();
     let auto: Vec<_> = rows
         .iter()
@@ -137,8 +141,9 @@ async fn assert_one_automatic_rollback(store: &dyn Store, fake: &FakeKubeServer)
     assert_eq!(auto.len(), 1, "one automatic rollback");
     let reason = &auto[0].entry.reason;
     assert_eq!(auto[0].entry.decision, "auto_rollback");
-    assert!(reason.contains("error rate > 5.0% for 5m"), "{reason}");
-    assert!(reason.contains("7.0%"), "{reason}");
+    for expected in why {
+        assert!(reason.contains(expected), "{expected:?} missing: {reason}");
+    }
     let executed = rows
         .iter()
         .filter(|r| r.entry.action == "executed" && r.entry.operation == "rollback")
@@ -158,8 +163,9 @@ async fn assert_one_automatic_rollback(store: &dyn Store, fake: &FakeKubeServer)
 async fn seven_percent_errors_for_the_window_roll_back_once() {
     let (store, _dir) = testdb::fresh_sqlite().await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let fake = deploy_and_watch(store.clone(), "0.07").await;
-    assert_one_automatic_rollback(store.as_ref(), &fake).await;
+    let fake = deploy_and_watch(store.clone(), "0.07", "0.12").await;
+    assert_one_automatic_rollback(store.as_ref(), &fake, &["error rate > 5.0% for 5m", "7.0%"])
+        .await;
 }
 
 #[tokio::test]
@@ -170,15 +176,16 @@ async fn seven_percent_errors_roll_back_once_on_postgres() {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(store);
-    let fake = deploy_and_watch(store.clone(), "0.07").await;
-    assert_one_automatic_rollback(store.as_ref(), &fake).await;
+    let fake = deploy_and_watch(store.clone(), "0.07", "0.12").await;
+    assert_one_automatic_rollback(store.as_ref(), &fake, &["error rate > 5.0% for 5m", "7.0%"])
+        .await;
 }
 
 #[tokio::test]
 async fn half_a_percent_errors_do_not_roll_back() {
     let (store, _dir) = testdb::fresh_sqlite().await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let fake = deploy_and_watch(store.clone(), "0.005").await;
+    let fake = deploy_and_watch(store.clone(), "0.005", "0.12").await;
     let rows = store.audit_page(0, 1000).await.unwrap();
     assert!(rows.iter().all(|r| r.entry.action != "automatic"));
     assert!(
@@ -186,6 +193,19 @@ async fn half_a_percent_errors_do_not_roll_back() {
             .iter()
             .all(|p| p.content_type.as_deref() != Some("application/json-patch+json"))
     );
+}
+
+#[tokio::test]
+async fn a_p95_above_ten_seconds_for_the_window_rolls_back() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let fake = deploy_and_watch(store.clone(), "0.005", "12.5").await;
+    assert_one_automatic_rollback(
+        store.as_ref(),
+        &fake,
+        &["P95 latency > 10.0 s for 5m", "12.5 s"],
+    )
+    .await;
 }
 
 #[tokio::test]
