@@ -226,7 +226,7 @@ impl KubernetesTarget {
             )));
         }
         let before = container_image(&live_d, &container).and_then(image_version);
-        let patch = self.idle_patch(&live_d, version, ctx, repo, &container)?;
+        let patch = idle_patch(&live_d, version, ctx, repo, &container);
         let wl = Workload {
             kind: Kind::Deployment,
             name: &idle_name,
@@ -285,30 +285,6 @@ impl KubernetesTarget {
             version_before: before,
             version_after: Some(version.to_string()),
         })
-    }
-
-    /// The image patch for the idle colour, which also brings a retired colour back to the
-    /// live colour's replica count.
-    pub(super) fn idle_patch(
-        &self,
-        live_d: &Value,
-        version: &Version,
-        ctx: &ExecContext,
-        repo: &str,
-        container: &str,
-    ) -> Result<Value, TargetError> {
-        let image = format!("{repo}:{version}");
-        let mut patch = image_patch(
-            ctx,
-            container,
-            &image,
-            &format!("deploy {version} (blue-green)"),
-        );
-        let live_replicas = ptr(live_d, "/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        patch["spec"]["replicas"] = json!(live_replicas);
-        Ok(patch)
     }
 
     pub(super) async fn blue_green(
@@ -477,7 +453,7 @@ impl KubernetesTarget {
                 let idle_d = self.colour_deployment(env, idle).await?.ok_or_else(|| {
                     TargetError::Refused(format!("deployment/{idle_name} does not exist"))
                 })?;
-                let patch = self.idle_patch(&live_d, version, ctx, repo, &container)?;
+                let patch = idle_patch(&live_d, version, ctx, repo, &container);
                 let wl = Workload {
                     kind: Kind::Deployment,
                     name: &idle_name,
@@ -562,4 +538,27 @@ pub(super) struct ObjectPlanParts {
     pub object: String,
     pub before: Value,
     pub after: Value,
+}
+
+/// The image patch for the idle colour, which also brings a retired colour back to the
+/// live colour's replica count.
+pub(super) fn idle_patch(
+    live_d: &Value,
+    version: &Version,
+    ctx: &ExecContext,
+    repo: &str,
+    container: &str,
+) -> Value {
+    let image = format!("{repo}:{version}");
+    let mut patch = image_patch(
+        ctx,
+        container,
+        &image,
+        &format!("deploy {version} (blue-green)"),
+    );
+    let live_replicas = ptr(live_d, "/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    patch["spec"]["replicas"] = json!(live_replicas);
+    patch
 }
