@@ -40,6 +40,18 @@ approvals = {{ count = 1, from = ["change-board"] }}
 [[rules]]
 operation = "scale"
 roles = ["devops-lead"]
+
+[[rules]]
+operation = "rollback"
+roles = ["devops-lead"]
+
+[[rules]]
+operation = "restart"
+roles = ["devops-lead"]
+
+[[rules]]
+operation = "maintenance"
+roles = ["devops-lead"]
 "#
     ))
     .expect("valid config")
@@ -184,5 +196,75 @@ async fn a_scale_dry_run_shows_replicas_and_someone_without_a_rule_gets_no_plan(
 
     let r = bot.say("alice", "canary prod status --dry-run").await;
     assert_eq!(r.kind, ReplyKind::Usage, "{}", r.text);
+    bot.finish().await;
+}
+
+#[tokio::test]
+async fn rollback_restart_and_maintenance_plans_come_from_their_own_patches() {
+    let fake = FakeKubeServer::start().await;
+    let mut d = fake_kube::deployment(NS, "erlmcp", "erlmcp", &format!("{REPO}:v3.0.1"), 3);
+    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
+    let d = fake.insert("deployments", d);
+    for (rev, tag, hash) in [(1, "v3.0.0", "6c8f9b7d41"), (2, "v3.0.1", "5d9c7b6f83")] {
+        fake.insert(
+            "replicasets",
+            fake_kube::replicaset(&d, &format!("{REPO}:{tag}"), rev, hash),
+        );
+    }
+    fake.insert("ingresses", fake_kube::ingress(NS, "erlmcp"));
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let bot = bot_on(&fake, Arc::new(store)).await;
+
+    let r = bot.say("alice", "rollback prod --dry-run").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert!(r.text.contains("(back to revision 1)"), "{}", r.text);
+    assert!(
+        r.text.contains(&format!("{REPO}:v3.0.1 → {REPO}:v3.0.0")),
+        "{}",
+        r.text
+    );
+    let r = bot.say("alice", "restart prod --dry-run").await;
+    assert!(
+        r.text
+            .contains("pod annotation kubectl.kubernetes.io/restartedAt: (none) → 20"),
+        "{}",
+        r.text
+    );
+    let r = bot.say("alice", "maintenance prod on --dry-run").await;
+    assert!(
+        r.text
+            .contains("annotation nginx.ingress.kubernetes.io/maintenance: (none) → true"),
+        "{}",
+        r.text
+    );
+
+    let patches = fake.patches();
+    let kinds: Vec<(&str, bool)> = patches
+        .iter()
+        .map(|p| {
+            (
+                p.content_type.as_deref().unwrap_or(""),
+                p.query.contains("dryRun=All"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("application/json-patch+json", true),
+            ("application/strategic-merge-patch+json", true),
+            ("application/merge-patch+json", true),
+        ]
+    );
+    let now = fake.get("deployments", NS, "erlmcp").unwrap();
+    assert_eq!(
+        now["spec"]["template"]["spec"]["containers"][0]["image"],
+        json!(format!("{REPO}:v3.0.1"))
+    );
+    assert!(
+        fake.get("ingresses", NS, "erlmcp").unwrap()["metadata"]["annotations"]
+            .get("nginx.ingress.kubernetes.io/maintenance")
+            .is_none()
+    );
     bot.finish().await;
 }
