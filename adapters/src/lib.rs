@@ -9,6 +9,7 @@ pub mod guard;
 pub mod kubernetes;
 pub mod pagerduty;
 pub mod probe;
+pub mod prometheus;
 pub mod retry;
 pub mod slack;
 pub mod statuspage;

@@ -219,6 +219,29 @@ pub struct EnvironmentSpec {
     /// Sandbox: replicas the simulated workload starts with.
     #[serde(default)]
     pub replicas: Option<u32>,
+    /// Blue-green: the Service whose `version: blue|green` selector picks the live colour;
+    /// the colours are the Deployments `WORKLOAD-blue` and `WORKLOAD-green`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Blue-green: probed on the idle colour before traffic is switched to it; `{colour}`
+    /// in it is replaced by that colour.
+    #[serde(default)]
+    pub green_health_url: Option<String>,
+    /// Metric triggers of the post-deploy guard (see `triggers`).
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
+    #[serde(default)]
+    pub error_rate_query: Option<String>,
+    #[serde(default)]
+    pub p95_query: Option<String>,
+    #[serde(default)]
+    pub error_rate_threshold: Option<f64>,
+    #[serde(default)]
+    pub error_rate_window: Option<HumanDuration>,
+    #[serde(default)]
+    pub p95_threshold: Option<HumanDuration>,
+    #[serde(default)]
+    pub p95_window: Option<HumanDuration>,
 }
 
 fn default_target() -> TargetKind {
@@ -246,6 +269,15 @@ impl EnvironmentSpec {
             auto_rollback: None,
             guard_window: None,
             replicas: Some(replicas),
+            service: None,
+            green_health_url: None,
+            prometheus_url: None,
+            error_rate_query: None,
+            p95_query: None,
+            error_rate_threshold: None,
+            error_rate_window: None,
+            p95_threshold: None,
+            p95_window: None,
         }
     }
 
@@ -936,6 +968,9 @@ impl Config {
                     }
                 }
                 TargetKind::Sandbox => {}
+            }
+            for (key, message) in crate::triggers::problems(env) {
+                problem(format!("{base}.{key}"), message);
             }
             for (key, url) in [
                 ("health_url", &env.health_url),

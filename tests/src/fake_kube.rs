@@ -367,6 +367,26 @@ pub fn ingress(ns: &str, name: &str) -> Value {
     })
 }
 
+/// A v1 Service selecting `app: NAME` and the blue-green colour `version: COLOUR`.
+pub fn service(ns: &str, name: &str, colour: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "10.96.12.34",
+            "clusterIPs": ["10.96.12.34"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}],
+            "selector": {"app": name, "version": colour},
+            "sessionAffinity": "None"
+        },
+        "status": {"loadBalancer": {}}
+    })
+}
+
 /// A Flagger Canary mid-analysis.
 pub fn canary(ns: &str, name: &str) -> Value {
     json!({
@@ -617,7 +637,16 @@ async fn handle(
             let Some(patch) = body_json else {
                 return status_error(400, "BadRequest", "patch body is not JSON".into());
             };
-            patch_obj(&state, &r, name, sub, content_type.as_deref(), patch)
+            let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+            patch_obj(
+                &state,
+                &r,
+                name,
+                sub,
+                content_type.as_deref(),
+                patch,
+                dry_run,
+            )
         }
         _ => status_error(405, "MethodNotAllowed", format!("{path} not supported")),
     }
@@ -774,6 +803,7 @@ fn patch_obj(
     sub: Option<&str>,
     content_type: Option<&str>,
     patch: Value,
+    dry_run: bool,
 ) -> Response {
     let mut w = state.world.lock().unwrap();
     let key = (r.plural.clone(), r.ns.clone(), name.to_string());
@@ -821,11 +851,16 @@ fn patch_obj(
             .and_then(Value::as_i64)
             .unwrap_or(1);
         after["metadata"]["generation"] = json!(g + 1);
-        if after.pointer("/spec/template") != before.pointer("/spec/template") {
+        if !dry_run && after.pointer("/spec/template") != before.pointer("/spec/template") {
             w.replacing.insert(key.clone());
         }
     }
-    let stored = w.store(&r.plural, after, &state.tx);
+    // dryRun=All: the object as it would be stored, and nothing stored.
+    let stored = if dry_run {
+        after
+    } else {
+        w.store(&r.plural, after, &state.tx)
+    };
     if sub == Some("scale") {
         json_response(&scale_view(&stored))
     } else {

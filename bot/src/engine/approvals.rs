@@ -43,6 +43,7 @@ impl Engine {
             expires_at: row.expires_at,
             state: row.state.as_str().to_string(),
             state_detail: row.outcome.clone(),
+            plan: stored.plan,
         }
     }
 
@@ -524,6 +525,7 @@ mod tests {
                 operation: OperationKind::Deploy,
                 preconditions: Some(p.clone()),
             }),
+            plan: vec![],
         };
         let json = serde_json::to_string(&stored).unwrap();
         assert_eq!(

@@ -37,6 +37,7 @@ mod notify;
 pub use interrupted::Ownership;
 pub use notify::{Notifiers, OperationNote};
 mod operation;
+mod plan;
 mod post_deploy;
 mod reads;
 
@@ -80,6 +81,9 @@ struct StoredApproval {
     /// The rule it was decided under; absent in requests stored by older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decided_under: Option<DecidedUnder>,
+    /// The target's plan when it was requested, shown on the approval card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    plan: Vec<String>,
 }
 
 /// The part of a stored approval that votes and cards need. Read on its own so that a
@@ -91,6 +95,8 @@ struct StoredRequirement {
     from: Vec<String>,
     #[serde(default)]
     met: Vec<String>,
+    #[serde(default)]
+    plan: Vec<String>,
 }
 
 impl StoredRequirement {
@@ -216,6 +222,11 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         Command::Restart { .. } => Some(TargetAction::Restart),
         Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
         Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::BlueGreen { action, .. } => match action {
+            erlmcp_commands::BlueGreenAction::Status => None,
+            _ => Some(TargetAction::BlueGreen { action: *action }),
+        },
+        Command::Plan { .. } => None,
         Command::Help { .. }
         | Command::Whoami
         | Command::Status { .. }
