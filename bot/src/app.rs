@@ -24,6 +24,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
     pub slack: Option<Arc<crate::slack::SlackBridge>>,
+    /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct BuildOptions {
@@ -119,6 +121,7 @@ pub async fn build(
         metrics,
         config,
         slack,
+        draining: Arc::default(),
     })
 }
 

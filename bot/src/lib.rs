@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod incidents;
+pub mod leader;
 pub mod metrics;
 pub mod sandbox;
 pub mod scheduler;
