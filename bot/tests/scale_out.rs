@@ -36,6 +36,11 @@ fn config(slack: &FakeSlack, mode: &str, extra: &str) -> String {
             "dave = [\"local:dave\"]",
             &format!("dave = [\"local:dave\", \"slack:{USER}\"]"),
             1,
+        )
+        .replacen(
+            "engineer = [\"local:dave\"]",
+            &format!("engineer = [\"local:dave\", \"slack:{USER}\"]"),
+            1,
         );
     cfg.push_str(&format!(
         "\n[slack]\nenabled = true\nmode = \"{mode}\"\nbot_token = \"xoxb-fake\"\n\
@@ -122,11 +127,8 @@ impl Serve {
                 return l;
             }
             if Instant::now() > deadline || self.child.try_wait().ok().flatten().is_some() {
-                panic!(
-                    "{}: no {message:?} within {within:?}:\n{}",
-                    self.name,
-                    self.logs()
-                );
+                let logs = self.logs();
+                panic!("{}: no {message:?} within {within:?}:\n{logs}", self.name);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -166,12 +168,10 @@ impl Serve {
                 self.read();
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit:\n{}",
-                self.name,
-                self.logs()
-            );
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                panic!("{} did not exit:\n{logs}", self.name);
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -387,13 +387,23 @@ async fn two_replicas_share_requests_and_post_each_incident_update_once() {
     let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
     const PERIODS: usize = 4;
     for period in 1..=PERIODS {
-        let moved = sqlx::query(
-            "UPDATE scheduled_jobs SET due_at = due_at - 900000 WHERE kind = 'incident_update'",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        assert_eq!(moved.rows_affected(), 1);
+        // Once the replica that posted the last update has released the job with its next
+        // due time.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let moved = sqlx::query(
+                "UPDATE scheduled_jobs SET due_at = due_at - 900000 \
+                 WHERE kind = 'incident_update' AND lease_owner IS NULL",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            if moved.rows_affected() == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the update job stays leased");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         slack
             .wait_for(WAIT, &format!("status update {period}"), |s| {
                 (updates(s) >= period).then_some(())
