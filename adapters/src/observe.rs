@@ -24,13 +24,6 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
-    pub const ALL: [CallStatus; 4] = [
-        CallStatus::Ok,
-        CallStatus::RateLimited,
-        CallStatus::ServerError,
-        CallStatus::Rejected,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             CallStatus::Ok => "ok",

@@ -420,7 +420,8 @@ async fn two_replicas_share_requests_and_post_each_incident_update_once() {
 }
 
 /// The leader is SIGKILLed; the other replica takes the Socket Mode connection over within
-/// the lease, and the Lease names it. Then it shuts down and releases the Lease.
+/// the lease, and the Lease names it. Then that one is stopped with SIGTERM and hands over
+/// to a third at once.
 async fn leader_killed(backend: &str, db: &str) {
     const LEASE_SECS: u64 = 3;
     let slack = FakeSlack::start().await;
@@ -502,10 +503,31 @@ async fn leader_killed(backend: &str, db: &str) {
         })
         .await;
 
+    // A leader that shuts down hands over at once, not after its lease.
+    let mut c = Serve::start("c", &dir, db, &[]).ready().await;
+    let running = c.wait_for("leader election running", WAIT).await;
+    assert_eq!(running["leader"], false, "{running}");
+    let term = Instant::now();
     b.terminate().await;
     b.logged("leadership released")
         .pop()
         .unwrap_or_else(|| panic!("b released leadership:\n{}", b.logs()));
+    let took_over = c.wait_for("leadership acquired", WAIT).await;
+    let handed = term.elapsed();
+    assert_eq!(took_over["identity"], "replica-c");
+    slack
+        .wait_for(WAIT, "the third leader's Socket Mode connection", |_| {
+            (socket.connections() == 3).then_some(())
+        })
+        .await;
+    println!("{backend}: leader stopped with SIGTERM; next leader elected after {handed:?}");
+    if backend == "kubernetes" {
+        assert_eq!(
+            kube.lease_holder("erlmcp-bot", "erlmcp-bot").as_deref(),
+            Some("replica-c")
+        );
+    }
+    c.terminate().await;
     if backend == "kubernetes" {
         assert_eq!(
             kube.lease_holder("erlmcp-bot", "erlmcp-bot"),

@@ -33,8 +33,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Single, Backend::Postgres, Backend::KubernetesLease];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Single => "single",
@@ -320,6 +318,51 @@ mod tests {
                 .contains("bot.database_url")
         );
         assert_eq!(choose(LeaderElection::None, pg, true), Ok(Backend::Single));
+    }
+
+    #[test]
+    fn leader_keys_have_defaults_and_each_bad_one_is_named() {
+        let cfg = crate::config::from_toml("").unwrap();
+        assert_eq!(cfg.leader.election, LeaderElection::Auto);
+        assert_eq!(cfg.leader.lease_name, "erlmcp-bot");
+        assert_eq!(cfg.leader.lease_duration.0, Duration::from_secs(15));
+        assert_eq!(cfg.bot.shutdown_delay.0, Duration::ZERO);
+        let cfg = crate::config::from_toml(
+            "[bot]\nshutdown_delay = \"5s\"\n[leader]\nelection = \"kubernetes\"\n\
+             lease_namespace = \"ops\"\nlease_duration = \"30s\"\nidentity = \"pod-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.bot.shutdown_delay.0, Duration::from_secs(5));
+        assert_eq!(cfg.leader.election, LeaderElection::Kubernetes);
+        assert_eq!(cfg.leader.lease_namespace.as_deref(), Some("ops"));
+        assert_eq!(cfg.leader.identity.as_deref(), Some("pod-1"));
+        for (toml, key) in [
+            ("[leader]\nelection = \"zookeeper\"\n", "leader.election"),
+            (
+                "[leader]\nlease_duration = \"1s\"\n",
+                "leader.lease_duration",
+            ),
+            (
+                "[leader]\nlease_duration = \"1h\"\n",
+                "leader.lease_duration",
+            ),
+            (
+                "[leader]\nlease_name = \"Erlmcp Bot\"\n",
+                "leader.lease_name",
+            ),
+            (
+                "[leader]\nlease_namespace = \"-ops\"\n",
+                "leader.lease_namespace",
+            ),
+            ("[leader]\nidentity = \" \"\n", "leader.identity"),
+            ("[bot]\nshutdown_delay = \"10m\"\n", "bot.shutdown_delay"),
+        ] {
+            let problems = crate::config::from_toml(toml).unwrap_err();
+            assert!(
+                problems.iter().any(|p| p.path == key),
+                "{toml}: {problems:?}"
+            );
+        }
     }
 
     #[tokio::test]
