@@ -581,22 +581,31 @@ async fn a_rolling_restart_loses_no_command_and_runs_none_twice() {
     }));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    // The endpoints controller: probes every ready endpoint and takes out those that say
-    // they are not ready (or do not answer), as kubelet and the Service do.
+    // The endpoints controller: probes every ready endpoint and takes out one that says it
+    // is not ready (or does not answer) three times running, as kubelet (failureThreshold
+    // 3) and the Service do.
     let controller = {
         let (endpoints, stop, http) = (endpoints.clone(), stop.clone(), http.clone());
         tokio::spawn(async move {
+            let mut failures: std::collections::HashMap<u16, u32> = Default::default();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let current = endpoints.lock().unwrap().ready.clone();
                 for (port, probes) in current {
                     let why = match readyz(&http, probes).await {
-                        Ok((200, _)) => continue,
+                        Ok((200, _)) => {
+                            failures.remove(&port);
+                            continue;
+                        }
                         Ok((code, text)) => format!("{code} {}", text.trim()),
                         Err(e) => e,
                     };
-                    let mut e = endpoints.lock().unwrap();
-                    e.ready.retain(|(p, _)| *p != port);
-                    e.removed.push((port, why));
+                    let failed = failures.entry(port).or_default();
+                    *failed += 1;
+                    if *failed >= 3 {
+                        let mut e = endpoints.lock().unwrap();
+                        e.ready.retain(|(p, _)| *p != port);
+                        e.removed.push((port, why));
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -618,6 +627,7 @@ async fn a_rolling_restart_loses_no_command_and_runs_none_twice() {
                     e.ready[e.next % n].0
                 };
                 let key = format!("roll-{i:04}");
+                let at = Instant::now();
                 let status = slash(
                     &http,
                     &slack,
@@ -626,7 +636,7 @@ async fn a_rolling_restart_loses_no_command_and_runs_none_twice() {
                     &key,
                 )
                 .await;
-                sent.push((key, port, status));
+                sent.push((key, port, status, at));
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
@@ -659,18 +669,20 @@ async fn a_rolling_restart_loses_no_command_and_runs_none_twice() {
         removed[0].1, "503 not ready: shutting down",
         "taken out because it said so, while it still answered"
     );
-    for (key, port, status) in &sent {
+    for (key, port, status, _) in &sent {
         assert_eq!(*status, Ok(200), "{key} sent to {port}");
     }
-    let to_old = sent.iter().filter(|(_, p, _)| *p == old.port).count();
+    let to_old = sent.iter().filter(|(_, p, ..)| *p == old.port).count();
+    let after_term = sent
+        .iter()
+        .filter(|(_, p, _, at)| *p == old.port && *at > term)
+        .count();
     let to_new = sent.len() - to_old;
     assert!(to_old > 0 && to_new > 0, "old {to_old}, new {to_new}");
 
     slack
         .wait_for(WAIT, "an answer to every command", |s| {
-            sent.iter()
-                .all(|(k, _, _)| answers(s, k) >= 1)
-                .then_some(())
+            sent.iter().all(|(k, ..)| answers(s, k) >= 1).then_some(())
         })
         .await;
     let deadline = Instant::now() + WAIT;
@@ -678,19 +690,20 @@ async fn a_rolling_restart_loses_no_command_and_runs_none_twice() {
         let rows = audit(&dir, &db);
         let done = sent
             .iter()
-            .all(|(k, _, _)| rows_with(&rows, "executed", k) >= 1);
+            .all(|(k, ..)| rows_with(&rows, "executed", k) >= 1);
         if done || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for (key, port, _) in &sent {
+    for (key, port, ..) in &sent {
         assert_eq!(answers(&slack, key), 1, "{key} (to {port}) answered once");
         assert_eq!(rows_with(&rows, "executing", key), 1, "{key} run once");
         assert_eq!(rows_with(&rows, "executed", key), 1, "{key} done once");
     }
     println!(
-        "rolling restart: {} commands ({to_old} to the old replica, {to_new} to the new), \
+        "rolling restart: {} commands ({to_old} to the old replica, {after_term} of them after \
+         its SIGTERM; {to_new} to the new), \
          old replica gone {old_took:?} after SIGTERM",
         sent.len()
     );
