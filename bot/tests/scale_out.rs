@@ -263,6 +263,22 @@ async fn readyz(http: &reqwest::Client, probes: u16) -> Result<(u16, String), St
     Ok((r.status().as_u16(), r.text().await.unwrap_or_default()))
 }
 
+async fn metrics(probes: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{probes}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample in a /metrics text, 0 when absent.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Every audit row, from `audit export` (the binary, on the shared database).
 fn audit(dir: &Path, db: &str) -> Vec<Value> {
     let o = run_env(
@@ -355,6 +371,29 @@ async fn two_replicas_share_requests_and_post_each_incident_update_once() {
         assert_eq!(answers(&slack, &key), 1, "{key} answered once");
         assert_eq!(rows_with(&rows, "executing", &key), 1, "{key} run once");
         assert_eq!(rows_with(&rows, "executed", &key), 1, "{key} done once");
+    }
+    // Each replica's metrics: its share of acknowledgements and of the calls to Slack.
+    for s in [&a, &b] {
+        let m = metrics(s.probes).await;
+        let acks = sample(
+            &m,
+            "erlmcp_bot_ack_duration_seconds_count{platform=\"slack\"}",
+        );
+        assert!(acks >= (N / 2) as f64, "{}: {acks} acks\n{m}", s.name);
+        let calls = sample(
+            &m,
+            "erlmcp_bot_api_calls_total{platform=\"slack\",status=\"ok\"}",
+        );
+        assert!(
+            calls >= (N / 2) as f64,
+            "{}: {calls} Slack calls\n{m}",
+            s.name
+        );
+        let commands = sample(
+            &m,
+            "erlmcp_bot_commands_total{platform=\"slack\",command=\"restart\",outcome=\"ok\"}",
+        );
+        assert_eq!(commands, (N / 2) as f64, "{}\n{m}", s.name);
     }
     let handled = |s: &mut Serve| s.logged("command handled").len();
     let (ha, hb) = (handled(&mut a), handled(&mut b));
@@ -472,7 +511,22 @@ async fn leader_killed(backend: &str, db: &str) {
         elected < Duration::from_secs(LEASE_SECS * 5),
         "elected after {elected:?}"
     );
+    let m = metrics(b.probes).await;
+    let leader = format!(
+        "erlmcp_bot_leader{{backend=\"{}\"}}",
+        if backend == "kubernetes" {
+            "kubernetes-lease"
+        } else {
+            "postgres"
+        }
+    );
+    assert_eq!(sample(&m, &leader), 1.0, "{m}");
     if backend == "kubernetes" {
+        let calls = sample(
+            &m,
+            "erlmcp_bot_api_calls_total{platform=\"kubernetes\",status=\"ok\"}",
+        );
+        assert!(calls > 0.0, "the Lease calls are counted:\n{m}");
         assert_eq!(
             kube.lease_holder("erlmcp-bot", "erlmcp-bot").as_deref(),
             Some("replica-b"),
