@@ -240,7 +240,7 @@ async fn slash(
         &format!("trigger-{key}"),
     );
     let ts = chrono::Utc::now().timestamp();
-    let signature = erlmcp_bot::slack::sign(SECRET.as_bytes(), ts, body.as_bytes());
+    let signature = erlmcp_adapters::slack::sign(SECRET.as_bytes(), ts, body.as_bytes());
     http.post(format!("http://127.0.0.1:{port}/slack/commands"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("X-Slack-Request-Timestamp", ts.to_string())

@@ -78,11 +78,11 @@ async fn every_dashboard_query_names_an_exported_metric_and_every_metric_has_a_p
     let (store, _db) = testdb::fresh_sqlite().await;
     let bot = Bot::start(Arc::new(store), embedded_config()).await;
     let r = bot.say("dave", "restart development").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = bot.say("alice", "deploy production v3.0.0").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let r = bot.say("erin", "approve R-2").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     let scheduler = Scheduler::new(bot.app.engine.clone(), "dashboard");
     scheduler.install().await.unwrap();
     bot.advance(chrono::Duration::seconds(3));
@@ -103,6 +103,7 @@ async fn every_dashboard_query_names_an_exported_metric_and_every_metric_has_a_p
         store: bot.app.store.clone(),
         metrics: bot.app.metrics.clone(),
         config: bot.app.config.clone(),
+        conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
         draining: bot.app.draining.clone(),
     });
