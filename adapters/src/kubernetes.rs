@@ -698,24 +698,34 @@ impl Reporter<'_> {
     }
 }
 
+/// A client for `kubernetes.api_url` (an API server reached directly, without credentials:
+/// a local proxy or tests), else for the in-cluster service account or `KUBECONFIG`. Its
+/// calls are counted as the `kubernetes` platform's ([`crate::observe`]).
+pub async fn client(api_url: Option<&str>) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let config = match api_url {
+        Some(url) => kube::Config::new(
+            url.parse()
+                .with_context(|| format!("kubernetes.api_url {url:?} is not a URL"))?,
+        ),
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster service account or KUBECONFIG found")?,
+    };
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&crate::observe::CountCalls::new("kubernetes"))
+        .build())
+}
+
 impl KubernetesTarget {
     /// `api_url` points at an API server directly (no credentials; for a local proxy or
     /// tests). Without it the in-cluster service account or `KUBECONFIG` is used.
     pub async fn new(api_url: Option<&str>) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let client = match api_url {
-            Some(url) => {
-                let uri = url
-                    .parse()
-                    .with_context(|| format!("kubernetes.api_url {url:?} is not a URL"))?;
-                kube::Client::try_from(kube::Config::new(uri))
-                    .context("building the Kubernetes client")?
-            }
-            None => kube::Client::try_default()
-                .await
-                .context("no in-cluster service account or KUBECONFIG found")?,
-        };
-        Ok(Self::from_client(client, KubernetesOptions::default()))
+        Ok(Self::from_client(
+            client(api_url).await?,
+            KubernetesOptions::default(),
+        ))
     }
 
     pub fn from_client(client: kube::Client, opts: KubernetesOptions) -> Self {

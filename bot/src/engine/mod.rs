@@ -42,7 +42,7 @@ mod post_deploy;
 mod reads;
 
 use crate::clock::Clock;
-use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
+use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
@@ -548,6 +548,7 @@ impl Engine {
             command = tracing::field::Empty,
             request_id = %trace_id(),
         );
+        let mut command = "unparsed";
         let reply = async {
             let reply = match parsed {
                 Err(e) => {
@@ -555,7 +556,8 @@ impl Engine {
                     Reply::usage(e.render())
                 }
                 Ok(cmd) => {
-                    tracing::Span::current().record("command", grammar::command_name(&cmd));
+                    command = grammar::command_name(&cmd);
+                    tracing::Span::current().record("command", command);
                     let whoami = matches!(cmd, Command::Whoami);
                     let mut reply = self.dispatch(&inv, cmd).await;
                     if inv.actor.groups == GroupMembership::Unreadable
@@ -575,6 +577,7 @@ impl Engine {
             .commands
             .get_or_create(&CommandLabels {
                 platform: inv.actor.platform.clone(),
+                command: command.to_string(),
                 outcome: format!("{:?}", reply.kind).to_lowercase(),
             })
             .inc();
