@@ -262,6 +262,16 @@ pub enum Command {
         id: RunId,
         action: RunAction,
     },
+    /// Blue-green: which colour serves, switching the Service between colours, retiring
+    /// the idle one.
+    BlueGreen {
+        env: EnvName,
+        action: BlueGreenAction,
+    },
+    /// `--dry-run`: the plan of a change, without carrying it out.
+    Plan {
+        change: Box<Command>,
+    },
 }
 
 /// A GitHub Actions workflow run id, as GitHub prints it.
@@ -313,6 +323,54 @@ impl RunAction {
             | RunAction::Reject => true,
         }
     }
+}
+
+/// One of the two Deployments of a blue-green environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub fn parse(s: &str) -> Option<Colour> {
+        match s {
+            "blue" => Some(Colour::Blue),
+            "green" => Some(Colour::Green),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+    /// The colour that is not this one.
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", content = "colour", rename_all = "lowercase")]
+pub enum BlueGreenAction {
+    /// Which colour serves and what each colour runs.
+    Status,
+    /// Points the Service at this colour.
+    Switch(Colour),
+    /// Scales the idle colour to zero.
+    Retire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,10 +427,12 @@ pub enum OperationKind {
     RunRerun,
     RunApprove,
     RunReject,
+    BlueGreen,
+    BlueGreenRetire,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 21] = [
+    pub const ALL: [OperationKind; 23] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -394,6 +454,8 @@ impl OperationKind {
         OperationKind::RunRerun,
         OperationKind::RunApprove,
         OperationKind::RunReject,
+        OperationKind::BlueGreen,
+        OperationKind::BlueGreenRetire,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -420,6 +482,8 @@ impl OperationKind {
             OperationKind::RunRerun => "run.rerun",
             OperationKind::RunApprove => "run.approve",
             OperationKind::RunReject => "run.reject",
+            OperationKind::BlueGreen => "bluegreen",
+            OperationKind::BlueGreenRetire => "bluegreen.retire",
         }
     }
 
@@ -445,6 +509,8 @@ impl OperationKind {
                 | OperationKind::RunRerun
                 | OperationKind::RunApprove
                 | OperationKind::RunReject
+                | OperationKind::BlueGreen
+                | OperationKind::BlueGreenRetire
         )
     }
 }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, HumanDuration};
 use crate::model::{
-    Actor, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId, Severity,
-    Timestamp, Version,
+    Actor, BlueGreenAction, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId,
+    Severity, Timestamp, Version,
 };
 
 /// How many approvals a request needs, and from whom.
@@ -231,6 +231,13 @@ pub fn access(cmd: &Command) -> Access {
         // The environment is the run's, which only GitHub knows: the engine looks it up and
         // fills it in before deciding (see `Operation::needs_run_environment`).
         Command::Run { action, .. } => global(action.kind()),
+        Command::BlueGreen { env, action } => match action {
+            BlueGreenAction::Status => Access::AnyRole,
+            BlueGreenAction::Switch(_) => op(OperationKind::BlueGreen, env),
+            BlueGreenAction::Retire => op(OperationKind::BlueGreenRetire, env),
+        },
+        // A plan is shown to whoever may ask for the change itself.
+        Command::Plan { change } => access(change),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -361,7 +368,9 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::RunCancel
         | OperationKind::RunRerun
         | OperationKind::RunApprove
-        | OperationKind::RunReject => false,
+        | OperationKind::RunReject
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     }
 }
 
@@ -396,7 +405,9 @@ pub fn decide(
         | OperationKind::RunCancel
         | OperationKind::RunRerun
         | OperationKind::RunApprove
-        | OperationKind::RunReject => false,
+        | OperationKind::RunReject
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     };
 
     if actor.roles.is_empty() {

@@ -441,6 +441,7 @@ impl Target for GithubActionsTarget {
             TargetAction::Restart => Err(TargetError::Unsupported("restart", KIND)),
             TargetAction::Maintenance { .. } => Err(TargetError::Unsupported("maintenance", KIND)),
             TargetAction::Canary { .. } => Err(TargetError::Unsupported("canary", KIND)),
+            TargetAction::BlueGreen { .. } => Err(TargetError::Unsupported("blue-green", KIND)),
         }
     }
 

@@ -460,6 +460,7 @@ impl Engine {
                 operation: OperationKind::RunApprove,
                 preconditions: None,
             }),
+            plan: Vec::new(),
         };
         let arguments = serde_json::to_string(&cmd).unwrap_or_default();
         let row = self
