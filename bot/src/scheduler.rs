@@ -1,4 +1,5 @@
-//! Scheduled work kept in the store: incident status updates and request expiry.
+//! Scheduled work kept in the store: incident status updates, request expiry, audit
+//! checkpoints and the daily health report.
 //!
 //! A job is claimed with a lease before it runs, so with several replicas on one database
 //! each due job runs once, and a job whose holder died is taken over when its lease runs
@@ -19,6 +20,8 @@ use crate::store::{JobRow, StoreError, StoreResult};
 pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
 /// A signed checkpoint of the audit log every `audit.checkpoint_every`.
 pub const AUDIT_CHECKPOINT_JOB: &str = "audit_checkpoint";
+/// The daily health report, when `report.channel` is set.
+pub const DAILY_REPORT_JOB: &str = "daily_report";
 
 /// Something due, handed to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,7 @@ pub enum TimerEvent {
     IncidentStatusUpdate(IncidentId),
     ExpireRequests,
     AuditCheckpoint,
+    DailyReport,
 }
 
 /// Whether a recurring job goes on.
@@ -61,6 +65,10 @@ impl Engine {
                 {
                     warn!(error = %e, "periodic audit checkpoint not written");
                 }
+                Ok(Recurrence::Again)
+            }
+            TimerEvent::DailyReport => {
+                self.post_daily_report().await?;
                 Ok(Recurrence::Again)
             }
         }
@@ -129,6 +137,15 @@ impl Scheduler {
                 self.engine.now(),
             )
             .await?;
+        if self.engine.config().report.channel.is_some()
+            && let Some(due) = self.engine.config().report.next_after(self.engine.now())
+        {
+            // Every replica computes the same next time, so a restart cannot add a post.
+            self.engine
+                .store()
+                .upsert_job(DAILY_REPORT_JOB, DAILY_REPORT_JOB, "", due)
+                .await?;
+        }
         if self.engine.checkpointing() {
             self.engine
                 .store()
@@ -162,6 +179,7 @@ impl Scheduler {
             },
             EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
             AUDIT_CHECKPOINT_JOB => Some(TimerEvent::AuditCheckpoint),
+            DAILY_REPORT_JOB => Some(TimerEvent::DailyReport),
             _ => None,
         };
         let Some(event) = event else {
@@ -179,6 +197,7 @@ impl Scheduler {
             }
             TimerEvent::ExpireRequests => self.expiry_every,
             TimerEvent::AuditCheckpoint => self.engine.config().audit.checkpoint_every.as_chrono(),
+            TimerEvent::DailyReport => Duration::days(1),
         };
         let recurrence = match self.engine.on_timer(event).await {
             Ok(r) => r,

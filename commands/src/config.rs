@@ -219,6 +219,15 @@ pub struct EnvironmentSpec {
     /// Sandbox: replicas the simulated workload starts with.
     #[serde(default)]
     pub replicas: Option<u32>,
+    /// The CronJob `backup` runs now (`kubectl create job --from=cronjob/NAME`).
+    #[serde(default)]
+    pub backup_cronjob: Option<String>,
+    /// DR failover: a Job from this CronJob in the environment's namespace.
+    #[serde(default)]
+    pub dr_cronjob: Option<String>,
+    /// DR failover: this GitHub Actions workflow (when no `dr_cronjob` is set).
+    #[serde(default)]
+    pub dr_workflow: Option<String>,
 }
 
 fn default_target() -> TargetKind {
@@ -246,6 +255,9 @@ impl EnvironmentSpec {
             auto_rollback: None,
             guard_window: None,
             replicas: Some(replicas),
+            backup_cronjob: None,
+            dr_cronjob: None,
+            dr_workflow: None,
         }
     }
 
@@ -594,6 +606,12 @@ pub struct Config {
     pub roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// The DR region, described like an environment (`dr status` reads it).
+    #[serde(default)]
+    pub dr: Option<EnvironmentSpec>,
+    /// The daily health report.
+    #[serde(default)]
+    pub report: crate::runbook::ReportSection,
 }
 
 /// One thing wrong with a configuration, with the key path that holds it.
@@ -628,6 +646,9 @@ impl Config {
     pub fn finish(mut self) -> Config {
         for (name, env) in self.environments.iter_mut() {
             env.name = name.clone();
+        }
+        if let Some(dr) = self.dr.as_mut() {
+            dr.name = crate::runbook::DR_NAME.to_string();
         }
         self
     }
@@ -1226,6 +1247,7 @@ impl Config {
                 problem("discord.public_key".into(), "required in http mode".into());
             }
         }
+        out.extend(self.runbook_problems());
         out
     }
 }

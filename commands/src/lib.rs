@@ -8,6 +8,7 @@ pub mod grammar;
 pub mod model;
 pub mod policy;
 pub mod render;
+pub mod runbook;
 pub mod status;
 pub mod vocab;
 

@@ -252,6 +252,47 @@ pub enum Command {
     AuditPrune {
         before: Timestamp,
     },
+    /// Read-only troubleshooting: the namespace's events, warnings first.
+    Events {
+        env: EnvName,
+    },
+    /// Read-only troubleshooting: one pod's state, last state, resources and events.
+    Describe {
+        env: EnvName,
+        pod: String,
+    },
+    /// Read-only troubleshooting: CPU and memory per pod.
+    Top {
+        env: EnvName,
+    },
+    /// Deletes a stuck pod; `force` means grace period 0.
+    PodDelete {
+        env: EnvName,
+        pod: String,
+        force: bool,
+    },
+    /// `kubectl set resources` on the workload's container.
+    Resources {
+        env: EnvName,
+        change: crate::runbook::ResourceChange,
+    },
+    /// Runs the environment's backup CronJob now and follows the Job.
+    Backup {
+        env: EnvName,
+    },
+    /// Recent runs of the backup CronJob.
+    Backups {
+        env: EnvName,
+    },
+    /// The DR region's pods and health.
+    DrStatus,
+    /// Runs the environment's configured failover action.
+    DrFailover {
+        env: EnvName,
+        reason: Option<String>,
+    },
+    /// The daily health report, on demand.
+    Report,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,10 +343,20 @@ pub enum OperationKind {
     IncidentResolve,
     Audit,
     AuditPrune,
+    Events,
+    Describe,
+    Top,
+    PodDelete,
+    Resources,
+    Backup,
+    Backups,
+    DrStatus,
+    DrFailover,
+    Report,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 15] = [
+    pub const ALL: [OperationKind; 25] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -321,6 +372,16 @@ impl OperationKind {
         OperationKind::IncidentResolve,
         OperationKind::Audit,
         OperationKind::AuditPrune,
+        OperationKind::Events,
+        OperationKind::Describe,
+        OperationKind::Top,
+        OperationKind::PodDelete,
+        OperationKind::Resources,
+        OperationKind::Backup,
+        OperationKind::Backups,
+        OperationKind::DrStatus,
+        OperationKind::DrFailover,
+        OperationKind::Report,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -341,6 +402,16 @@ impl OperationKind {
             OperationKind::IncidentResolve => "incident.resolve",
             OperationKind::Audit => "audit",
             OperationKind::AuditPrune => "audit.prune",
+            OperationKind::Events => "events",
+            OperationKind::Describe => "describe",
+            OperationKind::Top => "top",
+            OperationKind::PodDelete => "pod.delete",
+            OperationKind::Resources => "resources",
+            OperationKind::Backup => "backup",
+            OperationKind::Backups => "backups",
+            OperationKind::DrStatus => "dr.status",
+            OperationKind::DrFailover => "dr.failover",
+            OperationKind::Report => "report",
         }
     }
 
@@ -360,6 +431,14 @@ impl OperationKind {
                 | OperationKind::Canary
                 | OperationKind::Pods
                 | OperationKind::Logs
+                | OperationKind::Events
+                | OperationKind::Describe
+                | OperationKind::Top
+                | OperationKind::PodDelete
+                | OperationKind::Resources
+                | OperationKind::Backup
+                | OperationKind::Backups
+                | OperationKind::DrFailover
         )
     }
 }

@@ -211,6 +211,16 @@ pub fn access(cmd: &Command) -> Access {
         Command::Logs { env, .. } => op(OperationKind::Logs, env),
         Command::Audit { .. } => global(OperationKind::Audit),
         Command::AuditPrune { .. } => global(OperationKind::AuditPrune),
+        Command::Events { env } => op(OperationKind::Events, env),
+        Command::Describe { env, .. } => op(OperationKind::Describe, env),
+        Command::Top { env } => op(OperationKind::Top, env),
+        Command::PodDelete { env, .. } => op(OperationKind::PodDelete, env),
+        Command::Resources { env, .. } => op(OperationKind::Resources, env),
+        Command::Backup { env } => op(OperationKind::Backup, env),
+        Command::Backups { env } => op(OperationKind::Backups, env),
+        Command::DrStatus => global(OperationKind::DrStatus),
+        Command::DrFailover { env, .. } => op(OperationKind::DrFailover, env),
+        Command::Report => global(OperationKind::Report),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -335,7 +345,17 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::Events
+        | OperationKind::Describe
+        | OperationKind::Top
+        | OperationKind::PodDelete
+        | OperationKind::Resources
+        | OperationKind::Backup
+        | OperationKind::Backups
+        | OperationKind::DrStatus
+        | OperationKind::DrFailover
+        | OperationKind::Report => false,
     }
 }
 
@@ -350,7 +370,7 @@ pub fn decide(
     let preconditions_apply = preconditions_apply(op.kind);
     // Exhaustive on purpose: each kind states whether break-glass applies to it.
     let break_glass_applies = match op.kind {
-        OperationKind::Rollback => true,
+        OperationKind::Rollback | OperationKind::DrFailover => true,
         OperationKind::Deploy
         | OperationKind::Scale
         | OperationKind::Restart
@@ -364,7 +384,16 @@ pub fn decide(
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::Events
+        | OperationKind::Describe
+        | OperationKind::Top
+        | OperationKind::PodDelete
+        | OperationKind::Resources
+        | OperationKind::Backup
+        | OperationKind::Backups
+        | OperationKind::DrStatus
+        | OperationKind::Report => false,
     };
 
     if actor.roles.is_empty() {
@@ -549,14 +578,18 @@ pub fn capabilities(policy: &Policy, actor: &Actor, environments: &[String]) -> 
                         None => now.push(env.clone()),
                     }
                 }
-                if policy.rules_for(kind, Some(&e)).any(|r| {
+                let glass = policy.rules_for(kind, Some(&e)).find_map(|r| {
                     r.break_glass
                         .as_ref()
-                        .is_some_and(|bg| actor.has_any_role(&bg.roles))
-                }) && !now.contains(env)
+                        .filter(|bg| actor.has_any_role(&bg.roles))
+                });
+                if let Some(bg) = glass
+                    && !now.contains(env)
                 {
+                    let during: Vec<&str> = bg.during.iter().map(|s| s.as_str()).collect();
                     approval.push(format!(
-                        "{env} at once during a P0/P1 incident (break-glass)"
+                        "{env} at once during a {} incident (break-glass)",
+                        during.join("/")
                     ));
                 }
             }

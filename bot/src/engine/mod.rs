@@ -37,6 +37,7 @@ pub use interrupted::Ownership;
 mod operation;
 mod post_deploy;
 mod reads;
+mod runbook;
 
 use crate::clock::Clock;
 use crate::incidents::OperationNote;
@@ -215,6 +216,21 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         Command::Restart { .. } => Some(TargetAction::Restart),
         Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
         Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::PodDelete { pod, force, .. } => Some(TargetAction::DeletePod {
+            pod: pod.clone(),
+            force: *force,
+        }),
+        Command::Resources { change, .. } => Some(TargetAction::SetResources {
+            change: change.clone(),
+        }),
+        Command::Backup { .. } => Some(TargetAction::Backup),
+        Command::DrFailover { .. } => Some(TargetAction::DrFailover),
+        Command::Events { .. }
+        | Command::Describe { .. }
+        | Command::Top { .. }
+        | Command::Backups { .. }
+        | Command::DrStatus
+        | Command::Report => None,
         Command::Help { .. }
         | Command::Whoami
         | Command::Status { .. }
@@ -242,7 +258,8 @@ fn reason_of(cmd: &Command) -> Option<String> {
         | Command::Rollback { reason, .. }
         | Command::Scale { reason, .. }
         | Command::Restart { reason, .. }
-        | Command::Maintenance { reason, .. } => reason.clone(),
+        | Command::Maintenance { reason, .. }
+        | Command::DrFailover { reason, .. } => reason.clone(),
         _ => None,
     }
 }
