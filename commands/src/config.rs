@@ -1155,10 +1155,10 @@ impl Config {
                 }
             }
             if let Some(bg) = &rule.break_glass {
-                if kind.is_some() && kind != Some(OperationKind::Rollback) {
+                if kind.is_some_and(|k| !crate::policy::break_glass_applies(k)) {
                     problem(
                         format!("{base}.break_glass"),
-                        "break-glass applies to rollback rules only".into(),
+                        "break-glass applies to rollback and dr.failover rules only".into(),
                     );
                 }
                 for (j, r) in bg.roles.iter().enumerate() {

@@ -359,17 +359,10 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
     }
 }
 
-/// The decision for an operation. Pure: every fact comes in through `facts`.
-pub fn decide(
-    policy: &Policy,
-    actor: &Actor,
-    op: &Operation,
-    facts: &Facts,
-    now: Timestamp,
-) -> Decision {
-    let preconditions_apply = preconditions_apply(op.kind);
-    // Exhaustive on purpose: each kind states whether break-glass applies to it.
-    let break_glass_applies = match op.kind {
+/// Whether a rule's `break_glass` can apply to this kind of operation. Exhaustive on
+/// purpose: each kind states it.
+pub fn break_glass_applies(kind: OperationKind) -> bool {
+    match kind {
         OperationKind::Rollback | OperationKind::DrFailover => true,
         OperationKind::Deploy
         | OperationKind::Scale
@@ -394,7 +387,19 @@ pub fn decide(
         | OperationKind::Backups
         | OperationKind::DrStatus
         | OperationKind::Report => false,
-    };
+    }
+}
+
+/// The decision for an operation. Pure: every fact comes in through `facts`.
+pub fn decide(
+    policy: &Policy,
+    actor: &Actor,
+    op: &Operation,
+    facts: &Facts,
+    now: Timestamp,
+) -> Decision {
+    let preconditions_apply = preconditions_apply(op.kind);
+    let break_glass_applies = break_glass_applies(op.kind);
 
     if actor.roles.is_empty() {
         return Decision::Deny(Refusal::NoRole);

@@ -98,7 +98,10 @@ async fn posted_once_a_day(db: Db) {
         report.contains("Yesterday's operations (2026-11-02): 1, 0 not successful"),
         "{report}"
     );
-    assert!(report.contains("restart stg routine by carol"), "{report}");
+    assert!(
+        report.contains("R-1 restart stg routine by local:carol: succeeded"),
+        "{report}"
+    );
     assert!(report.contains("Open incidents: none"), "{report}");
 
     // A replica restarting after the post does not bring the report back today.
