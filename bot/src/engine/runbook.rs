@@ -7,15 +7,6 @@ use erlmcp_commands::runbook as rb;
 use super::*;
 
 impl Engine {
-    fn env_and_target(&self, env: &str) -> Result<(&EnvironmentSpec, &Arc<dyn Target>), Reply> {
-        let spec = self
-            .cfg
-            .environment(env)
-            .ok_or_else(|| Reply::refused(format!("unknown environment {env}")))?;
-        let target = self.target_for(spec).map_err(Reply::failed)?;
-        Ok((spec, target))
-    }
-
     pub(super) async fn runbook_read(&self, cmd: &Command) -> Result<Reply, StoreError> {
         let env = match cmd {
             Command::Events { env }
@@ -26,9 +17,12 @@ impl Engine {
             Command::Report => return Ok(Reply::private(self.daily_report().await?)),
             _ => return Ok(Reply::failed("internal error: not a runbook read")),
         };
-        let (spec, target) = match self.env_and_target(env) {
-            Ok(x) => x,
-            Err(reply) => return Ok(reply),
+        let Some(spec) = self.cfg.environment(env) else {
+            return Ok(Reply::refused(format!("unknown environment {env}")));
+        };
+        let target = match self.target_for(spec) {
+            Ok(t) => t,
+            Err(e) => return Ok(Reply::failed(e)),
         };
         let kind = target.kind();
         let result = match cmd {
