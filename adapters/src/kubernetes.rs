@@ -12,6 +12,9 @@
 //! | scale | merge patch `{"spec":{"replicas":N}}` on the `/scale` subresource |
 //! | maintenance | merge patch of the Ingress annotation `nginx.ingress.kubernetes.io/maintenance` (`"true"` / `null`) |
 //!
+//! Troubleshooting (`events`, `describe`, `top`, `pod delete`), `resources`, backups and DR
+//! failover Jobs are in [`runbook`], with the requests they send.
+//!
 //! Every workload change is followed by a watch on that one object until the rollout
 //! completes, fails (`ProgressDeadlineExceeded`) or the environment's `rollout_timeout`
 //! passes; progress lines use `kubectl rollout status` wording.

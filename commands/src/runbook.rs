@@ -718,6 +718,59 @@ mod tests {
     }
 
     #[test]
+    fn the_report_is_due_at_the_next_time_of_day() {
+        use chrono::TimeZone;
+        let t = |d, h, m| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap();
+        let r = ReportSection {
+            channel: None,
+            time: Some("08:00".into()),
+        };
+        assert_eq!(r.next_after(t(2, 7, 59)), Some(t(2, 8, 0)));
+        assert_eq!(r.next_after(t(2, 8, 0)), Some(t(3, 8, 0)));
+        assert_eq!(r.next_after(t(2, 9, 0)), Some(t(3, 8, 0)));
+        assert_eq!(ReportSection::default().time_of_day(), Ok((8, 0)));
+        for bad in ["8:00", "24:00", "08:60", "0800", "08:00:00"] {
+            let r = ReportSection {
+                channel: None,
+                time: Some(bad.into()),
+            };
+            assert!(r.time_of_day().is_err(), "{bad}");
+            assert_eq!(r.next_after(t(2, 9, 0)), None);
+        }
+    }
+
+    #[test]
+    fn check_config_names_runbook_mistakes_by_key() {
+        let mut cfg = crate::config::Config::default();
+        let mut prod = EnvironmentSpec::sandbox("production", &["prod"], 3);
+        prod.dr_cronjob = Some("erlmcp-dr-failover".into());
+        prod.dr_workflow = Some("dr.yml".into());
+        prod.backup_cronjob = Some("Backup_Job".into());
+        cfg.environments.insert("production".into(), prod);
+        let mut dr = EnvironmentSpec::sandbox(DR_NAME, &[], 2);
+        dr.target = crate::config::TargetKind::Kubernetes;
+        dr.workload = None;
+        cfg.dr = Some(dr);
+        cfg.report = ReportSection {
+            channel: Some("C0OPS".into()),
+            time: Some("25:00".into()),
+        };
+        let paths: Vec<String> = cfg.runbook_problems().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "environments.production.dr_workflow",
+                "environments.production.backup_cronjob",
+                "dr",
+                "report.time",
+                "report.channel"
+            ]
+        );
+        let ok = EnvironmentSpec::sandbox("staging", &[], 1);
+        assert_eq!(ok.failover_action(), None);
+    }
+
+    #[test]
     fn events_sort_warnings_first_then_newest() {
         let e = |kind: &str, at: &str| EventInfo {
             kind: kind.into(),
