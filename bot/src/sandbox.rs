@@ -691,8 +691,14 @@ impl SandboxTarget {
 
     async fn events_of(&self, env: &EnvironmentSpec) -> Result<Vec<EventInfo>, TargetError> {
         let w = self.load(env).await?;
-        let at =
-            |t: Option<Timestamp>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        // The sandbox keeps no event history: its events are as of the last restart, or now.
+        let now = self.clock.now();
+        let at = |t: Option<Timestamp>| {
+            Some(
+                t.unwrap_or(now)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+        };
         let mut events = vec![EventInfo {
             kind: "Normal".into(),
             reason: "ScalingReplicaSet".into(),
