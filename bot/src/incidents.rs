@@ -1117,7 +1117,8 @@ impl Engine {
                 None,
             )
             .await;
-            self.post_to_incident(inc, &text, Some(&row.channel)).await;
+            self.post_to_incident(inc, &Message::from(&text), Some(&row.channel))
+                .await;
         }
     }
 }

@@ -103,24 +103,28 @@ async fn failover_needs_two_approvals_outside_a_p0() {
     let (bot, _, _dir) = bot(&sp, &chat).await;
 
     let r = say(&bot, "carol", GENERAL, "dr failover prod").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
-    let card = r.approval.expect("an approval card");
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
+    let card = r.approval().expect("an approval card").clone();
     assert_eq!(card.requirement.count, 2, "{card:?}");
 
     let r = say(&bot, "carol", GENERAL, &format!("approve {}", card.id)).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     let r = say(&bot, "alice", GENERAL, &format!("approve {}", card.id)).await;
     assert!(
         matches!(r.kind, ReplyKind::Ok | ReplyKind::Accepted),
         "{}",
-        r.text
+        r.text()
     );
-    assert!(!r.text.contains("DR failover of production"), "{}", r.text);
+    assert!(
+        !r.text().contains("DR failover of production"),
+        "{}",
+        r.text()
+    );
     let r = say(&bot, "bob", GENERAL, &format!("approve {}", card.id)).await;
     assert!(
-        r.text.contains("sandbox: DR failover of production"),
+        r.text().contains("sandbox: DR failover of production"),
         "{}",
-        r.text
+        r.text()
     );
     // No incident open: no status page touched.
     assert!(statuspage_patches(&sp).await.is_empty());
@@ -136,18 +140,18 @@ async fn during_a_p0_on_call_fails_over_at_once_and_the_status_page_says_so() {
 
     // A P1 is not enough for break-glass on this rule.
     let r = say(&bot, "dave", GENERAL, "incident declare P1 EU latency").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = say(&bot, "carol", GENERAL, "dr failover prod").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let r = say(&bot, "carol", GENERAL, "incident severity --id INC-1 P0").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
 
     let r = say(&bot, "carol", GENERAL, "dr failover prod eu-west-1 down").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
-        r.text.contains("sandbox: DR failover of production"),
+        r.text().contains("sandbox: DR failover of production"),
         "{}",
-        r.text
+        r.text()
     );
 
     let patches = statuspage_patches(&sp).await;
@@ -167,10 +171,10 @@ async fn during_a_p0_on_call_fails_over_at_once_and_the_status_page_says_so() {
     let timeline = say(&bot, "dave", GENERAL, "incident timeline INC-1").await;
     assert!(
         timeline
-            .text
+            .text()
             .contains("Failing over to DR region: R-2 dr failover prod eu-west-1 down"),
         "{}",
-        timeline.text
+        timeline.text()
     );
     let channel_posts: Vec<String> = chat
         .calls()

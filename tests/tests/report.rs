@@ -72,7 +72,7 @@ async fn posted_once_a_day(db: Db) {
     sb.install().await.unwrap();
 
     let r = a.say("carol", "restart stg routine").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let reports = || chat.posts_containing(OPS, TITLE);
 
     // Nothing before 08:00 the next morning.
@@ -154,16 +154,16 @@ async fn report_on_demand_and_without_a_channel_no_job() {
     assert!(due.iter().all(|j| j.kind != DAILY_REPORT_JOB), "{due:?}");
 
     let r = bot.say("dave", "report").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
-        r.text.contains("production [sandbox]: v2.9.5"),
+        r.text().contains("production [sandbox]: v2.9.5"),
         "{}",
-        r.text
+        r.text()
     );
     assert!(
-        r.text.contains("health not probed (no health_url)"),
+        r.text().contains("health not probed (no health_url)"),
         "{}",
-        r.text
+        r.text()
     );
     bot.finish().await;
 }
