@@ -29,6 +29,8 @@ pub struct App {
     pub conversation: Arc<Conversation>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
     pub slack: Option<Arc<SlackInbound>>,
+    /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -128,6 +130,7 @@ pub async fn build(
         config,
         conversation,
         slack: connected.slack,
+        draining: Arc::default(),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod conversation;
 pub mod engine;
 pub mod incidents;
+pub mod leader;
 pub mod metrics;
 pub mod platforms;
 pub mod sandbox;

@@ -293,6 +293,64 @@ pub enum Command {
     },
     /// The daily health report, on demand.
     Report,
+    /// Blue-green: which colour serves, switching the Service between colours, retiring
+    /// the idle one.
+    BlueGreen {
+        env: EnvName,
+        action: BlueGreenAction,
+    },
+    /// `--dry-run`: the plan of a change, without carrying it out.
+    Plan {
+        change: Box<Command>,
+    },
+}
+
+/// One of the two Deployments of a blue-green environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub fn parse(s: &str) -> Option<Colour> {
+        match s {
+            "blue" => Some(Colour::Blue),
+            "green" => Some(Colour::Green),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+    /// The colour that is not this one.
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", content = "colour", rename_all = "lowercase")]
+pub enum BlueGreenAction {
+    /// Which colour serves and what each colour runs.
+    Status,
+    /// Points the Service at this colour.
+    Switch(Colour),
+    /// Scales the idle colour to zero.
+    Retire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,10 +411,12 @@ pub enum OperationKind {
     DrStatus,
     DrFailover,
     Report,
+    BlueGreen,
+    BlueGreenRetire,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 25] = [
+    pub const ALL: [OperationKind; 27] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -382,6 +442,8 @@ impl OperationKind {
         OperationKind::DrStatus,
         OperationKind::DrFailover,
         OperationKind::Report,
+        OperationKind::BlueGreen,
+        OperationKind::BlueGreenRetire,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -412,6 +474,8 @@ impl OperationKind {
             OperationKind::DrStatus => "dr.status",
             OperationKind::DrFailover => "dr.failover",
             OperationKind::Report => "report",
+            OperationKind::BlueGreen => "bluegreen",
+            OperationKind::BlueGreenRetire => "bluegreen.retire",
         }
     }
 
@@ -439,6 +503,8 @@ impl OperationKind {
                 | OperationKind::Backup
                 | OperationKind::Backups
                 | OperationKind::DrFailover
+                | OperationKind::BlueGreen
+                | OperationKind::BlueGreenRetire
         )
     }
 }

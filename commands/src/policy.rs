@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, HumanDuration};
 use crate::model::{
-    Actor, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId, Severity,
-    Timestamp, Version,
+    Actor, BlueGreenAction, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId,
+    Severity, Timestamp, Version,
 };
 
 /// How many approvals a request needs, and from whom.
@@ -221,6 +221,13 @@ pub fn access(cmd: &Command) -> Access {
         Command::DrStatus => global(OperationKind::DrStatus),
         Command::DrFailover { env, .. } => op(OperationKind::DrFailover, env),
         Command::Report => global(OperationKind::Report),
+        Command::BlueGreen { env, action } => match action {
+            BlueGreenAction::Status => Access::AnyRole,
+            BlueGreenAction::Switch(_) => op(OperationKind::BlueGreen, env),
+            BlueGreenAction::Retire => op(OperationKind::BlueGreenRetire, env),
+        },
+        // A plan is shown to whoever may ask for the change itself.
+        Command::Plan { change } => access(change),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -355,7 +362,9 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::Backups
         | OperationKind::DrStatus
         | OperationKind::DrFailover
-        | OperationKind::Report => false,
+        | OperationKind::Report
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     }
 }
 
@@ -386,7 +395,9 @@ pub fn break_glass_applies(kind: OperationKind) -> bool {
         | OperationKind::Backup
         | OperationKind::Backups
         | OperationKind::DrStatus
-        | OperationKind::Report => false,
+        | OperationKind::Report
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     }
 }
 

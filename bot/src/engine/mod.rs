@@ -37,12 +37,13 @@ mod notify;
 pub use interrupted::Ownership;
 pub use notify::{Notifiers, OperationNote};
 mod operation;
+mod plan;
 mod post_deploy;
 mod reads;
 mod runbook;
 
 use crate::clock::Clock;
-use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
+use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
@@ -81,6 +82,9 @@ struct StoredApproval {
     /// The rule it was decided under; absent in requests stored by older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decided_under: Option<DecidedUnder>,
+    /// The target's plan when it was requested, shown on the approval card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    plan: Vec<String>,
 }
 
 /// The part of a stored approval that votes and cards need. Read on its own so that a
@@ -92,6 +96,8 @@ struct StoredRequirement {
     from: Vec<String>,
     #[serde(default)]
     met: Vec<String>,
+    #[serde(default)]
+    plan: Vec<String>,
 }
 
 impl StoredRequirement {
@@ -232,6 +238,11 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         | Command::Backups { .. }
         | Command::DrStatus
         | Command::Report => None,
+        Command::BlueGreen { action, .. } => match action {
+            erlmcp_commands::BlueGreenAction::Status => None,
+            _ => Some(TargetAction::BlueGreen { action: *action }),
+        },
+        Command::Plan { .. } => None,
         Command::Help { .. }
         | Command::Whoami
         | Command::Status { .. }
@@ -554,6 +565,7 @@ impl Engine {
             command = tracing::field::Empty,
             request_id = %trace_id(),
         );
+        let mut command = "unparsed";
         let reply = async {
             let reply = match parsed {
                 Err(e) => {
@@ -561,7 +573,8 @@ impl Engine {
                     Reply::usage(e.render())
                 }
                 Ok(cmd) => {
-                    tracing::Span::current().record("command", grammar::command_name(&cmd));
+                    command = grammar::command_name(&cmd);
+                    tracing::Span::current().record("command", command);
                     let whoami = matches!(cmd, Command::Whoami);
                     let mut reply = self.dispatch(&inv, cmd).await;
                     if inv.actor.groups == GroupMembership::Unreadable
@@ -581,6 +594,7 @@ impl Engine {
             .commands
             .get_or_create(&CommandLabels {
                 platform: inv.actor.platform.clone(),
+                command: command.to_string(),
                 outcome: format!("{:?}", reply.kind).to_lowercase(),
             })
             .inc();
