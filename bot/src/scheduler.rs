@@ -1,4 +1,5 @@
-//! Scheduled work kept in the store: incident status updates and request expiry.
+//! Scheduled work kept in the store: incident status updates, request expiry, audit
+//! checkpoints and the daily health report.
 //!
 //! A job is claimed with a lease before it runs, so with several replicas on one database
 //! each due job runs once, and a job whose holder died is taken over when its lease runs
@@ -23,6 +24,8 @@ pub const AUDIT_CHECKPOINT_JOB: &str = "audit_checkpoint";
 /// webhook.
 pub const GITHUB_GATES_JOB: &str = "github_gates";
 const GITHUB_POLL_DEFAULT_SECONDS: i64 = 30;
+/// The daily health report, when `report.channel` is set.
+pub const DAILY_REPORT_JOB: &str = "daily_report";
 
 /// Something due, handed to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,7 @@ pub enum TimerEvent {
     ExpireRequests,
     AuditCheckpoint,
     GithubGates,
+    DailyReport,
 }
 
 impl TimerEvent {
@@ -41,6 +45,7 @@ impl TimerEvent {
             TimerEvent::ExpireRequests => EXPIRE_REQUESTS_JOB,
             TimerEvent::AuditCheckpoint => AUDIT_CHECKPOINT_JOB,
             TimerEvent::GithubGates => GITHUB_GATES_JOB,
+            TimerEvent::DailyReport => DAILY_REPORT_JOB,
         }
     }
 }
@@ -85,6 +90,10 @@ impl Engine {
                 if n > 0 {
                     info!(opened = n, "environment gates found by polling");
                 }
+                Ok(Recurrence::Again)
+            }
+            TimerEvent::DailyReport => {
+                self.post_daily_report().await?;
                 Ok(Recurrence::Again)
             }
         }
@@ -153,6 +162,15 @@ impl Scheduler {
                 self.engine.now(),
             )
             .await?;
+        if self.engine.config().report.channel.is_some()
+            && let Some(due) = self.engine.config().report.next_after(self.engine.now())
+        {
+            // Every replica computes the same next time, so a restart cannot add a post.
+            self.engine
+                .store()
+                .upsert_job(DAILY_REPORT_JOB, DAILY_REPORT_JOB, "", due)
+                .await?;
+        }
         if self.engine.checkpointing() {
             self.engine
                 .store()
@@ -193,6 +211,7 @@ impl Scheduler {
             EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
             AUDIT_CHECKPOINT_JOB => Some(TimerEvent::AuditCheckpoint),
             GITHUB_GATES_JOB => Some(TimerEvent::GithubGates),
+            DAILY_REPORT_JOB => Some(TimerEvent::DailyReport),
             _ => None,
         };
         let Some(event) = event else {
@@ -221,6 +240,7 @@ impl Scheduler {
                 .poll_interval
                 .map(|d| d.as_chrono())
                 .unwrap_or_else(|| Duration::seconds(GITHUB_POLL_DEFAULT_SECONDS)),
+            TimerEvent::DailyReport => Duration::days(1),
         };
         let recurrence = match self.engine.on_timer(event).await {
             Ok(r) => r,

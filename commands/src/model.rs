@@ -262,6 +262,47 @@ pub enum Command {
         id: RunId,
         action: RunAction,
     },
+    /// Read-only troubleshooting: the namespace's events, warnings first.
+    Events {
+        env: EnvName,
+    },
+    /// Read-only troubleshooting: one pod's state, last state, resources and events.
+    Describe {
+        env: EnvName,
+        pod: String,
+    },
+    /// Read-only troubleshooting: CPU and memory per pod.
+    Top {
+        env: EnvName,
+    },
+    /// Deletes a stuck pod; `force` means grace period 0.
+    PodDelete {
+        env: EnvName,
+        pod: String,
+        force: bool,
+    },
+    /// `kubectl set resources` on the workload's container.
+    Resources {
+        env: EnvName,
+        change: crate::runbook::ResourceChange,
+    },
+    /// Runs the environment's backup CronJob now and follows the Job.
+    Backup {
+        env: EnvName,
+    },
+    /// Recent runs of the backup CronJob.
+    Backups {
+        env: EnvName,
+    },
+    /// The DR region's pods and health.
+    DrStatus,
+    /// Runs the environment's configured failover action.
+    DrFailover {
+        env: EnvName,
+        reason: Option<String>,
+    },
+    /// The daily health report, on demand.
+    Report,
     /// Blue-green: which colour serves, switching the Service between colours, retiring
     /// the idle one.
     BlueGreen {
@@ -427,12 +468,22 @@ pub enum OperationKind {
     RunRerun,
     RunApprove,
     RunReject,
+    Events,
+    Describe,
+    Top,
+    PodDelete,
+    Resources,
+    Backup,
+    Backups,
+    DrStatus,
+    DrFailover,
+    Report,
     BlueGreen,
     BlueGreenRetire,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 23] = [
+    pub const ALL: [OperationKind; 33] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -454,6 +505,16 @@ impl OperationKind {
         OperationKind::RunRerun,
         OperationKind::RunApprove,
         OperationKind::RunReject,
+        OperationKind::Events,
+        OperationKind::Describe,
+        OperationKind::Top,
+        OperationKind::PodDelete,
+        OperationKind::Resources,
+        OperationKind::Backup,
+        OperationKind::Backups,
+        OperationKind::DrStatus,
+        OperationKind::DrFailover,
+        OperationKind::Report,
         OperationKind::BlueGreen,
         OperationKind::BlueGreenRetire,
     ];
@@ -482,6 +543,16 @@ impl OperationKind {
             OperationKind::RunRerun => "run.rerun",
             OperationKind::RunApprove => "run.approve",
             OperationKind::RunReject => "run.reject",
+            OperationKind::Events => "events",
+            OperationKind::Describe => "describe",
+            OperationKind::Top => "top",
+            OperationKind::PodDelete => "pod.delete",
+            OperationKind::Resources => "resources",
+            OperationKind::Backup => "backup",
+            OperationKind::Backups => "backups",
+            OperationKind::DrStatus => "dr.status",
+            OperationKind::DrFailover => "dr.failover",
+            OperationKind::Report => "report",
             OperationKind::BlueGreen => "bluegreen",
             OperationKind::BlueGreenRetire => "bluegreen.retire",
         }
@@ -509,6 +580,14 @@ impl OperationKind {
                 | OperationKind::RunRerun
                 | OperationKind::RunApprove
                 | OperationKind::RunReject
+                | OperationKind::Events
+                | OperationKind::Describe
+                | OperationKind::Top
+                | OperationKind::PodDelete
+                | OperationKind::Resources
+                | OperationKind::Backup
+                | OperationKind::Backups
+                | OperationKind::DrFailover
                 | OperationKind::BlueGreen
                 | OperationKind::BlueGreenRetire
         )

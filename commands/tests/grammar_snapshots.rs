@@ -561,8 +561,8 @@ mod errors {
 
     #[test]
     fn help_topics() {
-        assert_snapshot!(run("help nope"), @r#"
-        error: unknown command "nope"
+        assert_snapshot!(run("help xyzzy"), @r#"
+        error: unknown command "xyzzy"
         usage: /erlmcp help [COMMAND]
         "#);
         assert_snapshot!(run("help deplyo"), @r#"
@@ -613,6 +613,16 @@ mod help_text {
         /erlmcp run rerun ID [--failed] — re-run a GitHub Actions run, or only its failed jobs
         /erlmcp run approve ID — approve the environment gate a GitHub Actions run waits on
         /erlmcp run reject ID — reject the environment gate a GitHub Actions run waits on
+        /erlmcp events ENV — recent events in ENV, warnings first, newest first
+        /erlmcp describe ENV POD — a pod's phase, conditions, last state (e.g. OOMKilled), limits, requests and events
+        /erlmcp top ENV — CPU and memory per pod in ENV
+        /erlmcp pod delete ENV POD [--force] — delete a stuck pod in ENV (--force: grace period 0)
+        /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] — set the container's CPU and memory requests and limits in ENV (kubectl set resources)
+        /erlmcp backup ENV — run ENV's backup CronJob now and report how it ends
+        /erlmcp backups ENV — recent runs of ENV's backup CronJob
+        /erlmcp dr status — the DR region's pods and health
+        /erlmcp dr failover ENV [REASON...] — fail ENV over to the DR region (runs the configured failover action)
+        /erlmcp report — the daily health report: pods, restarts, health, versions, incidents, yesterday's operations
         /erlmcp bluegreen ENV status|switch blue|green|retire [--dry-run] — the live colour in ENV; switch the Service to a colour; retire the idle colour
         Environments: development (dev), staging (stg), production (prod)
         Ids: R-42 or 42 for requests, INC-7 or 7 for incidents. Group words with "double quotes".
@@ -646,8 +656,8 @@ mod help_text {
 
     #[test]
     fn unknown_topic() {
-        assert_snapshot!(help(Some("nope"), &ctx()).unwrap_err().render(), @r#"
-        unknown command "nope"
+        assert_snapshot!(help(Some("xyzzy"), &ctx()).unwrap_err().render(), @r#"
+        unknown command "xyzzy"
         usage: /erlmcp help [COMMAND]
         "#);
     }

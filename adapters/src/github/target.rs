@@ -442,6 +442,10 @@ impl Target for GithubActionsTarget {
             TargetAction::Maintenance { .. } => Err(TargetError::Unsupported("maintenance", KIND)),
             TargetAction::Canary { .. } => Err(TargetError::Unsupported("canary", KIND)),
             TargetAction::BlueGreen { .. } => Err(TargetError::Unsupported("blue-green", KIND)),
+            TargetAction::DeletePod { .. } => Err(TargetError::Unsupported("pod delete", KIND)),
+            TargetAction::SetResources { .. } => Err(TargetError::Unsupported("resources", KIND)),
+            TargetAction::Backup => Err(TargetError::Unsupported("backup", KIND)),
+            TargetAction::DrFailover => Err(TargetError::Unsupported("dr failover", KIND)),
         }
     }
 
