@@ -383,23 +383,23 @@ static SPECS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pod delete",
-        usage: "pod delete ENV POD [--force]",
+        usage: "pod delete ENV POD [--force] [--dry-run]",
         summary: "delete a stuck pod in ENV (--force: grace period 0)",
-        options: &[FORCE],
+        options: &[FORCE, DRY_RUN],
         parse: command_pod_delete,
     },
     CommandSpec {
         name: "resources",
-        usage: "resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…]",
+        usage: "resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] [--dry-run]",
         summary: "set the container's CPU and memory requests and limits in ENV (kubectl set resources)",
-        options: &[REQUESTS, LIMITS],
+        options: &[REQUESTS, LIMITS, DRY_RUN],
         parse: command_resources,
     },
     CommandSpec {
         name: "backup",
-        usage: "backup ENV",
+        usage: "backup ENV [--dry-run]",
         summary: "run ENV's backup CronJob now and report how it ends",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_backup,
     },
     CommandSpec {
@@ -418,9 +418,9 @@ static SPECS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "dr failover",
-        usage: "dr failover ENV [REASON...]",
+        usage: "dr failover ENV [--dry-run] [REASON...]",
         summary: "fail ENV over to the DR region (runs the configured failover action)",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_dr_failover,
     },
     CommandSpec {

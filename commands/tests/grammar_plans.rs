@@ -33,6 +33,18 @@ fn dry_run_wraps_every_change() {
     assert_snapshot!(run("maintenance prod on --dry-run"), @r#"Plan { change: Maintenance { env: EnvName("production"), on: true, reason: None } }"#);
     assert_snapshot!(run("canary prod promote --dry-run"), @r#"Plan { change: Canary { env: EnvName("production"), action: Promote } }"#);
     assert_snapshot!(run("bluegreen prod retire --dry-run"), @r#"Plan { change: BlueGreen { env: EnvName("production"), action: Retire } }"#);
+    for input in [
+        "pod delete prod erlmcp-0 --force --dry-run",
+        "resources prod --limits memory=2Gi --dry-run",
+        "backup prod --dry-run",
+        "dr failover prod --dry-run region lost",
+    ] {
+        assert!(
+            matches!(parse(input, &ctx()), Ok(Command::Plan { .. })),
+            "{input}: {}",
+            run(input)
+        );
+    }
 }
 
 #[test]

@@ -18,7 +18,11 @@ impl Engine {
             | Command::Restart { env, .. }
             | Command::Maintenance { env, .. }
             | Command::Canary { env, .. }
-            | Command::BlueGreen { env, .. } => env,
+            | Command::BlueGreen { env, .. }
+            | Command::PodDelete { env, .. }
+            | Command::Resources { env, .. }
+            | Command::Backup { env }
+            | Command::DrFailover { env, .. } => env,
             _ => return Err("it changes nothing on a target".into()),
         };
         let env = self
