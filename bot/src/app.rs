@@ -24,6 +24,8 @@ pub struct App {
     pub config: Arc<Config>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
     pub slack: Option<Arc<crate::slack::SlackBridge>>,
+    /// The local chat (page and console), when `BuildOptions::local_chat`.
+    pub local: Option<Arc<crate::local::LocalBridge>>,
 }
 
 pub struct BuildOptions {
@@ -36,6 +38,8 @@ pub struct BuildOptions {
     pub guard_sleep: GuardSleep,
     /// A kube client to use instead of the configured cluster (tests).
     pub kube_client: Option<kube_client::Client>,
+    /// Runs the local chat platform in this process (`serve` when it is enabled, `console`).
+    pub local_chat: bool,
 }
 
 impl Default for BuildOptions {
@@ -45,6 +49,7 @@ impl Default for BuildOptions {
             chats: Vec::new(),
             guard_sleep: real_sleep(),
             kube_client: None,
+            local_chat: false,
         }
     }
 }
@@ -100,6 +105,12 @@ pub async fn build(
     } else {
         None
     };
+    let local = opts
+        .local_chat
+        .then(|| Arc::new(erlmcp_adapters::local::LocalChat::new()));
+    if let Some(chat) = &local {
+        chats.push(chat.clone());
+    }
     // A bot told to sign checkpoints must not run without being able to.
     crate::engine::check_audit_keys(&config.audit)?;
     let engine = Engine::new(EngineParts {
@@ -113,7 +124,9 @@ pub async fn build(
         guard_sleep: opts.guard_sleep,
     });
     let slack = slack.map(|p| crate::slack::SlackBridge::start(engine.clone(), p, metrics.clone()));
+    let local = local.map(|chat| crate::local::LocalBridge::start(engine.clone(), chat));
     Ok(App {
+        local,
         engine,
         store,
         metrics,

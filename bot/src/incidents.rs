@@ -209,7 +209,7 @@ impl Engine {
         match platform {
             Platform::Slack => cfg.slack.incidents_channel.clone(),
             Platform::Discord => cfg.discord.incidents_channel.clone(),
-            Platform::Local => None,
+            Platform::Local => Some(erlmcp_adapters::local::INCIDENTS.to_string()),
         }
         .filter(|c| !c.is_empty())
     }

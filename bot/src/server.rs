@@ -64,6 +64,12 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
     {
         router = router.merge(crate::slack::routes(slack.clone()));
     }
+    if which != Routes::Probes
+        && let Some(local) = &app.local
+        && let crate::local::PagePlan::Serve { .. } = crate::local::page_plan(&app.config)
+    {
+        router = router.merge(erlmcp_adapters::local::web::routes(local.web(&app.config)));
+    }
     let engine = app.engine.clone();
     let readiness = Readiness::new(
         app.store.clone(),

@@ -61,6 +61,7 @@ fn shared(bot: &Bot) -> App {
         metrics: bot.app.metrics.clone(),
         config: bot.app.config.clone(),
         slack: bot.app.slack.clone(),
+        local: bot.app.local.clone(),
     }
 }
 

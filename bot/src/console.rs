@@ -1,0 +1,348 @@
+//! `erlmcp-bot console --as NAME`: the local chat in a terminal. Lines read from stdin are
+//! said in the chat as NAME; every message the bot posts there (replies, progress, cards
+//! redrawn as others vote, incident updates from the scheduler) is printed as one block.
+//!
+//! Lines starting with `/as`, `/join` or `/quit` steer the console itself; anything else
+//! is a command, with or without the slash command in front.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use erlmcp_adapters::local::web::Directory;
+use erlmcp_adapters::local::{
+    Asked, DEPLOYMENTS, LocalEvent, LocalInbound, MessageView, Said, Tone,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::app::App;
+use crate::scheduler::Scheduler;
+
+/// How often cards are redrawn from the store, for votes cast elsewhere.
+const CARD_REFRESH: Duration = Duration::from_secs(1);
+/// How often the scheduler looks for due work (incident updates, expiries).
+const SCHEDULER_TICK: Duration = Duration::from_secs(5);
+
+/// What a console line asks of the console itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Nothing,
+    As(String),
+    Join(String),
+    Quit,
+    Help,
+    Say(String),
+}
+
+pub fn parse_line(line: &str) -> Line {
+    let t = line.trim();
+    let (head, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+    let rest = rest.trim();
+    match head {
+        "" => Line::Nothing,
+        "/as" => Line::As(rest.to_string()),
+        "/join" => Line::Join(rest.trim_start_matches('#').to_string()),
+        "/quit" | "/exit" => Line::Quit,
+        "/?" => Line::Help,
+        _ => Line::Say(t.to_string()),
+    }
+}
+
+const HELP: &str = "Type a command (`help` lists them); `/as NAME` speaks as someone else, `/join CHANNEL` moves to a channel, `/quit` leaves.";
+
+/// A message as one block of text.
+pub fn block(m: &MessageView) -> String {
+    let mut head = format!("#{}", m.channel);
+    if let Some(parent) = m.thread {
+        head.push_str(&format!(" › thread {parent}"));
+    }
+    head.push_str(&format!(" · {} · {}", m.from, m.at));
+    if m.edits > 0 {
+        head.push_str(" · updated");
+    }
+    if let Some(p) = &m.only_for {
+        head.push_str(&format!(" · only {p} sees this"));
+    }
+    let mut out = format!("── {head}\n{}", m.text.trim_end());
+    if let Some(p) = m.progress {
+        out.push_str(&format!("\n[{}/{} updated]", p.done, p.total));
+    }
+    out.push('\n');
+    out
+}
+
+/// Prints what the chat shows, once per change a reader would notice.
+struct Printer<W: Write> {
+    out: W,
+    /// Text and edit count last printed per message.
+    printed: HashMap<u64, (String, u32)>,
+    channels: Vec<String>,
+}
+
+impl<W: Write> Printer<W> {
+    fn show(&mut self, event: &LocalEvent) {
+        match event {
+            LocalEvent::Snapshot { channels, messages } => {
+                self.channels = channels.iter().map(|c| c.id.clone()).collect();
+                for m in messages {
+                    self.message(m);
+                }
+            }
+            LocalEvent::Channel { channel } => {
+                if !self.channels.contains(&channel.id) {
+                    self.channels.push(channel.id.clone());
+                    let _ = writeln!(self.out, "── #{} opened\n", channel.id);
+                }
+            }
+            LocalEvent::Message { message } => self.message(message),
+        }
+        let _ = self.out.flush();
+    }
+
+    fn message(&mut self, m: &MessageView) {
+        // What the person typed is on their screen already.
+        if m.tone == Tone::Person {
+            return;
+        }
+        let seen = (m.text.clone(), m.edits);
+        if self.printed.get(&m.id) == Some(&seen) {
+            return;
+        }
+        self.printed.insert(m.id, seen);
+        let _ = writeln!(self.out, "{}", block(m));
+    }
+}
+
+async fn print_events<W: Write + Send>(
+    mut live: broadcast::Receiver<erlmcp_adapters::local::Sequenced>,
+    out: W,
+    mut finish: oneshot::Receiver<()>,
+) {
+    let mut p = Printer {
+        out,
+        printed: HashMap::new(),
+        channels: Vec::new(),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            ev = live.recv() => match ev {
+                Ok(e) => p.show(&e.event),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = writeln!(p.out, "── ({n} messages were too many to show)\n");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = &mut finish => {
+                while let Ok(e) = live.try_recv() {
+                    p.show(&e.event);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the console on `lines` (stdin's lines) until they end or `/quit`, printing to
+/// stdout. Returns once the work the lines started is done and shown.
+pub async fn run(
+    app: Arc<App>,
+    person: String,
+    mut lines: mpsc::Receiver<String>,
+    prompt: bool,
+) -> Result<(), String> {
+    let Some(bridge) = app.local.clone() else {
+        return Err("the local chat is not running".into());
+    };
+    let directory = crate::local::directory(&app.config);
+    let mut person = known(&directory, &person)?;
+    let mut channel = DEPLOYMENTS.to_string();
+    let chat = bridge.chat().clone();
+
+    let follow = chat.follow(None);
+    let (finish, finished) = oneshot::channel();
+    let printer = tokio::spawn(print_events(follow.live, std::io::stdout(), finished));
+
+    let scheduler = {
+        let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
+        if let Err(e) = scheduler.install().await {
+            tracing::warn!(error = %e, "could not install the recurring jobs");
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SCHEDULER_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                scheduler.tick().await;
+            }
+        })
+    };
+    let ownership = app.engine.start_ownership().await;
+    let refresher = {
+        let bridge = bridge.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CARD_REFRESH).await;
+                bridge.refresh_open_cards().await;
+            }
+        })
+    };
+
+    let say = |line: String| {
+        let stdout = std::io::stdout();
+        let mut o = stdout.lock();
+        let _ = writeln!(o, "{line}");
+        let _ = o.flush();
+    };
+    if prompt {
+        say(format!(
+            "erlmcp-bot console: speaking as {} in #{channel}. {HELP}",
+            describe(&directory, &person)
+        ));
+    }
+    loop {
+        if prompt {
+            let mut o = std::io::stdout().lock();
+            let _ = write!(o, "{person} #{channel}> ");
+            let _ = o.flush();
+        }
+        let Some(line) = lines.recv().await else {
+            break;
+        };
+        match parse_line(&line) {
+            Line::Nothing => {}
+            Line::Quit => break,
+            Line::Help => say(HELP.to_string()),
+            Line::As(name) => match known(&directory, &name) {
+                Ok(p) => {
+                    person = p;
+                    say(format!(
+                        "── now speaking as {}\n",
+                        describe(&directory, &person)
+                    ));
+                }
+                Err(e) => say(format!("── {e}\n")),
+            },
+            Line::Join(c) => {
+                if chat.has_channel(&c) {
+                    channel = c;
+                    say(format!("── now in #{channel}\n"));
+                } else {
+                    let names: Vec<String> = chat
+                        .channels()
+                        .into_iter()
+                        .map(|c| format!("#{}", c.id))
+                        .collect();
+                    say(format!(
+                        "── no channel #{c} (there are {})\n",
+                        names.join(", ")
+                    ));
+                }
+            }
+            Line::Say(text) => {
+                bridge
+                    .said(Said {
+                        person: person.clone(),
+                        channel: channel.clone(),
+                        thread: None,
+                        asked: Asked::Command(text),
+                    })
+                    .await;
+            }
+        }
+    }
+    // What the lines started finishes and is shown before the console goes.
+    app.engine.wait_idle().await;
+    bridge.refresh_open_cards().await;
+    refresher.abort();
+    scheduler.abort();
+    let _ = finish.send(());
+    let _ = printer.await;
+    app.engine.flush_checkpoints().await;
+    ownership.abort();
+    Ok(())
+}
+
+fn known(directory: &Directory, name: &str) -> Result<String, String> {
+    let name = name.trim().trim_start_matches('@');
+    let name = name.strip_prefix("local:").unwrap_or(name);
+    if directory.people.iter().any(|p| p.name == name) {
+        return Ok(name.to_string());
+    }
+    let names: Vec<&str> = directory.people.iter().map(|p| p.name.as_str()).collect();
+    Err(format!(
+        "nobody called {name:?} here (people: {})",
+        if names.is_empty() {
+            "none configured".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
+fn describe(directory: &Directory, name: &str) -> String {
+    match directory.people.iter().find(|p| p.name == name) {
+        Some(p) if !p.roles.is_empty() => format!("{name} ({})", p.roles.join(", ")),
+        _ => format!("{name} (no role)"),
+    }
+}
+
+/// Reads stdin line by line on a thread of its own (stdin blocks).
+pub fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use erlmcp_adapters::local::ProgressView;
+
+    #[test]
+    fn console_lines_steer_or_say() {
+        assert_eq!(parse_line("  "), Line::Nothing);
+        assert_eq!(parse_line("/as bob"), Line::As("bob".into()));
+        assert_eq!(
+            parse_line("/join #incidents"),
+            Line::Join("incidents".into())
+        );
+        assert_eq!(parse_line("/quit"), Line::Quit);
+        assert_eq!(
+            parse_line("/erlmcp deploy prod v3"),
+            Line::Say("/erlmcp deploy prod v3".into())
+        );
+        assert_eq!(parse_line("whoami"), Line::Say("whoami".into()));
+    }
+
+    #[test]
+    fn a_block_names_channel_thread_author_and_state() {
+        let m = MessageView {
+            id: 7,
+            channel: "deployments".into(),
+            thread: Some(5),
+            from: "erlmcp-bot".into(),
+            only_for: Some("alice".into()),
+            tone: Tone::Ok,
+            html: String::new(),
+            text: "done\n".into(),
+            request: None,
+            progress: Some(ProgressView { done: 2, total: 5 }),
+            at: "10:00:00".into(),
+            edits: 1,
+        };
+        assert_eq!(
+            block(&m),
+            "── #deployments › thread 5 · erlmcp-bot · 10:00:00 · updated · only alice sees this\ndone\n[2/5 updated]\n"
+        );
+    }
+}
