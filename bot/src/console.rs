@@ -14,6 +14,7 @@ use erlmcp_adapters::local::web::Directory;
 use erlmcp_adapters::local::{
     Asked, DEPLOYMENTS, LocalEvent, LocalInbound, MessageView, Said, Tone,
 };
+use rustyline::ExternalPrinter;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::app::App;
@@ -72,15 +73,39 @@ pub fn block(m: &MessageView) -> String {
     out
 }
 
+/// Where the console writes: stdout, or above the prompt while a line is being edited.
+#[derive(Clone)]
+pub enum Output {
+    Stdout,
+    Terminal(Arc<std::sync::Mutex<Box<dyn ExternalPrinter + Send>>>),
+}
+
+impl Output {
+    /// Prints `text` as it is (blocks end with a blank line).
+    pub fn print(&self, text: &str) {
+        match self {
+            Output::Stdout => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(text.as_bytes());
+                let _ = o.flush();
+            }
+            Output::Terminal(p) => {
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = p.print(text.trim_end_matches('\n').to_string() + "\n");
+            }
+        }
+    }
+}
+
 /// Prints what the chat shows, once per change a reader would notice.
-struct Printer<W: Write> {
-    out: W,
+struct Printer {
+    out: Output,
     /// Text and edit count last printed per message.
     printed: HashMap<u64, (String, u32)>,
     channels: Vec<String>,
 }
 
-impl<W: Write> Printer<W> {
+impl Printer {
     fn show(&mut self, event: &LocalEvent) {
         match event {
             LocalEvent::Snapshot { channels, messages } => {
@@ -92,12 +117,11 @@ impl<W: Write> Printer<W> {
             LocalEvent::Channel { channel } => {
                 if !self.channels.contains(&channel.id) {
                     self.channels.push(channel.id.clone());
-                    let _ = writeln!(self.out, "── #{} opened\n", channel.id);
+                    self.out.print(&format!("── #{} opened\n\n", channel.id));
                 }
             }
             LocalEvent::Message { message } => self.message(message),
         }
-        let _ = self.out.flush();
     }
 
     fn message(&mut self, m: &MessageView) {
@@ -110,13 +134,13 @@ impl<W: Write> Printer<W> {
             return;
         }
         self.printed.insert(m.id, seen);
-        let _ = writeln!(self.out, "{}", block(m));
+        self.out.print(&format!("{}\n", block(m)));
     }
 }
 
-async fn print_events<W: Write + Send>(
+async fn print_events(
     mut live: broadcast::Receiver<erlmcp_adapters::local::Sequenced>,
-    out: W,
+    out: Output,
     mut finish: oneshot::Receiver<()>,
 ) {
     let mut p = Printer {
@@ -130,7 +154,7 @@ async fn print_events<W: Write + Send>(
             ev = live.recv() => match ev {
                 Ok(e) => p.show(&e.event),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let _ = writeln!(p.out, "── ({n} messages were too many to show)\n");
+                    p.out.print(&format!("── ({n} messages were too many to show)\n\n"));
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
@@ -146,12 +170,12 @@ async fn print_events<W: Write + Send>(
 
 /// Runs the console on `lines` (stdin's lines) until they end or `/quit`, printing to
 /// stdout. Returns once the work the lines started is done and shown.
-pub async fn run(
-    app: Arc<App>,
-    person: String,
-    mut lines: mpsc::Receiver<String>,
-    prompt: bool,
-) -> Result<(), String> {
+pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), String> {
+    let Input {
+        mut lines,
+        out,
+        ask,
+    } = input;
     let Some(bridge) = app.local.clone() else {
         return Err("the local chat is not running".into());
     };
@@ -162,7 +186,7 @@ pub async fn run(
 
     let follow = chat.follow(None);
     let (finish, finished) = oneshot::channel();
-    let printer = tokio::spawn(print_events(follow.live, std::io::stdout(), finished));
+    let printer = tokio::spawn(print_events(follow.live, out.clone(), finished));
 
     let scheduler = {
         let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
@@ -189,24 +213,21 @@ pub async fn run(
         })
     };
 
-    let say = |line: String| {
-        let stdout = std::io::stdout();
-        let mut o = stdout.lock();
-        let _ = writeln!(o, "{line}");
-        let _ = o.flush();
+    let say = |line: String| out.print(&format!("{line}\n"));
+    // On a terminal the next line is asked for, with its prompt, once the last one is done.
+    let ask_line = |person: &str, channel: &str| {
+        if let Some(a) = &ask {
+            let _ = a.send(format!("{person} #{channel}> "));
+        }
     };
-    if prompt {
+    if ask.is_some() {
         say(format!(
             "erlmcp-bot console: speaking as {} in #{channel}. {HELP}",
             describe(&directory, &person)
         ));
     }
     loop {
-        if prompt {
-            let mut o = std::io::stdout().lock();
-            let _ = write!(o, "{person} #{channel}> ");
-            let _ = o.flush();
-        }
+        ask_line(&person, &channel);
         let Some(line) = lines.recv().await else {
             break;
         };
@@ -288,9 +309,49 @@ fn describe(directory: &Directory, name: &str) -> String {
     }
 }
 
-/// Reads stdin line by line on a thread of its own (stdin blocks).
-pub fn stdin_lines() -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel(64);
+/// What the console reads and where it writes.
+pub struct Input {
+    pub lines: mpsc::Receiver<String>,
+    pub out: Output,
+    /// On a terminal: asks for the next line, with the prompt to show.
+    pub ask: Option<std::sync::mpsc::Sender<String>>,
+}
+
+/// Stdin line by line, on a thread of its own (reading blocks). On a terminal, with a
+/// prompt, line editing and history, and messages printed above the line being edited;
+/// in a pipe, plain lines and plain output.
+pub fn stdin_input() -> Input {
+    use std::io::IsTerminal as _;
+    let (tx, lines) = mpsc::channel(64);
+    if std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && let Ok(mut editor) = rustyline::DefaultEditor::new()
+        && let Ok(printer) = editor.create_external_printer()
+    {
+        let (ask, asked) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            while let Ok(p) = asked.recv() {
+                match editor.readline(&p) {
+                    Ok(line) => {
+                        if !line.trim().is_empty() {
+                            let _ = editor.add_history_entry(line.as_str());
+                        }
+                        if tx.blocking_send(line).is_err() {
+                            break;
+                        }
+                    }
+                    // Ctrl-D, Ctrl-C, or the terminal went away: the console ends.
+                    Err(_) => break,
+                }
+            }
+        });
+        let printer: Box<dyn ExternalPrinter + Send> = Box::new(printer);
+        return Input {
+            lines,
+            out: Output::Terminal(Arc::new(std::sync::Mutex::new(printer))),
+            ask: Some(ask),
+        };
+    }
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::stdin().lock().lines() {
@@ -300,7 +361,11 @@ pub fn stdin_lines() -> mpsc::Receiver<String> {
             }
         }
     });
-    rx
+    Input {
+        lines,
+        out: Output::Stdout,
+        ask: None,
+    }
 }
 
 #[cfg(test)]

@@ -374,19 +374,12 @@ async fn open_app(loaded: config::Loaded, url: &str, local_chat: bool) -> Result
 }
 
 async fn console(loaded: config::Loaded, url: &str, user: String) -> ExitCode {
-    use std::io::IsTerminal as _;
     let app = match open_app(loaded, url, true).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };
-    let prompt = std::io::stdin().is_terminal();
-    let result = erlmcp_bot::console::run(
-        app.clone(),
-        user,
-        erlmcp_bot::console::stdin_lines(),
-        prompt,
-    )
-    .await;
+    let result =
+        erlmcp_bot::console::run(app.clone(), user, erlmcp_bot::console::stdin_input()).await;
     app.store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
