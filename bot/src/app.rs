@@ -10,22 +10,37 @@ use erlmcp_adapters::target::Target;
 use erlmcp_commands::config::{Config, EnvironmentSpec, TargetKind};
 
 use crate::clock::Clock;
+use crate::conversation::Conversation;
 use crate::engine::{Engine, EngineParts, GuardSleep, real_sleep};
 use crate::metrics::Metrics;
+use crate::platforms::{self, Platforms};
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
 use erlmcp_adapters::kube_client;
 use erlmcp_adapters::kubernetes::{KubernetesOptions, KubernetesTarget};
+use erlmcp_adapters::slack::SlackInbound;
 
 pub struct App {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Where every chat platform hands its inbound messages.
+    pub conversation: Arc<Conversation>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
-    pub slack: Option<Arc<crate::slack::SlackBridge>>,
+    pub slack: Option<Arc<SlackInbound>>,
     /// The local chat (page and console), when `BuildOptions::local_chat`.
-    pub local: Option<Arc<crate::local::LocalBridge>>,
+    pub local: Option<Arc<crate::local::Local>>,
+}
+
+impl App {
+    /// The inbound halves of the platforms, for the HTTP server.
+    pub fn platforms(&self) -> Platforms {
+        Platforms {
+            slack: self.slack.clone(),
+            local: self.local.as_ref().and_then(|l| l.web()),
+        }
+    }
 }
 
 pub struct BuildOptions {
@@ -93,18 +108,8 @@ pub async fn build(
         targets.push(Arc::new(target));
     }
     let mut chats = opts.chats;
-    let slack = if config.slack.enabled {
-        let platform = erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(
-            &config,
-            clock.clone(),
-        ))
-        .context("could not set up the Slack client")?;
-        let platform = Arc::new(platform);
-        chats.push(platform.clone());
-        Some(platform)
-    } else {
-        None
-    };
+    let clients = platforms::clients(&config, clock.clone())?;
+    chats.extend(clients.chats());
     let local = opts
         .local_chat
         .then(|| Arc::new(erlmcp_adapters::local::LocalChat::new()));
@@ -118,20 +123,23 @@ pub async fn build(
         store: store.clone(),
         targets,
         ci: ci_source(&config)?,
-        clock,
+        clock: clock.clone(),
         metrics: metrics.clone(),
         chats,
         guard_sleep: opts.guard_sleep,
     });
-    let slack = slack.map(|p| crate::slack::SlackBridge::start(engine.clone(), p, metrics.clone()));
-    let local = local.map(|chat| crate::local::LocalBridge::start(engine.clone(), chat));
+    let conversation = Conversation::start(engine.clone(), metrics.clone());
+    let connected = platforms::connect(&config, clock, &clients, conversation.clone());
+    let local = local
+        .map(|chat| crate::local::Local::new(&config, engine.clone(), chat, conversation.clone()));
     Ok(App {
         local,
         engine,
         store,
         metrics,
         config,
-        slack,
+        conversation,
+        slack: connected.slack,
     })
 }
 

@@ -10,10 +10,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use erlmcp_adapters::chat::Asked;
 use erlmcp_adapters::local::web::Directory;
-use erlmcp_adapters::local::{
-    Asked, DEPLOYMENTS, LocalEvent, LocalInbound, MessageView, Said, Tone,
-};
+use erlmcp_adapters::local::{DEPLOYMENTS, LocalEvent, MessageView, Tone};
 use rustyline::ExternalPrinter;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -176,13 +175,13 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
         out,
         ask,
     } = input;
-    let Some(bridge) = app.local.clone() else {
+    let Some(local) = app.local.clone() else {
         return Err("the local chat is not running".into());
     };
     let directory = crate::local::directory(&app.config);
     let mut person = known(&directory, &person)?;
     let mut channel = DEPLOYMENTS.to_string();
-    let chat = bridge.chat().clone();
+    let chat = local.chat().clone();
 
     let follow = chat.follow(None);
     let (finish, finished) = oneshot::channel();
@@ -204,11 +203,11 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
     };
     let ownership = app.engine.start_ownership().await;
     let refresher = {
-        let bridge = bridge.clone();
+        let local = local.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(CARD_REFRESH).await;
-                bridge.refresh_open_cards().await;
+                local.refresh_open_cards().await;
             }
         })
     };
@@ -262,20 +261,20 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
                 }
             }
             Line::Say(text) => {
-                bridge
-                    .said(Said {
-                        person: person.clone(),
-                        channel: channel.clone(),
-                        thread: None,
-                        asked: Asked::Command(text),
-                    })
-                    .await;
+                if let Err(e) = local
+                    .say(&person, &channel, Asked::Command(text), None)
+                    .await
+                {
+                    say(format!("── not taken: {e}\n"));
+                }
+                // One command at a time: its answer (and progress) before the next line.
+                app.engine.wait_idle().await;
             }
         }
     }
     // What the lines started finishes and is shown before the console goes.
     app.engine.wait_idle().await;
-    bridge.refresh_open_cards().await;
+    local.refresh_open_cards().await;
     refresher.abort();
     scheduler.abort();
     let _ = finish.send(());

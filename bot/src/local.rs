@@ -1,23 +1,20 @@
-//! The local chat wired to the engine: who may see the page, who is in it, and what happens
-//! to what is said there (the page and `console` alike).
+//! The local chat wired to the bot: who may see the page, who is in it, and the way what is
+//! said there (on the page or in `console`) reaches the conversation layer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use erlmcp_adapters::chat::{ChatPlatform, MessageRef, Platform};
+use erlmcp_adapters::chat::{
+    Asked, ChatPlatform, InboundHandler, MessageRef, Platform, Unavailable,
+};
 use erlmcp_adapters::local::web::{Access, Directory, LocalWeb, PersonView};
-use erlmcp_adapters::local::{Asked, LocalChat, LocalInbound, Said};
-use erlmcp_adapters::target::Progress;
+use erlmcp_adapters::local::{LocalChat, hand_over};
+use erlmcp_commands::RequestId;
 use erlmcp_commands::config::Config;
-use erlmcp_commands::grammar;
-use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
-use erlmcp_commands::{Command, RequestId};
-use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
-use tracing::{error, warn};
+use erlmcp_commands::render::Reply;
+use tracing::error;
 
-use crate::engine::{Engine, EngineEvent, Invocation};
+use crate::engine::Engine;
 
 /// Whether the page is served on `bot.listen`, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,36 +104,69 @@ pub fn directory(cfg: &Config) -> Directory {
     }
 }
 
-/// Acts on what is said in the local chat and keeps its approval cards current.
-pub struct LocalBridge {
-    engine: Arc<Engine>,
+/// The local chat in this process: the platform, its page when it is served, and the
+/// way in for the console.
+pub struct Local {
     chat: Arc<LocalChat>,
+    engine: Arc<Engine>,
+    handler: Arc<dyn InboundHandler>,
+    web: Option<Arc<LocalWeb>>,
 }
 
-impl LocalBridge {
-    /// Must run inside the runtime: starts redrawing approval cards on engine events.
-    pub fn start(engine: Arc<Engine>, chat: Arc<LocalChat>) -> Arc<LocalBridge> {
-        tokio::spawn(redraw_cards(engine.subscribe(), chat.clone()));
-        Arc::new(LocalBridge { engine, chat })
+impl Local {
+    pub fn new(
+        cfg: &Config,
+        engine: Arc<Engine>,
+        chat: Arc<LocalChat>,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Arc<Local> {
+        let web = matches!(page_plan(cfg), PagePlan::Serve { .. }).then(|| {
+            let access = if cfg.local.token.is_empty() {
+                Access::loopback()
+            } else {
+                Access::with_token(cfg.local.token.expose())
+            };
+            Arc::new(LocalWeb {
+                chat: chat.clone(),
+                handler: handler.clone(),
+                directory: directory(cfg),
+                access,
+            })
+        });
+        Arc::new(Local {
+            chat,
+            engine,
+            handler,
+            web,
+        })
     }
 
     pub fn chat(&self) -> &Arc<LocalChat> {
         &self.chat
     }
 
-    /// The page's routes.
-    pub fn web(self: &Arc<Self>, cfg: &Config) -> Arc<LocalWeb> {
-        let access = if cfg.local.token.is_empty() {
-            Access::loopback()
-        } else {
-            Access::with_token(cfg.local.token.expose())
-        };
-        Arc::new(LocalWeb {
-            chat: self.chat.clone(),
-            inbound: self.clone(),
-            directory: directory(cfg),
-            access,
-        })
+    /// The page, when it may be served on `bot.listen`.
+    pub fn web(&self) -> Option<Arc<LocalWeb>> {
+        self.web.clone()
+    }
+
+    /// `person` says something in `channel` (a command, or a vote on the card `thread`).
+    pub async fn say(
+        &self,
+        person: &str,
+        channel: &str,
+        asked: Asked,
+        thread: Option<u64>,
+    ) -> Result<(), Unavailable> {
+        hand_over(
+            &self.chat,
+            self.handler.as_ref(),
+            person,
+            channel,
+            asked,
+            thread,
+        )
+        .await
     }
 
     /// Redraws the open approval cards from the store: a vote cast by another process
@@ -160,210 +190,14 @@ impl LocalBridge {
             let Some(card) = self.engine.request_card(id).await else {
                 continue;
             };
-            if let Err(e) = self
-                .chat
-                .update(&self.local_ref(&channel, message), &Reply::pending(card))
-                .await
-            {
+            let at = MessageRef {
+                platform: Platform::Local,
+                channel,
+                id: message.to_string(),
+            };
+            if let Err(e) = self.chat.update(&at, &Reply::pending(card)).await {
                 error!(request = %id, error = %e, "local chat: could not redraw the approval card");
             }
-        }
-    }
-
-    /// The approval card of `approve R-n` / `deny R-n` typed as text, when it is here.
-    async fn card_of(&self, text: &str) -> Option<u64> {
-        let id = match grammar::parse(text, &self.engine.config().parse_context()).ok()? {
-            Command::Approve { id, .. } | Command::Deny { id, .. } => id,
-            _ => return None,
-        };
-        let row = self.engine.store().get_request(id).await.ok()??;
-        let m = row.message_ref?;
-        (m.platform == Platform::Local)
-            .then(|| m.id.parse().ok())
-            .flatten()
-    }
-
-    async fn run(&self, person: &str, channel: &str, text: &str, mut thread: Thread) {
-        let actor = self.engine.actor("local", person, person, &[]);
-        let (sink, forwarder) = ThreadProgress::start(
-            self.chat.clone(),
-            channel.to_string(),
-            format!("`{}` for {person}: in progress…", text.trim()),
-            thread.clone(),
-        );
-        let reply = self
-            .engine
-            .handle(Invocation {
-                actor,
-                channel: format!("local:{channel}"),
-                text: text.to_string(),
-                progress: sink,
-            })
-            .await;
-        if let Ok(t) = forwarder.await {
-            thread = t;
-        }
-        self.deliver(person, channel, &reply, &thread).await;
-    }
-
-    async fn deliver(&self, person: &str, channel: &str, reply: &Reply, thread: &Thread) {
-        if reply.kind == ReplyKind::Accepted
-            && let Some(card) = &reply.approval
-        {
-            match self.chat.post(channel, reply).await {
-                Ok(message) => {
-                    if let Err(e) = self
-                        .engine
-                        .store()
-                        .set_request_message(card.id, &message)
-                        .await
-                    {
-                        error!(request = %card.id, error = %e, "local chat: approval card posted but not recorded; it will not be updated");
-                    }
-                }
-                Err(e) => {
-                    error!(request = %card.id, error = %e, "local chat: could not post the approval card")
-                }
-            }
-            return;
-        }
-        let result = match (reply.visibility, thread) {
-            (Visibility::Ephemeral, _) => {
-                self.chat.post_private(channel, person, reply);
-                Ok(())
-            }
-            // The progress header becomes the outcome, bar and thread kept.
-            (Visibility::InChannel, Thread::Owned(id)) => {
-                self.chat.update(&self.local_ref(channel, *id), reply).await
-            }
-            (Visibility::InChannel, Thread::Under(id)) => {
-                self.chat.reply_in_thread(*id, reply).map(|_| ())
-            }
-            (Visibility::InChannel, Thread::None) => {
-                self.chat.post(channel, reply).await.map(|_| ())
-            }
-        };
-        if let Err(e) = result {
-            error!(error = %e, "local chat: could not deliver the reply");
-        }
-    }
-
-    fn local_ref(&self, channel: &str, id: u64) -> MessageRef {
-        MessageRef {
-            platform: Platform::Local,
-            channel: channel.to_string(),
-            id: id.to_string(),
-        }
-    }
-}
-
-#[async_trait]
-impl LocalInbound for LocalBridge {
-    async fn said(&self, said: Said) {
-        match said.asked {
-            Asked::Command(text) => {
-                self.chat
-                    .post_from_person(&said.person, &said.channel, &text);
-                let thread = match self.card_of(&text).await {
-                    Some(id) => Thread::Under(id),
-                    None => Thread::None,
-                };
-                self.run(&said.person, &said.channel, &text, thread).await;
-            }
-            Asked::Vote { request, approve } => {
-                let text = format!("{} {request}", if approve { "approve" } else { "deny" });
-                let thread = match said.thread {
-                    Some(id) => Thread::Under(id),
-                    None => Thread::None,
-                };
-                self.run(&said.person, &said.channel, &text, thread).await;
-            }
-        }
-    }
-}
-
-/// Where a command's progress and outcome go.
-#[derive(Debug, Clone)]
-enum Thread {
-    None,
-    /// Under a message that was there before (the approval card voted on).
-    Under(u64),
-    /// Under a header opened for this command, which then shows its outcome.
-    Owned(u64),
-}
-
-/// Progress lines of one command, posted in order by one task.
-struct ThreadProgress {
-    tx: mpsc::UnboundedSender<String>,
-}
-
-impl Progress for ThreadProgress {
-    fn report(&self, line: String) {
-        let _ = self.tx.send(line);
-    }
-}
-
-impl ThreadProgress {
-    fn start(
-        chat: Arc<LocalChat>,
-        channel: String,
-        header: String,
-        thread: Thread,
-    ) -> (Arc<dyn Progress>, JoinHandle<Thread>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let task = tokio::spawn(async move {
-            let mut thread = thread;
-            while let Some(line) = rx.recv().await {
-                let parent = match thread {
-                    Thread::Under(id) | Thread::Owned(id) => id,
-                    Thread::None => match chat.post(&channel, &Reply::ok(&header)).await {
-                        Ok(m) => {
-                            let id = m.id.parse().unwrap_or_default();
-                            thread = Thread::Owned(id);
-                            id
-                        }
-                        Err(e) => {
-                            error!(error = %e, "local chat: could not open the progress thread");
-                            continue;
-                        }
-                    },
-                };
-                let parent = MessageRef {
-                    platform: Platform::Local,
-                    channel: channel.clone(),
-                    id: parent.to_string(),
-                };
-                if let Err(e) = chat.post_in_thread(&parent, &line).await {
-                    error!(error = %e, "local chat: could not post progress");
-                }
-            }
-            thread
-        });
-        (Arc::new(ThreadProgress { tx }), task)
-    }
-}
-
-/// Redraws each local approval card as its request changes, in order.
-async fn redraw_cards(mut events: broadcast::Receiver<EngineEvent>, chat: Arc<LocalChat>) {
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(
-                    missed = n,
-                    "local chat: approval card updates fell behind; some were skipped"
-                );
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let EngineEvent::RequestChanged { card, message } = event;
-        let Some(message) = message.filter(|m| m.platform == Platform::Local) else {
-            continue;
-        };
-        let id = card.id;
-        if let Err(e) = chat.update(&message, &Reply::pending(card)).await {
-            error!(request = %id, error = %e, "local chat: could not update the approval card");
         }
     }
 }

@@ -420,7 +420,7 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
             progress: Arc::new(StderrProgress),
         })
         .await;
-    println!("{}", reply.text);
+    println!("{}", reply.text());
     // The process ends here: the checkpoint owed to an operation is written now.
     app.engine.flush_checkpoints().await;
     ownership.abort();
@@ -509,7 +509,7 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let socket_mode = app
         .slack
         .as_ref()
-        .filter(|s| s.mode() == erlmcp_bot::slack::Mode::Socket)
+        .filter(|s| s.mode() == erlmcp_adapters::slack::Mode::Socket)
         .map(|s| s.start_socket_mode());
     // One signal stops both listeners: each stops accepting and finishes what is in flight.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -59,16 +59,8 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics));
     }
-    if which != Routes::Probes
-        && let Some(slack) = &app.slack
-    {
-        router = router.merge(crate::slack::routes(slack.clone()));
-    }
-    if which != Routes::Probes
-        && let Some(local) = &app.local
-        && let crate::local::PagePlan::Serve { .. } = crate::local::page_plan(&app.config)
-    {
-        router = router.merge(erlmcp_adapters::local::web::routes(local.web(&app.config)));
+    if which != Routes::Probes {
+        router = router.merge(app.platforms().routes());
     }
     let engine = app.engine.clone();
     let readiness = Readiness::new(

@@ -4,7 +4,9 @@
 
 pub mod approval;
 pub mod config;
+pub mod format;
 pub mod grammar;
+pub mod message;
 pub mod model;
 pub mod policy;
 pub mod render;

@@ -1,12 +1,14 @@
 //! Every text the bot says, as small named functions, rendered to a platform-neutral
-//! `Reply`. Chat adapters turn a `Reply` into Block Kit or Discord components; `exec`
-//! prints `Reply::text`.
+//! `Reply` carrying a [`Message`]. Chat adapters turn a message into Block Kit or Discord
+//! components; `exec` prints `Reply::text`.
 
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::format::{duration, timestamp};
+pub use crate::message::{ApprovalCard, RoleMembers};
+use crate::message::{Block, Line, Message};
 use crate::model::{RequestId, Timestamp};
-use crate::policy::{ApprovalRequirement, Refusal, Unmet, VoteRefusal};
+use crate::policy::{Refusal, Unmet, VoteRefusal};
 use crate::status::EnvStatus;
 
 /// How the command ended, which decides `exec`'s exit code and how chat shows it.
@@ -44,153 +46,75 @@ pub enum Visibility {
     InChannel,
 }
 
-/// A request waiting for approvals, as the approval message shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalCard {
-    pub id: RequestId,
-    /// The command as typed, e.g. `deploy production v3.0.1`.
-    pub what: String,
-    pub requester: String,
-    pub environment: Option<String>,
-    pub version: Option<String>,
-    pub requirement: ApprovalRequirement,
-    pub approvals: Vec<String>,
-    /// Preconditions checked and met, for the approvers' information.
-    pub met: Vec<String>,
-    pub expires_at: Timestamp,
-    /// `pending`, or the final state: buttons are shown only while pending.
-    pub state: String,
-    pub state_detail: Option<String>,
-}
-
-impl ApprovalCard {
-    pub fn is_open(&self) -> bool {
-        self.state == "pending"
-    }
-
-    pub fn text(&self) -> String {
-        let mut out = format!(
-            "{} {} — requested by {}\n",
-            self.id, self.what, self.requester
-        );
-        if self.is_open() {
-            out.push_str(&format!(
-                "Needs {} approval{} from {} ({} so far). Expires {}.\n",
-                self.requirement.count,
-                if self.requirement.count == 1 { "" } else { "s" },
-                self.requirement.from.join(" or "),
-                self.approvals.len(),
-                timestamp(self.expires_at)
-            ));
-        } else {
-            out.push_str(&format!("State: {}", self.state));
-            if let Some(d) = &self.state_detail {
-                out.push_str(&format!(" — {d}"));
-            }
-            out.push('\n');
-        }
-        for m in &self.met {
-            out.push_str(&format!("✓ {m}\n"));
-        }
-        if !self.approvals.is_empty() {
-            out.push_str(&format!("Approved by: {}\n", self.approvals.join(", ")));
-        }
-        if self.is_open() {
-            out.push_str(&format!(
-                "Approve with `approve {}` or deny with `deny {}`.",
-                self.id, self.id
-            ));
-        }
-        out.trim_end().to_string()
-    }
-}
-
+/// What a command answers: how it ended, who sees it, and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub kind: ReplyKind,
     pub visibility: Visibility,
-    pub text: String,
-    /// Set when the reply is (or updates) an approval message.
-    pub approval: Option<ApprovalCard>,
+    pub message: Message,
 }
 
 impl Reply {
-    pub fn ok(text: impl Into<String>) -> Reply {
+    pub fn new(kind: ReplyKind, visibility: Visibility, message: impl Into<Message>) -> Reply {
         Reply {
-            kind: ReplyKind::Ok,
-            visibility: Visibility::InChannel,
-            text: text.into(),
-            approval: None,
+            kind,
+            visibility,
+            message: message.into(),
         }
+    }
+    pub fn ok(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Ok, Visibility::InChannel, message)
     }
     /// An answer only the asker needs to see (help, whoami, read-only lookups).
-    pub fn private(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Ok,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn private(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Ok, Visibility::Ephemeral, message)
     }
-    pub fn refused(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Refused,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn refused(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Refused, Visibility::Ephemeral, message)
     }
-    pub fn failed(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Failed,
-            visibility: Visibility::InChannel,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn failed(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Failed, Visibility::InChannel, message)
     }
-    pub fn usage(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Usage,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn usage(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Usage, Visibility::Ephemeral, message)
     }
     pub fn pending(card: ApprovalCard) -> Reply {
-        Reply {
-            kind: ReplyKind::Accepted,
-            visibility: Visibility::InChannel,
-            text: card.text(),
-            approval: Some(card),
-        }
+        Reply::new(
+            ReplyKind::Accepted,
+            Visibility::InChannel,
+            Block::Approval {
+                card: Box::new(card),
+            },
+        )
+    }
+
+    /// The reply as plain text (`exec`, logs, notification fallbacks).
+    pub fn text(&self) -> String {
+        self.message.plain()
+    }
+
+    /// Set when the reply is (or updates) an approval message.
+    pub fn approval(&self) -> Option<&ApprovalCard> {
+        self.message.approval()
+    }
+
+    /// Adds a paragraph at the end.
+    pub fn push(&mut self, line: impl Into<Line>) {
+        self.message.push(Block::paragraph(line));
+    }
+
+    /// Adds a paragraph at the top.
+    pub fn prepend(&mut self, line: impl Into<Line>) {
+        self.message.blocks.insert(0, Block::paragraph(line));
     }
 }
 
-/// `2d 3h`, `23h 59m`, `5m 3s`, `45s`: two units at most, enough to read at a glance.
-pub fn duration(d: Duration) -> String {
-    let mut secs = d.num_seconds();
-    let neg = secs < 0;
-    if neg {
-        secs = -secs;
-    }
-    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")]
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect();
-    let body = if parts.is_empty() {
-        "0s".to_string()
-    } else {
-        parts.join(" ")
-    };
-    if neg { format!("-{body}") } else { body }
-}
-
-pub fn timestamp(t: Timestamp) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+/// The private acknowledgement of a command that may take minutes.
+pub fn working_on(command: &str) -> Line {
+    Line::new()
+        .text("Working on ")
+        .code(command.trim())
+        .text("; the outcome follows here.")
 }
 
 /// Added to a refusal or `whoami` when the asker's groups could not be read.

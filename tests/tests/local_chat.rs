@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_adapters::local::{
-    Asked, LocalChat, LocalEvent, LocalInbound, MessageView, ProgressView, Said, Sequenced, Tone,
-};
+use erlmcp_adapters::chat::Asked;
+use erlmcp_adapters::local::{LocalChat, LocalEvent, MessageView, ProgressView, Sequenced, Tone};
 use erlmcp_bot::app::BuildOptions;
 use erlmcp_bot::scheduler::Scheduler;
 use erlmcp_bot::store::SqliteStore;
@@ -23,15 +22,6 @@ async fn bot() -> (Bot, TempDb) {
         ..test_options()
     };
     (Bot::start_with(store, embedded_config(), opts).await, dir)
-}
-
-fn said(person: &str, channel: &str, text: &str) -> Said {
-    Said {
-        person: person.into(),
-        channel: channel.into(),
-        thread: None,
-        asked: Asked::Command(text.into()),
-    }
 }
 
 /// Waits for the next message event that passes `pick`, as a page following live would.
@@ -67,17 +57,19 @@ fn in_channel(chat: &LocalChat, channel: &str) -> Vec<MessageView> {
 #[tokio::test]
 async fn a_card_is_voted_on_with_its_buttons_and_redrawn_with_progress_and_outcome() {
     let (bot, _dir) = bot().await;
-    let bridge = bot.app.local.clone().expect("the local chat runs");
-    let chat = bridge.chat().clone();
+    let local = bot.app.local.clone().expect("the local chat runs");
+    let chat = local.chat().clone();
     let mut live = chat.follow(None).live;
 
-    bridge
-        .said(said(
+    local
+        .say(
             "alice",
             "deployments",
-            "/erlmcp deploy prod v3.0.0 approved in CAB-12",
-        ))
-        .await;
+            Asked::Command("/erlmcp deploy prod v3.0.0 approved in CAB-12".into()),
+            None,
+        )
+        .await
+        .unwrap();
     let card = next_message(&mut live, "the approval card", |m| m.request.is_some()).await;
     assert_eq!(card.request.as_deref(), Some("R-1"));
     assert_eq!(
@@ -90,16 +82,14 @@ async fn a_card_is_voted_on_with_its_buttons_and_redrawn_with_progress_and_outco
     assert_eq!(typed[0].from, "alice");
 
     // Erin may not vote: only she hears why, and the card stays open.
-    let vote = |person: &str, approve: bool| Said {
-        person: person.into(),
-        channel: "deployments".into(),
-        thread: Some(card.id),
-        asked: Asked::Vote {
-            request: RequestId(1),
-            approve,
-        },
+    let vote = |approve: bool| Asked::Vote {
+        request: RequestId(1),
+        approve,
     };
-    bridge.said(vote("erin", true)).await;
+    local
+        .say("erin", "deployments", vote(true), Some(card.id))
+        .await
+        .unwrap();
     let refusal = next_message(&mut live, "erin's refusal", |m| m.only_for.is_some()).await;
     assert_eq!(refusal.only_for.as_deref(), Some("erin"));
     assert_eq!(refusal.tone, Tone::Refused);
@@ -111,7 +101,10 @@ async fn a_card_is_voted_on_with_its_buttons_and_redrawn_with_progress_and_outco
     assert!(chat.message(card.id).unwrap().request.is_some());
 
     // Bob approves: the rollout reports under the card, which fills its bar and closes.
-    bridge.said(vote("bob", true)).await;
+    local
+        .say("bob", "deployments", vote(true), Some(card.id))
+        .await
+        .unwrap();
     let closed = next_message(&mut live, "the card redrawn as succeeded", |m| {
         m.id == card.id && m.text.contains("succeeded")
     })
@@ -141,18 +134,21 @@ async fn a_card_is_voted_on_with_its_buttons_and_redrawn_with_progress_and_outco
 #[tokio::test]
 async fn an_incident_gets_its_channel_checklist_announcement_and_live_updates() {
     let (bot, _dir) = bot().await;
-    let bridge = bot.app.local.clone().expect("the local chat runs");
-    let chat = bridge.chat().clone();
+    let local = bot.app.local.clone().expect("the local chat runs");
+    let chat = local.chat().clone();
     let mut live = chat.follow(None).live;
     let scheduler = Scheduler::new(bot.app.engine.clone(), "solo");
 
-    bridge
-        .said(said(
+    local
+        .say(
             "carol",
             "deployments",
-            "incident declare P1 \"API <script>alert(1)</script> down\"",
-        ))
-        .await;
+            Asked::Command("incident declare P1 \"API <script>alert(1)</script> down\"".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    bot.app.engine.wait_idle().await;
     let channel = chat
         .channels()
         .into_iter()

@@ -11,15 +11,18 @@ pub mod html;
 pub mod web;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use erlmcp_commands::RequestId;
+use erlmcp_commands::message::Block;
 use erlmcp_commands::render::{Reply, ReplyKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::chat::{ChatError, ChatPlatform, MessageRef, Platform};
+use crate::chat::{
+    Ack, Asked, ChatError, ChatPlatform, Inbound, InboundHandler, InboundUser, MessageRef,
+    Platform, Responder, Unavailable,
+};
 
 /// The channels every local chat starts with.
 pub const DEPLOYMENTS: &str = "deployments";
@@ -145,30 +148,65 @@ pub struct LocalChat {
     events: broadcast::Sender<Sequenced>,
 }
 
-/// What a person asked from the page or the console.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Asked {
-    /// A command, with or without the slash command in front.
-    Command(String),
-    /// An Approve or Deny button.
-    Vote { request: RequestId, approve: bool },
+/// Answers a person in the local chat privately, in the channel they spoke in.
+struct LocalResponder {
+    chat: Arc<LocalChat>,
+    channel: String,
+    person: String,
 }
 
-/// One thing a person said in the local chat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Said {
-    pub person: String,
-    pub channel: String,
-    /// The message it answers: the approval card a button sits on.
-    pub thread: Option<u64>,
-    pub asked: Asked,
-}
-
-/// Who acts on what is said in the local chat (the bot).
 #[async_trait]
-pub trait LocalInbound: Send + Sync {
-    /// Takes one thing said; returns once it is handled and its reply delivered.
-    async fn said(&self, said: Said);
+impl Responder for LocalResponder {
+    async fn private(&self, reply: &Reply) -> Result<(), ChatError> {
+        self.chat
+            .post_private(&self.channel, &self.person, reply)
+            .await
+    }
+}
+
+/// Hands what `person` said in `channel` to the bot, as every platform hands its inbound
+/// messages: a command is shown in the channel as typed, a vote comes from the card it
+/// was clicked on (`thread`). Returns once the bot has taken it; the answer arrives as
+/// messages.
+pub async fn hand_over(
+    chat: &Arc<LocalChat>,
+    handler: &dyn InboundHandler,
+    person: &str,
+    channel: &str,
+    asked: Asked,
+    thread: Option<u64>,
+) -> Result<(), Unavailable> {
+    if let Asked::Command(text) = &asked {
+        chat.post_from_person(person, channel, text);
+    }
+    let inbound = Inbound {
+        platform: Platform::Local,
+        user: InboundUser {
+            id: person.to_string(),
+            name: person.to_string(),
+        },
+        // The local chat has no groups: nothing to look up.
+        groups: Some(Vec::new()),
+        channel: channel.to_string(),
+        asked,
+        thread: thread.map(|id| MessageRef {
+            platform: Platform::Local,
+            channel: channel.to_string(),
+            id: id.to_string(),
+        }),
+        delivery: None,
+        ack_carries_text: true,
+        responder: Arc::new(LocalResponder {
+            chat: chat.clone(),
+            channel: channel.to_string(),
+            person: person.to_string(),
+        }),
+    };
+    if let Ack::Private(reply) = handler.receive(inbound).await? {
+        // Nothing is lost when the chat refuses: it only refuses unknown message ids.
+        let _ = chat.post_private(channel, person, &reply).await;
+    }
+    Ok(())
 }
 
 fn now_hms() -> String {
@@ -326,6 +364,13 @@ impl LocalChat {
     }
 
     fn bot_message(channel: &str, thread: Option<u64>, reply: &Reply) -> MessageView {
+        let progress = reply.message.blocks.iter().find_map(|b| match b {
+            Block::Progress { done, total, .. } if *total > 0 => Some(ProgressView {
+                done: (*done).min(*total),
+                total: *total,
+            }),
+            _ => None,
+        });
         MessageView {
             id: 0,
             channel: channel.to_string(),
@@ -333,30 +378,16 @@ impl LocalChat {
             from: BOT_NAME.to_string(),
             only_for: None,
             tone: Tone::of(reply.kind),
-            html: html::reply(reply),
-            text: reply.text.clone(),
+            html: html::message(&reply.message),
+            text: reply.text(),
             request: reply
-                .approval
-                .as_ref()
+                .approval()
                 .filter(|c| c.is_open())
                 .map(|c| c.id.to_string()),
-            progress: None,
+            progress,
             at: now_hms(),
             edits: 0,
         }
-    }
-
-    /// A reply only `person` sees (refusals, help, parse errors).
-    pub fn post_private(&self, channel: &str, person: &str, reply: &Reply) -> MessageView {
-        let mut m = LocalChat::bot_message(channel, None, reply);
-        m.only_for = Some(person.to_string());
-        self.add(m)
-    }
-
-    /// A bot reply in a thread (an outcome under the command's progress).
-    pub fn reply_in_thread(&self, parent: u64, reply: &Reply) -> Result<MessageView, ChatError> {
-        let channel = self.parent_channel(parent, "reply_in_thread")?;
-        Ok(self.add(LocalChat::bot_message(&channel, Some(parent), reply)))
     }
 
     /// Sets the progress bar on a message (the header of a rollout's thread).
@@ -402,6 +433,8 @@ impl LocalChat {
         m.text = fresh.text;
         m.request = fresh.request;
         m.tone = fresh.tone;
+        // A redrawn header keeps the bar its thread filled, unless it brings its own.
+        m.progress = fresh.progress.or(m.progress);
         m.edits += 1;
         let message = m.clone();
         self.publish(&mut st, LocalEvent::Message { message });
@@ -457,19 +490,30 @@ impl ChatPlatform for LocalChat {
     async fn post_in_thread(
         &self,
         parent: &MessageRef,
-        text: &str,
+        message: &Reply,
     ) -> Result<MessageRef, ChatError> {
         let parent_id = message_id(parent)?;
         let channel = self.parent_channel(parent_id, "post_in_thread")?;
-        if let Some(p) = progress_in(text) {
+        let m = LocalChat::bot_message(&channel, Some(parent_id), message);
+        // The thread's latest count is drawn as a bar on the message it hangs under.
+        let text = message.text();
+        let last = text.lines().rev().find_map(progress_in);
+        if let Some(p) = m.progress.or(last) {
             self.set_progress(parent_id, p);
         }
-        let m = self.add(LocalChat::bot_message(
-            &channel,
-            Some(parent_id),
-            &Reply::ok(text),
-        ));
-        Ok(local_ref(&m))
+        Ok(local_ref(&self.add(m)))
+    }
+
+    async fn post_private(
+        &self,
+        channel: &str,
+        user: &str,
+        message: &Reply,
+    ) -> Result<(), ChatError> {
+        let mut m = LocalChat::bot_message(channel, None, message);
+        m.only_for = Some(user.to_string());
+        self.add(m);
+        Ok(())
     }
 
     async fn create_channel(&self, name: &str) -> Result<String, ChatError> {

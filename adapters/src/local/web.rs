@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
 
-use super::{Asked, LocalChat, LocalInbound, Said, Sequenced};
+use super::{LocalChat, Sequenced, hand_over};
+use crate::chat::{Asked, InboundHandler};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -199,7 +200,8 @@ impl IntoResponse for Refused {
 /// The local chat as seen over HTTP.
 pub struct LocalWeb {
     pub chat: Arc<LocalChat>,
-    pub inbound: Arc<dyn LocalInbound>,
+    /// Where what is said goes (the bot's conversation layer).
+    pub handler: Arc<dyn InboundHandler>,
     pub directory: Directory,
     pub access: Access,
 }
@@ -223,10 +225,34 @@ impl LocalWeb {
     }
 
     /// Hands what was said to the bot; the reply arrives as events.
-    fn take(&self, said: Said) {
-        let inbound = self.inbound.clone();
-        tokio::spawn(async move { inbound.said(said).await });
+    async fn take(&self, said: Said) -> Response {
+        match hand_over(
+            &self.chat,
+            self.handler.as_ref(),
+            &said.person,
+            &said.channel,
+            said.asked,
+            said.thread,
+        )
+        .await
+        {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                Json(serde_json::json!({ "error": "the bot cannot take commands right now; try again" })),
+            )
+                .into_response(),
+        }
     }
+}
+
+/// What a person said on the page, checked.
+struct Said {
+    person: String,
+    channel: String,
+    thread: Option<u64>,
+    asked: Asked,
 }
 
 /// The page's routes, to merge into the bot's router.
@@ -396,10 +422,7 @@ fn said_in_message(web: &LocalWeb, body: MessageBody) -> Result<Said, Refused> {
 
 async fn message(State(web): State<Arc<LocalWeb>>, Json(body): Json<MessageBody>) -> Response {
     match said_in_message(&web, body) {
-        Ok(said) => {
-            web.take(said);
-            StatusCode::ACCEPTED.into_response()
-        }
+        Ok(said) => web.take(said).await,
         Err(r) => r.into_response(),
     }
 }
@@ -448,10 +471,7 @@ fn said_in_action(web: &LocalWeb, body: ActionBody) -> Result<Said, Refused> {
 
 async fn action(State(web): State<Arc<LocalWeb>>, Json(body): Json<ActionBody>) -> Response {
     match said_in_action(&web, body) {
-        Ok(said) => {
-            web.take(said);
-            StatusCode::ACCEPTED.into_response()
-        }
+        Ok(said) => web.take(said).await,
         Err(r) => r.into_response(),
     }
 }

@@ -33,13 +33,14 @@ use tracing::{Instrument, error, info, warn};
 mod approvals;
 mod checkpoints;
 mod interrupted;
+mod notify;
 pub use interrupted::Ownership;
+pub use notify::{Notifiers, OperationNote};
 mod operation;
 mod post_deploy;
 mod reads;
 
 use crate::clock::Clock;
-use crate::incidents::OperationNote;
 use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
@@ -129,7 +130,7 @@ pub struct Engine {
     /// Commands being handled right now, so a shutdown can let them finish.
     in_flight: AtomicU64,
     idle: tokio::sync::Notify,
-    pub(crate) notifiers: crate::incidents::Notifiers,
+    pub(crate) notifiers: Notifiers,
     /// This process in the store: requests it carries out are recorded as its own, and its
     /// heartbeat tells other processes it is alive.
     owner: String,
@@ -268,7 +269,7 @@ impl Engine {
         let policy = Policy::from_config(&parts.config);
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
-        let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
+        let notifiers = Notifiers::from_config(&parts.config);
         let http = std::sync::OnceLock::new();
         let started_at = parts.clock.now();
         Arc::new_cyclic(|me| Engine {
@@ -471,10 +472,15 @@ impl Engine {
     /// the actor's groups to be decided. When the roles bound to the identity itself
     /// already grant what the command needs, a slow group lookup must not delay it.
     pub async fn needs_groups(&self, actor: &Actor, text: &str) -> bool {
-        let Ok(cmd) = grammar::parse(text, &self.parse_ctx) else {
-            return false;
-        };
-        match policy::access(&cmd) {
+        match self.parse(text) {
+            Ok(cmd) => self.needs_groups_for(actor, &cmd).await,
+            Err(_) => false,
+        }
+    }
+
+    /// [`Engine::needs_groups`] for a parsed command.
+    pub async fn needs_groups_for(&self, actor: &Actor, cmd: &Command) -> bool {
+        match policy::access(cmd) {
             // `whoami` exists to show every role, those from groups included.
             Access::Open => matches!(cmd, Command::Whoami),
             Access::AnyRole => actor.roles.is_empty(),
@@ -504,8 +510,23 @@ impl Engine {
         }
     }
 
+    /// Reads a command as typed, with this bot's environments and aliases.
+    pub fn parse(&self, text: &str) -> Result<Command, grammar::ParseError> {
+        grammar::parse(text, &self.parse_ctx)
+    }
+
     /// Handles one command end to end and returns the reply for the person who typed it.
     pub async fn handle(&self, inv: Invocation) -> Reply {
+        let parsed = self.parse(&inv.text);
+        self.handle_parsed(inv, parsed).await
+    }
+
+    /// [`Engine::handle`] for a command its caller has already parsed (from `inv.text`).
+    pub async fn handle_parsed(
+        &self,
+        inv: Invocation,
+        parsed: Result<Command, grammar::ParseError>,
+    ) -> Reply {
         let started = std::time::Instant::now();
         let _in_flight = InFlight::enter(self);
         let span = tracing::info_span!(
@@ -517,7 +538,7 @@ impl Engine {
             request_id = %trace_id(),
         );
         let reply = async {
-            let reply = match grammar::parse(&inv.text, &self.parse_ctx) {
+            let reply = match parsed {
                 Err(e) => {
                     info!(error = %e.message, "command did not parse");
                     Reply::usage(e.render())
@@ -529,8 +550,7 @@ impl Engine {
                     if inv.actor.groups == GroupMembership::Unreadable
                         && (whoami || reply.kind == ReplyKind::Refused)
                     {
-                        reply.text.push('\n');
-                        reply.text.push_str(render::groups_unreadable());
+                        reply.push(render::groups_unreadable());
                     }
                     reply
                 }
