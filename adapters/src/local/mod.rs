@@ -195,7 +195,9 @@ pub async fn hand_over(
             id: id.to_string(),
         }),
         delivery: None,
-        ack_carries_text: true,
+        // Progress shows up live here: no "working on it" first. Parse errors come back
+        // through the responder like any private answer.
+        ack_carries_text: false,
         responder: Arc::new(LocalResponder {
             chat: chat.clone(),
             channel: channel.to_string(),

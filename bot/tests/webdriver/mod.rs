@@ -119,7 +119,7 @@ impl Driver {
             "--disable-sync".into(),
             "--disable-dev-shm-usage".into(),
             format!("--user-data-dir={}", profile.display()),
-            "--window-size=1280,860".into(),
+            "--window-size=1280,1000".into(),
         ];
         let body = json!({
             "capabilities": {
