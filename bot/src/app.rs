@@ -31,6 +31,8 @@ pub struct App {
     pub slack: Option<Arc<SlackInbound>>,
     /// The local chat (page and console), when `BuildOptions::local_chat`.
     pub local: Option<Arc<crate::local::Local>>,
+    /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -140,6 +142,7 @@ pub async fn build(
         config,
         conversation,
         slack: connected.slack,
+        draining: Arc::default(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod console;
 pub mod conversation;
 pub mod engine;
 pub mod incidents;
+pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod platforms;

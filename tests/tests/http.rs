@@ -63,6 +63,7 @@ fn shared(bot: &Bot) -> App {
         conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
         local: bot.app.local.clone(),
+        draining: bot.app.draining.clone(),
     }
 }
 

@@ -141,6 +141,12 @@ pub fn card(c: &ApprovalCard) -> String {
         fact("Approved by", escape(&c.approvals.join(", ")));
     }
     out.push_str("</dl>");
+    if !c.plan.is_empty() {
+        out.push_str(&format!(
+            "<details class=\"plan\" open><summary>Plan (dry run)</summary><pre>{}</pre></details>",
+            escape(&c.plan.join("\n"))
+        ));
+    }
     if !c.met.is_empty() {
         out.push_str("<ul class=\"met\">");
         for m in &c.met {
@@ -239,6 +245,7 @@ mod tests {
             expires_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             state: state.into(),
             state_detail: None,
+            plan: vec![],
         }
     }
 
