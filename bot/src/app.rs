@@ -128,6 +128,7 @@ pub async fn build(
         clock: clock.clone(),
         metrics: metrics.clone(),
         chats,
+        incidents_channels: platforms::incidents_channels(&config),
         guard_sleep: opts.guard_sleep,
     });
     let conversation = Conversation::start(engine.clone(), metrics.clone());

@@ -219,16 +219,6 @@ impl Engine {
         self.config().bot.status_update_interval.as_chrono()
     }
 
-    fn incidents_channel(&self, platform: Platform) -> Option<String> {
-        let cfg = self.config();
-        match platform {
-            Platform::Slack => cfg.slack.incidents_channel.clone(),
-            Platform::Discord => cfg.discord.incidents_channel.clone(),
-            Platform::Local => Some(erlmcp_adapters::local::INCIDENTS.to_string()),
-        }
-        .filter(|c| !c.is_empty())
-    }
-
     /// Who is invited into a new incident channel on `platform`: the declarer and on-call.
     fn invitees(&self, platform: &str, declarer: &Who) -> Vec<String> {
         let mut ids = Vec::new();

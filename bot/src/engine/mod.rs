@@ -123,6 +123,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     events: broadcast::Sender<EngineEvent>,
     chats: Vec<Arc<dyn ChatPlatform>>,
+    incidents_channels: HashMap<Platform, String>,
     /// Itself, for work that outlives a command (the post-deploy guard).
     me: Weak<Engine>,
     /// Made on first use: building a TLS client costs memory a bot that never probes
@@ -161,6 +162,8 @@ pub struct EngineParts {
     pub metrics: Arc<Metrics>,
     /// The chat platforms configured (incident channels are opened on each).
     pub chats: Vec<Arc<dyn ChatPlatform>>,
+    /// Where each platform announces new incidents.
+    pub incidents_channels: HashMap<Platform, String>,
     pub guard_sleep: GuardSleep,
 }
 
@@ -303,6 +306,7 @@ impl Engine {
             metrics: parts.metrics,
             events,
             chats: parts.chats,
+            incidents_channels: parts.incidents_channels,
             notifiers,
             checkpoints,
         })
@@ -438,6 +442,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Where `platform` announces new incidents, when configured.
+    pub fn incidents_channel(&self, platform: Platform) -> Option<String> {
+        self.incidents_channels.get(&platform).cloned()
     }
 
     pub fn chats(&self) -> &[Arc<dyn ChatPlatform>] {
