@@ -81,7 +81,10 @@ pub async fn build(
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let mut targets: Vec<Arc<dyn Target>> = Vec::new();
-    let uses = |k: TargetKind| config.environments.values().any(|e| e.target == k);
+    let uses = |k: TargetKind| {
+        config.environments.values().any(|e| e.target == k)
+            || config.dr.as_ref().is_some_and(|dr| dr.target == k)
+    };
     if uses(TargetKind::Sandbox) {
         let step = config
             .bot

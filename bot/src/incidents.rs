@@ -1074,6 +1074,43 @@ impl Engine {
             }
         )
     }
+
+    /// A DR failover is starting: every open incident gets it on its timeline and in its
+    /// channels, and its status page says "Failing over to DR region" (runbook P0 step 5).
+    pub(crate) async fn note_failover(&self, row: &RequestRow) {
+        let Ok(open) = self.store().open_incidents().await else {
+            return;
+        };
+        let text = format!(
+            "{}: {} {} by {}",
+            erlmcp_commands::runbook::FAILOVER_STATUS,
+            row.id,
+            row.command_text,
+            who_label(&row.requester)
+        );
+        for inc in &open {
+            if let Err(e) = self
+                .event(
+                    inc.id,
+                    IncidentEventKind::DrFailover,
+                    Some(&row.requester),
+                    &text,
+                )
+                .await
+            {
+                warn!(incident = %inc.id, request = %row.id, error = %e, "failover not put on the timeline");
+            }
+            self.update_status_page(
+                inc,
+                PageStatus::Identified,
+                erlmcp_commands::runbook::FAILOVER_STATUS,
+                None,
+            )
+            .await;
+            self.post_to_incident(inc, &Message::from(&text), Some(&row.channel))
+                .await;
+        }
+    }
 }
 
 fn timeline_line(e: &IncidentEventRow) -> String {

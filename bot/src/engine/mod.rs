@@ -40,6 +40,7 @@ mod operation;
 mod plan;
 mod post_deploy;
 mod reads;
+mod runbook;
 
 use crate::clock::Clock;
 use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
@@ -225,6 +226,21 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         Command::Restart { .. } => Some(TargetAction::Restart),
         Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
         Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::PodDelete { pod, force, .. } => Some(TargetAction::DeletePod {
+            pod: pod.clone(),
+            force: *force,
+        }),
+        Command::Resources { change, .. } => Some(TargetAction::SetResources {
+            change: change.clone(),
+        }),
+        Command::Backup { .. } => Some(TargetAction::Backup),
+        Command::DrFailover { .. } => Some(TargetAction::DrFailover),
+        Command::Events { .. }
+        | Command::Describe { .. }
+        | Command::Top { .. }
+        | Command::Backups { .. }
+        | Command::DrStatus
+        | Command::Report => None,
         Command::BlueGreen { action, .. } => match action {
             erlmcp_commands::BlueGreenAction::Status => None,
             _ => Some(TargetAction::BlueGreen { action: *action }),
@@ -257,7 +273,8 @@ fn reason_of(cmd: &Command) -> Option<String> {
         | Command::Rollback { reason, .. }
         | Command::Scale { reason, .. }
         | Command::Restart { reason, .. }
-        | Command::Maintenance { reason, .. } => reason.clone(),
+        | Command::Maintenance { reason, .. }
+        | Command::DrFailover { reason, .. } => reason.clone(),
         _ => None,
     }
 }
