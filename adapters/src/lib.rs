@@ -7,6 +7,7 @@ pub mod ci;
 pub mod github;
 pub mod guard;
 pub mod kubernetes;
+pub mod local;
 pub mod observe;
 pub mod pagerduty;
 pub mod probe;

@@ -32,6 +32,8 @@ pub struct App {
     pub conversation: Arc<Conversation>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
     pub slack: Option<Arc<SlackInbound>>,
+    /// The local chat (page and console), when `BuildOptions::local_chat`.
+    pub local: Option<Arc<crate::local::Local>>,
     /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -41,6 +43,7 @@ impl App {
     pub fn platforms(&self) -> Platforms {
         Platforms {
             slack: self.slack.clone(),
+            local: self.local.as_ref().and_then(|l| l.web()),
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct BuildOptions {
     pub github_workflow: WorkflowOptions,
     /// How GitHub reads are retried; `None` for the defaults.
     pub github_reads: Option<erlmcp_adapters::retry::RetryPolicy>,
+    /// Runs the local chat platform in this process (`serve` when it is enabled, `console`).
+    pub local_chat: bool,
 }
 
 impl Default for BuildOptions {
@@ -70,6 +75,7 @@ impl Default for BuildOptions {
             kube_client: None,
             github_workflow: WorkflowOptions::default(),
             github_reads: None,
+            local_chat: false,
         }
     }
 }
@@ -143,6 +149,12 @@ pub async fn build(
     let mut chats = opts.chats;
     let clients = platforms::clients(&config, clock.clone())?;
     chats.extend(clients.chats());
+    let local = opts
+        .local_chat
+        .then(|| Arc::new(erlmcp_adapters::local::LocalChat::new()));
+    if let Some(chat) = &local {
+        chats.push(chat.clone());
+    }
     // A bot told to sign checkpoints must not run without being able to.
     crate::engine::check_audit_keys(&config.audit)?;
     let engine = Engine::new(EngineParts {
@@ -161,7 +173,10 @@ pub async fn build(
     }
     let conversation = Conversation::start(engine.clone(), metrics.clone());
     let connected = platforms::connect(&config, clock, &clients, conversation.clone());
+    let local = local
+        .map(|chat| crate::local::Local::new(&config, engine.clone(), chat, conversation.clone()));
     Ok(App {
+        local,
         engine,
         store,
         metrics,

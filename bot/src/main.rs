@@ -52,6 +52,13 @@ enum Cmd {
     },
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
+    /// The local chat in a terminal: commands from stdin as USER, the bot's messages on
+    /// stdout (`/as NAME` switches, `/join CHANNEL` moves, `/quit` leaves).
+    Console {
+        /// Who is speaking: a local name from the configuration (`alice`).
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +246,7 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
             }
         }
         Cmd::Exec { user, command } => exec(loaded, &url, &user, &command.join(" ")).await,
+        Cmd::Console { user } => console(loaded, &url, user).await,
         Cmd::Serve => serve(loaded, &url).await,
     }
 }
@@ -349,7 +357,7 @@ fn fail(msg: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn open_app(loaded: config::Loaded, url: &str) -> Result<App, ExitCode> {
+async fn open_app(loaded: config::Loaded, url: &str, local_chat: bool) -> Result<App, ExitCode> {
     let store = store::open_store(url)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
@@ -357,10 +365,30 @@ async fn open_app(loaded: config::Loaded, url: &str) -> Result<App, ExitCode> {
         loaded.config,
         store,
         Arc::new(SystemClock),
-        BuildOptions::default(),
+        BuildOptions {
+            local_chat,
+            ..BuildOptions::default()
+        },
     )
     .await
     .map_err(|e| fail(format!("{e:#}")))
+}
+
+async fn console(loaded: config::Loaded, url: &str, user: String) -> ExitCode {
+    let app = match open_app(loaded, url, true).await {
+        Ok(a) => Arc::new(a),
+        Err(code) => return code,
+    };
+    let result =
+        erlmcp_bot::console::run(app.clone(), user, erlmcp_bot::console::stdin_input()).await;
+    app.store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("erlmcp-bot: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 /// Progress lines go to stderr so stdout holds only the reply.
@@ -372,7 +400,7 @@ impl Progress for StderrProgress {
 }
 
 async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> ExitCode {
-    let app = match open_app(loaded, url).await {
+    let app = match open_app(loaded, url, false).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -415,7 +443,9 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         Ok(lock) => lock,
         Err(e) => return fail(format!("{e:#}")),
     };
-    let app = match open_app(loaded, url).await {
+    let page = erlmcp_bot::local::page_plan(&loaded.config);
+    let local_chat = erlmcp_bot::local::enabled(&loaded.config);
+    let app = match open_app(loaded, url, local_chat).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };
@@ -460,6 +490,15 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         ready_ms = started.elapsed().as_millis() as u64,
         "erlmcp-bot ready"
     );
+    match &page {
+        erlmcp_bot::local::PagePlan::Serve { token } => {
+            let url = erlmcp_bot::local::page_url(&addr);
+            info!(%url, token = *token, "local chat page (for local use)");
+            println!("local chat: {url}");
+        }
+        erlmcp_bot::local::PagePlan::Refused(why) => warn!("{why}"),
+        erlmcp_bot::local::PagePlan::Disabled => {}
+    }
     // Set on SIGTERM: background work takes nothing new from then on.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let stopping_tx = Arc::new(stopping_tx);

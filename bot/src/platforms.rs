@@ -42,6 +42,8 @@ impl Clients {
 pub struct Platforms {
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
     pub slack: Option<Arc<SlackInbound>>,
+    /// The local chat page, when it is on and may be served on `bot.listen`.
+    pub local: Option<Arc<erlmcp_adapters::local::web::LocalWeb>>,
 }
 
 impl Platforms {
@@ -50,6 +52,9 @@ impl Platforms {
         let mut router = Router::new();
         if let Some(slack) = &self.slack {
             router = router.merge(erlmcp_adapters::slack::inbound::routes(slack.clone()));
+        }
+        if let Some(local) = &self.local {
+            router = router.merge(erlmcp_adapters::local::web::routes(local.clone()));
         }
         router
     }
@@ -90,6 +95,11 @@ pub fn incidents_channels(cfg: &Config) -> HashMap<Platform, String> {
     ]
     .into_iter()
     .filter_map(|(p, c)| c.clone().filter(|c| !c.is_empty()).map(|c| (p, c)))
+    // The local chat announces in its own #incidents (used only when it runs).
+    .chain([(
+        Platform::Local,
+        erlmcp_adapters::local::INCIDENTS.to_string(),
+    )])
     .collect()
 }
 
@@ -127,5 +137,5 @@ pub fn connect(
             },
         )
     });
-    Platforms { slack }
+    Platforms { slack, local: None }
 }

@@ -631,6 +631,18 @@ pub fn is_base64_of_len(s: &str, bytes: usize) -> bool {
         && s[len - pad..].bytes().all(|b| b == b'=')
 }
 
+/// The local chat: a page on `bot.listen` and `erlmcp-bot console` (DESIGN §5, `[local]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSection {
+    /// Unset: on when no other chat platform is enabled.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Needed to use the page when `bot.listen` is not a loopback address.
+    #[serde(default)]
+    pub token: Secret,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -651,6 +663,8 @@ pub struct Config {
     pub statuspage: StatusPageSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub local: LocalSection,
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentSpec>,
     /// Person name to their identities (`slack:U1`, `discord:2`, `local:alice`): one

@@ -62,6 +62,7 @@ fn shared(bot: &Bot) -> App {
         config: bot.app.config.clone(),
         conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
+        local: bot.app.local.clone(),
         draining: bot.app.draining.clone(),
     }
 }

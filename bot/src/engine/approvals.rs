@@ -492,6 +492,19 @@ pub(super) fn recheck_preconditions(
     }
 }
 
+impl Engine {
+    /// A request's approval card as the store has it now, for a chat that cannot otherwise
+    /// learn of a change made by another process.
+    pub async fn request_card(&self, id: RequestId) -> Option<ApprovalCard> {
+        let (Ok(Some(row)), Ok(votes)) =
+            (self.store.get_request(id).await, self.store.votes(id).await)
+        else {
+            return None;
+        };
+        Some(self.card(&row, &votes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
