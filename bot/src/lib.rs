@@ -5,6 +5,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod discord;
 pub mod engine;
 pub mod incidents;
 pub mod metrics;

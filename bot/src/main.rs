@@ -51,6 +51,21 @@ enum Cmd {
     },
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
+    /// Discord.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCmd {
+    /// (Re)register the /erlmcp application command and print what was registered.
+    Register {
+        /// Register even when Discord already has the same command.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +253,9 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
             }
         }
         Cmd::Exec { user, command } => exec(loaded, &url, &user, &command.join(" ")).await,
+        Cmd::Discord {
+            command: DiscordCmd::Register { force },
+        } => discord_register(&loaded.config, force).await,
         Cmd::Serve => serve(loaded, &url).await,
     }
 }
@@ -568,5 +586,36 @@ async fn recv_or_never(signal: Option<&mut tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+async fn discord_register(cfg: &erlmcp_commands::config::Config, force: bool) -> ExitCode {
+    if !cfg.discord.enabled {
+        eprintln!("erlmcp-bot: discord.enabled is not set in the configuration");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let platform = match erlmcp_bot::discord::platform(cfg) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    match erlmcp_bot::discord::register(cfg, &platform, force).await {
+        Ok(registration) => {
+            println!(
+                "{} /{} ({}, {} subcommands):",
+                if registration.changed {
+                    "registered"
+                } else {
+                    "already registered, unchanged:"
+                },
+                erlmcp_adapters::discord::commands::command_name(&cfg.bot.command),
+                registration.scope,
+                registration.lines.len()
+            );
+            for line in &registration.lines {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("discord register failed: {e:#}")),
     }
 }
