@@ -165,6 +165,50 @@ impl FakeDiscord {
         FakeDiscord { world, addr }
     }
 
+    /// The same fake as `https://discord.com` over TLS, for a client built by
+    /// [`Self::discord_com_client`]: serenity's own rate limiter sends only there.
+    pub async fn start_tls() -> FakeDiscord {
+        let world = Arc::new(Mutex::new(World::default()));
+        let app = router(world.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake discord (tls)");
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tls_acceptor();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        FakeDiscord { world, addr }
+    }
+
+    /// A client that reaches this fake (started with [`Self::start_tls`]) as
+    /// `https://discord.com`, trusting the test CA only.
+    pub fn discord_com_client(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(TEST_CA.as_bytes()).expect("test CA");
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .resolve("discord.com", self.addr)
+            .build()
+            .expect("client for the TLS fake")
+    }
+
     /// What to put in `discord.api_url`.
     pub fn api_url(&self) -> String {
         format!("http://{}/api/v10/", self.addr)
@@ -230,6 +274,29 @@ impl FakeDiscord {
     pub fn messages(&self) -> Vec<FakeMessage> {
         self.world().messages.clone()
     }
+}
+
+const TEST_CA: &str = include_str!("../fixtures/discord/tls/ca.pem");
+const TEST_CERT: &str = include_str!("../fixtures/discord/tls/discord.com.pem");
+const TEST_KEY: &str = include_str!("../fixtures/discord/tls/discord.com.key");
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![
+        CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).expect("test certificate"),
+        CertificateDer::from_pem_slice(TEST_CA.as_bytes()).expect("test CA"),
+    ];
+    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).expect("test key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("TLS server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 pub fn router(world: Arc<Mutex<World>>) -> Router {
