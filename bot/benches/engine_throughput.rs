@@ -73,7 +73,7 @@ async fn run(label: &str, store: Arc<dyn Store>, checkpoints: Option<&std::path:
                 progress: Arc::new(NoProgress),
             })
             .await;
-        assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
+        assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text());
     };
     // Warm-up: connections open, caches filled.
     for i in 0..ENVIRONMENTS {

@@ -10,20 +10,41 @@ use erlmcp_adapters::target::Target;
 use erlmcp_commands::config::{Config, EnvironmentSpec, TargetKind};
 
 use crate::clock::Clock;
+use crate::conversation::Conversation;
 use crate::engine::{Engine, EngineParts, GuardSleep, real_sleep};
 use crate::metrics::Metrics;
+use crate::platforms::{self, Platforms};
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
+use erlmcp_adapters::discord::DiscordPlatform;
+use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::kube_client;
 use erlmcp_adapters::kubernetes::{KubernetesOptions, KubernetesTarget};
+use erlmcp_adapters::slack::SlackInbound;
 
 pub struct App {
     pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Where every chat platform hands its inbound messages.
+    pub conversation: Arc<Conversation>,
     /// Slack's endpoints and Socket Mode, when `slack.enabled`.
-    pub slack: Option<Arc<crate::slack::SlackBridge>>,
+    pub slack: Option<Arc<SlackInbound>>,
+    /// Discord's interactions endpoint, when `discord.enabled` in HTTP mode.
+    pub discord: Option<Arc<DiscordInbound>>,
+    /// Discord's client, for registering the command at start-up.
+    pub discord_client: Option<Arc<DiscordPlatform>>,
+}
+
+impl App {
+    /// The inbound halves of the platforms, for the HTTP server.
+    pub fn platforms(&self) -> Platforms {
+        Platforms {
+            slack: self.slack.clone(),
+            discord: self.discord.clone(),
+        }
+    }
 }
 
 pub struct BuildOptions {
@@ -88,18 +109,8 @@ pub async fn build(
         targets.push(Arc::new(target));
     }
     let mut chats = opts.chats;
-    let slack = if config.slack.enabled {
-        let platform = erlmcp_adapters::slack::SlackPlatform::new(crate::slack::platform_options(
-            &config,
-            clock.clone(),
-        ))
-        .context("could not set up the Slack client")?;
-        let platform = Arc::new(platform);
-        chats.push(platform.clone());
-        Some(platform)
-    } else {
-        None
-    };
+    let clients = platforms::clients(&config, clock.clone())?;
+    chats.extend(clients.chats());
     // A bot told to sign checkpoints must not run without being able to.
     crate::engine::check_audit_keys(&config.audit)?;
     let engine = Engine::new(EngineParts {
@@ -107,18 +118,22 @@ pub async fn build(
         store: store.clone(),
         targets,
         ci: ci_source(&config)?,
-        clock,
+        clock: clock.clone(),
         metrics: metrics.clone(),
         chats,
         guard_sleep: opts.guard_sleep,
     });
-    let slack = slack.map(|p| crate::slack::SlackBridge::start(engine.clone(), p, metrics.clone()));
+    let conversation = Conversation::start(engine.clone(), metrics.clone());
+    let connected = platforms::connect(&config, clock, &clients, conversation.clone());
     Ok(App {
         engine,
         store,
         metrics,
         config,
-        slack,
+        conversation,
+        slack: connected.slack,
+        discord: connected.discord,
+        discord_client: clients.discord.clone(),
     })
 }
 

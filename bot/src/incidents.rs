@@ -14,6 +14,7 @@ use erlmcp_adapters::chat::{ChatPlatform, Platform};
 use erlmcp_adapters::pagerduty::{Page, PageSeverity, Pager, PagerDuty};
 use erlmcp_adapters::statuspage::{Impact, PageStatus, StatusPage, Statuspage};
 use erlmcp_commands::config::Config;
+use erlmcp_commands::message::{Handle, Line, Message, Span};
 use erlmcp_commands::render::{self, Reply};
 use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentCommand, IncidentId, RequestId, Severity, Timestamp};
@@ -152,11 +153,56 @@ fn channel_refs(inc: &IncidentRow) -> Vec<String> {
         .collect()
 }
 
-/// How a channel is linked in a message: Slack and Discord both render `<#ID>`.
-fn channel_link(platform: &str, id: &str) -> String {
-    match Platform::parse(platform) {
-        Some(Platform::Slack | Platform::Discord) => format!("<#{id}>"),
-        Some(Platform::Local) | None => format!("#{id}"),
+/// An incident's channel on one platform, linked where the platform can.
+fn channel_span(inc: IncidentId, title: &str, platform: &str, id: &str) -> Span {
+    Span::Channel(Handle::named(channel_name(inc, title)).with_id(platform, id))
+}
+
+/// The incident's channels, linked, separated by spaces.
+fn channel_links(inc: &IncidentRow) -> Line {
+    let mut line = Line::new();
+    for (i, (platform, id)) in channels_of(inc).iter().enumerate() {
+        if i > 0 {
+            line = line.text(" ");
+        }
+        line = line.span(channel_span(inc.id, &inc.title, platform, id));
+    }
+    line
+}
+
+/// The commander as named (`<@U1>`, `<@U1|alice>`, `<@!1>`, `@alice` on the local chat)
+/// on `platform`: a mention of that user there, or the text as typed.
+fn commander_span(named: &str, platform: &str) -> Span {
+    match mention_id(named, platform) {
+        Some(id) => {
+            let name = named
+                .strip_prefix("<@")
+                .and_then(|m| m.strip_suffix('>'))
+                .and_then(|m| m.split_once('|'))
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_else(|| id.clone());
+            Span::User(Handle::named(name).with_id(platform, &id))
+        }
+        None => Span::Text(named.to_string()),
+    }
+}
+
+/// The platform the commander was named on: that of whoever named them last.
+fn commander_platform<'a>(inc: &'a IncidentRow, events: &'a [IncidentEventRow]) -> &'a str {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.kind == IncidentEventKind::Commander)
+        .and_then(|e| e.who.as_ref())
+        .map(|w| w.platform.as_str())
+        .unwrap_or(inc.declared_by.platform.as_str())
+}
+
+/// The commander, mentioned, or `fallback` when none is named.
+fn commander(inc: &IncidentRow, events: &[IncidentEventRow], fallback: &str) -> Span {
+    match &inc.commander {
+        Some(c) => commander_span(c, commander_platform(inc, events)),
+        None => Span::Text(fallback.to_string()),
     }
 }
 
@@ -253,7 +299,7 @@ impl Engine {
 
     /// Posts into the incident's channels, except the one the command came from: the chat
     /// adapter shows the reply there already.
-    async fn post_to_incident(&self, inc: &IncidentRow, text: &str, except: Option<&str>) {
+    async fn post_to_incident(&self, inc: &IncidentRow, message: &Message, except: Option<&str>) {
         for (platform, channel) in channels_of(inc) {
             if except == Some(format!("{platform}:{channel}").as_str()) {
                 continue;
@@ -261,13 +307,13 @@ impl Engine {
             let Some(chat) = self.chat(&platform) else {
                 continue;
             };
-            if let Err(e) = chat.post(&channel, &Reply::ok(text)).await {
+            if let Err(e) = chat.post(&channel, &Reply::ok(message.clone())).await {
                 warn!(incident = %inc.id, %platform, error = %e, "could not post in the incident channel");
             }
         }
     }
 
-    async fn announce_incident(&self, text: &str, except: &str) {
+    async fn announce_incident(&self, message: &Message, except: &str) {
         for chat in self.chats() {
             let Some(channel) = self.incidents_channel(chat.platform()) else {
                 continue;
@@ -275,19 +321,25 @@ impl Engine {
             if except == format!("{}:{channel}", chat.platform()) {
                 continue;
             }
-            if let Err(e) = chat.post(&channel, &Reply::ok(text)).await {
+            if let Err(e) = chat.post(&channel, &Reply::ok(message.clone())).await {
                 warn!(platform = %chat.platform(), error = %e, "could not announce in the incidents channel");
             }
         }
     }
 
     async fn set_topics(&self, inc: &IncidentRow) {
+        let events = self
+            .store()
+            .incident_events(inc.id)
+            .await
+            .unwrap_or_default();
+        // Topics are plain text everywhere: the commander by name.
         let topic = format!(
             "{} {} | {} | commander: {} | updates every {}",
             inc.id,
             inc.severity,
             inc.title,
-            inc.commander.as_deref().unwrap_or("none yet"),
+            erlmcp_commands::message::plain::span(&commander(inc, &events, "none yet")),
             render::duration(self.interval())
         );
         for (platform, channel) in channels_of(inc) {
@@ -409,10 +461,8 @@ impl Engine {
             )
             .await?;
 
-        let mut lines = vec![format!(
-            "{id} declared ({severity}) by {}: {title}",
-            who_label(&me)
-        )];
+        let mut lines: Vec<Line> =
+            vec![format!("{id} declared ({severity}) by {}: {title}", who_label(&me)).into()];
         let mut channels = BTreeMap::new();
         let name = channel_name(id, title);
         for chat in self.chats() {
@@ -420,19 +470,23 @@ impl Engine {
             match chat.create_channel(&name).await {
                 Ok(channel) => {
                     channels.insert(platform.to_string(), channel.clone());
-                    let link = channel_link(platform.as_str(), &channel);
-                    lines.push(format!("Channel: {link} ({platform})"));
+                    lines.push(
+                        Line::new()
+                            .text("Channel: ")
+                            .span(channel_span(id, title, platform.as_str(), &channel))
+                            .text(format!(" ({platform})")),
+                    );
                     self.event(
                         id,
                         IncidentEventKind::Channel,
                         None,
-                        &format!("{platform} channel {link} opened"),
+                        &format!("{platform} channel {channel} opened"),
                     )
                     .await?;
                 }
                 Err(e) => {
                     warn!(incident = %id, %platform, error = %e, "could not open the incident channel");
-                    lines.push(format!("No {platform} channel: {e}"));
+                    lines.push(format!("No {platform} channel: {e}").into());
                     self.event(
                         id,
                         IncidentEventKind::ChatError,
@@ -463,40 +517,43 @@ impl Engine {
                 && let Err(e) = chat.invite(channel, &people).await
             {
                 warn!(incident = %id, %platform, error = %e, "could not invite on-call");
-                lines.push(format!("Could not invite on-call on {platform}: {e}"));
+                lines.push(format!("Could not invite on-call on {platform}: {e}").into());
             }
-            if let Err(e) = chat.post(channel, &Reply::ok(&opening)).await {
+            if let Err(e) = chat.post(channel, &Reply::ok(opening.clone())).await {
                 warn!(incident = %id, %platform, error = %e, "could not post the checklist");
             }
         }
-        let links: Vec<String> = channels.iter().map(|(p, c)| channel_link(p, c)).collect();
-        self.announce_incident(
-            &format!(
-                "{id} {severity} declared by {}: {title}{}",
-                who_label(&me),
-                if links.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — join {}", links.join(" "))
-                }
-            ),
-            &inv.channel,
-        )
-        .await;
+        let mut announcement = Line::new().text(format!(
+            "{id} {severity} declared by {}: {title}",
+            who_label(&me)
+        ));
+        if !channels.is_empty() {
+            announcement = announcement.text(" — join ").extend(channel_links(&inc));
+        }
+        self.announce_incident(&announcement.into(), &inv.channel)
+            .await;
 
         if pages(severity) {
-            lines.extend(self.page(&inc).await?);
-            lines.extend(self.open_status_page(&inc).await?);
+            lines.extend(self.page(&inc).await?.into_iter().map(Line::from));
+            lines.extend(
+                self.open_status_page(&inc)
+                    .await?
+                    .into_iter()
+                    .map(Line::from),
+            );
         }
-        lines.push(format!(
-            "Status updates every {}.",
-            render::duration(self.interval())
-        ));
+        lines.push(
+            format!(
+                "Status updates every {}.",
+                render::duration(self.interval())
+            )
+            .into(),
+        );
         if channels.is_empty() {
             // No channel carries the checklist, so the reply does.
-            lines.push(checklist(severity));
+            lines.push(checklist(severity).into());
         }
-        Ok(Reply::ok(lines.join("\n")))
+        Ok(Reply::ok(paragraphs(lines)))
     }
 
     /// Triggers (or re-triggers at a new severity) the incident's page.
@@ -612,7 +669,8 @@ impl Engine {
         inc.last_human_update_at = Some(self.now());
         self.store().update_incident(&inc).await?;
         let line = format!("{} update from {}: {text}", inc.id, who_label(&me));
-        self.post_to_incident(&inc, &line, Some(&inv.channel)).await;
+        self.post_to_incident(&inc, &Message::from(&line), Some(&inv.channel))
+            .await;
         self.update_status_page(&inc, PageStatus::Identified, text, None)
             .await;
         Ok(Reply::ok(line))
@@ -659,9 +717,10 @@ impl Engine {
         )
         .await;
         self.set_topics(&inc).await;
-        let text = lines.join("\n");
-        self.post_to_incident(&inc, &text, Some(&inv.channel)).await;
-        Ok(Reply::ok(text))
+        let message = Message::from(lines.join("\n"));
+        self.post_to_incident(&inc, &message, Some(&inv.channel))
+            .await;
+        Ok(Reply::ok(message))
     }
 
     async fn incident_commander(
@@ -693,13 +752,15 @@ impl Engine {
             warn!(incident = %inc.id, error = %e, "could not invite the commander");
         }
         self.set_topics(&inc).await;
-        let text = format!(
-            "{} commander is now {user} (named by {})",
-            inc.id,
-            who_label(&me)
+        let message = Message::from(
+            Line::new()
+                .text(format!("{} commander is now ", inc.id))
+                .span(commander_span(user, platform))
+                .text(format!(" (named by {})", who_label(&me))),
         );
-        self.post_to_incident(&inc, &text, Some(&inv.channel)).await;
-        Ok(Reply::ok(text))
+        self.post_to_incident(&inc, &message, Some(&inv.channel))
+            .await;
+        Ok(Reply::ok(message))
     }
 
     async fn incident_resolve(
@@ -762,19 +823,20 @@ impl Engine {
         .await;
 
         let events = self.store().incident_events(inc.id).await?;
-        let text = resolution_summary(&inc, &events, now);
-        self.post_to_incident(&inc, &text, Some(&inv.channel)).await;
+        let message = resolution_summary(&inc, &events, now);
+        self.post_to_incident(&inc, &message, Some(&inv.channel))
+            .await;
         self.announce_incident(
-            &format!(
+            &Message::from(format!(
                 "{} resolved after {}: {}",
                 inc.id,
                 render::duration(now - inc.declared_at),
                 inc.title
-            ),
+            )),
             &inv.channel,
         )
         .await;
-        Ok(Reply::ok(text))
+        Ok(Reply::ok(message))
     }
 
     pub(crate) async fn incident_list(&self) -> Result<Reply, StoreError> {
@@ -783,30 +845,25 @@ impl Engine {
             return Ok(Reply::private("No open incidents."));
         }
         let now = self.now();
-        Ok(Reply::private(
-            open.iter()
-                .map(|i| {
-                    let links: Vec<String> = channels_of(i)
-                        .iter()
-                        .map(|(p, c)| channel_link(p, c))
-                        .collect();
-                    format!(
-                        "{} {} {} — open {}, commander {}{}",
-                        i.id,
-                        i.severity,
-                        i.title,
-                        render::duration(now - i.declared_at),
-                        i.commander.as_deref().unwrap_or("none"),
-                        if links.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", {}", links.join(" "))
-                        }
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ))
+        let mut lines = Vec::new();
+        for i in &open {
+            let events = self.store().incident_events(i.id).await?;
+            let mut line = Line::new()
+                .text(format!(
+                    "{} {} {} — open {}, commander ",
+                    i.id,
+                    i.severity,
+                    i.title,
+                    render::duration(now - i.declared_at),
+                ))
+                .span(commander(i, &events, "none"));
+            let links = channel_links(i);
+            if !links.is_empty() {
+                line = line.text(", ").extend(links);
+            }
+            lines.push(line);
+        }
+        Ok(Reply::private(paragraphs(lines)))
     }
 
     pub(crate) async fn incident_timeline(
@@ -897,14 +954,19 @@ impl Engine {
             return Ok(false);
         }
         let events = self.store().incident_events(id).await?;
-        let text = self.status_update_text(&inc, &events).await;
-        self.event(id, IncidentEventKind::StatusUpdate, Some(&system()), &text)
-            .await?;
-        self.post_to_incident(&inc, &text, None).await;
+        let message = self.status_update(&inc, &events).await;
+        self.event(
+            id,
+            IncidentEventKind::StatusUpdate,
+            Some(&system()),
+            &message.plain(),
+        )
+        .await?;
+        self.post_to_incident(&inc, &message, None).await;
         Ok(true)
     }
 
-    async fn status_update_text(&self, inc: &IncidentRow, events: &[IncidentEventRow]) -> String {
+    async fn status_update(&self, inc: &IncidentRow, events: &[IncidentEventRow]) -> Message {
         let now = self.now();
         let interval = self.interval();
         let previous = events
@@ -912,7 +974,7 @@ impl Engine {
             .rev()
             .find(|e| e.kind == IncidentEventKind::StatusUpdate);
         let since = previous.map(|e| e.seq).unwrap_or(0);
-        let mut out = format!(
+        let out = format!(
             "{} status update — {} {}\nOpen for {} (declared {} by {})",
             inc.id,
             inc.severity,
@@ -921,19 +983,22 @@ impl Engine {
             render::timestamp(inc.declared_at),
             who_label(&inc.declared_by)
         );
-        out.push_str(&format!(
-            "\nCommander: {}",
-            inc.commander
-                .as_deref()
-                .unwrap_or("none — name one with `incident commander @user`")
-        ));
+        let mut lines = vec![
+            Line::from(out),
+            Line::new().text("Commander: ").span(commander(
+                inc,
+                events,
+                "none — name one with `incident commander @user`",
+            )),
+        ];
+        let mut out = String::new();
         match events
             .iter()
             .rev()
             .find(|e| e.kind == IncidentEventKind::Update)
         {
             Some(u) => out.push_str(&format!(
-                "\nLast human update: {} ago by {}: {}",
+                "Last human update: {} ago by {}: {}",
                 render::duration(now - u.at),
                 u.who
                     .as_ref()
@@ -941,7 +1006,7 @@ impl Engine {
                     .unwrap_or_else(|| "someone".into()),
                 u.text
             )),
-            None => out.push_str("\nLast human update: none yet"),
+            None => out.push_str("Last human update: none yet"),
         }
 
         out.push_str("\nEnvironments:");
@@ -973,16 +1038,18 @@ impl Engine {
         let quiet = inc
             .last_human_update_at
             .is_none_or(|at| now - at >= interval);
+        lines.push(Line::from(out));
         if quiet {
-            out.push_str(&format!(
-                "\n{}: no human update in the last {} — post one with `incident update ...`.",
-                inc.commander
-                    .as_deref()
-                    .unwrap_or("Commander (none named yet)"),
-                render::duration(interval)
-            ));
+            lines.push(
+                Line::new()
+                    .span(commander(inc, events, "Commander (none named yet)"))
+                    .text(format!(
+                        ": no human update in the last {} — post one with `incident update ...`.",
+                        render::duration(interval)
+                    )),
+            );
         }
-        out
+        paragraphs(lines)
     }
 
     /// Production, where incidents are felt, plus every environment an operation on this
@@ -1069,7 +1136,16 @@ fn timeline_line(e: &IncidentEventRow) -> String {
     )
 }
 
-fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Timestamp) -> String {
+/// Lines as a message of paragraphs, read as one text.
+fn paragraphs(lines: Vec<Line>) -> Message {
+    lines
+        .into_iter()
+        .map(erlmcp_commands::message::Block::paragraph)
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Timestamp) -> Message {
     let mut out = format!(
         "{} resolved after {}: {} ({})",
         inc.id,
@@ -1080,18 +1156,21 @@ fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Times
     if let Some(s) = &inc.summary {
         out.push_str(&format!("\nSummary: {s}"));
     }
-    out.push_str(&format!(
-        "\nCommander: {}",
-        inc.commander.as_deref().unwrap_or("none named")
-    ));
+    let mut lines = vec![
+        Line::from(out),
+        Line::new()
+            .text("Commander: ")
+            .span(commander(inc, events, "none named")),
+    ];
+    let mut out = String::new();
     let ops: Vec<&IncidentEventRow> = events
         .iter()
         .filter(|e| e.kind == IncidentEventKind::Operation)
         .collect();
     if ops.is_empty() {
-        out.push_str("\nOperations: none");
+        out.push_str("Operations: none");
     } else {
-        out.push_str("\nOperations:");
+        out.push_str("Operations:");
         for e in ops {
             out.push_str(&format!(
                 "\n  {} {} (by {})",
@@ -1115,11 +1194,13 @@ fn resolution_summary(inc: &IncidentRow, events: &[IncidentEventRow], now: Times
     out.push_str(&format!(
         "\n  ({updates} automatic status update(s) posted)"
     ));
-    out.push_str(&format!(
-        "\n{}: please schedule the postmortem.",
-        inc.commander.as_deref().unwrap_or("Commander")
-    ));
-    out
+    lines.push(Line::from(out));
+    lines.push(
+        Line::new()
+            .span(commander(inc, events, "Commander"))
+            .text(": please schedule the postmortem."),
+    );
+    paragraphs(lines)
 }
 
 #[cfg(test)]

@@ -410,7 +410,7 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
             progress: Arc::new(StderrProgress),
         })
         .await;
-    println!("{}", reply.text);
+    println!("{}", reply.text());
     // The process ends here: the checkpoint owed to an operation is written now.
     app.engine.flush_checkpoints().await;
     ownership.abort();
@@ -488,8 +488,15 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let socket_mode = app
         .slack
         .as_ref()
-        .filter(|s| s.mode() == erlmcp_bot::slack::Mode::Socket)
+        .filter(|s| s.mode() == erlmcp_adapters::slack::Mode::Socket)
         .map(|s| s.start_socket_mode());
+    // Discord: the command is registered when this binary's differs from Discord's copy.
+    if let Some(discord) = app.discord_client.clone() {
+        let cfg = app.config.clone();
+        tokio::spawn(async move {
+            erlmcp_bot::discord::register_at_start(&cfg, &discord).await;
+        });
+    }
     // One signal stops both listeners: each stops accepting and finishes what is in flight.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -600,14 +607,14 @@ async fn discord_register(cfg: &erlmcp_commands::config::Config, force: bool) ->
     };
     match erlmcp_bot::discord::register(cfg, &platform, force).await {
         Ok(registration) => {
+            let name = erlmcp_adapters::discord::commands::command_name(&cfg.bot.command);
+            let what = if registration.changed {
+                "registered"
+            } else {
+                "already registered (unchanged)"
+            };
             println!(
-                "{} /{} ({}, {} subcommands):",
-                if registration.changed {
-                    "registered"
-                } else {
-                    "already registered, unchanged:"
-                },
-                erlmcp_adapters::discord::commands::command_name(&cfg.bot.command),
+                "/{name} {what} ({}, {} subcommands):",
                 registration.scope,
                 registration.lines.len()
             );

@@ -59,10 +59,8 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics));
     }
-    if which != Routes::Probes
-        && let Some(slack) = &app.slack
-    {
-        router = router.merge(crate::slack::routes(slack.clone()));
+    if which != Routes::Probes {
+        router = router.merge(app.platforms().routes());
     }
     let engine = app.engine.clone();
     let readiness = Readiness::new(

@@ -107,7 +107,7 @@ impl World {
             let reply = self
                 .say("sre", &format!("scale staging {}", 2 + i % 3))
                 .await;
-            assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
+            assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text());
             self.clock.advance(chrono::Duration::seconds(20));
             let newest = self.store().audit_tail(1).await.unwrap()[0].seq;
             self.app.engine.checkpointed_through(newest).await;
@@ -336,17 +336,17 @@ async fn prune_keeps_verify_passing(w: World) {
     w.operations(2).await;
     let date = cut.to_rfc3339();
     let reply = w.say("sre", &format!("audit prune --before {date}")).await;
-    assert_eq!(reply.kind, ReplyKind::Accepted, "{}", reply.text);
+    assert_eq!(reply.kind, ReplyKind::Accepted, "{}", reply.text());
     let id = reply
-        .text
+        .text()
         .split_whitespace()
         .find(|t| t.starts_with("R-"))
         .unwrap()
         .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_string();
     let reply = w.say("lead", &format!("approve {id}")).await;
-    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
-    assert!(reply.text.contains("pruned"), "{}", reply.text);
+    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text());
+    assert!(reply.text().contains("pruned"), "{}", reply.text());
     let rows = w.rows().await;
     assert!(rows[0].seq > 1, "older rows are gone");
     assert!(rows.iter().any(|r| r.entry.operation == "audit.prune"));
@@ -381,13 +381,13 @@ async fn prune_of_everything_keeps_the_chain_tip(w: World) {
     w.operations(2).await;
     let reply = w.say("sre", "audit prune --before 2999-01-01").await;
     let id = reply
-        .text
+        .text()
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .find(|t| t.starts_with("R-"))
         .unwrap()
         .to_string();
     let reply = w.say("lead", &format!("approve {id}")).await;
-    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
+    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text());
     w.operations(1).await;
     let rows = w.rows().await;
     assert!(rows[0].seq > 1, "{rows:?}");

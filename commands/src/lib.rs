@@ -5,6 +5,7 @@
 pub mod approval;
 pub mod config;
 pub mod grammar;
+pub mod message;
 pub mod model;
 pub mod policy;
 pub mod render;

@@ -1,10 +1,11 @@
 //! Every text the bot says, as small named functions, rendered to a platform-neutral
-//! `Reply`. Chat adapters turn a `Reply` into Block Kit or Discord components; `exec`
-//! prints `Reply::text`.
+//! `Reply` carrying a [`Message`]. Chat adapters turn a message into Block Kit or Discord
+//! components; `exec` prints `Reply::text`.
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
+use crate::message::{Block, Line, Mention, Message};
 use crate::model::{RequestId, Timestamp};
 use crate::policy::{ApprovalRequirement, Refusal, Unmet, VoteRefusal};
 use crate::status::EnvStatus;
@@ -54,6 +55,9 @@ pub struct ApprovalCard {
     pub environment: Option<String>,
     pub version: Option<String>,
     pub requirement: ApprovalRequirement,
+    /// The members of each role in `requirement.from`, mentioned where the platform can.
+    #[serde(default)]
+    pub approvers: Vec<RoleMembers>,
     pub approvals: Vec<String>,
     /// Preconditions checked and met, for the approvers' information.
     pub met: Vec<String>,
@@ -61,6 +65,13 @@ pub struct ApprovalCard {
     /// `pending`, or the final state: buttons are shown only while pending.
     pub state: String,
     pub state_detail: Option<String>,
+}
+
+/// A role and the people and groups it is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleMembers {
+    pub role: String,
+    pub members: Vec<Mention>,
 }
 
 impl ApprovalCard {
@@ -105,64 +116,66 @@ impl ApprovalCard {
     }
 }
 
+/// What a command answers: how it ended, who sees it, and the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub kind: ReplyKind,
     pub visibility: Visibility,
-    pub text: String,
-    /// Set when the reply is (or updates) an approval message.
-    pub approval: Option<ApprovalCard>,
+    pub message: Message,
 }
 
 impl Reply {
-    pub fn ok(text: impl Into<String>) -> Reply {
+    pub fn new(kind: ReplyKind, visibility: Visibility, message: impl Into<Message>) -> Reply {
         Reply {
-            kind: ReplyKind::Ok,
-            visibility: Visibility::InChannel,
-            text: text.into(),
-            approval: None,
+            kind,
+            visibility,
+            message: message.into(),
         }
+    }
+    pub fn ok(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Ok, Visibility::InChannel, message)
     }
     /// An answer only the asker needs to see (help, whoami, read-only lookups).
-    pub fn private(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Ok,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn private(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Ok, Visibility::Ephemeral, message)
     }
-    pub fn refused(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Refused,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn refused(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Refused, Visibility::Ephemeral, message)
     }
-    pub fn failed(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Failed,
-            visibility: Visibility::InChannel,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn failed(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Failed, Visibility::InChannel, message)
     }
-    pub fn usage(text: impl Into<String>) -> Reply {
-        Reply {
-            kind: ReplyKind::Usage,
-            visibility: Visibility::Ephemeral,
-            text: text.into(),
-            approval: None,
-        }
+    pub fn usage(message: impl Into<Message>) -> Reply {
+        Reply::new(ReplyKind::Usage, Visibility::Ephemeral, message)
     }
     pub fn pending(card: ApprovalCard) -> Reply {
-        Reply {
-            kind: ReplyKind::Accepted,
-            visibility: Visibility::InChannel,
-            text: card.text(),
-            approval: Some(card),
-        }
+        Reply::new(
+            ReplyKind::Accepted,
+            Visibility::InChannel,
+            Block::Approval {
+                card: Box::new(card),
+            },
+        )
+    }
+
+    /// The reply as plain text (`exec`, logs, notification fallbacks).
+    pub fn text(&self) -> String {
+        self.message.plain()
+    }
+
+    /// Set when the reply is (or updates) an approval message.
+    pub fn approval(&self) -> Option<&ApprovalCard> {
+        self.message.approval()
+    }
+
+    /// Adds a paragraph at the end.
+    pub fn push(&mut self, line: impl Into<Line>) {
+        self.message.push(Block::paragraph(line));
+    }
+
+    /// Adds a paragraph at the top.
+    pub fn prepend(&mut self, line: impl Into<Line>) {
+        self.message.blocks.insert(0, Block::paragraph(line));
     }
 }
 
@@ -191,6 +204,14 @@ pub fn duration(d: Duration) -> String {
 
 pub fn timestamp(t: Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The private acknowledgement of a command that may take minutes.
+pub fn working_on(command: &str) -> Line {
+    Line::new()
+        .text("Working on ")
+        .code(command.trim())
+        .text("; the outcome follows here.")
 }
 
 /// Added to a refusal or `whoami` when the asker's groups could not be read.

@@ -6,16 +6,40 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use erlmcp_adapters::chat::{ChatError, ChatPlatform, MessageRef, Platform};
+use erlmcp_commands::message::{Span, plain};
 use erlmcp_commands::render::Reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatCall {
-    Post { channel: String, text: String },
-    Update { message: MessageRef, text: String },
-    Thread { parent: MessageRef, text: String },
-    CreateChannel { name: String, id: String },
-    Invite { channel: String, users: Vec<String> },
-    Topic { channel: String, topic: String },
+    Post {
+        channel: String,
+        text: String,
+    },
+    Update {
+        message: MessageRef,
+        text: String,
+    },
+    Thread {
+        parent: MessageRef,
+        text: String,
+    },
+    Private {
+        channel: String,
+        user: String,
+        text: String,
+    },
+    CreateChannel {
+        name: String,
+        id: String,
+    },
+    Invite {
+        channel: String,
+        users: Vec<String>,
+    },
+    Topic {
+        channel: String,
+        topic: String,
+    },
 }
 
 #[derive(Clone)]
@@ -95,6 +119,27 @@ impl FakeChat {
         })
     }
 
+    /// A message as a person on this platform reads it: plain text, with channels,
+    /// people and groups that have an id here shown as links (`<#C1>`, `<@U1>`, `<@&S1>`).
+    pub fn render(&self, reply: &Reply) -> String {
+        let platform = self.platform.as_str();
+        plain::message_with(&reply.message, &|s: &Span| match s {
+            Span::Channel(h) => match h.id_on(platform) {
+                Some(id) => format!("<#{id}>"),
+                None => plain::span(s),
+            },
+            Span::User(h) => match h.id_on(platform) {
+                Some(id) => format!("<@{id}>"),
+                None => plain::span(s),
+            },
+            Span::Group(h) => match h.id_on(platform) {
+                Some(id) => format!("<@&{id}>"),
+                None => plain::span(s),
+            },
+            _ => plain::span(s),
+        })
+    }
+
     fn record(&self, call: ChatCall) -> usize {
         let mut calls = self.calls.lock().unwrap();
         calls.push(call);
@@ -111,7 +156,7 @@ impl ChatPlatform for FakeChat {
     async fn post(&self, channel: &str, message: &Reply) -> Result<MessageRef, ChatError> {
         let n = self.record(ChatCall::Post {
             channel: channel.to_string(),
-            text: message.text.clone(),
+            text: self.render(message),
         });
         Ok(MessageRef {
             platform: self.platform,
@@ -123,7 +168,7 @@ impl ChatPlatform for FakeChat {
     async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError> {
         self.record(ChatCall::Update {
             message: message.clone(),
-            text: content.text.clone(),
+            text: self.render(content),
         });
         Ok(())
     }
@@ -131,17 +176,31 @@ impl ChatPlatform for FakeChat {
     async fn post_in_thread(
         &self,
         parent: &MessageRef,
-        text: &str,
+        message: &Reply,
     ) -> Result<MessageRef, ChatError> {
         let n = self.record(ChatCall::Thread {
             parent: parent.clone(),
-            text: text.to_string(),
+            text: self.render(message),
         });
         Ok(MessageRef {
             platform: self.platform,
             channel: parent.channel.clone(),
             id: format!("m{n}"),
         })
+    }
+
+    async fn post_private(
+        &self,
+        channel: &str,
+        user: &str,
+        message: &Reply,
+    ) -> Result<(), ChatError> {
+        self.record(ChatCall::Private {
+            channel: channel.to_string(),
+            user: user.to_string(),
+            text: self.render(message),
+        });
+        Ok(())
     }
 
     async fn create_channel(&self, name: &str) -> Result<String, ChatError> {

@@ -579,6 +579,20 @@ fn answer(w: &mut World, method: &Method, path: &str, body: &Value) -> Response 
             let m = w.messages[at].clone();
             ok(w.message_json(&m))
         }
+        ("DELETE", ["webhooks", app, token, "messages", "@original"]) if *app == APPLICATION_ID => {
+            if live_token(w, token).is_none() {
+                return error(StatusCode::UNAUTHORIZED, 50027, "Invalid Webhook Token");
+            }
+            // Only the response itself goes; follow-ups stay.
+            if let Some(at) = w
+                .messages
+                .iter()
+                .position(|m| m.token.as_deref() == Some(*token) && m.flags & 64 == 0)
+            {
+                w.messages.remove(at);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("POST", ["interactions", _id, token, "callback"]) => {
             if live_token(w, token).is_none() {
                 return error(StatusCode::UNAUTHORIZED, 50027, "Invalid Webhook Token");

@@ -111,8 +111,7 @@ impl Bot {
 /// The request id in a reply such as "R-3 deploy production ...".
 pub fn request_id(reply: &Reply) -> String {
     reply
-        .approval
-        .as_ref()
+        .approval()
         .map(|c| c.id.to_string())
-        .unwrap_or_else(|| panic!("no request in reply: {}", reply.text))
+        .unwrap_or_else(|| panic!("no request in reply: {}", reply.text()))
 }

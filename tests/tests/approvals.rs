@@ -43,25 +43,25 @@ fn parse_id(id: &str) -> RequestId {
 async fn soak_broken_after_request_refuses_at_execution(store: Arc<dyn Store>) {
     let bot = Bot::start(store.clone(), group_bound_devops()).await;
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.advance(Duration::hours(25));
 
     let r = slack_says(&bot, "U0ALICE", &[DEVOPS_GROUP], "deploy production v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let id = request_id(&r);
 
     // Staging is rolled back while the request waits: the soak no longer holds.
     bot.advance(Duration::minutes(5));
     let r = bot.say("dave", "rollback staging").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.advance(Duration::minutes(5));
     bot.progress.take();
 
     let mut events = bot.app.engine.subscribe();
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
-    assert!(r.text.contains("not executed"), "{}", r.text);
-    assert!(r.text.contains("staging was rolled back"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
+    assert!(r.text().contains("not executed"), "{}", r.text());
+    assert!(r.text().contains("staging was rolled back"), "{}", r.text());
     // The approval message is redrawn as failed, with the reason.
     let mut redrawn = None;
     while let Ok(EngineEvent::RequestChanged { card, .. }) = events.try_recv() {
@@ -79,7 +79,7 @@ async fn soak_broken_after_request_refuses_at_execution(store: Arc<dyn Store>) {
     );
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let status = bot.say("dave", "status production").await;
-    assert!(!status.text.contains("v3.0.1"), "{}", status.text);
+    assert!(!status.text().contains("v3.0.1"), "{}", status.text());
 
     let row = store.get_request(parse_id(&id)).await.unwrap().unwrap();
     assert_eq!(row.state, RequestState::Failed);
@@ -133,8 +133,8 @@ async fn group_bound_requester_runs_when_preconditions_still_hold() {
     let r = slack_says(&bot, "U0ALICE", &[DEVOPS_GROUP], "deploy production v3.0.1").await;
     let id = request_id(&r);
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production runs v3.0.1"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("production runs v3.0.1"), "{}", r.text());
 }
 
 /// Stores a copy of request `id` with `approvals_json` replaced, as an older version (or a
@@ -163,10 +163,10 @@ async fn stored_copy(store: &dyn Store, id: &str, approvals_json: &str) -> Strin
 
 async fn soaked_production_request(bot: &Bot) -> String {
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.advance(Duration::hours(25));
     let r = bot.say("alice", "deploy production v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     request_id(&r)
 }
 
@@ -186,15 +186,15 @@ async fn deploy_stored_without_its_rule_is_not_executed() {
     bot.progress.take();
 
     let r = bot.say("bob", &format!("approve {legacy}")).await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
-    assert!(r.text.contains("not executed"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
+    assert!(r.text().contains("not executed"), "{}", r.text());
     assert!(
-        r.text
+        r.text()
             .contains("stored without the rule it was approved under"),
         "{}",
-        r.text
+        r.text()
     );
-    assert!(r.text.contains("ask again"), "{}", r.text);
+    assert!(r.text().contains("ask again"), "{}", r.text());
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let row = store.get_request(parse_id(&legacy)).await.unwrap().unwrap();
     assert_eq!(row.state, RequestState::Failed);
@@ -208,7 +208,7 @@ async fn deploy_stored_without_its_rule_is_not_executed() {
 
     // The request stored by this version still runs.
     let r = bot.say("bob", &format!("approve {original}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
 }
 
 #[tokio::test]
@@ -226,12 +226,12 @@ async fn deploy_with_an_unreadable_rule_is_not_executed() {
     bot.progress.take();
 
     let r = bot.say("bob", &format!("approve {damaged}")).await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
     assert!(
-        r.text
+        r.text()
             .contains("the rule it was approved under cannot be read"),
         "{}",
-        r.text
+        r.text()
     );
     assert!(bot.progress.take().is_empty(), "nothing may run");
 }

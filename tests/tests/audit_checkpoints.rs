@@ -32,7 +32,7 @@ async fn each_checkpoint_is_posted_to_the_audit_channel_with_its_signature() {
     let store: Arc<dyn Store> = Arc::new(store);
     let bot = Bot::start(store.clone(), cfg).await;
     let reply = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text);
+    assert_eq!(reply.kind, ReplyKind::Ok, "{}", reply.text());
     let newest = store.audit_tail(1).await.unwrap()[0].seq;
     bot.app.engine.checkpointed_through(newest).await;
 

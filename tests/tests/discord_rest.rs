@@ -50,8 +50,7 @@ fn model() -> CommandModel {
 }
 
 fn card(state: &str) -> Reply {
-    let mut reply = Reply::ok("R-7 deploy production v3.0.1");
-    reply.approval = Some(ApprovalCard {
+    Reply::pending(ApprovalCard {
         id: RequestId(7),
         what: "deploy production v3.0.1".into(),
         requester: "ana".into(),
@@ -61,13 +60,13 @@ fn card(state: &str) -> Reply {
             count: 1,
             from: vec!["change-board".into()],
         },
+        approvers: vec![],
         approvals: vec![],
         met: vec![],
         expires_at: chrono::Utc::now(),
         state: state.into(),
         state_detail: None,
-    });
-    reply
+    })
 }
 
 #[tokio::test]
@@ -183,7 +182,10 @@ async fn progress_goes_into_one_thread_under_the_message() {
         .await
         .unwrap();
     for line in ["step 1/2", "step 2/2", "done"] {
-        discord.post_in_thread(&parent, line).await.unwrap();
+        discord
+            .post_in_thread(&parent, &Reply::ok(line))
+            .await
+            .unwrap();
     }
     let w = fake.world();
     assert_eq!(

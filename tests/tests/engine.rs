@@ -23,7 +23,7 @@ async fn racing_approvals(store: Arc<dyn Store>) {
     let bot = Arc::new(Bot::start(store.clone(), two_approvers()).await);
     for round in 0..10 {
         let r = bot.say("alice", "deploy production v3.0.0").await;
-        assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+        assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
         let id = request_id(&r);
         let (a, b) = {
             let (b1, b2) = (bot.clone(), bot.clone());
@@ -48,14 +48,14 @@ async fn racing_approvals(store: Arc<dyn Store>) {
                     && r.entry.request_id.map(|x| x.to_string()) == Some(id.clone())
             })
             .count();
-        assert_eq!(executions, 1, "round {round}: {} / {}", a.text, b.text);
+        assert_eq!(executions, 1, "round {round}: {} / {}", a.text(), b.text());
         // "R-n done: …" is the execution's reply; a voter who comes second may read "R-n is
         // done; there is nothing to approve", which is not a second execution.
         let done = [&a, &b]
             .iter()
-            .filter(|r| r.text.contains(&format!("{id} done:")))
+            .filter(|r| r.text().contains(&format!("{id} done:")))
             .count();
-        assert_eq!(done, 1, "round {round}: {} / {}", a.text, b.text);
+        assert_eq!(done, 1, "round {round}: {} / {}", a.text(), b.text());
         // Roll production back so the next round deploys again.
         bot.say("carol", "scale production 5").await;
     }
@@ -87,14 +87,18 @@ async fn racing_approvals_execute_once_on_postgres() {
 async fn audit_unavailable(store: Arc<dyn Store>, break_audit: impl AsyncFnOnce()) {
     let bot = Bot::start(store.clone(), embedded_config()).await;
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.progress.take();
 
     break_audit().await;
     let r = bot.say("dave", "deploy staging v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
-    assert!(r.text.contains("audit log is unavailable"), "{}", r.text);
-    assert!(r.text.contains("Not executed"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
+    assert!(
+        r.text().contains("audit log is unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("Not executed"), "{}", r.text());
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let metrics = bot.app.metrics.encode();
     assert!(
@@ -103,9 +107,9 @@ async fn audit_unavailable(store: Arc<dyn Store>, break_audit: impl AsyncFnOnce(
     );
     let r = bot.say("dave", "status staging").await;
     assert!(
-        r.text.contains("v3.0.1"),
+        r.text().contains("v3.0.1"),
         "staging must be unchanged: {}",
-        r.text
+        r.text()
     );
     let history = store.deployments("staging", 10).await.unwrap();
     assert!(history.iter().all(|d| d.version != "v3.0.2"), "{history:?}");
@@ -154,7 +158,7 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
     let store = erlmcp_bot::store::PgStore::open(&url).await.unwrap();
     let bot = Bot::start(Arc::new(store), embedded_config()).await;
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.progress.take();
 
     let admin = std::env::var(testdb::POSTGRES_URL_VAR).unwrap();
@@ -175,12 +179,16 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
     .unwrap();
 
     let r = bot.say("dave", "deploy staging v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
-    assert!(r.text.contains("audit log is unavailable"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
     assert!(
-        !r.text.contains("postgres://"),
+        r.text().contains("audit log is unavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        !r.text().contains("postgres://"),
         "no connection string in replies: {}",
-        r.text
+        r.text()
     );
     assert!(bot.progress.take().is_empty(), "nothing may run");
     let metrics = bot.app.metrics.encode();
@@ -197,9 +205,9 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
         .unwrap();
     let r = bot.say("dave", "status staging").await;
     assert!(
-        r.text.contains("v3.0.1"),
+        r.text().contains("v3.0.1"),
         "staging must be unchanged: {}",
-        r.text
+        r.text()
     );
     bot.finish().await;
     testdb::drop_postgres_database(&url).await;
@@ -215,15 +223,15 @@ async fn requests_expire_and_cancel() {
     let second = request_id(&r);
 
     let r = bot.say("bob", &format!("cancel {second}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     let r = bot.say("alice", &format!("cancel {second}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
 
     bot.advance(Duration::minutes(61));
     assert_eq!(bot.app.engine.expire_due().await.unwrap(), 1);
     let r = bot.say("bob", &format!("approve {first}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("expired"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("expired"), "{}", r.text());
     bot.finish().await;
 }
 
@@ -242,12 +250,12 @@ async fn one_person_counts_once() {
     let bot = Bot::start(Arc::new(store), cfg).await;
     let id = request_id(&bot.say("alice", "deploy production v3.0.0").await);
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert!(r.text.contains("1 of 2"), "{}", r.text);
+    assert!(r.text().contains("1 of 2"), "{}", r.text());
     let r = bot.say("bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("already voted"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("already voted"), "{}", r.text());
     let r = bot.say("frank", &format!("approve {id}")).await;
-    assert!(r.text.contains("done"), "{}", r.text);
+    assert!(r.text().contains("done"), "{}", r.text());
     bot.finish().await;
 }
 
@@ -257,26 +265,26 @@ async fn break_glass_rollback_during_p0() {
     let bot = Bot::start(Arc::new(store), embedded_config()).await;
     // Without an incident, on-call's production rollback waits for approval.
     let r = bot.say("carol", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
 
     let r = bot.say("dave", "incident declare P2 slow dashboard").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = bot.say("carol", "rollback production").await;
     assert_eq!(
         r.kind,
         ReplyKind::Accepted,
         "a P2 is no reason to break glass: {}",
-        r.text
+        r.text()
     );
 
     let r = bot.say("dave", "incident declare P0 production down").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     // Only on-call may break glass; the DevOps lead still needs an approval.
     let r = bot.say("alice", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let r = bot.say("carol", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production runs v2.9.4"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("production runs v2.9.4"), "{}", r.text());
 
     let rows = bot.app.store.audit_page(0, 1000).await.unwrap();
     assert!(
@@ -285,7 +293,7 @@ async fn break_glass_rollback_during_p0() {
         "break-glass is audited"
     );
     let r = bot.say("carol", "incident timeline INC-2").await;
-    assert!(r.text.contains("break-glass"), "{}", r.text);
+    assert!(r.text().contains("break-glass"), "{}", r.text());
     bot.finish().await;
 }
 
@@ -320,7 +328,13 @@ async fn drain_waits_for_commands_in_flight() {
         rows.iter().any(|r| r.entry.action == "executed"),
         "the outcome is audited"
     );
-    assert!(running.await.unwrap().text.contains("staging runs v3.0.1"));
+    assert!(
+        running
+            .await
+            .unwrap()
+            .text()
+            .contains("staging runs v3.0.1")
+    );
     assert_eq!(
         bot.app
             .engine

@@ -60,7 +60,10 @@ fn shared(bot: &Bot) -> App {
         store: bot.app.store.clone(),
         metrics: bot.app.metrics.clone(),
         config: bot.app.config.clone(),
+        conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
+        discord: bot.app.discord.clone(),
+        discord_client: bot.app.discord_client.clone(),
     }
 }
 
@@ -361,7 +364,7 @@ async fn unwritable_store(
     let (status, body) = get(&addr, "/readyz").await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
 
     block().await;
     // Past the cached answer of the last probe.
@@ -377,9 +380,9 @@ async fn unwritable_store(
     );
 
     let r = bot.say("dave", "deploy staging v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text);
-    assert!(r.text.starts_with("Not executed"), "{}", r.text);
-    assert!(r.text.contains("Nothing was changed"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
+    assert!(r.text().starts_with("Not executed"), "{}", r.text());
+    assert!(r.text().contains("Nothing was changed"), "{}", r.text());
     let (_, metrics) = get(&addr, "/metrics").await;
     assert_eq!(
         counter(
@@ -393,7 +396,11 @@ async fn unwritable_store(
     unblock().await;
     readyz_becomes(&addr, 200, Duration::from_secs(5)).await;
     let r = bot.say("dave", "status staging").await;
-    assert!(r.text.contains("v3.0.1"), "staging unchanged: {}", r.text);
+    assert!(
+        r.text().contains("v3.0.1"),
+        "staging unchanged: {}",
+        r.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

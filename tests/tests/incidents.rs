@@ -170,9 +170,9 @@ async fn story(db: Db) {
         "incident declare P0 API down for everyone",
     )
     .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("INC-1 declared (P0)"), "{}", r.text);
-    assert!(r.text.contains("On-call paged"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("INC-1 declared (P0)"), "{}", r.text());
+    assert!(r.text().contains("On-call paged"), "{}", r.text());
     assert_eq!(
         chat.channels_created(),
         vec![(
@@ -221,7 +221,7 @@ async fn story(db: Db) {
     assert_eq!(opened[0]["incident"]["impact_override"], "critical");
 
     let r = say(&bot, "carol", ch, "incident commander @carol").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
 
     // Nothing is due before the interval; at 15 minutes exactly one update, with live facts.
     bot.advance(Duration::minutes(14));
@@ -248,8 +248,8 @@ async fn story(db: Db) {
 
     // Break-glass: on-call rolls production back at once in the incident channel.
     let r = say(&bot, "carol", ch, "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production runs v2.9.4"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("production runs v2.9.4"), "{}", r.text());
     let audit = store.audit_page(0, 1000).await.unwrap();
     assert!(
         audit.iter().any(|a| a.entry.operation == "rollback"
@@ -259,16 +259,16 @@ async fn story(db: Db) {
     );
     let timeline = say(&bot, "dave", ch, "incident timeline").await;
     assert!(
-        timeline.text.contains("break_glass (carol"),
+        timeline.text().contains("break_glass (carol"),
         "{}",
-        timeline.text
+        timeline.text()
     );
     assert!(
         timeline
-            .text
+            .text()
             .contains("R-1 rollback production [break-glass] — succeeded"),
         "{}",
-        timeline.text
+        timeline.text()
     );
 
     bot.advance(Duration::minutes(5));
@@ -279,7 +279,7 @@ async fn story(db: Db) {
         "incident update rolled back, watching error rates",
     )
     .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert_eq!(
         statuspage_calls(&services, "PATCH").await.len(),
         1,
@@ -311,7 +311,7 @@ async fn story(db: Db) {
 
     // Resolve: summary, page and status page resolved, updates stop.
     let r = say(&bot, "carol", ch, "incident resolve rolled back to v2.9.4").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     for needle in [
         "INC-1 resolved after 30m: API down for everyone (P0)",
         "Summary: rolled back to v2.9.4",
@@ -321,9 +321,9 @@ async fn story(db: Db) {
         "@carol: please schedule the postmortem.",
     ] {
         assert!(
-            r.text.contains(needle),
+            r.text().contains(needle),
             "{needle:?} missing from:\n{}",
-            r.text
+            r.text()
         );
     }
     assert_eq!(pagerduty_events(&services, "resolve").await.len(), 1);
@@ -351,7 +351,7 @@ async fn story(db: Db) {
     assert_eq!(pagerduty_events(&services, "trigger").await.len(), 1);
     assert_eq!(pagerduty_events(&services, "resolve").await.len(), 1);
     let r = say(&bot, "carol", ch, "incident list").await;
-    assert!(r.text.contains("No open incidents"), "{}", r.text);
+    assert!(r.text().contains("No open incidents"), "{}", r.text());
     bot.finish().await;
 }
 
@@ -377,20 +377,20 @@ async fn incident_without_chat_keeps_its_record() {
     let bot = Bot::start(store.clone(), embedded_config()).await;
     let scheduler = Scheduler::new(bot.app.engine.clone(), "solo");
     let r = bot.say("dave", "incident declare P1 checkout errors").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
-        r.text.contains("☐ Investigate"),
+        r.text().contains("☐ Investigate"),
         "the checklist is in the reply: {}",
-        r.text
+        r.text()
     );
     bot.advance(Duration::minutes(15));
     assert_eq!(scheduler.tick().await, 1);
     let r = bot.say("dave", "incident timeline INC-1").await;
     assert!(
-        r.text
+        r.text()
             .contains("status_update: INC-1 status update — P1 checkout errors"),
         "{}",
-        r.text
+        r.text()
     );
     let events = store
         .incident_events(erlmcp_commands::IncidentId(1))
@@ -432,7 +432,7 @@ async fn two_replicas_post_each_update_once() {
         "incident declare P1 elevated error rate",
     )
     .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let ch = "C0001";
 
     clock.advance(Duration::minutes(15));
@@ -483,7 +483,7 @@ async fn restart_catches_up_once(db: Db) {
     let first = db.open().await;
     let a = bot_on(first.clone(), config(&services), &clock, &chat).await;
     let r = say(&a, "dave", GENERAL, "incident declare P0 database failover").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     drop(a);
     first.close().await;
     drop(first);
@@ -530,7 +530,7 @@ async fn requests_expire_on_the_scheduler() {
     let scheduler = Scheduler::new(bot.app.engine.clone(), "solo");
     scheduler.install().await.unwrap();
     let r = bot.say("carol", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     scheduler.tick().await;
     assert_eq!(
         store
@@ -569,15 +569,15 @@ async fn operations_land_on_the_incidents_they_belong_to() {
     say(&bot, "dave", GENERAL, "incident declare P2 flaky dev").await;
 
     let r = say(&bot, "dave", GENERAL, "restart development").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = say(&bot, "dave", GENERAL, "deploy development v3.0.1 for INC-2").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = say(&bot, "carol", GENERAL, "rollback production").await;
     assert_eq!(
         r.kind,
         ReplyKind::Ok,
         "break-glass during the P1: {}",
-        r.text
+        r.text()
     );
 
     let ops = |events: Vec<erlmcp_bot::store::IncidentEventRow>| {

@@ -105,9 +105,9 @@ async fn survivor_reconciles_a_dead_replica_once(store: Arc<dyn Store>) {
             progress: Arc::new(Lines::default()),
         })
         .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let r = say(&b, "alice", "deploy production v3.0.0").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let id = request_id(&r);
     let rid = RequestId(id.trim_start_matches("R-").parse().unwrap());
 
@@ -239,35 +239,35 @@ async fn survivor_reconciles_a_dead_replica_once(store: Arc<dyn Store>) {
     // Listed until acknowledged, and never run again by itself.
     let r = say(&c, "carol", "requests").await;
     assert!(
-        r.text.contains(&format!("{id} deploy production v3.0.0")),
+        r.text().contains(&format!("{id} deploy production v3.0.0")),
         "{}",
-        r.text
+        r.text()
     );
-    assert!(r.text.contains("INTERRUPTED"), "{}", r.text);
+    assert!(r.text().contains("INTERRUPTED"), "{}", r.text());
     let r = say(&c, "carol", "status production").await;
-    assert!(r.text.contains("INTERRUPTED"), "{}", r.text);
+    assert!(r.text().contains("INTERRUPTED"), "{}", r.text());
     let r = say(&c, "erin", &format!("cancel {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     let r = say(&c, "dave", &format!("cancel {id}")).await;
     assert_eq!(
         r.kind,
         ReplyKind::Refused,
         "not requester, approver nor deployer: {}",
-        r.text
+        r.text()
     );
     let r = say(&c, "bob", &format!("cancel {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("acknowledged"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("acknowledged"), "{}", r.text());
     let r = say(&c, "alice", &format!("cancel {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
     assert_eq!(audit_actions(&store, rid, "acknowledged").await.len(), 1);
     let r = say(&c, "carol", "requests").await;
-    assert!(!r.text.contains(&id), "{}", r.text);
+    assert!(!r.text().contains(&id), "{}", r.text());
     let r = say(&c, "carol", "status production").await;
-    assert!(!r.text.contains("INTERRUPTED"), "{}", r.text);
+    assert!(!r.text().contains("INTERRUPTED"), "{}", r.text());
     let r = say(&c, "bob", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("interrupted"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("interrupted"), "{}", r.text());
     assert_eq!(
         store.get_request(rid).await.unwrap().unwrap().state,
         RequestState::Interrupted
@@ -336,7 +336,7 @@ async fn a_live_owner_keeps_its_request_on_sqlite() {
     assert_eq!(a.app.engine.reconcile_interrupted().await.unwrap(), 0);
     assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 0);
     let reply = approve.await.unwrap();
-    assert!(reply.text.contains("done"), "{}", reply.text);
+    assert!(reply.text().contains("done"), "{}", reply.text());
 }
 
 const NS: &str = "erlmcp-prod";
@@ -512,9 +512,9 @@ async fn a_stalled_owner_that_finishes_late_is_told_on_sqlite() {
     assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 1);
     let reply = approve.await.unwrap();
     assert!(
-        reply.text.contains("already been marked interrupted"),
+        reply.text().contains("already been marked interrupted"),
         "{}",
-        reply.text
+        reply.text()
     );
     let rid = RequestId(id.trim_start_matches("R-").parse().unwrap());
     assert_eq!(audit_actions(&store, rid, "executed").await.len(), 1);

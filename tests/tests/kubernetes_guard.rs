@@ -74,7 +74,7 @@ async fn failing_health_after_a_production_deploy_rolls_back_automatically() {
 
     fake.set_health(503);
     let r = bot.say("alice", "deploy production v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
         bot.progress.take().iter().any(|l| l.contains("3 of 3")),
         "rollout followed"
@@ -126,12 +126,12 @@ async fn healthy_after_deploy_means_no_rollback() {
     let bot = bot_on(&fake, store.clone()).await;
 
     let r = bot.say("alice", "deploy production v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.app.engine.wait_background().await;
     let rows = store.audit_page(0, 1000).await.unwrap();
     assert!(rows.iter().all(|r| r.entry.action != "automatic"));
     let r = bot.say("alice", "status production").await;
-    assert!(r.text.contains("v3.0.2"), "{}", r.text);
+    assert!(r.text().contains("v3.0.2"), "{}", r.text());
 }
 
 /// When GitHub cannot be asked, `ci_green` fails closed.
@@ -144,9 +144,13 @@ async fn ci_green_fails_closed_when_github_cannot_be_asked() {
     drop(closed);
     let (bot, _dir) = ci_gated_bot(&fake, &github).await;
     let r = bot.say("alice", "deploy production v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
-    assert!(r.text.contains("CI status unknown"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(
+        r.text().contains("CI for v3.0.2 is not green"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("CI status unknown"), "{}", r.text());
     assert!(fake.patches().is_empty(), "nothing was changed");
 }
 
@@ -239,7 +243,7 @@ async fn green_github_checks_let_a_production_deploy_through() {
     let (bot, _dir) = ci_gated_bot(&fake, &github.uri()).await;
 
     let r = bot.say("alice", "deploy production v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     let patches = fake.patches();
     let image_patch = patches
         .iter()
@@ -264,9 +268,13 @@ async fn a_failed_github_check_refuses_a_production_deploy() {
     let (bot, _dir) = ci_gated_bot(&fake, &github.uri()).await;
 
     let r = bot.say("alice", "deploy production v3.0.2").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("CI for v3.0.2 is not green"), "{}", r.text);
-    assert!(r.text.contains("test: failure"), "{}", r.text);
-    assert!(!r.text.contains("ghp_test_token"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(
+        r.text().contains("CI for v3.0.2 is not green"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("test: failure"), "{}", r.text());
+    assert!(!r.text().contains("ghp_test_token"), "{}", r.text());
     assert!(fake.patches().is_empty(), "nothing was changed");
 }

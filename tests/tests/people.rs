@@ -59,10 +59,10 @@ async fn slack_says(bot: &Bot, user: &str, text: &str) -> Reply {
 /// A production deploy that meets its preconditions, requested by `who` (a local name).
 async fn soaked_request(bot: &Bot, who: &str) -> String {
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     bot.advance(Duration::hours(25));
     let r = bot.say(who, "deploy production v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     request_id(&r)
 }
 
@@ -71,13 +71,13 @@ async fn own_request_from_another_identity(store: Arc<dyn Store>) {
     let id = soaked_request(&bot, "alice").await;
 
     let r = slack_says(&bot, ALICE_SLACK, &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("you requested"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("you requested"), "{}", r.text());
     assert!(store.votes(parse(&id)).await.unwrap().is_empty());
 
     // `requests` on Slack knows the request is hers.
     let r = slack_says(&bot, ALICE_SLACK, "requests").await;
-    assert!(r.text.contains("yours"), "{}", r.text);
+    assert!(r.text().contains("yours"), "{}", r.text());
 
     let rows = store.audit_page(0, 1000).await.unwrap();
     let refused = rows
@@ -93,7 +93,7 @@ async fn own_request_from_another_identity(store: Arc<dyn Store>) {
 
     // She may withdraw it from either account.
     let r = slack_says(&bot, ALICE_SLACK, &format!("cancel {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
         erlmcp_bot::store::audit::verify(store.as_ref())
             .await
@@ -131,18 +131,18 @@ async fn one_person_votes_once_through_any_identity() {
     let id = soaked_request(&bot, "erin").await;
 
     let r = bot.say("alice", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("1 of 2"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("1 of 2"), "{}", r.text());
 
     let r = slack_says(&bot, ALICE_SLACK, &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("already voted"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("already voted"), "{}", r.text());
     let r = slack_says(&bot, ALICE_SLACK, &format!("deny {id}")).await;
     assert_eq!(
         r.kind,
         ReplyKind::Refused,
         "a second vote, even a deny: {}",
-        r.text
+        r.text()
     );
 
     // Another person completes it, from Slack.
@@ -155,8 +155,8 @@ async fn one_person_votes_once_through_any_identity() {
             progress: Arc::new(bot.progress.clone()),
         })
         .await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production runs v3.0.1"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("production runs v3.0.1"), "{}", r.text());
 }
 
 #[tokio::test]
@@ -165,16 +165,16 @@ async fn whoami_shows_the_person_and_their_identities() {
     let bot = Bot::start(Arc::new(store), people_config()).await;
     let r = slack_says(&bot, ALICE_SLACK, "whoami").await;
     assert!(
-        r.text
+        r.text()
             .contains(&format!("Person: alice (slack:{ALICE_SLACK}, local:alice)")),
         "{}",
-        r.text
+        r.text()
     );
     // Roles that name the person reach every identity of hers.
-    assert!(r.text.contains("change-board"), "{}", r.text);
-    assert!(r.text.contains("devops-lead"), "{}", r.text);
+    assert!(r.text().contains("change-board"), "{}", r.text());
+    assert!(r.text().contains("devops-lead"), "{}", r.text());
 
     // An identity no person claims is its own person, as before.
     let r = bot.say("frank", "whoami").await;
-    assert!(!r.text.contains("Person:"), "{}", r.text);
+    assert!(!r.text().contains("Person:"), "{}", r.text());
 }

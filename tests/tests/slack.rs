@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use erlmcp_adapters::chat::Platform;
+use erlmcp_adapters::slack;
 use erlmcp_bot::app::{self, App};
 use erlmcp_bot::clock::{Clock, ManualClock};
+use erlmcp_bot::server;
 use erlmcp_bot::store::{Store, testdb};
-use erlmcp_bot::{server, slack};
 use erlmcp_commands::RequestId;
 use erlmcp_commands::config::{Config, Secret};
 use erlmcp_tests::fake_slack::{Failure, FakeSlack, FakeSocketMode};
@@ -1055,7 +1056,10 @@ async fn incident_channels_are_created_named_invited_and_topped() {
         .await
         .unwrap();
     let reply = platform
-        .post_in_thread(&posted, "rolled back to v3.0.0")
+        .post_in_thread(
+            &posted,
+            &erlmcp_commands::render::Reply::ok("rolled back to v3.0.0"),
+        )
         .await
         .unwrap();
     let messages = bot.fake.messages();
@@ -1653,4 +1657,128 @@ async fn only_what_a_users_own_roles_do_not_grant_waits_for_groups() {
         !e.needs_groups(&alice, &format!("approve {rollback}")).await,
         "devops-lead may approve a production rollback"
     );
+}
+
+/// What a person reads in `channel`, newest last.
+fn texts_in(fake: &FakeSlack, channel: &str) -> Vec<String> {
+    fake.messages()
+        .into_iter()
+        .filter(|m| m.channel == channel)
+        .map(|m| m.text)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_link_their_channel_and_mention_the_commander() {
+    let bot = SlackBot::start_with(|cfg| {
+        cfg.slack.incidents_channel = Some("C0INCIDENTS".into());
+    })
+    .await;
+    bot.slash(
+        "W111",
+        "incident declare P2 checkout <!channel> down, ask <@U0EVIL> or @everyone <!here>",
+    )
+    .await;
+    let announced = bot
+        .fake
+        .wait_for(WAIT, "the announcement", |f| {
+            texts_in(f, "C0INCIDENTS").into_iter().next()
+        })
+        .await;
+    let created = bot.fake.calls_to("conversations.create");
+    assert_eq!(created.len(), 1, "{created:?}");
+    let channel = bot
+        .fake
+        .messages()
+        .into_iter()
+        .find(|m| m.channel != CHANNEL && m.channel != "C0INCIDENTS")
+        .map(|m| m.channel)
+        .expect("the checklist in the incident channel");
+    assert!(
+        announced.contains(&format!("— join <#{channel}>")),
+        "the channel is a link: {announced}"
+    );
+    // The title is the user's text: it reaches Slack escaped, so it pings no one.
+    assert!(
+        announced.contains(
+            "checkout &lt;!channel&gt; down, ask &lt;@U0EVIL&gt; or @everyone &lt;!here&gt;"
+        ),
+        "{announced}"
+    );
+    for raw in ["<!channel>", "<!here>", "<@U0EVIL>"] {
+        assert!(!announced.contains(raw), "{raw} in {announced}");
+    }
+    let reply = bot.message_containing("INC-1 declared (P2)").await.text;
+    assert!(
+        reply.contains(&format!("Channel: <#{channel}> (slack)")),
+        "{reply}"
+    );
+
+    // Slack sends the mention as `<@U…|name>` when the command escapes users.
+    bot.slash("U0ALICE", "incident commander <@U0BOB|bob>")
+        .await;
+    let named = bot.message_containing("commander is now").await;
+    assert!(
+        named
+            .text
+            .starts_with("INC-1 commander is now <@U0BOB> (named by"),
+        "a real mention: {}",
+        named.text
+    );
+    let in_incident_channel = bot
+        .fake
+        .wait_for(WAIT, "the commander in the incident channel", |f| {
+            texts_in(f, &channel)
+                .into_iter()
+                .find(|t| t.contains("commander is now"))
+        })
+        .await;
+    assert!(
+        in_incident_channel.contains("<@U0BOB>"),
+        "{in_incident_channel}"
+    );
+    let invited = bot.fake.calls_to("conversations.invite");
+    assert!(
+        invited
+            .iter()
+            .any(|c| c.params.to_string().contains("U0BOB")),
+        "{invited:?}"
+    );
+    bot.idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_cards_mention_approvers_and_escape_the_reason() {
+    let bot = SlackBot::start().await;
+    bot.slash("W111", "deploy staging v3.0.1").await;
+    bot.message_containing("staging runs v3.0.1").await;
+    bot.clock.advance(chrono::Duration::hours(24));
+    bot.slash(
+        "U0ALICE",
+        "deploy production v3.0.1 fixes checkout <!channel> <!here> @everyone <@U0EVIL>",
+    )
+    .await;
+    let card = bot
+        .fake
+        .wait_for(WAIT, "the approval card", |f| {
+            f.messages()
+                .into_iter()
+                .find(|m| buttons(&m.blocks).len() == 2)
+        })
+        .await;
+    let blocks = card.blocks.as_ref().unwrap().to_string();
+    assert!(
+        blocks.contains("*Who may approve:* *change-board* (<!subteam^S0CAB>)"),
+        "the Change Board's user group is mentioned: {blocks}"
+    );
+    assert!(
+        blocks.contains("&lt;!channel&gt; &lt;!here&gt; @everyone &lt;@U0EVIL&gt;"),
+        "{blocks}"
+    );
+    for text in [&blocks, &card.text] {
+        for raw in ["<!channel>", "<!here>", "<@U0EVIL>"] {
+            assert!(!text.contains(raw), "{raw} in {text}");
+        }
+    }
+    bot.idle().await;
 }

@@ -14,9 +14,9 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     let bot = Bot::start(store.clone(), embedded_config()).await;
 
     let r = bot.say("dave", "deploy staging v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("staging runs v3.0.1"), "{}", r.text);
-    assert!(r.text.contains("sandbox"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("staging runs v3.0.1"), "{}", r.text());
+    assert!(r.text().contains("sandbox"), "{}", r.text());
     let progress = bot.progress.take();
     assert!(
         progress.iter().any(|l| l.contains("3 of 3 available")),
@@ -24,19 +24,23 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     );
 
     let r = bot.say("alice", "deploy production v3.0.1").await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("soak"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("soak"), "{}", r.text());
     // Deployed at 09:00 on the 2nd, so the 24h soak is met at 09:00 on the 3rd.
-    assert!(r.text.contains("met at 2026-11-03 09:00 UTC"), "{}", r.text);
+    assert!(
+        r.text().contains("met at 2026-11-03 09:00 UTC"),
+        "{}",
+        r.text()
+    );
 
     bot.advance(Duration::hours(24));
     let r = bot
         .say("alice", "/erlmcp deploy prod v3.0.1 release 3.0.1")
         .await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
     let id = request_id(&r);
-    assert!(r.text.contains("change-board"), "{}", r.text);
-    let card = r.approval.as_ref().unwrap();
+    assert!(r.text().contains("change-board"), "{}", r.text());
+    let card = r.approval().unwrap();
     assert_eq!(card.requirement.count, 1);
     assert!(
         card.met.iter().any(|m| m.contains("soaked in staging")),
@@ -45,36 +49,36 @@ async fn story(store: Arc<dyn Store>, tamper: impl AsyncFnOnce(&'static str)) {
     );
 
     let r = bot.say("alice", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("you requested"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("you requested"), "{}", r.text());
 
     let r = bot.say("erin", &format!("approve {id}")).await;
-    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text);
-    assert!(r.text.contains("only change-board"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Refused, "{}", r.text());
+    assert!(r.text().contains("only change-board"), "{}", r.text());
 
     let r = bot.say("bob", &format!("approve {id} looks good")).await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
-    assert!(r.text.contains("production runs v3.0.1"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    assert!(r.text().contains("production runs v3.0.1"), "{}", r.text());
 
     let r = bot.say("bob", &format!("approve {id}")).await;
     assert_eq!(
         r.kind,
         ReplyKind::Refused,
         "a settled request takes no votes: {}",
-        r.text
+        r.text()
     );
 
     let r = bot.say("carol", "status production").await;
-    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
     assert!(
-        r.text.contains("production [sandbox]: v3.0.1"),
+        r.text().contains("production [sandbox]: v3.0.1"),
         "{}",
-        r.text
+        r.text()
     );
 
     let r = bot.say("carol", "rollback production").await;
-    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text);
-    assert!(r.text.contains("Needs 1 approval"), "{}", r.text);
+    assert_eq!(r.kind, ReplyKind::Accepted, "{}", r.text());
+    assert!(r.text().contains("Needs 1 approval"), "{}", r.text());
 
     let report = audit::verify(store.as_ref()).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.broken);

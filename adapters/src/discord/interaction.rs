@@ -174,6 +174,15 @@ struct RawComponentData {
 const SUB_COMMAND: u8 = 1;
 const SUB_COMMAND_GROUP: u8 = 2;
 
+/// The `id` of an interaction body, read on its own (PINGs have one too).
+pub fn interaction_id(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    serde_json::from_slice::<IdOnly>(body).ok()?.id
+}
+
 /// Reads one interaction body.
 pub fn decode(body: &[u8]) -> Result<Interaction, DecodeError> {
     let raw: RawInteraction = serde_json::from_slice(body)

@@ -3,6 +3,7 @@
 //! cards as messages with embeds and buttons, incident channels in the guild.
 
 pub mod commands;
+pub mod inbound;
 pub mod interaction;
 pub mod names;
 pub mod render;
@@ -15,7 +16,6 @@ use serde_json::Value;
 use serenity::all::{
     ChannelId, ChannelType, CreateChannel, CreateThread, EditChannel, GuildId, MessageId,
 };
-use serenity::http::HttpError;
 
 use crate::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use commands::CommandModel;
@@ -187,6 +187,16 @@ impl DiscordPlatform {
         })
     }
 
+    /// Removes the deferred "thinking…" response when the answer turned out private.
+    pub async fn delete_original(&self, token: &str) -> Result<(), ChatError> {
+        let http = self.rest.http();
+        self.rest
+            .call("delete_original_interaction_response", false, true, || {
+                http.delete_original_interaction_response(token)
+            })
+            .await
+    }
+
     /// Replaces the deferred "thinking…" response of an interaction.
     pub async fn edit_original(
         &self,
@@ -195,12 +205,26 @@ impl DiscordPlatform {
     ) -> Result<MessageRef, ChatError> {
         let http = self.rest.http();
         let builder = body.edit_original();
-        let message = self
-            .rest
-            .call("edit_original_interaction_response", false, true, || {
-                http.edit_original_interaction_response(token, &builder, Vec::new())
-            })
-            .await?;
+        // Discord makes the deferred response when it reads the HTTP answer, which can be a
+        // moment after the bot wrote it: an edit that comes first finds nothing yet.
+        let mut tries = 0;
+        let message = loop {
+            tries += 1;
+            let result = self
+                .rest
+                .call("edit_original_interaction_response", false, true, || {
+                    http.edit_original_interaction_response(token, &builder, Vec::new())
+                })
+                .await;
+            match result {
+                Err(ChatError::Rejected { error, .. })
+                    if tries < 4 && error.starts_with("HTTP 404") =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250 * tries)).await;
+                }
+                other => break other?,
+            }
+        };
         Ok(MessageRef {
             platform: PLATFORM,
             channel: message.channel_id.get().to_string(),
@@ -284,9 +308,9 @@ impl ChatPlatform for DiscordPlatform {
     async fn post_in_thread(
         &self,
         parent: &MessageRef,
-        text: &str,
+        message: &Reply,
     ) -> Result<MessageRef, ChatError> {
-        let body = DiscordBody::text(text);
+        let body = DiscordBody::from_reply(message);
         let thread = channel(&parent.id, "send_message")?;
         match self.send(thread, &body).await {
             Err(e) if is_unknown_channel(&e) => {}
@@ -304,6 +328,21 @@ impl ChatPlatform for DiscordPlatform {
             })
             .await?;
         self.send(created.id, &body).await
+    }
+
+    /// Discord shows a message to one user only as an interaction's answer, which the
+    /// inbound responder gives; without one there is no private way to reach them.
+    async fn post_private(
+        &self,
+        _channel: &str,
+        user: &str,
+        _message: &Reply,
+    ) -> Result<(), ChatError> {
+        Err(ChatError::Rejected {
+            platform: PLATFORM.as_str(),
+            method: "post_private",
+            error: format!("no interaction to answer {user} privately through"),
+        })
     }
 
     async fn create_channel(&self, name: &str) -> Result<String, ChatError> {
@@ -334,7 +373,8 @@ impl ChatPlatform for DiscordPlatform {
 
     async fn set_topic(&self, channel_id: &str, topic: &str) -> Result<(), ChatError> {
         let id = channel(channel_id, "edit_channel")?;
-        let topic: String = topic.chars().take(1024).collect();
+        // Topics are plain text and may not ping: mentions are broken with a zero-width space.
+        let topic: String = topic.replace('@', "@\u{200b}").chars().take(1024).collect();
         let builder = EditChannel::new().topic(topic);
         let http = self.rest.http();
         self.rest
@@ -344,9 +384,4 @@ impl ChatPlatform for DiscordPlatform {
             .await?;
         Ok(())
     }
-}
-
-/// Whether an error from a serenity call is Discord saying the thing does not exist.
-pub fn is_not_found(err: &serenity::Error) -> bool {
-    matches!(err, serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) if r.status_code.as_u16() == 404)
 }

@@ -1,11 +1,17 @@
-//! Block Kit for the bot's replies: plain answers as text, approval requests as a message
-//! with the request's facts and Approve / Deny buttons while it is open.
-
-use std::collections::BTreeMap;
+//! The Slack renderer: neutral messages as mrkdwn and Block Kit. Plain answers are text,
+//! approval requests a message with the request's facts and Approve / Deny buttons while
+//! it is open. Channels, people and groups become Slack's `<#C…>`, `<@U…>` and
+//! `<!subteam^S…>` when they have a Slack id; every text span is escaped, so what a user
+//! typed (`<!channel>`, `<@U…>`) reaches Slack as text and pings no one.
 
 use erlmcp_commands::RequestId;
+use erlmcp_commands::message::{Block, Handle, Line, Mention, Message, Span};
 use erlmcp_commands::render::{self, ApprovalCard, Reply, ReplyKind};
 use slack_morphism::prelude::*;
+
+use crate::chat::Platform;
+
+const SLACK: &str = Platform::Slack.as_str();
 
 /// `action_id`s of the vote buttons; the button's value is the request id (`R-42`).
 pub const APPROVE_ACTION: &str = "erlmcp_approve";
@@ -42,44 +48,73 @@ pub fn strip_control_sequences(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Who may approve, as Slack mentions where the configuration names Slack identities.
-#[derive(Debug, Clone, Default)]
-pub struct ApproverDirectory {
-    /// Role name to its members as written in config (`slack:U1`, `slack-group:S1`, ...).
-    pub roles: BTreeMap<String, Vec<String>>,
+fn slack_id(h: &Handle) -> Option<&str> {
+    h.id_on(SLACK)
 }
 
-impl ApproverDirectory {
-    fn mentions(&self, role: &str) -> Vec<String> {
-        self.roles
-            .get(role)
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                if let Some(u) = m.strip_prefix("slack:") {
-                    Some(format!("<@{u}>"))
-                } else {
-                    m.strip_prefix("slack-group:")
-                        .map(|g| format!("<!subteam^{g}>"))
-                }
-            })
-            .collect()
-    }
+/// A user or group mention, or the name where the handle has no Slack id.
+fn mention(m: &Mention) -> String {
+    span(&Span::from(m.clone()))
+}
 
-    fn describe(&self, roles: &[String]) -> String {
-        roles
-            .iter()
-            .map(|r| {
-                let m = self.mentions(r);
-                if m.is_empty() {
-                    format!("*{}*", escape(r))
-                } else {
-                    format!("*{}* ({})", escape(r), m.join(", "))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" or ")
+/// One span as mrkdwn.
+pub fn span(s: &Span) -> String {
+    match s {
+        Span::Text(t) => escape(t),
+        Span::Strong(t) => format!("*{}*", escape(t)),
+        Span::Code(t) => format!("`{}`", escape(t)),
+        // `|` ends the URL part of a link; escaping keeps `<` and `>` out of it.
+        Span::Link { url, label } => {
+            let url = escape(url).replace('|', "%7C");
+            if label.is_empty() {
+                format!("<{url}>")
+            } else {
+                format!("<{url}|{}>", escape(label))
+            }
+        }
+        Span::Channel(h) => match slack_id(h) {
+            Some(id) => format!("<#{}>", escape(id)),
+            None => format!("#{}", escape(&h.name)),
+        },
+        Span::User(h) => match slack_id(h) {
+            Some(id) => format!("<@{}>", escape(id)),
+            None => format!("@{}", escape(&h.name)),
+        },
+        Span::Group(h) => match slack_id(h) {
+            Some(id) => format!("<!subteam^{}>", escape(id)),
+            None => format!("@{}", escape(&h.name)),
+        },
+        Span::Time(t) => render::timestamp(*t),
     }
+}
+
+/// A line as mrkdwn.
+pub fn line(l: &Line) -> String {
+    l.0.iter().map(span).collect()
+}
+
+/// Who may approve: each role in bold, with the members that have a Slack id mentioned.
+fn describe_approvers(card: &ApprovalCard) -> String {
+    card.requirement
+        .from
+        .iter()
+        .map(|r| {
+            let mentions: Vec<String> = card
+                .approvers
+                .iter()
+                .filter(|m| &m.role == r)
+                .flat_map(|m| &m.members)
+                .filter(|m| slack_id(m.handle()).is_some())
+                .map(mention)
+                .collect();
+            if mentions.is_empty() {
+                format!("*{}*", escape(r))
+            } else {
+                format!("*{}* ({})", escape(r), mentions.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 fn md(text: impl Into<String>) -> SlackBlockText {
@@ -131,7 +166,7 @@ fn state_line(card: &ApprovalCard) -> String {
 
 /// The approval message: what is asked, by whom, where, which version, the preconditions
 /// already met, who may approve, the expiry, and the buttons while the request is open.
-pub fn approval_blocks(card: &ApprovalCard, approvers: &ApproverDirectory) -> Vec<SlackBlock> {
+pub fn approval_blocks(card: &ApprovalCard) -> Vec<SlackBlock> {
     let mut blocks = vec![section(format!(
         "*{}* `{}`\nRequested by {}",
         card.id,
@@ -157,7 +192,7 @@ pub fn approval_blocks(card: &ApprovalCard, approvers: &ApproverDirectory) -> Ve
     blocks.push(SlackSectionBlock::new().with_fields(fields).into());
     blocks.push(section(format!(
         "*Who may approve:* {} (never the requester)",
-        approvers.describe(&card.requirement.from)
+        describe_approvers(card)
     )));
     if !card.met.is_empty() {
         let lines: Vec<String> = card
@@ -205,19 +240,102 @@ fn prefix(kind: ReplyKind) -> &'static str {
     }
 }
 
-/// The message content of a reply. `text` is always set: it is what notifications and
-/// screen readers show, and the whole message when there are no blocks.
-pub fn content(reply: &Reply, approvers: &ApproverDirectory) -> SlackMessageContent {
-    match &reply.approval {
-        Some(card) => SlackMessageContent::new()
-            .with_text(escape(&card.text()))
-            .with_blocks(approval_blocks(card, approvers)),
-        None => SlackMessageContent::new().with_text(format!(
-            "{}{}",
-            prefix(reply.kind),
-            escape(&reply.text)
-        )),
+fn plain_text(l: &Line) -> String {
+    erlmcp_commands::message::plain::line(l)
+}
+
+/// One block as mrkdwn, for the `text` of a message and for messages of paragraphs only.
+fn block_mrkdwn(b: &Block) -> String {
+    match b {
+        Block::Header { line: l } => format!("*{}*", escape(&plain_text(l))),
+        Block::Paragraph { line: l } | Block::Context { line: l } => line(l),
+        Block::Facts { facts } => facts
+            .iter()
+            .map(|f| format!("*{}*: {}", escape(&f.label), line(&f.value)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Block::List { style, items } => items
+            .iter()
+            .map(|i| format!("{} {}", style.marker(), line(i)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Block::Progress { label, done, total } => {
+            format!(
+                "{}: {done}/{total} {}",
+                line(label),
+                progress_bar(*done, *total)
+            )
+        }
+        Block::Approval { card } => escape(&card.text()),
     }
+}
+
+/// `▰▰▰▱▱` for 3 of 5; ten cells at most.
+fn progress_bar(done: u32, total: u32) -> String {
+    if total == 0 {
+        return String::new();
+    }
+    let cells = total.min(10);
+    let full = (u64::from(done.min(total)) * u64::from(cells) / u64::from(total)) as u32;
+    "▰".repeat(full as usize) + &"▱".repeat((cells - full) as usize)
+}
+
+fn block_kit(b: &Block) -> Vec<SlackBlock> {
+    match b {
+        Block::Header { line: l } => {
+            vec![SlackHeaderBlock::new(SlackBlockPlainText::new(plain_text(l)).into()).into()]
+        }
+        Block::Paragraph { .. } | Block::List { .. } | Block::Progress { .. } => {
+            vec![section(block_mrkdwn(b))]
+        }
+        Block::Facts { facts } => vec![
+            SlackSectionBlock::new()
+                .with_fields(
+                    facts
+                        .iter()
+                        .map(|f| md(format!("*{}*\n{}", escape(&f.label), line(&f.value))))
+                        .collect(),
+                )
+                .into(),
+        ],
+        Block::Context { line: l } => vec![context(line(l))],
+        Block::Approval { card } => approval_blocks(card),
+    }
+}
+
+/// The message content of a reply. `text` is always set: it is what notifications and
+/// screen readers show, and the whole message when it is only paragraphs.
+pub fn content(reply: &Reply) -> SlackMessageContent {
+    message_content(reply.kind, &reply.message)
+}
+
+/// A message as mrkdwn text alone (acknowledgements, which carry no blocks).
+pub fn text(message: &Message) -> String {
+    message
+        .blocks
+        .iter()
+        .map(block_mrkdwn)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn message_content(kind: ReplyKind, message: &Message) -> SlackMessageContent {
+    let text = text(message);
+    let only_paragraphs = message
+        .blocks
+        .iter()
+        .all(|b| matches!(b, Block::Paragraph { .. }));
+    if only_paragraphs {
+        return SlackMessageContent::new().with_text(format!("{}{text}", prefix(kind)));
+    }
+    let blocks = message.blocks.iter().flat_map(block_kit).collect();
+    let text = match message.approval() {
+        Some(card) => escape(&card.text()),
+        None => format!("{}{text}", prefix(kind)),
+    };
+    SlackMessageContent::new()
+        .with_text(text)
+        .with_blocks(blocks)
 }
 
 #[cfg(test)]
@@ -251,6 +369,7 @@ mod tests {
                 count: 1,
                 from: vec!["change-board".into()],
             },
+            approvers: vec![],
             approvals: vec![],
             met: vec!["CI green for v3.0.1".into()],
             expires_at: chrono::Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap(),
@@ -261,18 +380,23 @@ mod tests {
 
     #[test]
     fn open_requests_have_two_buttons_carrying_the_id() {
-        let dir = ApproverDirectory {
-            roles: [(
-                "change-board".to_string(),
-                vec!["slack:U2".to_string(), "slack-group:S9".to_string()],
-            )]
-            .into(),
-        };
-        let json = serde_json::to_value(approval_blocks(&card("pending"), &dir)).unwrap();
+        let mut c = card("pending");
+        c.approvers = vec![erlmcp_commands::render::RoleMembers {
+            role: "change-board".into(),
+            members: ["slack:U2", "slack-group:S9", "discord:42"]
+                .into_iter()
+                .filter_map(Mention::from_identity)
+                .collect(),
+        }];
+        let json = serde_json::to_value(approval_blocks(&c)).unwrap();
         let text = json.to_string();
         assert!(
-            text.contains("<@U2>") && text.contains("<!subteam^S9>"),
+            text.contains("*change-board* (<@U2>, <!subteam^S9>)"),
             "{text}"
+        );
+        assert!(
+            !text.contains("42"),
+            "only Slack members are mentioned: {text}"
         );
         assert!(text.contains("2026-11-03 10:00 UTC"), "{text}");
         let actions = json
@@ -291,11 +415,7 @@ mod tests {
 
     #[test]
     fn decided_requests_have_no_buttons() {
-        let json = serde_json::to_value(approval_blocks(
-            &card("succeeded"),
-            &ApproverDirectory::default(),
-        ))
-        .unwrap();
+        let json = serde_json::to_value(approval_blocks(&card("succeeded"))).unwrap();
         assert!(!json.to_string().contains("\"actions\""), "{json}");
         assert!(json.to_string().contains("succeeded"), "{json}");
     }
@@ -304,7 +424,7 @@ mod tests {
     fn interrupted_requests_are_flagged_without_buttons() {
         let mut c = card("interrupted");
         c.state_detail = Some("interrupted: the process carrying it out stopped".into());
-        let json = serde_json::to_value(approval_blocks(&c, &ApproverDirectory::default()))
+        let json = serde_json::to_value(approval_blocks(&c))
             .unwrap()
             .to_string();
         assert!(!json.contains("\"actions\""), "{json}");

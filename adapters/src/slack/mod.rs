@@ -1,6 +1,7 @@
-//! Slack over its Web API with slack-morphism: messages (Block Kit approval requests,
-//! threads, in-place updates), ephemeral answers through `response_url`, incident channels,
-//! user groups for roles, and the Socket Mode URL.
+//! Slack, all of it: the Web API with slack-morphism (messages, Block Kit approval cards,
+//! threads, in-place updates, ephemeral answers through `response_url`, incident channels,
+//! user groups for roles), the renderer ([`blocks`]), and the inbound half ([`inbound`]:
+//! signed HTTP requests and Socket Mode, handed to the bot as neutral inbound messages).
 //!
 //! Every call goes through one retry policy: a 429 waits what `Retry-After` says, a 5xx or a
 //! broken connection backs off exponentially, a bounded number of times; `ok:false` answers
@@ -8,12 +9,18 @@
 //! documented limit for that method, so bursts queue here instead of being refused there.
 
 pub mod blocks;
+pub mod inbound;
 pub mod names;
+pub mod signature;
+mod socket;
+
+pub use inbound::{InboundOptions, Mode, SlackInbound};
+pub use signature::{MAX_SKEW_SECS, SignatureError, sign, verify_signature};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,9 +33,9 @@ use slack_morphism::errors::{
 use slack_morphism::prelude::*;
 use tracing::{debug, warn};
 
+pub use crate::chat::GroupLookup;
 use crate::chat::{ChatError, ChatPlatform, MessageRef, Platform};
 use crate::retry::{Failure, retry_after};
-pub use blocks::ApproverDirectory;
 
 const PLATFORM: Platform = Platform::Slack;
 
@@ -43,7 +50,6 @@ pub struct SlackOptions {
     pub bot_token: String,
     /// App-level token (`xapp-…`) for Socket Mode; empty in HTTP mode.
     pub app_token: String,
-    pub approvers: ApproverDirectory,
     /// User group ids (`S…`) that the configuration binds to roles.
     pub groups: Vec<String>,
     /// How long a user group's membership is trusted before it is read again.
@@ -56,10 +62,11 @@ pub struct SlackOptions {
 }
 
 pub struct SlackPlatform {
+    /// Itself, for group reads that run in tasks of their own.
+    me: Weak<SlackPlatform>,
     client: SlackClient<SlackClientHyperHttpsConnector>,
     bot_token: SlackApiToken,
     app_token: Option<SlackApiToken>,
-    approvers: ApproverDirectory,
     retry: RetryPolicy,
     post_limiter: DefaultKeyedRateLimiter<String>,
     groups: GroupCache,
@@ -119,7 +126,7 @@ fn describe(err: &SlackClientError) -> String {
 }
 
 impl SlackPlatform {
-    pub fn new(opts: SlackOptions) -> anyhow::Result<SlackPlatform> {
+    pub fn new(opts: SlackOptions) -> anyhow::Result<Arc<SlackPlatform>> {
         // https_or_http: the API base comes from configuration, and a fake Slack in tests or
         // a local relay speaks plain http; slack-morphism's default connector refuses it.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -133,17 +140,18 @@ impl SlackPlatform {
         let one = NonZeroU32::MIN;
         let app_token = (!opts.app_token.is_empty())
             .then(|| SlackApiToken::new(SlackApiTokenValue::new(opts.app_token.clone())));
-        Ok(SlackPlatform {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| anyhow::anyhow!("could not build the HTTP client for Slack: {e}"))?;
+        Ok(Arc::new_cyclic(|me| SlackPlatform {
+            me: me.clone(),
             client: SlackClient::new(connector),
             bot_token: SlackApiToken::new(SlackApiTokenValue::new(opts.bot_token)),
             app_token,
-            approvers: opts.approvers,
             retry: opts.retry,
             post_limiter: RateLimiter::keyed(Quota::per_second(one)),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| anyhow::anyhow!("could not build the HTTP client for Slack: {e}"))?,
+            http,
             groups: GroupCache {
                 ids: opts.groups,
                 refresh: chrono::Duration::from_std(opts.group_refresh)
@@ -154,11 +162,7 @@ impl SlackPlatform {
                 state: std::sync::Mutex::new(HashMap::new()),
                 read_done: tokio::sync::Notify::new(),
             },
-        })
-    }
-
-    pub fn approvers(&self) -> &ApproverDirectory {
-        &self.approvers
+        }))
     }
 
     /// Runs one Web API call under the retry policy.
@@ -227,7 +231,7 @@ impl SlackPlatform {
             method: "response_url",
             error: format!("not a URL: {e}"),
         })?;
-        let req = SlackApiPostWebhookMessageRequest::new(blocks::content(reply, &self.approvers))
+        let req = SlackApiPostWebhookMessageRequest::new(blocks::content(reply))
             .with_replace_original(false);
         self.call("response_url", || async {
             let resp = self
@@ -269,7 +273,7 @@ impl SlackPlatform {
         let req = SlackApiChatPostEphemeralRequest::new(
             chan(channel),
             SlackUserId::new(user.to_string()),
-            blocks::content(reply, &self.approvers),
+            blocks::content(reply),
         );
         self.call("chat.postEphemeral", || async {
             self.client
@@ -279,30 +283,6 @@ impl SlackPlatform {
         })
         .await?;
         Ok(())
-    }
-
-    /// Posts text already in Slack's markup (mentions kept, the caller escaped the rest).
-    pub async fn post_markup(&self, channel: &str, mrkdwn: &str) -> Result<MessageRef, ChatError> {
-        self.post_content(
-            channel,
-            SlackMessageContent::new().with_text(mrkdwn.to_string()),
-            None,
-        )
-        .await
-    }
-
-    /// Posts a reply in a thread (progress lines, the outcome of an operation).
-    pub async fn reply_in_thread(
-        &self,
-        parent: &MessageRef,
-        reply: &Reply,
-    ) -> Result<MessageRef, ChatError> {
-        self.post_content(
-            &parent.channel,
-            blocks::content(reply, &self.approvers),
-            Some(&parent.id),
-        )
-        .await
     }
 
     /// A fresh Socket Mode WebSocket URL (apps.connections.open with the app-level token).
@@ -322,16 +302,6 @@ impl SlackPlatform {
             .await?;
         Ok(resp.url.0.to_string())
     }
-}
-
-/// What is known of the configured user groups a user belongs to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupLookup {
-    /// Identities (`slack-group:S…`) of the groups the user is in, among those known.
-    pub groups: Vec<String>,
-    /// False when some configured group's members could not be read (or not in time):
-    /// roles bound to that group are then missing.
-    pub complete: bool,
 }
 
 /// After a failed read of a group, the next one waits this long (a Tier 2 method must not
@@ -430,7 +400,7 @@ impl SlackPlatform {
     /// The configured user groups `user` is in, from what is cached, without waiting.
     /// Stale snapshots (older than the refresh period, younger than the maximum age) are
     /// served and refreshed in the background.
-    pub fn cached_groups_of(self: &Arc<Self>, user: &str) -> GroupLookup {
+    fn cached_groups(&self, user: &str) -> GroupLookup {
         let view = self.groups.view(user, false);
         self.start_reads(view.start);
         view.lookup
@@ -438,7 +408,7 @@ impl SlackPlatform {
 
     /// The configured user groups `user` is in, waiting at most `within` for groups with
     /// nothing usable cached. What is still unknown then is reported as incomplete.
-    pub async fn groups_of(self: &Arc<Self>, user: &str, within: Duration) -> GroupLookup {
+    async fn lookup_groups(&self, user: &str, within: Duration) -> GroupLookup {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let done = self.groups.read_done.notified();
@@ -455,9 +425,12 @@ impl SlackPlatform {
         }
     }
 
-    fn start_reads(self: &Arc<Self>, ids: Vec<String>) {
+    fn start_reads(&self, ids: Vec<String>) {
+        let Some(this) = self.me.upgrade() else {
+            return;
+        };
         for id in ids {
-            let this = self.clone();
+            let this = this.clone();
             tokio::spawn(async move {
                 let read = this.read_group(&id).await;
                 this.groups.store(&id, read);
@@ -487,14 +460,14 @@ impl ChatPlatform for SlackPlatform {
     }
 
     async fn post(&self, channel: &str, message: &Reply) -> Result<MessageRef, ChatError> {
-        self.post_content(channel, blocks::content(message, &self.approvers), None)
+        self.post_content(channel, blocks::content(message), None)
             .await
     }
 
     async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError> {
         let req = SlackApiChatUpdateRequest::new(
             chan(&message.channel),
-            blocks::content(content, &self.approvers),
+            blocks::content(content),
             ts(&message.id),
         );
         self.call("chat.update", || async {
@@ -510,11 +483,27 @@ impl ChatPlatform for SlackPlatform {
     async fn post_in_thread(
         &self,
         parent: &MessageRef,
-        text: &str,
+        message: &Reply,
     ) -> Result<MessageRef, ChatError> {
-        let content = SlackMessageContent::new().with_text(blocks::escape(text));
-        self.post_content(&parent.channel, content, Some(&parent.id))
+        self.post_content(&parent.channel, blocks::content(message), Some(&parent.id))
             .await
+    }
+
+    async fn post_private(
+        &self,
+        channel: &str,
+        user: &str,
+        message: &Reply,
+    ) -> Result<(), ChatError> {
+        self.post_ephemeral(channel, user, message).await
+    }
+
+    async fn groups_of(&self, user: &str, within: Duration) -> GroupLookup {
+        self.lookup_groups(user, within).await
+    }
+
+    fn cached_groups_of(&self, user: &str) -> GroupLookup {
+        self.cached_groups(user)
     }
 
     async fn create_channel(&self, name: &str) -> Result<String, ChatError> {

@@ -1,5 +1,8 @@
 //! Votes, approval cards, cancellation and expiry of pending requests.
 
+use erlmcp_commands::message::Mention;
+use erlmcp_commands::render::RoleMembers;
+
 use super::*;
 
 impl Engine {
@@ -17,6 +20,19 @@ impl Engine {
             requester: who_label(&row.requester),
             environment: row.environment.clone(),
             version,
+            approvers: stored
+                .from
+                .iter()
+                .map(|role| RoleMembers {
+                    role: role.clone(),
+                    members: self
+                        .cfg
+                        .role_identities(role)
+                        .iter()
+                        .filter_map(|i| Mention::from_identity(i))
+                        .collect(),
+                })
+                .collect(),
             requirement: stored.requirement(),
             approvals: votes
                 .iter()

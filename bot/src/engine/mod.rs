@@ -471,10 +471,15 @@ impl Engine {
     /// the actor's groups to be decided. When the roles bound to the identity itself
     /// already grant what the command needs, a slow group lookup must not delay it.
     pub async fn needs_groups(&self, actor: &Actor, text: &str) -> bool {
-        let Ok(cmd) = grammar::parse(text, &self.parse_ctx) else {
-            return false;
-        };
-        match policy::access(&cmd) {
+        match self.parse(text) {
+            Ok(cmd) => self.needs_groups_for(actor, &cmd).await,
+            Err(_) => false,
+        }
+    }
+
+    /// [`Engine::needs_groups`] for a parsed command.
+    pub async fn needs_groups_for(&self, actor: &Actor, cmd: &Command) -> bool {
+        match policy::access(cmd) {
             // `whoami` exists to show every role, those from groups included.
             Access::Open => matches!(cmd, Command::Whoami),
             Access::AnyRole => actor.roles.is_empty(),
@@ -504,8 +509,23 @@ impl Engine {
         }
     }
 
+    /// Reads a command as typed, with this bot's environments and aliases.
+    pub fn parse(&self, text: &str) -> Result<Command, grammar::ParseError> {
+        grammar::parse(text, &self.parse_ctx)
+    }
+
     /// Handles one command end to end and returns the reply for the person who typed it.
     pub async fn handle(&self, inv: Invocation) -> Reply {
+        let parsed = self.parse(&inv.text);
+        self.handle_parsed(inv, parsed).await
+    }
+
+    /// [`Engine::handle`] for a command its caller has already parsed (from `inv.text`).
+    pub async fn handle_parsed(
+        &self,
+        inv: Invocation,
+        parsed: Result<Command, grammar::ParseError>,
+    ) -> Reply {
         let started = std::time::Instant::now();
         let _in_flight = InFlight::enter(self);
         let span = tracing::info_span!(
@@ -517,7 +537,7 @@ impl Engine {
             request_id = %trace_id(),
         );
         let reply = async {
-            let reply = match grammar::parse(&inv.text, &self.parse_ctx) {
+            let reply = match parsed {
                 Err(e) => {
                     info!(error = %e.message, "command did not parse");
                     Reply::usage(e.render())
@@ -529,8 +549,7 @@ impl Engine {
                     if inv.actor.groups == GroupMembership::Unreadable
                         && (whoami || reply.kind == ReplyKind::Refused)
                     {
-                        reply.text.push('\n');
-                        reply.text.push_str(render::groups_unreadable());
+                        reply.push(render::groups_unreadable());
                     }
                     reply
                 }

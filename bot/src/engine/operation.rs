@@ -399,7 +399,10 @@ impl Engine {
             self.start_guard(row);
         }
         let mut reply = reply;
-        reply.text.push_str(&warning);
+        let warning = warning.trim_start();
+        if !warning.is_empty() {
+            reply.push(warning);
+        }
         reply
     }
 }

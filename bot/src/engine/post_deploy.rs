@@ -95,7 +95,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 let mut r = self.store_refusal(StoreStep::Request, &e);
-                r.text = format!("{header}\n{}", r.text);
+                r.prepend(header);
                 return r;
             }
         };
@@ -120,13 +120,13 @@ impl Engine {
             .await
         {
             let mut r = self.store_refusal(StoreStep::Audit, &e);
-            r.text = format!("{header}\n{}", r.text);
+            r.prepend(header);
             return r;
         }
         let mut reply = self
             .execute(&row, &cmd, &erlmcp_adapters::target::NoProgress)
             .await;
-        reply.text = format!("{header}\n{}", reply.text);
+        reply.prepend(header);
         reply
     }
 }

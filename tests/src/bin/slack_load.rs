@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use erlmcp_adapters::slack::sign;
 use erlmcp_bot::config::EMBEDDED_DEFAULT;
-use erlmcp_bot::slack::sign;
 use erlmcp_tests::fake_slack::FakeSlack;
 use tokio::sync::mpsc;
 

@@ -1,8 +1,19 @@
-//! Chat platforms (Slack, Discord, the local chat): what the engine and the incident work
-//! need from them, independent of any platform's types.
+//! The bridge between the bot and every chat platform (Slack, Discord, the local chat),
+//! in platform-neutral types.
+//!
+//! Outbound, [`ChatPlatform`]: what the bot asks of a platform (post, update, answer
+//! privately, thread, channels). Inbound, [`Inbound`] and [`InboundHandler`]: what a
+//! platform hands the bot once it has verified a request (a command typed, a vote clicked),
+//! and how it answers within the platform's deadline. Everything a platform shares with
+//! the others (acks, progress threads, approval-card redraws, replay dedup, delivery
+//! metrics) lives on the bot's side of [`InboundHandler`], written once.
 
-use async_trait::async_trait;
-use erlmcp_commands::render::Reply;
+mod inbound;
+mod outbound;
+
+pub use inbound::{Ack, Asked, Inbound, InboundHandler, InboundUser, Responder, Unavailable};
+pub use outbound::{ChatPlatform, GroupLookup};
+
 use serde::{Deserialize, Serialize};
 
 /// A chat platform the bot can be reached on.
@@ -85,33 +96,6 @@ pub enum ChatError {
         method: &'static str,
         error: String,
     },
-}
-
-#[async_trait]
-pub trait ChatPlatform: Send + Sync {
-    fn platform(&self) -> Platform;
-
-    /// Posts a reply (text, or an approval message with its buttons) in a channel.
-    async fn post(&self, channel: &str, message: &Reply) -> Result<MessageRef, ChatError>;
-
-    /// Replaces a message the bot posted (approval messages as votes arrive).
-    async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError>;
-
-    /// Posts in the thread under a message (progress of a long operation).
-    async fn post_in_thread(
-        &self,
-        parent: &MessageRef,
-        text: &str,
-    ) -> Result<MessageRef, ChatError>;
-
-    /// Creates a channel for an incident. `name` is a hint the platform normalises (Slack:
-    /// lowercase, ≤ 80, a–z 0–9 - _, a suffix when taken). Returns the channel id.
-    async fn create_channel(&self, name: &str) -> Result<String, ChatError>;
-
-    /// Invites platform user ids to a channel.
-    async fn invite(&self, channel: &str, user_ids: &[String]) -> Result<(), ChatError>;
-
-    async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), ChatError>;
 }
 
 #[cfg(test)]

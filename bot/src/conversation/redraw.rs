@@ -1,0 +1,55 @@
+//! Approval cards redrawn in place as their requests change, on whichever platform
+//! posted them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use erlmcp_adapters::chat::{ChatPlatform, Platform};
+use erlmcp_commands::render::Reply;
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use super::delivery_failed;
+use crate::engine::EngineEvent;
+use crate::metrics::Metrics;
+
+/// One task, in order, so a later state is never overwritten by an earlier one.
+pub(super) async fn approval_cards(
+    mut events: broadcast::Receiver<EngineEvent>,
+    chats: HashMap<Platform, Arc<dyn ChatPlatform>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "approval card updates fell behind; some were skipped"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match event {
+            EngineEvent::RequestChanged { card, message } => {
+                let Some(message) = message else {
+                    continue;
+                };
+                let Some(chat) = chats.get(&message.platform) else {
+                    continue;
+                };
+                let id = card.id;
+                if let Err(e) = chat.update(&message, &Reply::pending(card)).await {
+                    delivery_failed(
+                        &metrics,
+                        message.platform,
+                        "the approval card update",
+                        &id.to_string(),
+                        &e,
+                    );
+                }
+            }
+        }
+    }
+}
