@@ -11,16 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use erlmcp_adapters::chat::{ChatPlatform, Platform};
-use erlmcp_adapters::pagerduty::{Page, PageSeverity, Pager, PagerDuty};
-use erlmcp_adapters::statuspage::{Impact, PageStatus, StatusPage, Statuspage};
-use erlmcp_commands::config::Config;
+use erlmcp_adapters::pagerduty::{Page, PageSeverity};
+use erlmcp_adapters::statuspage::{Impact, PageStatus};
 use erlmcp_commands::message::{Handle, Line, Message, Span};
 use erlmcp_commands::render::{self, Reply};
 use erlmcp_commands::vocab::IncidentEventKind;
 use erlmcp_commands::{IncidentCommand, IncidentId, RequestId, Severity, Timestamp};
 use tracing::warn;
 
-use crate::engine::{Engine, Invocation, who, who_label};
+use crate::engine::{Engine, Invocation, OperationNote, who, who_label};
 use crate::store::{IncidentEventRow, IncidentRow, NewIncident, RequestRow, StoreError, Who};
 
 /// Job kind and key of an incident's periodic status update.
@@ -36,36 +35,6 @@ const ONCALL_ROLES: [&str; 2] = ["oncall", "on-call"];
 /// Event kinds that are operations, listed in status updates and the resolution summary.
 const OPERATION_EVENTS: [IncidentEventKind; 2] =
     [IncidentEventKind::Operation, IncidentEventKind::BreakGlass];
-
-/// The paging and status page clients, when configured.
-pub struct Notifiers {
-    pager: Option<Arc<dyn Pager>>,
-    status_page: Option<Arc<dyn StatusPage>>,
-}
-
-impl Notifiers {
-    pub fn from_config(cfg: &Config) -> Notifiers {
-        Notifiers {
-            pager: PagerDuty::from_config(&cfg.pagerduty).map(|p| Arc::new(p) as Arc<dyn Pager>),
-            status_page: Statuspage::from_config(&cfg.statuspage)
-                .map(|s| Arc::new(s) as Arc<dyn StatusPage>),
-        }
-    }
-}
-
-/// What happened to an operation, for the timeline of the incidents it belongs to.
-pub enum OperationNote<'a> {
-    /// A break-glass operation started without approval.
-    BreakGlass,
-    Finished {
-        ok: bool,
-        outcome: &'a str,
-    },
-    /// Its process died while carrying it out.
-    Interrupted {
-        detail: &'a str,
-    },
-}
 
 /// The runbook's checklist for a severity.
 pub fn checklist(s: Severity) -> String {

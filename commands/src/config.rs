@@ -47,7 +47,7 @@ impl fmt::Display for HumanDuration {
             _ if s.is_multiple_of(86_400) && s >= 2 * 86_400 => write!(f, "{}d", s / 86_400),
             _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
             _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
-            _ => f.write_str(&crate::render::duration(self.as_chrono())),
+            _ => f.write_str(&crate::format::duration(self.as_chrono())),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod config;
+pub mod format;
 pub mod grammar;
 pub mod message;
 pub mod model;

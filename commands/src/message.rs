@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Timestamp;
-use crate::render::{self, ApprovalCard};
+use crate::format::timestamp;
+use crate::model::{RequestId, Timestamp};
+use crate::policy::ApprovalRequirement;
 
 /// Someone or something that has a name and, on some platforms, an id: a person, a user
 /// group or role, a channel. A renderer uses the id of its own platform and falls back to
@@ -75,6 +76,77 @@ impl Mention {
         match self {
             Mention::User(h) | Mention::Group(h) => h,
         }
+    }
+}
+
+/// A request waiting for approvals, as the approval message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalCard {
+    pub id: RequestId,
+    /// The command as typed, e.g. `deploy production v3.0.1`.
+    pub what: String,
+    pub requester: String,
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub requirement: ApprovalRequirement,
+    /// The members of each role in `requirement.from`, mentioned where the platform can.
+    #[serde(default)]
+    pub approvers: Vec<RoleMembers>,
+    pub approvals: Vec<String>,
+    /// Preconditions checked and met, for the approvers' information.
+    pub met: Vec<String>,
+    pub expires_at: Timestamp,
+    /// `pending`, or the final state: buttons are shown only while pending.
+    pub state: String,
+    pub state_detail: Option<String>,
+}
+
+/// A role and the people and groups it is given to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleMembers {
+    pub role: String,
+    pub members: Vec<Mention>,
+}
+
+impl ApprovalCard {
+    pub fn is_open(&self) -> bool {
+        self.state == "pending"
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{} {} — requested by {}\n",
+            self.id, self.what, self.requester
+        );
+        if self.is_open() {
+            out.push_str(&format!(
+                "Needs {} approval{} from {} ({} so far). Expires {}.\n",
+                self.requirement.count,
+                if self.requirement.count == 1 { "" } else { "s" },
+                self.requirement.from.join(" or "),
+                self.approvals.len(),
+                timestamp(self.expires_at)
+            ));
+        } else {
+            out.push_str(&format!("State: {}", self.state));
+            if let Some(d) = &self.state_detail {
+                out.push_str(&format!(" — {d}"));
+            }
+            out.push('\n');
+        }
+        for m in &self.met {
+            out.push_str(&format!("✓ {m}\n"));
+        }
+        if !self.approvals.is_empty() {
+            out.push_str(&format!("Approved by: {}\n", self.approvals.join(", ")));
+        }
+        if self.is_open() {
+            out.push_str(&format!(
+                "Approve with `approve {}` or deny with `deny {}`.",
+                self.id, self.id
+            ));
+        }
+        out.trim_end().to_string()
     }
 }
 
@@ -353,7 +425,7 @@ pub mod plain {
             Span::Link { url, label } => format!("{label} ({url})"),
             Span::Channel(h) => format!("#{}", h.name),
             Span::User(h) | Span::Group(h) => format!("@{}", h.name),
-            Span::Time(t) => render::timestamp(*t),
+            Span::Time(t) => timestamp(*t),
         }
     }
 

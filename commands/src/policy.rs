@@ -460,7 +460,7 @@ pub fn unmet_preconditions(
                         why: format!(
                             "{} was rolled back {} after {version} was deployed there",
                             soak.from,
-                            crate::render::timestamp(rb)
+                            crate::format::timestamp(rb)
                         ),
                     });
                 } else {
@@ -474,7 +474,7 @@ pub fn unmet_preconditions(
                             why: format!(
                                 "{version} has soaked in {} for {} of {}",
                                 soak.from,
-                                crate::render::duration(now - at),
+                                crate::format::duration(now - at),
                                 needed
                             ),
                         });

@@ -2,12 +2,13 @@
 //! `Reply` carrying a [`Message`]. Chat adapters turn a message into Block Kit or Discord
 //! components; `exec` prints `Reply::text`.
 
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Block, Line, Mention, Message};
+pub use crate::format::{duration, timestamp};
+pub use crate::message::{ApprovalCard, RoleMembers};
+use crate::message::{Block, Line, Message};
 use crate::model::{RequestId, Timestamp};
-use crate::policy::{ApprovalRequirement, Refusal, Unmet, VoteRefusal};
+use crate::policy::{Refusal, Unmet, VoteRefusal};
 use crate::status::EnvStatus;
 
 /// How the command ended, which decides `exec`'s exit code and how chat shows it.
@@ -43,77 +44,6 @@ pub enum Visibility {
     Ephemeral,
     /// Everyone in the channel (operations, approvals, outcomes).
     InChannel,
-}
-
-/// A request waiting for approvals, as the approval message shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalCard {
-    pub id: RequestId,
-    /// The command as typed, e.g. `deploy production v3.0.1`.
-    pub what: String,
-    pub requester: String,
-    pub environment: Option<String>,
-    pub version: Option<String>,
-    pub requirement: ApprovalRequirement,
-    /// The members of each role in `requirement.from`, mentioned where the platform can.
-    #[serde(default)]
-    pub approvers: Vec<RoleMembers>,
-    pub approvals: Vec<String>,
-    /// Preconditions checked and met, for the approvers' information.
-    pub met: Vec<String>,
-    pub expires_at: Timestamp,
-    /// `pending`, or the final state: buttons are shown only while pending.
-    pub state: String,
-    pub state_detail: Option<String>,
-}
-
-/// A role and the people and groups it is given to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoleMembers {
-    pub role: String,
-    pub members: Vec<Mention>,
-}
-
-impl ApprovalCard {
-    pub fn is_open(&self) -> bool {
-        self.state == "pending"
-    }
-
-    pub fn text(&self) -> String {
-        let mut out = format!(
-            "{} {} — requested by {}\n",
-            self.id, self.what, self.requester
-        );
-        if self.is_open() {
-            out.push_str(&format!(
-                "Needs {} approval{} from {} ({} so far). Expires {}.\n",
-                self.requirement.count,
-                if self.requirement.count == 1 { "" } else { "s" },
-                self.requirement.from.join(" or "),
-                self.approvals.len(),
-                timestamp(self.expires_at)
-            ));
-        } else {
-            out.push_str(&format!("State: {}", self.state));
-            if let Some(d) = &self.state_detail {
-                out.push_str(&format!(" — {d}"));
-            }
-            out.push('\n');
-        }
-        for m in &self.met {
-            out.push_str(&format!("✓ {m}\n"));
-        }
-        if !self.approvals.is_empty() {
-            out.push_str(&format!("Approved by: {}\n", self.approvals.join(", ")));
-        }
-        if self.is_open() {
-            out.push_str(&format!(
-                "Approve with `approve {}` or deny with `deny {}`.",
-                self.id, self.id
-            ));
-        }
-        out.trim_end().to_string()
-    }
 }
 
 /// What a command answers: how it ended, who sees it, and the message.
@@ -177,33 +107,6 @@ impl Reply {
     pub fn prepend(&mut self, line: impl Into<Line>) {
         self.message.blocks.insert(0, Block::paragraph(line));
     }
-}
-
-/// `2d 3h`, `23h 59m`, `5m 3s`, `45s`: two units at most, enough to read at a glance.
-pub fn duration(d: Duration) -> String {
-    let mut secs = d.num_seconds();
-    let neg = secs < 0;
-    if neg {
-        secs = -secs;
-    }
-    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")]
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect();
-    let body = if parts.is_empty() {
-        "0s".to_string()
-    } else {
-        parts.join(" ")
-    };
-    if neg { format!("-{body}") } else { body }
-}
-
-pub fn timestamp(t: Timestamp) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// The private acknowledgement of a command that may take minutes.

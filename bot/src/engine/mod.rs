@@ -33,13 +33,14 @@ use tracing::{Instrument, error, info, warn};
 mod approvals;
 mod checkpoints;
 mod interrupted;
+mod notify;
 pub use interrupted::Ownership;
+pub use notify::{Notifiers, OperationNote};
 mod operation;
 mod post_deploy;
 mod reads;
 
 use crate::clock::Clock;
-use crate::incidents::OperationNote;
 use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
@@ -129,7 +130,7 @@ pub struct Engine {
     /// Commands being handled right now, so a shutdown can let them finish.
     in_flight: AtomicU64,
     idle: tokio::sync::Notify,
-    pub(crate) notifiers: crate::incidents::Notifiers,
+    pub(crate) notifiers: Notifiers,
     /// This process in the store: requests it carries out are recorded as its own, and its
     /// heartbeat tells other processes it is alive.
     owner: String,
@@ -268,7 +269,7 @@ impl Engine {
         let policy = Policy::from_config(&parts.config);
         let parse_ctx = parts.config.parse_context();
         let (events, _) = broadcast::channel(256);
-        let notifiers = crate::incidents::Notifiers::from_config(&parts.config);
+        let notifiers = Notifiers::from_config(&parts.config);
         let http = std::sync::OnceLock::new();
         let started_at = parts.clock.now();
         Arc::new_cyclic(|me| Engine {
