@@ -11,6 +11,13 @@
 //! | restart | strategic merge patch of `spec.template.metadata.annotations["kubectl.kubernetes.io/restartedAt"]` |
 //! | scale | merge patch `{"spec":{"replicas":N}}` on the `/scale` subresource |
 //! | maintenance | merge patch of the Ingress annotation `nginx.ingress.kubernetes.io/maintenance` (`"true"` / `null`) |
+//! | deploy --strategy blue-green | the idle colour's Deployment gets the image (strategic merge), is followed until available, its `green_health_url` probed, then the Service's selector is switched (strategic merge `{"spec":{"selector":{"version":COLOUR}}}`) |
+//! | bluegreen switch / rollback (blue-green) | the Service selector patch alone |
+//! | bluegreen retire | merge patch `{"spec":{"replicas":0}}` on the idle colour's `/scale` |
+//!
+//! `--dry-run` sends the very same patches with `?dryRun=All`: the API server validates,
+//! defaults and runs admission, and answers with the object as it would be stored, which is
+//! compared with the current one for the plan.
 //!
 //! Every workload change is followed by a watch on that one object until the rollout
 //! completes, fails (`ProgressDeadlineExceeded`) or the environment's `rollout_timeout`
@@ -53,6 +60,9 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use tokio::time::Instant;
+
+mod bluegreen;
+mod plan;
 
 use crate::probe::probe;
 use crate::target::{
@@ -144,6 +154,12 @@ pub const REQUIRED_RBAC: &[Grant] = &[
     Grant {
         api_group: "flagger.app",
         resource: "canaries",
+        verbs: &[Verb::Get, Verb::Patch],
+    },
+    // blue-green reads which colour the Service selects and switches it.
+    Grant {
+        api_group: "",
+        resource: "services",
         verbs: &[Verb::Get, Verb::Patch],
     },
 ];
@@ -272,6 +288,28 @@ fn patch_params() -> PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     }
+}
+
+/// The same request as [`patch_params`] with `?dryRun=All`: validated, defaulted and
+/// admitted by the API server, and not stored.
+fn dry_run_params() -> PatchParams {
+    PatchParams {
+        dry_run: true,
+        ..patch_params()
+    }
+}
+
+/// What `deploy` (and `rollback ENV VERSION`) sends: the container's image by name, and the
+/// change cause `kubectl rollout history` shows.
+fn image_patch(ctx: &ExecContext, container: &str, image: &str, cause: &str) -> Value {
+    json!({
+        "metadata": {"annotations": {CHANGE_CAUSE: change_cause(ctx, cause)}},
+        "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}},
+    })
+}
+
+fn restart_patch(now: &str) -> Value {
+    json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}})
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -660,24 +698,34 @@ impl Reporter<'_> {
     }
 }
 
+/// A client for `kubernetes.api_url` (an API server reached directly, without credentials:
+/// a local proxy or tests), else for the in-cluster service account or `KUBECONFIG`. Its
+/// calls are counted as the `kubernetes` platform's ([`crate::observe`]).
+pub async fn client(api_url: Option<&str>) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    let config = match api_url {
+        Some(url) => kube::Config::new(
+            url.parse()
+                .with_context(|| format!("kubernetes.api_url {url:?} is not a URL"))?,
+        ),
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster service account or KUBECONFIG found")?,
+    };
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&crate::observe::CountCalls::new("kubernetes"))
+        .build())
+}
+
 impl KubernetesTarget {
     /// `api_url` points at an API server directly (no credentials; for a local proxy or
     /// tests). Without it the in-cluster service account or `KUBECONFIG` is used.
     pub async fn new(api_url: Option<&str>) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let client = match api_url {
-            Some(url) => {
-                let uri = url
-                    .parse()
-                    .with_context(|| format!("kubernetes.api_url {url:?} is not a URL"))?;
-                kube::Client::try_from(kube::Config::new(uri))
-                    .context("building the Kubernetes client")?
-            }
-            None => kube::Client::try_default()
-                .await
-                .context("no in-cluster service account or KUBECONFIG found")?,
-        };
-        Ok(Self::from_client(client, KubernetesOptions::default()))
+        Ok(Self::from_client(
+            client(api_url).await?,
+            KubernetesOptions::default(),
+        ))
     }
 
     pub fn from_client(client: kube::Client, opts: KubernetesOptions) -> Self {
@@ -863,10 +911,7 @@ impl KubernetesTarget {
             )));
         };
         let image = format!("{repo}:{version}");
-        let patch = json!({
-            "metadata": {"annotations": {CHANGE_CAUSE: change_cause(ctx, &format!("{what} {version}"))}},
-            "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}},
-        });
+        let patch = image_patch(ctx, container, &image, &format!("{what} {version}"));
         progress.report(format!("setting {wl} container {container} to {image}"));
         let after = self
             .workload_api(wl)
@@ -888,12 +933,16 @@ impl KubernetesTarget {
         env: &EnvironmentSpec,
         progress: &dyn Progress,
     ) -> Result<Outcome, TargetError> {
+        if env.service.is_some() {
+            // A blue-green environment rolls back by sending traffic to the other colour.
+            return self.switch_back(env, progress).await;
+        }
         let wl = self.workload(env)?;
         let current = self.get_workload(wl).await?;
         let container = env.container.as_deref().unwrap_or(wl.name);
         let before = container_image(&current, container).and_then(image_version);
         let (patch_result, revision) = match wl.kind {
-            Kind::Deployment => match self.undo_deployment(wl, &current).await? {
+            Kind::Deployment => match self.undo_deployment(wl, &current, &patch_params()).await? {
                 Undo::Patched(v, rev) => (v, rev),
                 Undo::Skipped(rev) => {
                     return Ok(Outcome {
@@ -905,18 +954,20 @@ impl KubernetesTarget {
                     });
                 }
             },
-            Kind::StatefulSet => match self.undo_statefulset(wl, &current).await? {
-                Undo::Patched(v, rev) => (v, rev),
-                Undo::Skipped(rev) => {
-                    return Ok(Outcome {
-                        summary: format!(
-                            "skipped rollback (current template already matches revision {rev})"
-                        ),
-                        version_before: before.clone(),
-                        version_after: before,
-                    });
+            Kind::StatefulSet => {
+                match self.undo_statefulset(wl, &current, &patch_params()).await? {
+                    Undo::Patched(v, rev) => (v, rev),
+                    Undo::Skipped(rev) => {
+                        return Ok(Outcome {
+                            summary: format!(
+                                "skipped rollback (current template already matches revision {rev})"
+                            ),
+                            version_before: before.clone(),
+                            version_after: before,
+                        });
+                    }
                 }
-            },
+            }
         };
         let after_version = container_image(&patch_result, container).and_then(image_version);
         progress.report(format!("rolled {wl} back to revision {revision}"));
@@ -942,6 +993,7 @@ impl KubernetesTarget {
         &self,
         wl: Workload<'_>,
         deployment: &Value,
+        params: &PatchParams,
     ) -> Result<Undo, TargetError> {
         if flag(deployment, "/spec/paused") {
             return Err(TargetError::Refused(PAUSED_ROLLBACK.into()));
@@ -1012,7 +1064,7 @@ impl KubernetesTarget {
         );
         let after = self
             .workload_api(wl)
-            .patch(wl.name, &patch_params(), &patch)
+            .patch(wl.name, params, &patch)
             .await
             .map_err(|e| api_error(&wl.to_string(), e))?;
         Ok(Undo::Patched(to_value(&after), revision))
@@ -1020,7 +1072,12 @@ impl KubernetesTarget {
 
     /// kubectl's `StatefulSetRollbacker` with `--to-revision=0`: the ControllerRevision
     /// before the newest holds the previous template as a ready-made patch.
-    async fn undo_statefulset(&self, wl: Workload<'_>, sts: &Value) -> Result<Undo, TargetError> {
+    async fn undo_statefulset(
+        &self,
+        wl: Workload<'_>,
+        sts: &Value,
+        params: &PatchParams,
+    ) -> Result<Undo, TargetError> {
         let uid = string(sts, "/metadata/uid").unwrap_or("");
         let mut lp = ListParams::default();
         if let Some(sel) = selector_string(sts) {
@@ -1056,7 +1113,7 @@ impl KubernetesTarget {
         }
         let after = self
             .workload_api(wl)
-            .patch(wl.name, &patch_params(), &Patch::Strategic(&data))
+            .patch(wl.name, params, &Patch::Strategic(&data))
             .await
             .map_err(|e| api_error(&wl.to_string(), e))?;
         Ok(Undo::Patched(to_value(&after), revision))
@@ -1073,8 +1130,7 @@ impl KubernetesTarget {
             return Err(TargetError::Refused(PAUSED_RESTART.into()));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let patch =
-            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+        let patch = restart_patch(&now);
         let after = self
             .workload_api(wl)
             .patch(wl.name, &patch_params(), &Patch::Strategic(&patch))
@@ -1373,7 +1429,24 @@ impl Target for KubernetesTarget {
         ctx: &ExecContext,
         progress: &dyn Progress,
     ) -> Result<Outcome, TargetError> {
+        let serving;
+        let env = match action {
+            TargetAction::Deploy {
+                strategy: erlmcp_commands::Strategy::BlueGreen,
+                ..
+            }
+            | TargetAction::BlueGreen { .. }
+            | TargetAction::Rollback { version: None } => env,
+            _ => {
+                serving = self.serving(env).await?;
+                &*serving
+            }
+        };
         match action {
+            TargetAction::Deploy {
+                version,
+                strategy: erlmcp_commands::Strategy::BlueGreen,
+            } => self.blue_green_deploy(env, version, ctx, progress).await,
             TargetAction::Deploy { version, .. } => {
                 self.set_image(env, version.as_str(), "deploy", ctx, progress)
                     .await
@@ -1389,7 +1462,24 @@ impl Target for KubernetesTarget {
             TargetAction::Restart => self.restart(env, progress).await,
             TargetAction::Maintenance { on } => self.maintenance(env, *on).await,
             TargetAction::Canary { action } => self.canary(env, action, progress).await,
+            TargetAction::BlueGreen { action } => self.blue_green(env, action, progress).await,
         }
+    }
+
+    async fn plan(
+        &self,
+        env: &EnvironmentSpec,
+        action: &TargetAction,
+        ctx: &ExecContext,
+    ) -> Result<erlmcp_commands::plan::TargetPlan, TargetError> {
+        self.dry_run(env, action, ctx).await
+    }
+
+    async fn blue_green_status(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<erlmcp_commands::bluegreen::BlueGreenStatus, TargetError> {
+        self.colours(env).await
     }
 
     async fn follow_rollout(
@@ -1397,6 +1487,7 @@ impl Target for KubernetesTarget {
         env: &EnvironmentSpec,
         progress: &dyn Progress,
     ) -> Result<Option<String>, TargetError> {
+        let env = &*self.serving(env).await?;
         let wl = self.workload(env)?;
         let current = self.get_workload(wl).await?;
         match rollout_state(wl.kind, &current) {
@@ -1410,6 +1501,7 @@ impl Target for KubernetesTarget {
     }
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<EnvStatus, TargetError> {
+        let env = &*self.serving(env).await?;
         let wl = self.workload(env)?;
         let w = self.get_workload(wl).await?;
         let container = env.container.as_deref().unwrap_or(wl.name);
@@ -1483,6 +1575,7 @@ impl Target for KubernetesTarget {
     }
 
     async fn pods(&self, env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {
+        let env = &*self.serving(env).await?;
         let now = chrono::Utc::now().timestamp();
         Ok(self
             .list_pods(env)
@@ -1499,6 +1592,7 @@ impl Target for KubernetesTarget {
         previous: bool,
         tail: u32,
     ) -> Result<String, TargetError> {
+        let env = &*self.serving(env).await?;
         let wl = self.workload(env)?;
         let pods = self.list_pods(env).await?;
         let chosen: Value = match pod {

@@ -106,7 +106,8 @@ impl PagerDuty {
 
     async fn send(&self, body: serde_json::Value, action: &str) -> Result<(), PagerError> {
         self.retry
-            .run(
+            .run_observed(
+                "pagerduty",
                 || self.send_once(&body),
                 |e: &Try| match e {
                     Try::Rejected { .. } => Failure::Permanent,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 
+use crate::observe::{self, CallStatus};
+
 /// What one failed try means for the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -118,6 +120,46 @@ impl RetryPolicy {
             attempts: attempts.load(Ordering::Relaxed),
             retryable: !permanent.load(Ordering::Relaxed),
         })
+    }
+}
+
+impl RetryPolicy {
+    /// [`RetryPolicy::run`] for a call to `platform`, reporting each try's status and each
+    /// wait a rate limit imposed to the process's observer ([`crate::observe`]).
+    pub async fn run_observed<T, E, F, Fut>(
+        &self,
+        platform: &'static str,
+        mut op: F,
+        classify: impl Fn(&E) -> Failure,
+        mut on_retry: impl FnMut(&E, u32, Duration),
+    ) -> Result<T, GaveUp<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let classify = &classify;
+        self.run(
+            || {
+                let tried = op();
+                async move {
+                    let result = tried.await;
+                    let status = match &result {
+                        Ok(_) => CallStatus::Ok,
+                        Err(e) => CallStatus::of_failure(classify(e)),
+                    };
+                    observe::api_call(platform, status);
+                    result
+                }
+            },
+            classify,
+            |e, attempt, wait| {
+                if let Failure::RateLimited(_) = classify(e) {
+                    observe::rate_limit_wait(platform, wait);
+                }
+                on_retry(e, attempt, wait)
+            },
+        )
+        .await
     }
 }
 

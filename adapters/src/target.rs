@@ -1,8 +1,10 @@
 //! Deployment targets: where an approved operation is carried out.
 
 use async_trait::async_trait;
+use erlmcp_commands::bluegreen::BlueGreenStatus;
 use erlmcp_commands::config::EnvironmentSpec;
-use erlmcp_commands::{CanaryAction, RequestId, Strategy, Version};
+use erlmcp_commands::plan::TargetPlan;
+use erlmcp_commands::{BlueGreenAction, CanaryAction, RequestId, Strategy, Version};
 use serde::{Deserialize, Serialize};
 
 // The status digest lives in the pure domain crate so replies can be rendered there.
@@ -29,6 +31,10 @@ pub enum TargetAction {
     },
     Canary {
         action: CanaryAction,
+    },
+    /// `switch` and `retire`; `status` is a read.
+    BlueGreen {
+        action: BlueGreenAction,
     },
 }
 
@@ -105,6 +111,24 @@ pub trait Target: Send + Sync {
 
     async fn pods(&self, _env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {
         Err(TargetError::Unsupported("pods", self.kind()))
+    }
+
+    /// What `execute` would change, without changing anything (`--dry-run`).
+    async fn plan(
+        &self,
+        _env: &EnvironmentSpec,
+        _action: &TargetAction,
+        _ctx: &ExecContext,
+    ) -> Result<TargetPlan, TargetError> {
+        Err(TargetError::Unsupported("a dry run", self.kind()))
+    }
+
+    /// The live colour of a blue-green environment and what each colour runs.
+    async fn blue_green_status(
+        &self,
+        _env: &EnvironmentSpec,
+    ) -> Result<BlueGreenStatus, TargetError> {
+        Err(TargetError::Unsupported("blue-green", self.kind()))
     }
 
     /// A log tail; `pod = None` picks the first pod that is not ready, else the first pod.

@@ -48,6 +48,7 @@ fn card(state: &str, detail: Option<&str>) -> ApprovalCard {
         expires_at: chrono::Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap(),
         state: state.into(),
         state_detail: detail.map(str::to_string),
+        plan: vec![],
     }
 }
 

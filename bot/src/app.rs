@@ -35,6 +35,8 @@ pub struct App {
     pub discord: Option<Arc<DiscordInbound>>,
     /// Discord's client, for registering the command at start-up.
     pub discord_client: Option<Arc<DiscordPlatform>>,
+    /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -134,6 +136,7 @@ pub async fn build(
         slack: connected.slack,
         discord: connected.discord,
         discord_client: clients.discord.clone(),
+        draining: Arc::default(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod discord;
 pub mod engine;
 pub mod incidents;
+pub mod leader;
 pub mod metrics;
 pub mod platforms;
 pub mod sandbox;

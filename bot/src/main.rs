@@ -10,6 +10,7 @@ use erlmcp_bot::app::{self, App, BuildOptions};
 use erlmcp_bot::clock::SystemClock;
 use erlmcp_bot::config;
 use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::leader::{self, Leadership};
 use erlmcp_bot::scheduler::Scheduler;
 use erlmcp_bot::store::{self, audit};
 use erlmcp_bot::{checkpoint, server, telemetry};
@@ -425,6 +426,7 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let source = loaded.source.clone();
     let listen = loaded.config.bot.listen.clone();
     let metrics_listen = loaded.config.bot.metrics_listen.clone();
+    let shutdown_delay = loaded.config.bot.shutdown_delay.0;
     let limits = server::HttpLimits::from_config(&loaded.config.bot);
     // Before the store opens, so a refused process has not migrated or reconciled anything.
     let _single = match store::lock_for_serve(url) {
@@ -435,6 +437,8 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };
+    // Every adapter's outbound calls and rate-limit waits land in this process's metrics.
+    erlmcp_adapters::observe::install(app.metrics.clone());
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
@@ -454,6 +458,18 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
+    // One leader among the replicas holds the long-lived connections.
+    let leadership =
+        match Leadership::start(&app.config, url, app.engine.owner(), app.metrics.clone()).await {
+            Ok(l) => l,
+            Err(e) => return fail(format!("{e:#}")),
+        };
+    info!(
+        backend = leadership.backend().as_str(),
+        identity = leadership.identity(),
+        leader = leadership.is_leader(),
+        "leader election running"
+    );
     info!(
         %addr,
         metrics_addr = probes_addr.as_deref().unwrap_or(&addr),
@@ -462,6 +478,9 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         ready_ms = started.elapsed().as_millis() as u64,
         "erlmcp-bot ready"
     );
+    // Set on SIGTERM: background work takes nothing new from then on.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let stopping_tx = Arc::new(stopping_tx);
     // Status updates and expiries live in the store; every replica ticks and the leases
     // decide who runs what.
     let sweeper = {
@@ -471,11 +490,20 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
             warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
         }
         info!(owner = scheduler.owner(), "scheduler running");
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                // A pass in progress finishes: a job stopped halfway would wait out its
+                // lease before another replica took it.
+                let stop = async {
+                    let _ = stopping.wait_for(|s| *s).await;
+                };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop => return,
+                };
                 scheduler.tick().await;
             }
         })
@@ -485,11 +513,17 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let ownership = app.engine.start_ownership().await;
     info!(owner = app.engine.owner(), lease = ?app.engine.owner_lease(), "ownership heartbeat running");
     // Socket Mode: the bot dials Slack instead of being called; same handlers as HTTP mode.
+    // Only the leader holds it.
     let socket_mode = app
         .slack
         .as_ref()
         .filter(|s| s.mode() == erlmcp_adapters::slack::Mode::Socket)
-        .map(|s| s.start_socket_mode());
+        .map(|s| {
+            let s = s.clone();
+            leader::while_leader("slack socket mode", leadership.watch(), move || {
+                s.start_socket_mode()
+            })
+        });
     // Discord: the command is registered when this binary's differs from Discord's copy.
     if let Some(discord) = app.discord_client.clone() {
         let cfg = app.config.clone();
@@ -497,12 +531,40 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
             erlmcp_bot::discord::register_at_start(&cfg, &discord).await;
         });
     }
-    // One signal stops both listeners: each stops accepting and finishes what is in flight.
+    // On shutdown the connection goes first, then leadership, so the next leader takes over
+    // while this process still finishes its work.
+    let handover = {
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            if let Some(s) = socket_mode {
+                s.abort();
+                let _ = s.await;
+            }
+            leadership.release(std::time::Duration::from_secs(10)).await;
+        })
+    };
+    // SIGTERM: not ready at once; chat requests are still taken for `bot.shutdown_delay`
+    // while the load balancer notices; then the chat listener stops accepting and finishes
+    // what is in flight. Probes stay up to the end.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
+    {
+        let draining = app.draining.clone();
+        let stopping_tx = stopping_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            stopping_tx.send_replace(true);
+            if !shutdown_delay.is_zero() {
+                info!(
+                    delay_s = shutdown_delay.as_secs(),
+                    "not ready; still taking chat requests until the load balancer notices"
+                );
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            let _ = stop.send(true);
+        });
+    }
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -511,29 +573,28 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     } else {
         server::Routes::All
     };
-    let chat = server::serve(
+    let (stop_probes, probes_stopped) = tokio::sync::watch::channel(false);
+    let probes = probes.map(|probes| {
+        tokio::spawn(server::serve(
+            probes,
+            server::routes(app.clone(), server::Routes::Probes),
+            limits,
+            until_stopped(probes_stopped),
+        ))
+    });
+    let result = server::serve(
         listener,
         server::routes(app.clone(), chat_routes),
         limits,
-        until_stopped(stopped.clone()),
-    );
-    let result = match probes {
-        None => chat.await,
-        Some(probes) => {
-            let probes = server::serve(
-                probes,
-                server::routes(app.clone(), server::Routes::Probes),
-                limits,
-                until_stopped(stopped),
-            );
-            let (a, b) = tokio::join!(chat, probes);
-            a.and(b)
-        }
-    };
-    sweeper.abort();
-    if let Some(s) = socket_mode {
-        s.abort();
-    }
+        until_stopped(stopped),
+    )
+    .await;
+    // Also when the listener failed without a signal.
+    app.draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    stopping_tx.send_replace(true);
+    let _ = sweeper.await;
+    let _ = handover.await;
     // Commands answered over chat keep running after their HTTP ack: let them finish (and
     // write their outcome to the audit log) before the process goes away.
     let left = app.engine.drain(std::time::Duration::from_secs(45)).await;
@@ -543,6 +604,14 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     app.engine.flush_checkpoints().await;
     // Only now: a drained command is still ours while it finishes.
     ownership.abort();
+    let _ = stop_probes.send(true);
+    let result = match probes {
+        Some(p) => match p.await {
+            Ok(r) => result.and(r),
+            Err(e) => result.and(Err(std::io::Error::other(e))),
+        },
+        None => result,
+    };
     app.store.close().await;
     match result {
         Ok(()) => {

@@ -20,6 +20,11 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 use crate::store::{DeploymentRecord, SandboxRow, Store};
 
+mod bluegreen;
+mod plan;
+
+use bluegreen::SimBlueGreen;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Workload {
     version: String,
@@ -34,6 +39,9 @@ struct Workload {
     /// it visible (`status`) and resumable (`follow_rollout`), as a cluster would.
     #[serde(default)]
     rolling: Option<SimRollout>,
+    /// Set by the first blue-green deploy: the two colours and which one is live.
+    #[serde(default)]
+    blue_green: Option<SimBlueGreen>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +88,7 @@ fn seed(env: &str, replicas: u32) -> (Workload, Vec<(String, i64)>) {
         canary: None,
         restarted_at: None,
         rolling: None,
+        blue_green: None,
     };
     (w, vec![(version.to_string(), deployed_hours_ago)])
 }
@@ -249,7 +258,29 @@ impl Target for SandboxTarget {
         let mut w = self.load(env).await?;
         let before = w.version.clone();
         let name = env.name.as_str();
+        let switch_back = w
+            .blue_green
+            .as_ref()
+            .and_then(bluegreen::SimBlueGreen::back);
         let summary_line = match action {
+            TargetAction::Deploy {
+                version,
+                strategy: Strategy::BlueGreen,
+            } => {
+                self.blue_green_deploy(name, &mut w, version.as_str(), progress)
+                    .await?
+            }
+            TargetAction::BlueGreen { action } => bluegreen::act(name, &mut w, *action, progress)?,
+            // A blue-green environment rolls back by sending traffic to the other colour.
+            TargetAction::Rollback { version: None } if switch_back.is_some() => {
+                let to = switch_back.unwrap_or(erlmcp_commands::Colour::Blue);
+                bluegreen::act(
+                    name,
+                    &mut w,
+                    erlmcp_commands::BlueGreenAction::Switch(to),
+                    progress,
+                )?
+            }
             TargetAction::Deploy { version, strategy } => {
                 if *strategy == Strategy::Canary {
                     w.canary = Some(SimCanary {
@@ -389,6 +420,24 @@ impl Target for SandboxTarget {
         self.continue_roll(&env.name, &mut w, progress).await?;
         self.save(&env.name, &w).await?;
         Ok(Some(summary(&env.name, &w)))
+    }
+
+    async fn plan(
+        &self,
+        env: &EnvironmentSpec,
+        action: &TargetAction,
+        _ctx: &ExecContext,
+    ) -> Result<erlmcp_commands::plan::TargetPlan, TargetError> {
+        let w = self.load(env).await?;
+        plan::plan(env, &w, action, self.clock.now())
+    }
+
+    async fn blue_green_status(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<erlmcp_commands::bluegreen::BlueGreenStatus, TargetError> {
+        let w = self.load(env).await?;
+        Ok(bluegreen::status(env, &w))
     }
 
     async fn pods(&self, env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {

@@ -28,6 +28,17 @@ pub enum TimerEvent {
     AuditCheckpoint,
 }
 
+impl TimerEvent {
+    /// The job's kind, as metrics label it.
+    pub fn job(self) -> &'static str {
+        match self {
+            TimerEvent::IncidentStatusUpdate(_) => STATUS_UPDATE_JOB,
+            TimerEvent::ExpireRequests => EXPIRE_REQUESTS_JOB,
+            TimerEvent::AuditCheckpoint => AUDIT_CHECKPOINT_JOB,
+        }
+    }
+}
+
 /// Whether a recurring job goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recurrence {
@@ -173,6 +184,10 @@ impl Scheduler {
                 .await;
             return false;
         };
+        let lag = (self.engine.now() - job.due_at)
+            .to_std()
+            .unwrap_or_default();
+        self.engine.metrics().scheduler_lag(event.job(), lag);
         let every = match event {
             TimerEvent::IncidentStatusUpdate(_) => {
                 self.engine.config().bot.status_update_interval.as_chrono()

@@ -62,6 +62,11 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
     if which != Routes::Probes {
         router = router.merge(app.platforms().routes());
     }
+    // Last, so it covers every chat route above.
+    let router = router.layer(middleware::from_fn_with_state(
+        app.metrics.clone(),
+        time_ack,
+    ));
     let engine = app.engine.clone();
     let readiness = Readiness::new(
         app.store.clone(),
@@ -71,6 +76,32 @@ pub fn routes(app: Arc<App>, which: Routes) -> Router {
     router.with_state(ServerState { app, readiness })
 }
 
+/// The chat platform an inbound request comes from, by its path.
+fn inbound_platform(path: &str) -> Option<&'static str> {
+    let first = path.trim_start_matches('/').split('/').next()?;
+    match first {
+        "slack" => Some("slack"),
+        "discord" => Some("discord"),
+        "github" => Some("github"),
+        _ => None,
+    }
+}
+
+/// The answer to a chat request is its acknowledgement: the platforms give it 3 seconds.
+async fn time_ack(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(platform) = inbound_platform(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.ack(platform, started.elapsed());
+    response
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -78,6 +109,13 @@ async fn healthz() -> &'static str {
 /// Ready when the store takes a write: without one nothing can be audited, so nothing can
 /// run. The answer names a category, never the database's own message.
 async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
+    // First thing on SIGTERM: the load balancer stops sending before the listener closes.
+    if s.app.draining.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n".to_string(),
+        );
+    }
     match s.readiness.check().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(block) => (

@@ -219,6 +219,29 @@ pub struct EnvironmentSpec {
     /// Sandbox: replicas the simulated workload starts with.
     #[serde(default)]
     pub replicas: Option<u32>,
+    /// Blue-green: the Service whose `version: blue|green` selector picks the live colour;
+    /// the colours are the Deployments `WORKLOAD-blue` and `WORKLOAD-green`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Blue-green: probed on the idle colour before traffic is switched to it; `{colour}`
+    /// in it is replaced by that colour.
+    #[serde(default)]
+    pub green_health_url: Option<String>,
+    /// Metric triggers of the post-deploy guard (see `triggers`).
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
+    #[serde(default)]
+    pub error_rate_query: Option<String>,
+    #[serde(default)]
+    pub p95_query: Option<String>,
+    #[serde(default)]
+    pub error_rate_threshold: Option<f64>,
+    #[serde(default)]
+    pub error_rate_window: Option<HumanDuration>,
+    #[serde(default)]
+    pub p95_threshold: Option<HumanDuration>,
+    #[serde(default)]
+    pub p95_window: Option<HumanDuration>,
 }
 
 fn default_target() -> TargetKind {
@@ -246,6 +269,15 @@ impl EnvironmentSpec {
             auto_rollback: None,
             guard_window: None,
             replicas: Some(replicas),
+            service: None,
+            green_health_url: None,
+            prometheus_url: None,
+            error_rate_query: None,
+            p95_query: None,
+            error_rate_threshold: None,
+            error_rate_window: None,
+            p95_threshold: None,
+            p95_window: None,
         }
     }
 
@@ -353,6 +385,10 @@ pub struct BotSection {
     /// Largest request body accepted (`64KiB`, `1MiB`); larger ones get 413.
     #[serde(default = "default_http_max_body")]
     pub http_max_body: ByteSize,
+    /// After SIGTERM, how long `/readyz` answers 503 while chat requests are still taken,
+    /// so the load balancer stops sending before the listener closes.
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay: HumanDuration,
 }
 
 fn default_command() -> String {
@@ -391,6 +427,9 @@ fn default_http_max_connections() -> u32 {
 fn default_http_max_body() -> ByteSize {
     ByteSize(1024 * 1024)
 }
+fn default_shutdown_delay() -> HumanDuration {
+    HumanDuration(Duration::ZERO)
+}
 
 impl Default for BotSection {
     fn default() -> Self {
@@ -409,6 +448,7 @@ impl Default for BotSection {
             http_idle_timeout: default_http_idle_timeout(),
             http_max_connections: default_http_max_connections(),
             http_max_body: default_http_max_body(),
+            shutdown_delay: default_shutdown_delay(),
         }
     }
 }
@@ -617,6 +657,8 @@ pub struct Config {
     pub roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub leader: LeaderSection,
 }
 
 /// One thing wrong with a configuration, with the key path that holds it.
@@ -959,6 +1001,9 @@ impl Config {
                     }
                 }
                 TargetKind::Sandbox => {}
+            }
+            for (key, message) in crate::triggers::problems(env) {
+                problem(format!("{base}.{key}"), message);
             }
             for (key, url) in [
                 ("health_url", &env.health_url),
@@ -1311,6 +1356,128 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.bot.shutdown_delay.0.as_secs() > 300 {
+            problem("bot.shutdown_delay".into(), "must be at most 5m".into());
+        }
+        out.extend(self.leader.problems());
+        out
+    }
+}
+
+/// Who holds the long-lived chat connections (Slack Socket Mode, a Discord gateway) when
+/// several replicas run: `[leader]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderElection {
+    /// SQLite: this process is always the leader (one replica per file). PostgreSQL: a
+    /// Kubernetes Lease when running in a cluster, else a PostgreSQL advisory lock.
+    #[default]
+    Auto,
+    /// A `coordination.k8s.io/v1` Lease.
+    Kubernetes,
+    /// A session-level PostgreSQL advisory lock on a dedicated connection.
+    Postgres,
+    /// No election: this process is always the leader.
+    None,
+}
+
+impl LeaderElection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaderElection::Auto => "auto",
+            LeaderElection::Kubernetes => "kubernetes",
+            LeaderElection::Postgres => "postgres",
+            LeaderElection::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderSection {
+    #[serde(default)]
+    pub election: LeaderElection,
+    /// The Lease's name (`kubernetes`).
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: `POD_NAMESPACE`, else the service account's own).
+    #[serde(default)]
+    pub lease_namespace: Option<String>,
+    /// How long a silent leader keeps the Lease; also the longest a handover takes when a
+    /// leader dies without releasing it.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: HumanDuration,
+    /// This process's name as a candidate (default: the host name, i.e. the pod name, and
+    /// the process id).
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+fn default_lease_name() -> String {
+    "erlmcp-bot".into()
+}
+fn default_lease_duration() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15))
+}
+
+impl Default for LeaderSection {
+    fn default() -> Self {
+        LeaderSection {
+            election: LeaderElection::default(),
+            lease_name: default_lease_name(),
+            lease_namespace: None,
+            lease_duration: default_lease_duration(),
+            identity: None,
+        }
+    }
+}
+
+impl LeaderSection {
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let secs = self.lease_duration.0.as_secs();
+        if !(2..=300).contains(&secs) {
+            out.push(ConfigProblem {
+                path: "leader.lease_duration".into(),
+                message: format!("must be between 2s and 5m, got {}", self.lease_duration),
+            });
+        }
+        // A Kubernetes object name (DNS subdomain).
+        let dns = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        if !dns(&self.lease_name) {
+            out.push(ConfigProblem {
+                path: "leader.lease_name".into(),
+                message: format!(
+                    "must be a Kubernetes object name (lowercase letters, digits, '-', '.'), got {:?}",
+                    self.lease_name
+                ),
+            });
+        }
+        if let Some(ns) = &self.lease_namespace
+            && !dns(ns)
+        {
+            out.push(ConfigProblem {
+                path: "leader.lease_namespace".into(),
+                message: format!("must be a Kubernetes namespace name, got {ns:?}"),
+            });
+        }
+        if self
+            .identity
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            out.push(ConfigProblem {
+                path: "leader.identity".into(),
+                message: "must not be empty".into(),
+            });
         }
         out
     }

@@ -8,8 +8,8 @@ use crate::Timestamp;
 use std::fmt::Write as _;
 
 use crate::model::{
-    CanaryAction, Command, EnvName, IncidentCommand, IncidentId, RequestId, Severity, Strategy,
-    Version,
+    BlueGreenAction, CanaryAction, Colour, Command, EnvName, IncidentCommand, IncidentId,
+    RequestId, Severity, Strategy, Version,
 };
 
 /// What the parser needs to know about the deployment: the configured environments and
@@ -109,6 +109,12 @@ const TAIL: OptionSpec = OptionSpec {
     name: "--tail",
     takes_value: true,
 };
+/// Accepted by every command that changes a workload: the command becomes
+/// [`Command::Plan`] of itself.
+const DRY_RUN: OptionSpec = OptionSpec {
+    name: "--dry-run",
+    takes_value: false,
+};
 
 /// The only command with subcommands.
 const INCIDENT: &str = "incident";
@@ -137,16 +143,16 @@ static SPECS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "deploy",
-        usage: "deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]",
-        summary: "deploy VERSION to ENV",
-        options: &[STRATEGY],
+        usage: "deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]",
+        summary: "deploy VERSION to ENV (--dry-run: show the plan only)",
+        options: &[STRATEGY, DRY_RUN],
         parse: command_deploy,
     },
     CommandSpec {
         name: "rollback",
-        usage: "rollback ENV [VERSION] [REASON...]",
+        usage: "rollback ENV [VERSION] [--dry-run] [REASON...]",
         summary: "roll ENV back to VERSION, or to the previous revision",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_rollback,
     },
     CommandSpec {
@@ -179,30 +185,30 @@ static SPECS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "scale",
-        usage: "scale ENV REPLICAS [REASON...]",
+        usage: "scale ENV REPLICAS [--dry-run] [REASON...]",
         summary: "set the number of replicas in ENV (0 to 1000)",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_scale,
     },
     CommandSpec {
         name: "restart",
-        usage: "restart ENV [REASON...]",
+        usage: "restart ENV [--dry-run] [REASON...]",
         summary: "restart the workload in ENV",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_restart,
     },
     CommandSpec {
         name: "maintenance",
-        usage: "maintenance ENV on|off [REASON...]",
+        usage: "maintenance ENV on|off [--dry-run] [REASON...]",
         summary: "turn maintenance mode in ENV on or off",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_maintenance,
     },
     CommandSpec {
         name: "canary",
-        usage: "canary ENV status|pause|resume|abort|promote",
+        usage: "canary ENV status|pause|resume|abort|promote [--dry-run]",
         summary: "show or steer the canary rollout in ENV",
-        options: &[],
+        options: &[DRY_RUN],
         parse: command_canary,
     },
     CommandSpec {
@@ -282,6 +288,13 @@ static SPECS: &[CommandSpec] = &[
         options: &[BEFORE],
         parse: command_audit_prune,
     },
+    CommandSpec {
+        name: "bluegreen",
+        usage: "bluegreen ENV status|switch blue|green|retire [--dry-run]",
+        summary: "the live colour in ENV; switch the Service to a colour; retire the idle colour",
+        options: &[DRY_RUN],
+        parse: command_bluegreen,
+    },
 ];
 
 /// Every command of the grammar, in help order.
@@ -327,6 +340,8 @@ pub fn command_name(cmd: &Command) -> &'static str {
         },
         Command::Audit { .. } => "audit",
         Command::AuditPrune { .. } => "audit prune",
+        Command::BlueGreen { .. } => "bluegreen",
+        Command::Plan { change } => command_name(change),
     }
 }
 
@@ -349,7 +364,11 @@ pub fn parse(input: &str, ctx: &ParseContext) -> Result<Command, ParseError> {
     let with_usage = |message| ParseError::new(message, Some(spec_usage(ctx, spec)));
     let mut args = Args::new(ctx, spec, rest).map_err(with_usage)?;
     let command = (spec.parse)(&mut args).map_err(with_usage)?;
+    let dry_run = args.flag(DRY_RUN.name);
     args.finish().map_err(with_usage)?;
+    if dry_run {
+        return plan_of(command).map_err(with_usage);
+    }
     Ok(command)
 }
 
@@ -1182,6 +1201,51 @@ fn command_audit_prune(args: &mut Args<'_>) -> Result<Command, String> {
     })
 }
 
+fn command_bluegreen(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    let token = args.required("blue-green action (status, switch or retire)")?;
+    let action = match token.to_lowercase().as_str() {
+        "status" => BlueGreenAction::Status,
+        "retire" => BlueGreenAction::Retire,
+        "switch" => {
+            let colour = args.required("colour (blue or green)")?;
+            BlueGreenAction::Switch(Colour::parse(&colour.to_lowercase()).ok_or_else(|| {
+                format!("invalid colour {} (expected blue or green)", show(colour))
+            })?)
+        }
+        _ => {
+            return Err(format!(
+                "invalid blue-green action {} (expected status, switch or retire)",
+                show(token)
+            ));
+        }
+    };
+    Ok(Command::BlueGreen { env, action })
+}
+
+/// `--dry-run` turns a change into its plan; a command that changes nothing has none.
+fn plan_of(command: Command) -> Result<Command, String> {
+    let reads_only = matches!(
+        command,
+        Command::Canary {
+            action: CanaryAction::Status,
+            ..
+        } | Command::BlueGreen {
+            action: BlueGreenAction::Status,
+            ..
+        }
+    );
+    if reads_only {
+        return Err(format!(
+            "{} changes nothing, so it has no plan (drop --dry-run)",
+            show(command_name(&command))
+        ));
+    }
+    Ok(Command::Plan {
+        change: Box::new(command),
+    })
+}
+
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
 fn prune_date(text: &str) -> Result<Timestamp, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
@@ -1245,6 +1309,7 @@ mod tests {
         "incident timeline",
         "audit",
         "audit prune --before 2026-01-31",
+        "bluegreen prod switch blue",
     ];
 
     #[test]
@@ -1276,8 +1341,8 @@ mod tests {
         let text = help(Some("deploy"), &ctx()).unwrap();
         assert_eq!(
             text,
-            "/erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]\n\
-             deploy VERSION to ENV"
+            "/erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]\n\
+             deploy VERSION to ENV (--dry-run: show the plan only)"
         );
         assert!(
             help(Some("DEPLOY"), &ctx())

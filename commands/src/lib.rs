@@ -3,14 +3,17 @@
 //! bot makes can be tested as a plain function.
 
 pub mod approval;
+pub mod bluegreen;
 pub mod config;
 pub mod format;
 pub mod grammar;
 pub mod message;
 pub mod model;
+pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod status;
+pub mod triggers;
 pub mod vocab;
 
 pub use model::*;

@@ -99,6 +99,9 @@ pub struct ApprovalCard {
     /// `pending`, or the final state: buttons are shown only while pending.
     pub state: String,
     pub state_detail: Option<String>,
+    /// What the change would do, from the target's dry run, so nobody approves blind.
+    #[serde(default)]
+    pub plan: Vec<String>,
 }
 
 /// A role and the people and groups it is given to.
@@ -136,6 +139,10 @@ impl ApprovalCard {
         }
         for m in &self.met {
             out.push_str(&format!("✓ {m}\n"));
+        }
+        for line in &self.plan {
+            out.push_str(line);
+            out.push('\n');
         }
         if !self.approvals.is_empty() {
             out.push_str(&format!("Approved by: {}\n", self.approvals.join(", ")));

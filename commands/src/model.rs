@@ -252,6 +252,64 @@ pub enum Command {
     AuditPrune {
         before: Timestamp,
     },
+    /// Blue-green: which colour serves, switching the Service between colours, retiring
+    /// the idle one.
+    BlueGreen {
+        env: EnvName,
+        action: BlueGreenAction,
+    },
+    /// `--dry-run`: the plan of a change, without carrying it out.
+    Plan {
+        change: Box<Command>,
+    },
+}
+
+/// One of the two Deployments of a blue-green environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Blue,
+    Green,
+}
+
+impl Colour {
+    pub fn parse(s: &str) -> Option<Colour> {
+        match s {
+            "blue" => Some(Colour::Blue),
+            "green" => Some(Colour::Green),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colour::Blue => "blue",
+            Colour::Green => "green",
+        }
+    }
+    /// The colour that is not this one.
+    pub fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+}
+
+impl fmt::Display for Colour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "action", content = "colour", rename_all = "lowercase")]
+pub enum BlueGreenAction {
+    /// Which colour serves and what each colour runs.
+    Status,
+    /// Points the Service at this colour.
+    Switch(Colour),
+    /// Scales the idle colour to zero.
+    Retire,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,10 +360,12 @@ pub enum OperationKind {
     IncidentResolve,
     Audit,
     AuditPrune,
+    BlueGreen,
+    BlueGreenRetire,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 15] = [
+    pub const ALL: [OperationKind; 17] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -321,6 +381,8 @@ impl OperationKind {
         OperationKind::IncidentResolve,
         OperationKind::Audit,
         OperationKind::AuditPrune,
+        OperationKind::BlueGreen,
+        OperationKind::BlueGreenRetire,
     ];
 
     /// The name used in configuration rules and in the audit log.
@@ -341,6 +403,8 @@ impl OperationKind {
             OperationKind::IncidentResolve => "incident.resolve",
             OperationKind::Audit => "audit",
             OperationKind::AuditPrune => "audit.prune",
+            OperationKind::BlueGreen => "bluegreen",
+            OperationKind::BlueGreenRetire => "bluegreen.retire",
         }
     }
 
@@ -360,6 +424,8 @@ impl OperationKind {
                 | OperationKind::Canary
                 | OperationKind::Pods
                 | OperationKind::Logs
+                | OperationKind::BlueGreen
+                | OperationKind::BlueGreenRetire
         )
     }
 }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, HumanDuration};
 use crate::model::{
-    Actor, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId, Severity,
-    Timestamp, Version,
+    Actor, BlueGreenAction, Command, EnvName, IncidentCommand, OperationKind, Person, RequestId,
+    Severity, Timestamp, Version,
 };
 
 /// How many approvals a request needs, and from whom.
@@ -211,6 +211,13 @@ pub fn access(cmd: &Command) -> Access {
         Command::Logs { env, .. } => op(OperationKind::Logs, env),
         Command::Audit { .. } => global(OperationKind::Audit),
         Command::AuditPrune { .. } => global(OperationKind::AuditPrune),
+        Command::BlueGreen { env, action } => match action {
+            BlueGreenAction::Status => Access::AnyRole,
+            BlueGreenAction::Switch(_) => op(OperationKind::BlueGreen, env),
+            BlueGreenAction::Retire => op(OperationKind::BlueGreenRetire, env),
+        },
+        // A plan is shown to whoever may ask for the change itself.
+        Command::Plan { change } => access(change),
         Command::Incident(ic) => match ic {
             IncidentCommand::List | IncidentCommand::Timeline { .. } => Access::AnyRole,
             IncidentCommand::Declare { .. } => global(OperationKind::IncidentDeclare),
@@ -335,7 +342,9 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     }
 }
 
@@ -364,7 +373,9 @@ pub fn decide(
         | OperationKind::IncidentCommander
         | OperationKind::IncidentResolve
         | OperationKind::Audit
-        | OperationKind::AuditPrune => false,
+        | OperationKind::AuditPrune
+        | OperationKind::BlueGreen
+        | OperationKind::BlueGreenRetire => false,
     };
 
     if actor.roles.is_empty() {

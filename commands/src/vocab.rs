@@ -67,6 +67,8 @@ vocabulary! {
         Interrupted => "interrupted",
         /// Someone took note of an interrupted operation.
         Acknowledged => "acknowledged",
+        /// The plan of a change was shown (`--dry-run`); nothing was changed.
+        DryRun => "dry_run",
     }
 }
 
@@ -141,6 +143,7 @@ mod tests {
                 "automatic",
                 "interrupted",
                 "acknowledged",
+                "dry_run",
             ]
         );
         let decisions: Vec<&str> = AuditDecision::ALL.iter().map(|d| d.as_str()).collect();

@@ -208,15 +208,15 @@ mod errors {
     fn unbalanced_quotes() {
         assert_snapshot!(run(r#"deploy prod v1 "fix the thing"#), @r#"
         error: unbalanced quote before "fix the thing" (add the closing quote)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 “fix the thing"), @r#"
         error: unbalanced quote before "fix the thing" (add the closing quote)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run(r#"deploy prod v1 fix""#), @"
         error: unbalanced quote at the end (add the closing quote or remove it)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         ");
         assert_snapshot!(run(r#"frobnicate "x"#), @r#"error: unbalanced quote before "x" (add the closing quote)"#);
         assert_snapshot!(run(&format!("approve 1 \"{}", "ü".repeat(100))), @r#"
@@ -229,11 +229,11 @@ mod errors {
     fn environments() {
         assert_snapshot!(run("deploy"), @"
         error: missing ENV (known: development, staging, production)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         ");
         assert_snapshot!(run("deploy prd v1"), @r#"
         error: unknown environment "prd" (known: development, staging, production)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("status prd"), @r#"
         error: unknown environment "prd" (known: development, staging, production)
@@ -249,7 +249,7 @@ mod errors {
         "#);
         assert_snapshot!(run("restart"), @"
         error: missing ENV (known: development, staging, production)
-        usage: /erlmcp restart ENV [REASON...]
+        usage: /erlmcp restart ENV [--dry-run] [REASON...]
         ");
     }
 
@@ -257,31 +257,31 @@ mod errors {
     fn versions_and_strategies() {
         assert_snapshot!(run("deploy prod"), @"
         error: missing VERSION
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         ");
         assert_snapshot!(run("deploy prod latest"), @r#"
         error: invalid version "latest" (expected e.g. v3.0.1)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 --strategy fast"), @r#"
         error: invalid strategy "fast" (expected rolling, canary or blue-green)
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 --strategy"), @r#"
         error: missing value for "--strategy"
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 --strategy --force"), @r#"
         error: missing value for "--strategy"
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 --strategy="), @r#"
         error: missing value for "--strategy"
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("deploy prod v1 --strategy canary --strategy rolling"), @r#"
         error: option "--strategy" given twice
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
     }
 
@@ -289,15 +289,15 @@ mod errors {
     fn unknown_options() {
         assert_snapshot!(run("deploy prod v1 --force"), @r#"
         error: unknown option "--force"
-        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...]
+        usage: /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("restart prod --id 4"), @r#"
         error: unknown option "--id"
-        usage: /erlmcp restart ENV [REASON...]
+        usage: /erlmcp restart ENV [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("rollback prod v1 broke --"), @r#"
         error: unknown option "--"
-        usage: /erlmcp rollback ENV [VERSION] [REASON...]
+        usage: /erlmcp rollback ENV [VERSION] [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("incident timeline --id 4"), @r#"
         error: unknown option "--id"
@@ -373,7 +373,7 @@ mod errors {
         "#);
         assert_snapshot!(run("canary prod pause now"), @r#"
         error: unexpected "now"
-        usage: /erlmcp canary ENV status|pause|resume|abort|promote
+        usage: /erlmcp canary ENV status|pause|resume|abort|promote [--dry-run]
         "#);
         assert_snapshot!(run("logs prod api-0 api-1"), @r#"
         error: unexpected "api-1"
@@ -397,23 +397,23 @@ mod errors {
     fn numbers() {
         assert_snapshot!(run("scale prod"), @"
         error: missing REPLICAS
-        usage: /erlmcp scale ENV REPLICAS [REASON...]
+        usage: /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         ");
         assert_snapshot!(run("scale prod 1001"), @r#"
         error: invalid replica count "1001" (expected a whole number from 0 to 1000)
-        usage: /erlmcp scale ENV REPLICAS [REASON...]
+        usage: /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("scale prod -1"), @r#"
         error: invalid replica count "-1" (expected a whole number from 0 to 1000)
-        usage: /erlmcp scale ENV REPLICAS [REASON...]
+        usage: /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("scale prod lots"), @r#"
         error: invalid replica count "lots" (expected a whole number from 0 to 1000)
-        usage: /erlmcp scale ENV REPLICAS [REASON...]
+        usage: /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run(&format!("scale prod {}", "9".repeat(100))), @r#"
         error: invalid replica count "999999999999999999999999999999999999999999999999999999999999…" (expected a whole number from 0 to 1000)
-        usage: /erlmcp scale ENV REPLICAS [REASON...]
+        usage: /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("audit 0"), @r#"
         error: invalid entry count "0" (expected a whole number from 1 to 1000)
@@ -441,19 +441,19 @@ mod errors {
     fn modes_and_actions() {
         assert_snapshot!(run("maintenance prod"), @"
         error: missing mode (on or off)
-        usage: /erlmcp maintenance ENV on|off [REASON...]
+        usage: /erlmcp maintenance ENV on|off [--dry-run] [REASON...]
         ");
         assert_snapshot!(run("maintenance prod maybe"), @r#"
         error: invalid maintenance mode "maybe" (expected on or off)
-        usage: /erlmcp maintenance ENV on|off [REASON...]
+        usage: /erlmcp maintenance ENV on|off [--dry-run] [REASON...]
         "#);
         assert_snapshot!(run("canary prod"), @"
         error: missing canary action (status, pause, resume, abort or promote)
-        usage: /erlmcp canary ENV status|pause|resume|abort|promote
+        usage: /erlmcp canary ENV status|pause|resume|abort|promote [--dry-run]
         ");
         assert_snapshot!(run("canary prod go"), @r#"
         error: invalid canary action "go" (expected status, pause, resume, abort or promote)
-        usage: /erlmcp canary ENV status|pause|resume|abort|promote
+        usage: /erlmcp canary ENV status|pause|resume|abort|promote [--dry-run]
         "#);
         assert_snapshot!(run("logs prod Api_Pod"), @r#"
         error: invalid pod name "Api_Pod" (expected a Kubernetes pod name)
@@ -586,16 +586,16 @@ mod help_text {
         /erlmcp help [COMMAND] — list the commands, or show how to use one
         /erlmcp whoami — your platform id, roles, and what you may do where
         /erlmcp status [ENV] — version, replicas ready/desired, health, rollout and canary
-        /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [REASON...] — deploy VERSION to ENV
-        /erlmcp rollback ENV [VERSION] [REASON...] — roll ENV back to VERSION, or to the previous revision
+        /erlmcp deploy ENV VERSION [--strategy rolling|canary|blue-green] [--dry-run] [REASON...] — deploy VERSION to ENV (--dry-run: show the plan only)
+        /erlmcp rollback ENV [VERSION] [--dry-run] [REASON...] — roll ENV back to VERSION, or to the previous revision
         /erlmcp approve ID [COMMENT...] — approve a pending request (same as the Approve button)
         /erlmcp deny ID [REASON...] — deny a pending request (same as the Deny button)
         /erlmcp cancel ID — withdraw a pending request you made, or acknowledge an interrupted one
         /erlmcp requests — pending requests you can act on, and interrupted ones not yet acknowledged
-        /erlmcp scale ENV REPLICAS [REASON...] — set the number of replicas in ENV (0 to 1000)
-        /erlmcp restart ENV [REASON...] — restart the workload in ENV
-        /erlmcp maintenance ENV on|off [REASON...] — turn maintenance mode in ENV on or off
-        /erlmcp canary ENV status|pause|resume|abort|promote — show or steer the canary rollout in ENV
+        /erlmcp scale ENV REPLICAS [--dry-run] [REASON...] — set the number of replicas in ENV (0 to 1000)
+        /erlmcp restart ENV [--dry-run] [REASON...] — restart the workload in ENV
+        /erlmcp maintenance ENV on|off [--dry-run] [REASON...] — turn maintenance mode in ENV on or off
+        /erlmcp canary ENV status|pause|resume|abort|promote [--dry-run] — show or steer the canary rollout in ENV
         /erlmcp pods ENV — the pods in ENV with their state and restarts
         /erlmcp logs ENV [POD] [--previous] [--tail N] — the log tail of a pod in ENV (--previous: before its last restart)
         /erlmcp incident declare P0|P1|P2 TITLE... — declare an incident
@@ -607,6 +607,7 @@ mod help_text {
         /erlmcp incident timeline [INC-N] — the timeline of an incident (default: this channel's)
         /erlmcp audit [N] — the last N audit entries visible to you (1 to 1000)
         /erlmcp audit prune --before DATE — remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint
+        /erlmcp bluegreen ENV status|switch blue|green|retire [--dry-run] — the live colour in ENV; switch the Service to a colour; retire the idle colour
         Environments: development (dev), staging (stg), production (prod)
         Ids: R-42 or 42 for requests, INC-7 or 7 for incidents. Group words with "double quotes".
         "#);
@@ -615,7 +616,7 @@ mod help_text {
     #[test]
     fn one_command() {
         assert_snapshot!(help(Some("scale"), &ctx()).unwrap(), @"
-        /erlmcp scale ENV REPLICAS [REASON...]
+        /erlmcp scale ENV REPLICAS [--dry-run] [REASON...]
         set the number of replicas in ENV (0 to 1000)
         ");
         assert_snapshot!(help(Some("incident commander"), &ctx()).unwrap(), @"

@@ -193,6 +193,14 @@ impl FakeKubeServer {
             .collect()
     }
 
+    /// The holder a Lease names now (`None` when released or absent).
+    pub fn lease_holder(&self, ns: &str, name: &str) -> Option<String> {
+        self.get("leases", ns, name)
+            .and_then(|l| l.pointer("/spec/holderIdentity").cloned())
+            .and_then(|h| h.as_str().map(str::to_string))
+            .filter(|h| !h.is_empty())
+    }
+
     /// From now on the deployment's rollouts time out with ProgressDeadlineExceeded.
     pub fn stall(&self, ns: &str, name: &str) {
         self.world
@@ -364,6 +372,26 @@ pub fn ingress(ns: &str, name: &str) -> Value {
         "spec": {"rules": [{"host": "erlmcp.io", "http": {"paths": [{"path": "/",
             "pathType": "Prefix", "backend": {"service": {"name": name,
             "port": {"number": 8080}}}}]}}]}
+    })
+}
+
+/// A v1 Service selecting `app: NAME` and the blue-green colour `version: COLOUR`.
+pub fn service(ns: &str, name: &str, colour: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "10.96.12.34",
+            "clusterIPs": ["10.96.12.34"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}],
+            "selector": {"app": name, "version": colour},
+            "sessionAffinity": "None"
+        },
+        "status": {"loadBalancer": {}}
     })
 }
 
@@ -573,6 +601,9 @@ async fn handle(
     let Some(r) = route(&path) else {
         return status_error(404, "NotFound", format!("no route for {path}"));
     };
+    if r.plural == "leases" {
+        return lease(&state, &method, &r, body_json);
+    }
     let q = parse_query(&query);
     // The adapter's declared RBAC is enforced here as a cluster would: a call it does not
     // declare fails the test that makes it.
@@ -617,9 +648,96 @@ async fn handle(
             let Some(patch) = body_json else {
                 return status_error(400, "BadRequest", "patch body is not JSON".into());
             };
-            patch_obj(&state, &r, name, sub, content_type.as_deref(), patch)
+            let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+            patch_obj(
+                &state,
+                &r,
+                name,
+                sub,
+                content_type.as_deref(),
+                patch,
+                dry_run,
+            )
         }
         _ => status_error(405, "MethodNotAllowed", format!("{path} not supported")),
+    }
+}
+
+/// `coordination.k8s.io/v1` Leases, as leader election uses them: get, create, and update
+/// with the API server's optimistic concurrency (a `resourceVersion` other than the stored
+/// one is a 409 Conflict). Only the verbs the bot's Lease Role grants are answered.
+fn lease(state: &AppState, method: &Method, r: &Route, body: Option<Value>) -> Response {
+    let verb = match (method, &r.name) {
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, None) => "create",
+        (&Method::PUT, Some(_)) => "update",
+        _ => "other",
+    };
+    if !erlmcp_bot::leader::kube_lease::LEASE_VERBS.contains(&verb) || r.sub.is_some() {
+        return status_error(
+            403,
+            "Forbidden",
+            format!("{method} on leases is not granted by the bot's Lease Role"),
+        );
+    }
+    let mut w = state.world.lock().unwrap();
+    match verb {
+        "get" => {
+            let name = r.name.as_deref().unwrap_or("");
+            match w.objects.get(&("leases".into(), r.ns.clone(), name.into())) {
+                Some(o) => json_response(o),
+                None => not_found("leases", name),
+            }
+        }
+        "create" => {
+            let Some(mut obj) = body else {
+                return status_error(400, "BadRequest", "lease body is not JSON".into());
+            };
+            let name = str_at(&obj, "/metadata/name").to_string();
+            if w.objects
+                .contains_key(&("leases".into(), r.ns.clone(), name.clone()))
+            {
+                return status_error(
+                    409,
+                    "AlreadyExists",
+                    format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                );
+            }
+            obj["metadata"]["namespace"] = json!(r.ns);
+            obj["metadata"]["uid"] = json!(w.uid());
+            let stored = w.store("leases", obj, &state.tx);
+            (
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "application/json")],
+                stored.to_string(),
+            )
+                .into_response()
+        }
+        _ => {
+            let Some(mut obj) = body else {
+                return status_error(400, "BadRequest", "lease body is not JSON".into());
+            };
+            let name = r.name.clone().unwrap_or_default();
+            let key = ("leases".to_string(), r.ns.clone(), name.clone());
+            let Some(current) = w.objects.get(&key) else {
+                return not_found("leases", &name);
+            };
+            let sent = str_at(&obj, "/metadata/resourceVersion");
+            if !sent.is_empty() && sent != str_at(current, "/metadata/resourceVersion") {
+                return status_error(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": \
+                         the object has been modified; please apply your changes to the latest \
+                         version and try again"
+                    ),
+                );
+            }
+            obj["metadata"]["namespace"] = json!(r.ns);
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            json_response(&w.store("leases", obj, &state.tx))
+        }
     }
 }
 
@@ -774,6 +892,7 @@ fn patch_obj(
     sub: Option<&str>,
     content_type: Option<&str>,
     patch: Value,
+    dry_run: bool,
 ) -> Response {
     let mut w = state.world.lock().unwrap();
     let key = (r.plural.clone(), r.ns.clone(), name.to_string());
@@ -821,11 +940,16 @@ fn patch_obj(
             .and_then(Value::as_i64)
             .unwrap_or(1);
         after["metadata"]["generation"] = json!(g + 1);
-        if after.pointer("/spec/template") != before.pointer("/spec/template") {
+        if !dry_run && after.pointer("/spec/template") != before.pointer("/spec/template") {
             w.replacing.insert(key.clone());
         }
     }
-    let stored = w.store(&r.plural, after, &state.tx);
+    // dryRun=All: the object as it would be stored, and nothing stored.
+    let stored = if dry_run {
+        after
+    } else {
+        w.store(&r.plural, after, &state.tx)
+    };
     if sub == Some("scale") {
         json_response(&scale_view(&stored))
     } else {

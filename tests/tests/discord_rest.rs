@@ -61,6 +61,7 @@ fn card(state: &str) -> Reply {
             from: vec!["change-board".into()],
         },
         approvers: vec![],
+        plan: vec![],
         approvals: vec![],
         met: vec![],
         expires_at: chrono::Utc::now(),

@@ -157,7 +157,8 @@ fn roles_grant_exactly_what_the_kubernetes_adapter_calls() {
                 .map(|v| (g.api_group.into(), g.resource.into(), v.as_str().into()))
         })
         .collect();
-    let lease: BTreeSet<(String, String, String)> = ["get", "create", "update"]
+    // What leader election calls on its Lease.
+    let lease: BTreeSet<(String, String, String)> = erlmcp_bot::leader::kube_lease::LEASE_VERBS
         .iter()
         .map(|v| ("coordination.k8s.io".into(), "leases".into(), v.to_string()))
         .collect();

@@ -205,6 +205,12 @@ pub fn approval_blocks(card: &ApprovalCard) -> Vec<SlackBlock> {
             lines.join("\n")
         )));
     }
+    if !card.plan.is_empty() {
+        blocks.push(section(format!(
+            "*Plan*\n```{}```",
+            escape(&card.plan.join("\n"))
+        )));
+    }
     if !card.approvals.is_empty() {
         blocks.push(context(format!(
             "Approved by {}",
@@ -375,6 +381,7 @@ mod tests {
             expires_at: chrono::Utc.with_ymd_and_hms(2026, 11, 3, 10, 0, 0).unwrap(),
             state: state.into(),
             state_detail: None,
+            plan: vec![],
         }
     }
 

@@ -172,7 +172,7 @@ impl SlackPlatform {
         Fut: Future<Output = ClientResult<T>>,
     {
         self.retry
-            .run(f, classify, |err, attempt, wait| {
+            .run_observed(PLATFORM.as_str(), f, classify, |err, attempt, wait| {
                 warn!(method, attempt, wait_ms = wait.as_millis() as u64, error = %describe(err), "slack call failed; retrying");
             })
             .await
@@ -201,7 +201,13 @@ impl SlackPlatform {
         thread: Option<&str>,
     ) -> Result<MessageRef, ChatError> {
         let channel = channel_id(channel).to_string();
+        let paced = std::time::Instant::now();
         self.post_limiter.until_key_ready(&channel).await;
+        // Slack's one message per second per channel, kept by the bot itself.
+        let waited = paced.elapsed();
+        if waited >= Duration::from_millis(1) {
+            crate::observe::rate_limit_wait(PLATFORM.as_str(), waited);
+        }
         let req = SlackApiChatPostMessageRequest::new(chan(&channel), content)
             .opt_thread_ts(thread.map(ts));
         let resp = self

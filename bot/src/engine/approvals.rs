@@ -43,6 +43,7 @@ impl Engine {
             expires_at: row.expires_at,
             state: row.state.as_str().to_string(),
             state_detail: row.outcome.clone(),
+            plan: stored.plan,
         }
     }
 
@@ -134,6 +135,7 @@ impl Engine {
                 entry.reason = text.clone();
                 entry.outcome = "refused".into();
                 let _ = self.audit(entry).await;
+                self.metrics.vote(Ballot::of(approve), VoteOutcome::Refused);
                 return Reply::refused(text);
             }
             Err(Rejection::AlreadyVoted) => {
@@ -174,6 +176,8 @@ impl Engine {
         if let Err(e) = self.audit(entry).await {
             return self.store_refusal(StoreStep::Audit, &e);
         }
+        self.metrics
+            .vote(Ballot::of(approve), VoteOutcome::Recorded);
         // Settle from what is stored now, so concurrent voters agree on the outcome and the
         // compare-and-set below lets exactly one of them carry it out.
         let votes = match self.store.votes(id).await {
@@ -524,6 +528,7 @@ mod tests {
                 operation: OperationKind::Deploy,
                 preconditions: Some(p.clone()),
             }),
+            plan: vec![],
         };
         let json = serde_json::to_string(&stored).unwrap();
         assert_eq!(

@@ -37,11 +37,12 @@ mod notify;
 pub use interrupted::Ownership;
 pub use notify::{Notifiers, OperationNote};
 mod operation;
+mod plan;
 mod post_deploy;
 mod reads;
 
 use crate::clock::Clock;
-use crate::metrics::{CommandLabels, Metrics, OperationLabels, StoreStep};
+use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
 use crate::store::{
     DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
     StoreError, VoteInsert, Who,
@@ -80,6 +81,9 @@ struct StoredApproval {
     /// The rule it was decided under; absent in requests stored by older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decided_under: Option<DecidedUnder>,
+    /// The target's plan when it was requested, shown on the approval card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    plan: Vec<String>,
 }
 
 /// The part of a stored approval that votes and cards need. Read on its own so that a
@@ -91,6 +95,8 @@ struct StoredRequirement {
     from: Vec<String>,
     #[serde(default)]
     met: Vec<String>,
+    #[serde(default)]
+    plan: Vec<String>,
 }
 
 impl StoredRequirement {
@@ -216,6 +222,11 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         Command::Restart { .. } => Some(TargetAction::Restart),
         Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
         Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::BlueGreen { action, .. } => match action {
+            erlmcp_commands::BlueGreenAction::Status => None,
+            _ => Some(TargetAction::BlueGreen { action: *action }),
+        },
+        Command::Plan { .. } => None,
         Command::Help { .. }
         | Command::Whoami
         | Command::Status { .. }
@@ -537,6 +548,7 @@ impl Engine {
             command = tracing::field::Empty,
             request_id = %trace_id(),
         );
+        let mut command = "unparsed";
         let reply = async {
             let reply = match parsed {
                 Err(e) => {
@@ -544,7 +556,8 @@ impl Engine {
                     Reply::usage(e.render())
                 }
                 Ok(cmd) => {
-                    tracing::Span::current().record("command", grammar::command_name(&cmd));
+                    command = grammar::command_name(&cmd);
+                    tracing::Span::current().record("command", command);
                     let whoami = matches!(cmd, Command::Whoami);
                     let mut reply = self.dispatch(&inv, cmd).await;
                     if inv.actor.groups == GroupMembership::Unreadable
@@ -564,6 +577,7 @@ impl Engine {
             .commands
             .get_or_create(&CommandLabels {
                 platform: inv.actor.platform.clone(),
+                command: command.to_string(),
                 outcome: format!("{:?}", reply.kind).to_lowercase(),
             })
             .inc();

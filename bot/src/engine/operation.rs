@@ -87,6 +87,9 @@ impl Engine {
     }
 
     pub(super) async fn operation(&self, inv: &Invocation, cmd: Command, op: Operation) -> Reply {
+        if let Command::Plan { change } = &cmd {
+            return self.dry_run(inv, change, op).await;
+        }
         let now = self.now();
         let facts = match self.gather_facts(&inv.actor, &op).await {
             Ok(f) => f,
@@ -123,6 +126,7 @@ impl Engine {
                     from: requirement.from.clone(),
                     met: self.met_preconditions(&inv.actor, &op, &facts),
                     decided_under: Some(decided_under),
+                    plan: self.card_plan(inv, &cmd).await,
                 };
                 let new = NewRequest {
                     created_at: now,

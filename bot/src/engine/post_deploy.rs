@@ -45,6 +45,8 @@ impl Engine {
         .await;
         let GuardVerdict::Rollback { evidence } = verdict else {
             info!(request = %deployed.id, env = %env_name, "post-deploy guard: healthy");
+            self.post_success_criteria(&deployed, env, target.as_ref())
+                .await;
             return;
         };
         warn!(request = %deployed.id, env = %env_name, ?evidence, "post-deploy guard: rolling back");
@@ -128,5 +130,31 @@ impl Engine {
             .await;
         reply.prepend(header);
         reply
+    }
+}
+
+impl Engine {
+    /// After a quiet guard window: the runbook's success criteria, as checked, where the
+    /// deploy was asked.
+    async fn post_success_criteria(
+        &self,
+        deployed: &RequestRow,
+        env: &erlmcp_commands::config::EnvironmentSpec,
+        target: &dyn erlmcp_adapters::target::Target,
+    ) {
+        let criteria = guard::success_criteria(
+            target,
+            env,
+            self.http(),
+            GuardPolicy::for_env(env).probe_timeout,
+        )
+        .await;
+        let text = erlmcp_commands::triggers::render_criteria(
+            &env.name,
+            &format!("{} ({})", deployed.id, deployed.command_text),
+            &criteria,
+        );
+        info!(request = %deployed.id, env = %env.name, criteria = %text, "post-deploy success criteria");
+        self.post_to(&deployed.channel, &Reply::ok(text)).await;
     }
 }

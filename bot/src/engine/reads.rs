@@ -68,6 +68,7 @@ impl Engine {
             Command::Incident(IncidentCommand::Timeline { id }) => {
                 self.incident_timeline(inv, *id).await
             }
+            Command::BlueGreen { env, .. } => return self.blue_green_status(env.as_str()).await,
             _ => return Reply::failed("internal error: not a read command"),
         };
         result.unwrap_or_else(|e| Reply::failed(format!("The database is unavailable: {e}")))
