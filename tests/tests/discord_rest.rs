@@ -82,7 +82,7 @@ async fn registration_is_guild_scoped_and_skipped_when_unchanged() {
         first
             .lines
             .iter()
-            .any(|l| l == "/erlmcp deploy environment version [strategy] [reason]"),
+            .any(|l| l == "/erlmcp deploy environment version [strategy] [dry-run] [reason]"),
         "{:#?}",
         first.lines
     );
