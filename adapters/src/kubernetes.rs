@@ -19,6 +19,9 @@
 //! defaults and runs admission, and answers with the object as it would be stored, which is
 //! compared with the current one for the plan.
 //!
+//! Troubleshooting (`events`, `describe`, `top`, `pod delete`), `resources`, backups and DR
+//! failover Jobs are in [`runbook`], with the requests they send.
+//!
 //! Every workload change is followed by a watch on that one object until the rollout
 //! completes, fails (`ProgressDeadlineExceeded`) or the environment's `rollout_timeout`
 //! passes; progress lines use `kubectl rollout status` wording.
@@ -61,6 +64,10 @@ use kube::api::{
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+mod runbook;
+pub use runbook::{
+    INSTANTIATE, describe_pod_value, event_info, job_from_cronjob, job_run, resources_patch,
+};
 mod bluegreen;
 mod plan;
 
@@ -77,6 +84,8 @@ pub enum Verb {
     List,
     Watch,
     Patch,
+    Create,
+    Delete,
 }
 
 impl Verb {
@@ -86,6 +95,8 @@ impl Verb {
             Verb::List => "list",
             Verb::Watch => "watch",
             Verb::Patch => "patch",
+            Verb::Create => "create",
+            Verb::Delete => "delete",
         }
     }
 }
@@ -136,10 +147,11 @@ pub const REQUIRED_RBAC: &[Grant] = &[
         resource: "controllerrevisions",
         verbs: &[Verb::List],
     },
+    // `pod delete` removes a stuck pod of the workload (after finding it in this list).
     Grant {
         api_group: "",
         resource: "pods",
-        verbs: &[Verb::List],
+        verbs: &[Verb::List, Verb::Delete],
     },
     Grant {
         api_group: "",
@@ -155,6 +167,30 @@ pub const REQUIRED_RBAC: &[Grant] = &[
         api_group: "flagger.app",
         resource: "canaries",
         verbs: &[Verb::Get, Verb::Patch],
+    },
+    // `events` and `describe`.
+    Grant {
+        api_group: "",
+        resource: "events",
+        verbs: &[Verb::List],
+    },
+    // `top`: metrics-server's PodMetrics.
+    Grant {
+        api_group: "metrics.k8s.io",
+        resource: "pods",
+        verbs: &[Verb::List],
+    },
+    // `backup` and a failover Job start from the CronJob's template...
+    Grant {
+        api_group: "batch",
+        resource: "cronjobs",
+        verbs: &[Verb::Get],
+    },
+    // ...create the Job, read it until it ends; `backups` lists them.
+    Grant {
+        api_group: "batch",
+        resource: "jobs",
+        verbs: &[Verb::Create, Verb::Get, Verb::List],
     },
     // blue-green reads which colour the Service selects and switches it.
     Grant {
@@ -1462,6 +1498,14 @@ impl Target for KubernetesTarget {
             TargetAction::Restart => self.restart(env, progress).await,
             TargetAction::Maintenance { on } => self.maintenance(env, *on).await,
             TargetAction::Canary { action } => self.canary(env, action, progress).await,
+            TargetAction::DeletePod { pod, force } => {
+                self.delete_pod(env, pod, *force, progress).await
+            }
+            TargetAction::SetResources { change } => {
+                self.set_resources(env, change, progress).await
+            }
+            TargetAction::Backup => self.backup(env, progress).await,
+            TargetAction::DrFailover => self.failover(env, progress).await,
             TargetAction::BlueGreen { action } => self.blue_green(env, action, progress).await,
         }
     }
@@ -1645,6 +1689,35 @@ impl Target for KubernetesTarget {
         out.push('\n');
         out.push_str(&body);
         Ok(out)
+    }
+
+    async fn events(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<Vec<erlmcp_commands::runbook::EventInfo>, TargetError> {
+        self.events_of(env).await
+    }
+
+    async fn describe_pod(
+        &self,
+        env: &EnvironmentSpec,
+        pod: &str,
+    ) -> Result<erlmcp_commands::runbook::PodDescription, TargetError> {
+        self.describe(env, pod).await
+    }
+
+    async fn top(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<Option<Vec<erlmcp_commands::runbook::PodUsage>>, TargetError> {
+        self.pod_usage(env).await
+    }
+
+    async fn backups(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<Vec<erlmcp_commands::runbook::JobRun>, TargetError> {
+        self.job_runs(env).await
     }
 }
 

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use erlmcp_commands::bluegreen::BlueGreenStatus;
 use erlmcp_commands::config::EnvironmentSpec;
 use erlmcp_commands::plan::TargetPlan;
+use erlmcp_commands::runbook::{EventInfo, JobRun, PodDescription, PodUsage, ResourceChange};
 use erlmcp_commands::{BlueGreenAction, CanaryAction, RequestId, Strategy, Version};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,19 @@ pub enum TargetAction {
     Canary {
         action: CanaryAction,
     },
+    /// Deletes one of the workload's pods; `force` means grace period 0.
+    DeletePod {
+        pod: String,
+        force: bool,
+    },
+    /// `kubectl set resources` on the environment's container.
+    SetResources {
+        change: ResourceChange,
+    },
+    /// Runs the environment's `backup_cronjob` now and follows the Job.
+    Backup,
+    /// Runs the environment's configured failover action.
+    DrFailover,
     /// `switch` and `retire`; `status` is a read.
     BlueGreen {
         action: BlueGreenAction,
@@ -140,5 +154,29 @@ pub trait Target: Send + Sync {
         _tail: u32,
     ) -> Result<String, TargetError> {
         Err(TargetError::Unsupported("logs", self.kind()))
+    }
+
+    /// The namespace's events, unsorted.
+    async fn events(&self, _env: &EnvironmentSpec) -> Result<Vec<EventInfo>, TargetError> {
+        Err(TargetError::Unsupported("events", self.kind()))
+    }
+
+    /// One of the workload's pods in detail, with its own events.
+    async fn describe_pod(
+        &self,
+        _env: &EnvironmentSpec,
+        _pod: &str,
+    ) -> Result<PodDescription, TargetError> {
+        Err(TargetError::Unsupported("describe", self.kind()))
+    }
+
+    /// CPU and memory per pod; `Ok(None)` when the cluster serves no pod metrics.
+    async fn top(&self, _env: &EnvironmentSpec) -> Result<Option<Vec<PodUsage>>, TargetError> {
+        Err(TargetError::Unsupported("top", self.kind()))
+    }
+
+    /// Recent runs of the environment's backup CronJob, newest first.
+    async fn backups(&self, _env: &EnvironmentSpec) -> Result<Vec<JobRun>, TargetError> {
+        Err(TargetError::Unsupported("backups", self.kind()))
     }
 }

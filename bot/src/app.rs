@@ -82,7 +82,10 @@ pub async fn build(
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let mut targets: Vec<Arc<dyn Target>> = Vec::new();
-    let uses = |k: TargetKind| config.environments.values().any(|e| e.target == k);
+    let uses = |k: TargetKind| {
+        config.environments.values().any(|e| e.target == k)
+            || config.dr.as_ref().is_some_and(|dr| dr.target == k)
+    };
     if uses(TargetKind::Sandbox) {
         let step = config
             .bot
@@ -123,6 +126,7 @@ pub async fn build(
         clock: clock.clone(),
         metrics: metrics.clone(),
         chats,
+        incidents_channels: platforms::incidents_channels(&config),
         guard_sleep: opts.guard_sleep,
     });
     let conversation = Conversation::start(engine.clone(), metrics.clone());

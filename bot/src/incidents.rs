@@ -219,16 +219,6 @@ impl Engine {
         self.config().bot.status_update_interval.as_chrono()
     }
 
-    fn incidents_channel(&self, platform: Platform) -> Option<String> {
-        let cfg = self.config();
-        match platform {
-            Platform::Slack => cfg.slack.incidents_channel.clone(),
-            Platform::Discord => cfg.discord.incidents_channel.clone(),
-            Platform::Local => None,
-        }
-        .filter(|c| !c.is_empty())
-    }
-
     /// Who is invited into a new incident channel on `platform`: the declarer and on-call.
     fn invitees(&self, platform: &str, declarer: &Who) -> Vec<String> {
         let mut ids = Vec::new();
@@ -1083,6 +1073,43 @@ impl Engine {
                 ""
             }
         )
+    }
+
+    /// A DR failover is starting: every open incident gets it on its timeline and in its
+    /// channels, and its status page says "Failing over to DR region" (runbook P0 step 5).
+    pub(crate) async fn note_failover(&self, row: &RequestRow) {
+        let Ok(open) = self.store().open_incidents().await else {
+            return;
+        };
+        let text = format!(
+            "{}: {} {} by {}",
+            erlmcp_commands::runbook::FAILOVER_STATUS,
+            row.id,
+            row.command_text,
+            who_label(&row.requester)
+        );
+        for inc in &open {
+            if let Err(e) = self
+                .event(
+                    inc.id,
+                    IncidentEventKind::DrFailover,
+                    Some(&row.requester),
+                    &text,
+                )
+                .await
+            {
+                warn!(incident = %inc.id, request = %row.id, error = %e, "failover not put on the timeline");
+            }
+            self.update_status_page(
+                inc,
+                PageStatus::Identified,
+                erlmcp_commands::runbook::FAILOVER_STATUS,
+                None,
+            )
+            .await;
+            self.post_to_incident(inc, &Message::from(&text), Some(&row.channel))
+                .await;
+        }
     }
 }
 

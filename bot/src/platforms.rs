@@ -3,12 +3,13 @@
 //! socket) is connected to the conversation layer once the engine does. A new platform
 //! adds its block to [`clients`] and [`connect`], and its routes to [`Platforms::routes`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use erlmcp_adapters::chat::{ChatPlatform, InboundHandler};
+use erlmcp_adapters::chat::{ChatPlatform, InboundHandler, Platform};
 use erlmcp_adapters::discord::DiscordPlatform;
 use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::slack::{
@@ -90,6 +91,17 @@ fn slack_options(cfg: &Config, clock: Arc<dyn Clock>) -> SlackOptions {
         now: Arc::new(move || clock.now()),
         retry: RetryPolicy::default(),
     }
+}
+
+/// Where each platform announces new incidents (`incidents_channel` of its section).
+pub fn incidents_channels(cfg: &Config) -> HashMap<Platform, String> {
+    [
+        (Platform::Slack, &cfg.slack.incidents_channel),
+        (Platform::Discord, &cfg.discord.incidents_channel),
+    ]
+    .into_iter()
+    .filter_map(|(p, c)| c.clone().filter(|c| !c.is_empty()).map(|c| (p, c)))
+    .collect()
 }
 
 pub fn clients(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Clients> {

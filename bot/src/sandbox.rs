@@ -13,6 +13,10 @@ use erlmcp_adapters::target::{
     TargetAction, TargetError,
 };
 use erlmcp_commands::config::EnvironmentSpec;
+use erlmcp_commands::runbook::{
+    ContainerDescription, EventInfo, FailoverAction, JobRun, JobState, PodDescription, PodUsage,
+    Quantity, ResourceChange, ResourceList, ResourceName,
+};
 use erlmcp_commands::{CanaryAction, Strategy, Timestamp, Version};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -42,6 +46,19 @@ struct Workload {
     /// Set by the first blue-green deploy: the two colours and which one is live.
     #[serde(default)]
     blue_green: Option<SimBlueGreen>,
+    /// Requests and limits set with `resources`; `None` means the defaults below.
+    #[serde(default)]
+    resources: Option<ResourceChange>,
+    /// Backup Jobs run, oldest first.
+    #[serde(default)]
+    backups: Vec<SimJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SimJob {
+    name: String,
+    at: Timestamp,
+    manual: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +105,8 @@ fn seed(env: &str, replicas: u32) -> (Workload, Vec<(String, i64)>) {
         canary: None,
         restarted_at: None,
         rolling: None,
+        resources: None,
+        backups: Vec::new(),
         blue_green: None,
     };
     (w, vec![(version.to_string(), deployed_hours_ago)])
@@ -356,6 +375,67 @@ impl Target for SandboxTarget {
                 )
             }
             TargetAction::Canary { action } => canary(name, &mut w, *action)?,
+            TargetAction::DeletePod { pod, force } => {
+                if !pod_names(&w).contains(pod) {
+                    return Err(TargetError::Refused(format!(
+                        "sandbox: pod {pod} is not part of {name} (pods: {})",
+                        pod_names(&w).join(", ")
+                    )));
+                }
+                format!(
+                    "sandbox: pod {pod} in {name} deleted{}; the deployment replaces it",
+                    if *force {
+                        " at once (grace period 0)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            TargetAction::SetResources { change } => {
+                let mut now = resources_of(&w);
+                for (r, q) in &change.requests.0 {
+                    set_quantity(&mut now.requests, *r, q);
+                }
+                for (r, q) in &change.limits.0 {
+                    set_quantity(&mut now.limits, *r, q);
+                }
+                w.resources = Some(now);
+                let version = w.version.clone();
+                self.roll(name, &mut w, &version, RolloutEnd::Restart, progress)
+                    .await?;
+                format!("sandbox: {name} container erlmcp now has {change}")
+            }
+            TargetAction::Backup => {
+                let cronjob = env.backup_cronjob.as_deref().ok_or_else(|| {
+                    TargetError::Refused(format!(
+                        "sandbox: environment {name} has no backup_cronjob configured"
+                    ))
+                })?;
+                let job = self.sim_job(cronjob, &mut w);
+                progress.report(format!(
+                    "sandbox: backup: Job {job} created from CronJob {cronjob}"
+                ));
+                format!("sandbox: backup of {name}: Job {job} from CronJob {cronjob} succeeded")
+            }
+            TargetAction::DrFailover => match env.failover_action() {
+                Some(FailoverAction::Job { cronjob }) => {
+                    let job = format!("{cronjob}-{}", self.clock.now().timestamp());
+                    progress.report(format!(
+                        "sandbox: DR failover: Job {job} created from CronJob {cronjob}"
+                    ));
+                    format!(
+                        "sandbox: DR failover of {name}: Job {job} from CronJob {cronjob} succeeded; traffic now goes to the DR region"
+                    )
+                }
+                Some(FailoverAction::Workflow { workflow }) => format!(
+                    "sandbox: DR failover of {name}: workflow {workflow} run; traffic now goes to the DR region"
+                ),
+                None => {
+                    return Err(TargetError::Refused(format!(
+                        "sandbox: environment {name} has no dr_cronjob or dr_workflow configured"
+                    )));
+                }
+            },
         };
         self.save(name, &w).await?;
         Ok(Outcome {
@@ -442,9 +522,10 @@ impl Target for SandboxTarget {
 
     async fn pods(&self, env: &EnvironmentSpec) -> Result<Vec<PodInfo>, TargetError> {
         let w = self.load(env).await?;
-        Ok((0..w.replicas)
-            .map(|i| PodInfo {
-                name: format!("erlmcp-{}-{i}", w.revision),
+        Ok(pod_names(&w)
+            .into_iter()
+            .map(|name| PodInfo {
+                name,
                 phase: "Running".into(),
                 ready: true,
                 restarts: 0,
@@ -473,6 +554,91 @@ impl Target for SandboxTarget {
         ];
         let skip = lines.len().saturating_sub(tail as usize);
         Ok(lines[skip..].join("\n"))
+    }
+
+    async fn events(&self, env: &EnvironmentSpec) -> Result<Vec<EventInfo>, TargetError> {
+        self.events_of(env).await
+    }
+
+    async fn describe_pod(
+        &self,
+        env: &EnvironmentSpec,
+        pod: &str,
+    ) -> Result<PodDescription, TargetError> {
+        let w = self.load(env).await?;
+        if !pod_names(&w).iter().any(|p| p == pod) {
+            return Err(TargetError::Refused(format!(
+                "sandbox: pod {pod} is not part of {} (pods: {})",
+                env.name,
+                pod_names(&w).join(", ")
+            )));
+        }
+        let res = resources_of(&w);
+        let image = format!("{}:{}", env.image.as_deref().unwrap_or("erlmcp"), w.version);
+        let events = self
+            .events_of(env)
+            .await?
+            .into_iter()
+            .filter(|e| e.object == format!("Pod/{pod}"))
+            .collect();
+        Ok(PodDescription {
+            name: pod.to_string(),
+            namespace: env
+                .namespace
+                .clone()
+                .unwrap_or_else(|| format!("erlmcp-{}", env.name)),
+            node: Some("sandbox".into()),
+            phase: "Running".into(),
+            started: None,
+            conditions: vec!["Ready=True".into(), "PodScheduled=True".into()],
+            containers: vec![ContainerDescription {
+                name: "erlmcp".into(),
+                image,
+                ready: true,
+                restarts: 0,
+                state: "Running (sandbox)".into(),
+                last_state: None,
+                requests: pairs(&res.requests),
+                limits: pairs(&res.limits),
+            }],
+            events,
+        })
+    }
+
+    async fn top(&self, env: &EnvironmentSpec) -> Result<Option<Vec<PodUsage>>, TargetError> {
+        let w = self.load(env).await?;
+        let limit = resources_of(&w)
+            .limits
+            .get(ResourceName::Memory)
+            .map(|q| q.value());
+        Ok(Some(
+            pod_names(&w)
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| PodUsage {
+                    name,
+                    cpu: 0.12 + 0.01 * i as f64,
+                    memory: (300 + 10 * i as u64) as f64 * 1_048_576.0,
+                    memory_limit: limit,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn backups(&self, env: &EnvironmentSpec) -> Result<Vec<JobRun>, TargetError> {
+        let w = self.load(env).await?;
+        Ok(w.backups
+            .iter()
+            .rev()
+            .map(|j| JobRun {
+                name: j.name.clone(),
+                started: Some(j.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                finished: Some(j.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                state: JobState::Succeeded,
+                manual: j.manual,
+                detail: Some("sandbox".into()),
+            })
+            .collect())
     }
 }
 
@@ -525,6 +691,86 @@ fn canary(env: &str, w: &mut Workload, action: CanaryAction) -> Result<String, T
         }
     };
     Ok(line)
+}
+
+fn pod_names(w: &Workload) -> Vec<String> {
+    (0..w.replicas)
+        .map(|i| format!("erlmcp-{}-{i}", w.revision))
+        .collect()
+}
+
+/// The runbook's starting point: requests 500m / 1Gi, limits 1 / 2Gi.
+fn resources_of(w: &Workload) -> ResourceChange {
+    w.resources.clone().unwrap_or_else(|| ResourceChange {
+        requests: ResourceList::parse("cpu=500m,memory=1Gi", "requests").unwrap_or_default(),
+        limits: ResourceList::parse("cpu=1,memory=2Gi", "limits").unwrap_or_default(),
+    })
+}
+
+fn set_quantity(list: &mut ResourceList, r: ResourceName, q: &Quantity) {
+    match list.0.iter_mut().find(|(x, _)| *x == r) {
+        Some(entry) => entry.1 = q.clone(),
+        None => list.0.push((r, q.clone())),
+    }
+}
+
+fn pairs(list: &ResourceList) -> Vec<(String, String)> {
+    list.0
+        .iter()
+        .map(|(r, q)| (r.as_str().to_string(), q.to_string()))
+        .collect()
+}
+
+impl SandboxTarget {
+    /// Records a backup Job as run and succeeded; returns its name.
+    fn sim_job(&self, cronjob: &str, w: &mut Workload) -> String {
+        let at = self.clock.now();
+        let name = format!("{cronjob}-{}", at.timestamp());
+        w.backups.push(SimJob {
+            name: name.clone(),
+            at,
+            manual: true,
+        });
+        // Keep the state row small: a month of daily backups.
+        if w.backups.len() > 30 {
+            w.backups.remove(0);
+        }
+        name
+    }
+
+    async fn events_of(&self, env: &EnvironmentSpec) -> Result<Vec<EventInfo>, TargetError> {
+        let w = self.load(env).await?;
+        // The sandbox keeps no event history: its events are as of the last restart, or now.
+        let now = self.clock.now();
+        let at = |t: Option<Timestamp>| {
+            Some(
+                t.unwrap_or(now)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+        };
+        let mut events = vec![EventInfo {
+            kind: "Normal".into(),
+            reason: "ScalingReplicaSet".into(),
+            message: format!(
+                "sandbox: scaled up replica set erlmcp-{} to {}",
+                w.revision, w.replicas
+            ),
+            object: "Deployment/erlmcp".into(),
+            last_seen: at(w.restarted_at),
+            count: 1,
+        }];
+        for name in pod_names(&w) {
+            events.push(EventInfo {
+                kind: "Normal".into(),
+                reason: "Started".into(),
+                message: "sandbox: started container erlmcp".into(),
+                object: format!("Pod/{name}"),
+                last_seen: at(w.restarted_at),
+                count: 1,
+            });
+        }
+        Ok(events)
+    }
 }
 
 /// CI as the sandbox sees it: every version is green except pre-releases whose suffix

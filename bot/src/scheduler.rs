@@ -1,4 +1,5 @@
-//! Scheduled work kept in the store: incident status updates and request expiry.
+//! Scheduled work kept in the store: incident status updates, request expiry, audit
+//! checkpoints and the daily health report.
 //!
 //! A job is claimed with a lease before it runs, so with several replicas on one database
 //! each due job runs once, and a job whose holder died is taken over when its lease runs
@@ -19,6 +20,8 @@ use crate::store::{JobRow, StoreError, StoreResult};
 pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
 /// A signed checkpoint of the audit log every `audit.checkpoint_every`.
 pub const AUDIT_CHECKPOINT_JOB: &str = "audit_checkpoint";
+/// The daily health report, when `report.channel` is set.
+pub const DAILY_REPORT_JOB: &str = "daily_report";
 
 /// Something due, handed to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,7 @@ pub enum TimerEvent {
     IncidentStatusUpdate(IncidentId),
     ExpireRequests,
     AuditCheckpoint,
+    DailyReport,
 }
 
 impl TimerEvent {
@@ -35,6 +39,7 @@ impl TimerEvent {
             TimerEvent::IncidentStatusUpdate(_) => STATUS_UPDATE_JOB,
             TimerEvent::ExpireRequests => EXPIRE_REQUESTS_JOB,
             TimerEvent::AuditCheckpoint => AUDIT_CHECKPOINT_JOB,
+            TimerEvent::DailyReport => DAILY_REPORT_JOB,
         }
     }
 }
@@ -72,6 +77,10 @@ impl Engine {
                 {
                     warn!(error = %e, "periodic audit checkpoint not written");
                 }
+                Ok(Recurrence::Again)
+            }
+            TimerEvent::DailyReport => {
+                self.post_daily_report().await?;
                 Ok(Recurrence::Again)
             }
         }
@@ -140,6 +149,15 @@ impl Scheduler {
                 self.engine.now(),
             )
             .await?;
+        if self.engine.config().report.channel.is_some()
+            && let Some(due) = self.engine.config().report.next_after(self.engine.now())
+        {
+            // Every replica computes the same next time, so a restart cannot add a post.
+            self.engine
+                .store()
+                .upsert_job(DAILY_REPORT_JOB, DAILY_REPORT_JOB, "", due)
+                .await?;
+        }
         if self.engine.checkpointing() {
             self.engine
                 .store()
@@ -173,6 +191,7 @@ impl Scheduler {
             },
             EXPIRE_REQUESTS_JOB => Some(TimerEvent::ExpireRequests),
             AUDIT_CHECKPOINT_JOB => Some(TimerEvent::AuditCheckpoint),
+            DAILY_REPORT_JOB => Some(TimerEvent::DailyReport),
             _ => None,
         };
         let Some(event) = event else {
@@ -194,6 +213,7 @@ impl Scheduler {
             }
             TimerEvent::ExpireRequests => self.expiry_every,
             TimerEvent::AuditCheckpoint => self.engine.config().audit.checkpoint_every.as_chrono(),
+            TimerEvent::DailyReport => Duration::days(1),
         };
         let recurrence = match self.engine.on_timer(event).await {
             Ok(r) => r,

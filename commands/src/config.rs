@@ -219,6 +219,15 @@ pub struct EnvironmentSpec {
     /// Sandbox: replicas the simulated workload starts with.
     #[serde(default)]
     pub replicas: Option<u32>,
+    /// The CronJob `backup` runs now (`kubectl create job --from=cronjob/NAME`).
+    #[serde(default)]
+    pub backup_cronjob: Option<String>,
+    /// DR failover: a Job from this CronJob in the environment's namespace.
+    #[serde(default)]
+    pub dr_cronjob: Option<String>,
+    /// DR failover: this GitHub Actions workflow (when no `dr_cronjob` is set).
+    #[serde(default)]
+    pub dr_workflow: Option<String>,
     /// Blue-green: the Service whose `version: blue|green` selector picks the live colour;
     /// the colours are the Deployments `WORKLOAD-blue` and `WORKLOAD-green`.
     #[serde(default)]
@@ -269,6 +278,9 @@ impl EnvironmentSpec {
             auto_rollback: None,
             guard_window: None,
             replicas: Some(replicas),
+            backup_cronjob: None,
+            dr_cronjob: None,
+            dr_workflow: None,
             service: None,
             green_health_url: None,
             prometheus_url: None,
@@ -657,6 +669,12 @@ pub struct Config {
     pub roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// The DR region, described like an environment (`dr status` reads it).
+    #[serde(default)]
+    pub dr: Option<EnvironmentSpec>,
+    /// The daily health report.
+    #[serde(default)]
+    pub report: crate::runbook::ReportSection,
     #[serde(default)]
     pub leader: LeaderSection,
 }
@@ -693,6 +711,9 @@ impl Config {
     pub fn finish(mut self) -> Config {
         for (name, env) in self.environments.iter_mut() {
             env.name = name.clone();
+        }
+        if let Some(dr) = self.dr.as_mut() {
+            dr.name = crate::runbook::DR_NAME.to_string();
         }
         self
     }
@@ -1202,10 +1223,10 @@ impl Config {
                 }
             }
             if let Some(bg) = &rule.break_glass {
-                if kind.is_some() && kind != Some(OperationKind::Rollback) {
+                if kind.is_some_and(|k| !crate::policy::break_glass_applies(k)) {
                     problem(
                         format!("{base}.break_glass"),
-                        "break-glass applies to rollback rules only".into(),
+                        "break-glass applies to rollback and dr.failover rules only".into(),
                     );
                 }
                 for (j, r) in bg.roles.iter().enumerate() {
@@ -1361,6 +1382,7 @@ impl Config {
             problem("bot.shutdown_delay".into(), "must be at most 5m".into());
         }
         out.extend(self.leader.problems());
+        out.extend(self.runbook_problems());
         out
     }
 }

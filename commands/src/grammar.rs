@@ -11,6 +11,7 @@ use crate::model::{
     BlueGreenAction, CanaryAction, Colour, Command, EnvName, IncidentCommand, IncidentId,
     RequestId, Severity, Strategy, Version,
 };
+use crate::runbook::{ResourceChange, ResourceList};
 
 /// What the parser needs to know about the deployment: the configured environments and
 /// their aliases, and the slash command's name for usage lines.
@@ -116,8 +117,31 @@ const DRY_RUN: OptionSpec = OptionSpec {
     takes_value: false,
 };
 
-/// The only command with subcommands.
-const INCIDENT: &str = "incident";
+const FORCE: OptionSpec = OptionSpec {
+    name: "--force",
+    takes_value: false,
+};
+const REQUESTS: OptionSpec = OptionSpec {
+    name: "--requests",
+    takes_value: true,
+};
+const LIMITS: OptionSpec = OptionSpec {
+    name: "--limits",
+    takes_value: true,
+};
+
+/// A word that only starts two-word commands (`incident`, `pod`, `dr`), as opposed to a
+/// command some two-word commands extend (`audit`).
+fn group_of(word: &str) -> Option<&'static str> {
+    let word = word.to_lowercase();
+    if SPECS.iter().any(|s| s.name == word) {
+        return None;
+    }
+    SPECS
+        .iter()
+        .find_map(|s| s.name.split_once(' ').filter(|(g, _)| *g == word))
+        .map(|(g, _)| g)
+}
 
 static SPECS: &[CommandSpec] = &[
     CommandSpec {
@@ -289,6 +313,76 @@ static SPECS: &[CommandSpec] = &[
         parse: command_audit_prune,
     },
     CommandSpec {
+        name: "events",
+        usage: "events ENV",
+        summary: "recent events in ENV, warnings first, newest first",
+        options: &[],
+        parse: command_events,
+    },
+    CommandSpec {
+        name: "describe",
+        usage: "describe ENV POD",
+        summary: "a pod's phase, conditions, last state (e.g. OOMKilled), limits, requests and events",
+        options: &[],
+        parse: command_describe,
+    },
+    CommandSpec {
+        name: "top",
+        usage: "top ENV",
+        summary: "CPU and memory per pod in ENV",
+        options: &[],
+        parse: command_top,
+    },
+    CommandSpec {
+        name: "pod delete",
+        usage: "pod delete ENV POD [--force]",
+        summary: "delete a stuck pod in ENV (--force: grace period 0)",
+        options: &[FORCE],
+        parse: command_pod_delete,
+    },
+    CommandSpec {
+        name: "resources",
+        usage: "resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…]",
+        summary: "set the container's CPU and memory requests and limits in ENV (kubectl set resources)",
+        options: &[REQUESTS, LIMITS],
+        parse: command_resources,
+    },
+    CommandSpec {
+        name: "backup",
+        usage: "backup ENV",
+        summary: "run ENV's backup CronJob now and report how it ends",
+        options: &[],
+        parse: command_backup,
+    },
+    CommandSpec {
+        name: "backups",
+        usage: "backups ENV",
+        summary: "recent runs of ENV's backup CronJob",
+        options: &[],
+        parse: command_backups,
+    },
+    CommandSpec {
+        name: "dr status",
+        usage: "dr status",
+        summary: "the DR region's pods and health",
+        options: &[],
+        parse: |_| Ok(Command::DrStatus),
+    },
+    CommandSpec {
+        name: "dr failover",
+        usage: "dr failover ENV [REASON...]",
+        summary: "fail ENV over to the DR region (runs the configured failover action)",
+        options: &[],
+        parse: command_dr_failover,
+    },
+    CommandSpec {
+        name: "report",
+        usage: "report",
+        summary: "the daily health report: pods, restarts, health, versions, incidents, yesterday's operations",
+        options: &[],
+        parse: |_| Ok(Command::Report),
+    },
+    CommandSpec {
         name: "bluegreen",
         usage: "bluegreen ENV status|switch blue|green|retire [--dry-run]",
         summary: "the live colour in ENV; switch the Service to a colour; retire the idle colour",
@@ -340,6 +434,16 @@ pub fn command_name(cmd: &Command) -> &'static str {
         },
         Command::Audit { .. } => "audit",
         Command::AuditPrune { .. } => "audit prune",
+        Command::Events { .. } => "events",
+        Command::Describe { .. } => "describe",
+        Command::Top { .. } => "top",
+        Command::PodDelete { .. } => "pod delete",
+        Command::Resources { .. } => "resources",
+        Command::Backup { .. } => "backup",
+        Command::Backups { .. } => "backups",
+        Command::DrStatus => "dr status",
+        Command::DrFailover { .. } => "dr failover",
+        Command::Report => "report",
         Command::BlueGreen { .. } => "bluegreen",
         Command::Plan { change } => command_name(change),
     }
@@ -383,7 +487,7 @@ pub fn help(topic: Option<&str>, ctx: &ParseContext) -> Result<String, ParseErro
     let Some(first) = words.next() else {
         return Ok(help_overview(ctx));
     };
-    let second = if first.eq_ignore_ascii_case(INCIDENT) {
+    let second = if group_of(first).is_some() {
         words.next()
     } else {
         // `help audit prune`: a two-word command outside a group.
@@ -521,16 +625,16 @@ fn lookup(first: &str, second: Option<&str>) -> Result<Found, Unknown> {
     if let Some(spec) = SPECS.iter().find(|s| s.name == name) {
         return Ok(Found::Command(spec));
     }
-    if name == INCIDENT {
+    if let Some(group) = group_of(&name) {
         let Some(second) = second else {
-            return Ok(Found::Group(INCIDENT));
+            return Ok(Found::Group(group));
         };
         let sub = second.to_lowercase();
-        if let Some(spec) = group_members(INCIDENT).find(|s| subcommand(s) == sub) {
+        if let Some(spec) = group_members(group).find(|s| subcommand(s) == sub) {
             return Ok(Found::Command(spec));
         }
-        let subs = group_members(INCIDENT).map(subcommand);
-        return Err(Unknown::new("incident subcommand", second, subs));
+        let subs = group_members(group).map(subcommand);
+        return Err(Unknown::new(&format!("{group} subcommand"), second, subs));
     }
     let names = SPECS
         .iter()
@@ -563,21 +667,17 @@ fn find_spec<'t>(
                 Some(group_usage(ctx, group)),
             ))
         }
-        Err(unknown) if first.text.eq_ignore_ascii_case(INCIDENT) => Err(ParseError::new(
-            unknown.message,
-            Some(group_usage(ctx, INCIDENT)),
-        )),
-        Err(Unknown {
-            message,
-            suggested: true,
-        }) => Err(ParseError::new(message, None)),
-        Err(Unknown {
-            message,
-            suggested: false,
-        }) => Err(ParseError::new(
-            format!("{message} ({})", try_help_hint(ctx)),
-            None,
-        )),
+        Err(unknown) => match (group_of(&first.text), unknown.suggested) {
+            (Some(group), _) => Err(ParseError::new(
+                unknown.message,
+                Some(group_usage(ctx, group)),
+            )),
+            (None, true) => Err(ParseError::new(unknown.message, None)),
+            (None, false) => Err(ParseError::new(
+                format!("{} ({})", unknown.message, try_help_hint(ctx)),
+                None,
+            )),
+        },
     }
 }
 
@@ -611,7 +711,9 @@ fn is_slash_command(word: &str, ctx: &ParseContext) -> bool {
 fn suggestion<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
+        // A candidate every letter of which would change (`🚀` → `dr`) is no suggestion.
         if let Some(distance) = edit_distance(word, candidate, 2)
+            && distance < candidate.chars().count()
             && best.is_none_or(|(d, _)| distance < d)
         {
             best = Some((distance, candidate));
@@ -980,7 +1082,7 @@ fn command_help(args: &mut Args<'_>) -> Result<Command, String> {
     let Some(first) = args.next() else {
         return Ok(Command::Help { topic: None });
     };
-    let second = if first.text.eq_ignore_ascii_case(INCIDENT) {
+    let second = if group_of(&first.text).is_some() {
         args.next().map(|t| t.text.as_str())
     } else {
         None
@@ -1201,6 +1303,62 @@ fn command_audit_prune(args: &mut Args<'_>) -> Result<Command, String> {
     })
 }
 
+fn command_events(args: &mut Args<'_>) -> Result<Command, String> {
+    Ok(Command::Events { env: args.env()? })
+}
+
+fn command_describe(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    let pod = pod_name(args.required("POD")?)?;
+    Ok(Command::Describe { env, pod })
+}
+
+fn command_top(args: &mut Args<'_>) -> Result<Command, String> {
+    Ok(Command::Top { env: args.env()? })
+}
+
+fn command_pod_delete(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    let pod = pod_name(args.required("POD")?)?;
+    Ok(Command::PodDelete {
+        env,
+        pod,
+        force: args.flag(FORCE.name),
+    })
+}
+
+fn command_resources(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    let list = |name: &str| -> Result<ResourceList, String> {
+        match args.option(name) {
+            None => Ok(ResourceList::default()),
+            Some(text) => ResourceList::parse(text, name),
+        }
+    };
+    let change = ResourceChange {
+        requests: list(REQUESTS.name)?,
+        limits: list(LIMITS.name)?,
+    };
+    change.validate()?;
+    Ok(Command::Resources { env, change })
+}
+
+fn command_backup(args: &mut Args<'_>) -> Result<Command, String> {
+    Ok(Command::Backup { env: args.env()? })
+}
+
+fn command_backups(args: &mut Args<'_>) -> Result<Command, String> {
+    Ok(Command::Backups { env: args.env()? })
+}
+
+fn command_dr_failover(args: &mut Args<'_>) -> Result<Command, String> {
+    let env = args.env()?;
+    Ok(Command::DrFailover {
+        env,
+        reason: args.free_text(),
+    })
+}
+
 fn command_bluegreen(args: &mut Args<'_>) -> Result<Command, String> {
     let env = args.env()?;
     let token = args.required("blue-green action (status, switch or retire)")?;
@@ -1309,6 +1467,16 @@ mod tests {
         "incident timeline",
         "audit",
         "audit prune --before 2026-01-31",
+        "events prod",
+        "describe prod erlmcp-7d9f-abcde",
+        "top prod",
+        "pod delete prod erlmcp-7d9f-abcde --force",
+        "resources prod --limits memory=4Gi",
+        "backup prod",
+        "backups prod",
+        "dr status",
+        "dr failover prod region down",
+        "report",
         "bluegreen prod switch blue",
     ];
 
@@ -1364,8 +1532,8 @@ mod tests {
 
     #[test]
     fn help_for_an_unknown_topic_is_an_error() {
-        let error = help(Some("nope"), &ctx()).unwrap_err();
-        assert_eq!(error.message, "unknown command \"nope\"");
+        let error = help(Some("xyzzy"), &ctx()).unwrap_err();
+        assert_eq!(error.message, "unknown command \"xyzzy\"");
         assert_eq!(error.usage.as_deref(), Some("/erlmcp help [COMMAND]"));
         let error = help(Some("deplyo"), &ctx()).unwrap_err();
         assert_eq!(

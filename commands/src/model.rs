@@ -252,6 +252,47 @@ pub enum Command {
     AuditPrune {
         before: Timestamp,
     },
+    /// Read-only troubleshooting: the namespace's events, warnings first.
+    Events {
+        env: EnvName,
+    },
+    /// Read-only troubleshooting: one pod's state, last state, resources and events.
+    Describe {
+        env: EnvName,
+        pod: String,
+    },
+    /// Read-only troubleshooting: CPU and memory per pod.
+    Top {
+        env: EnvName,
+    },
+    /// Deletes a stuck pod; `force` means grace period 0.
+    PodDelete {
+        env: EnvName,
+        pod: String,
+        force: bool,
+    },
+    /// `kubectl set resources` on the workload's container.
+    Resources {
+        env: EnvName,
+        change: crate::runbook::ResourceChange,
+    },
+    /// Runs the environment's backup CronJob now and follows the Job.
+    Backup {
+        env: EnvName,
+    },
+    /// Recent runs of the backup CronJob.
+    Backups {
+        env: EnvName,
+    },
+    /// The DR region's pods and health.
+    DrStatus,
+    /// Runs the environment's configured failover action.
+    DrFailover {
+        env: EnvName,
+        reason: Option<String>,
+    },
+    /// The daily health report, on demand.
+    Report,
     /// Blue-green: which colour serves, switching the Service between colours, retiring
     /// the idle one.
     BlueGreen {
@@ -360,12 +401,22 @@ pub enum OperationKind {
     IncidentResolve,
     Audit,
     AuditPrune,
+    Events,
+    Describe,
+    Top,
+    PodDelete,
+    Resources,
+    Backup,
+    Backups,
+    DrStatus,
+    DrFailover,
+    Report,
     BlueGreen,
     BlueGreenRetire,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 17] = [
+    pub const ALL: [OperationKind; 27] = [
         OperationKind::Deploy,
         OperationKind::Rollback,
         OperationKind::Scale,
@@ -381,6 +432,16 @@ impl OperationKind {
         OperationKind::IncidentResolve,
         OperationKind::Audit,
         OperationKind::AuditPrune,
+        OperationKind::Events,
+        OperationKind::Describe,
+        OperationKind::Top,
+        OperationKind::PodDelete,
+        OperationKind::Resources,
+        OperationKind::Backup,
+        OperationKind::Backups,
+        OperationKind::DrStatus,
+        OperationKind::DrFailover,
+        OperationKind::Report,
         OperationKind::BlueGreen,
         OperationKind::BlueGreenRetire,
     ];
@@ -403,6 +464,16 @@ impl OperationKind {
             OperationKind::IncidentResolve => "incident.resolve",
             OperationKind::Audit => "audit",
             OperationKind::AuditPrune => "audit.prune",
+            OperationKind::Events => "events",
+            OperationKind::Describe => "describe",
+            OperationKind::Top => "top",
+            OperationKind::PodDelete => "pod.delete",
+            OperationKind::Resources => "resources",
+            OperationKind::Backup => "backup",
+            OperationKind::Backups => "backups",
+            OperationKind::DrStatus => "dr.status",
+            OperationKind::DrFailover => "dr.failover",
+            OperationKind::Report => "report",
             OperationKind::BlueGreen => "bluegreen",
             OperationKind::BlueGreenRetire => "bluegreen.retire",
         }
@@ -424,6 +495,14 @@ impl OperationKind {
                 | OperationKind::Canary
                 | OperationKind::Pods
                 | OperationKind::Logs
+                | OperationKind::Events
+                | OperationKind::Describe
+                | OperationKind::Top
+                | OperationKind::PodDelete
+                | OperationKind::Resources
+                | OperationKind::Backup
+                | OperationKind::Backups
+                | OperationKind::DrFailover
                 | OperationKind::BlueGreen
                 | OperationKind::BlueGreenRetire
         )

@@ -211,6 +211,16 @@ pub fn access(cmd: &Command) -> Access {
         Command::Logs { env, .. } => op(OperationKind::Logs, env),
         Command::Audit { .. } => global(OperationKind::Audit),
         Command::AuditPrune { .. } => global(OperationKind::AuditPrune),
+        Command::Events { env } => op(OperationKind::Events, env),
+        Command::Describe { env, .. } => op(OperationKind::Describe, env),
+        Command::Top { env } => op(OperationKind::Top, env),
+        Command::PodDelete { env, .. } => op(OperationKind::PodDelete, env),
+        Command::Resources { env, .. } => op(OperationKind::Resources, env),
+        Command::Backup { env } => op(OperationKind::Backup, env),
+        Command::Backups { env } => op(OperationKind::Backups, env),
+        Command::DrStatus => global(OperationKind::DrStatus),
+        Command::DrFailover { env, .. } => op(OperationKind::DrFailover, env),
+        Command::Report => global(OperationKind::Report),
         Command::BlueGreen { env, action } => match action {
             BlueGreenAction::Status => Access::AnyRole,
             BlueGreenAction::Switch(_) => op(OperationKind::BlueGreen, env),
@@ -343,23 +353,26 @@ pub fn preconditions_apply(kind: OperationKind) -> bool {
         | OperationKind::IncidentResolve
         | OperationKind::Audit
         | OperationKind::AuditPrune
+        | OperationKind::Events
+        | OperationKind::Describe
+        | OperationKind::Top
+        | OperationKind::PodDelete
+        | OperationKind::Resources
+        | OperationKind::Backup
+        | OperationKind::Backups
+        | OperationKind::DrStatus
+        | OperationKind::DrFailover
+        | OperationKind::Report
         | OperationKind::BlueGreen
         | OperationKind::BlueGreenRetire => false,
     }
 }
 
-/// The decision for an operation. Pure: every fact comes in through `facts`.
-pub fn decide(
-    policy: &Policy,
-    actor: &Actor,
-    op: &Operation,
-    facts: &Facts,
-    now: Timestamp,
-) -> Decision {
-    let preconditions_apply = preconditions_apply(op.kind);
-    // Exhaustive on purpose: each kind states whether break-glass applies to it.
-    let break_glass_applies = match op.kind {
-        OperationKind::Rollback => true,
+/// Whether a rule's `break_glass` can apply to this kind of operation. Exhaustive on
+/// purpose: each kind states it.
+pub fn break_glass_applies(kind: OperationKind) -> bool {
+    match kind {
+        OperationKind::Rollback | OperationKind::DrFailover => true,
         OperationKind::Deploy
         | OperationKind::Scale
         | OperationKind::Restart
@@ -374,9 +387,30 @@ pub fn decide(
         | OperationKind::IncidentResolve
         | OperationKind::Audit
         | OperationKind::AuditPrune
+        | OperationKind::Events
+        | OperationKind::Describe
+        | OperationKind::Top
+        | OperationKind::PodDelete
+        | OperationKind::Resources
+        | OperationKind::Backup
+        | OperationKind::Backups
+        | OperationKind::DrStatus
+        | OperationKind::Report
         | OperationKind::BlueGreen
         | OperationKind::BlueGreenRetire => false,
-    };
+    }
+}
+
+/// The decision for an operation. Pure: every fact comes in through `facts`.
+pub fn decide(
+    policy: &Policy,
+    actor: &Actor,
+    op: &Operation,
+    facts: &Facts,
+    now: Timestamp,
+) -> Decision {
+    let preconditions_apply = preconditions_apply(op.kind);
+    let break_glass_applies = break_glass_applies(op.kind);
 
     if actor.roles.is_empty() {
         return Decision::Deny(Refusal::NoRole);
@@ -560,14 +594,18 @@ pub fn capabilities(policy: &Policy, actor: &Actor, environments: &[String]) -> 
                         None => now.push(env.clone()),
                     }
                 }
-                if policy.rules_for(kind, Some(&e)).any(|r| {
+                let glass = policy.rules_for(kind, Some(&e)).find_map(|r| {
                     r.break_glass
                         .as_ref()
-                        .is_some_and(|bg| actor.has_any_role(&bg.roles))
-                }) && !now.contains(env)
+                        .filter(|bg| actor.has_any_role(&bg.roles))
+                });
+                if let Some(bg) = glass
+                    && !now.contains(env)
                 {
+                    let during: Vec<&str> = bg.during.iter().map(|s| s.as_str()).collect();
                     approval.push(format!(
-                        "{env} at once during a P0/P1 incident (break-glass)"
+                        "{env} at once during a {} incident (break-glass)",
+                        during.join("/")
                     ));
                 }
             }

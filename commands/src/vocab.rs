@@ -116,6 +116,8 @@ vocabulary! {
         /// A status page incident was opened.
         StatusPage => "status_page",
         StatusPageFailed => "status_page_failed",
+        /// A failover to the DR region started.
+        DrFailover => "dr_failover",
     }
 }
 
@@ -178,6 +180,7 @@ mod tests {
                 "page_resolved",
                 "status_page",
                 "status_page_failed",
+                "dr_failover",
             ]
         );
     }

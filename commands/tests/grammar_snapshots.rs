@@ -561,8 +561,8 @@ mod errors {
 
     #[test]
     fn help_topics() {
-        assert_snapshot!(run("help nope"), @r#"
-        error: unknown command "nope"
+        assert_snapshot!(run("help xyzzy"), @r#"
+        error: unknown command "xyzzy"
         usage: /erlmcp help [COMMAND]
         "#);
         assert_snapshot!(run("help deplyo"), @r#"
@@ -607,6 +607,16 @@ mod help_text {
         /erlmcp incident timeline [INC-N] — the timeline of an incident (default: this channel's)
         /erlmcp audit [N] — the last N audit entries visible to you (1 to 1000)
         /erlmcp audit prune --before DATE — remove audit entries older than DATE (YYYY-MM-DD or RFC 3339), behind a signed checkpoint
+        /erlmcp events ENV — recent events in ENV, warnings first, newest first
+        /erlmcp describe ENV POD — a pod's phase, conditions, last state (e.g. OOMKilled), limits, requests and events
+        /erlmcp top ENV — CPU and memory per pod in ENV
+        /erlmcp pod delete ENV POD [--force] — delete a stuck pod in ENV (--force: grace period 0)
+        /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] — set the container's CPU and memory requests and limits in ENV (kubectl set resources)
+        /erlmcp backup ENV — run ENV's backup CronJob now and report how it ends
+        /erlmcp backups ENV — recent runs of ENV's backup CronJob
+        /erlmcp dr status — the DR region's pods and health
+        /erlmcp dr failover ENV [REASON...] — fail ENV over to the DR region (runs the configured failover action)
+        /erlmcp report — the daily health report: pods, restarts, health, versions, incidents, yesterday's operations
         /erlmcp bluegreen ENV status|switch blue|green|retire [--dry-run] — the live colour in ENV; switch the Service to a colour; retire the idle colour
         Environments: development (dev), staging (stg), production (prod)
         Ids: R-42 or 42 for requests, INC-7 or 7 for incidents. Group words with "double quotes".
@@ -640,8 +650,8 @@ mod help_text {
 
     #[test]
     fn unknown_topic() {
-        assert_snapshot!(help(Some("nope"), &ctx()).unwrap_err().render(), @r#"
-        unknown command "nope"
+        assert_snapshot!(help(Some("xyzzy"), &ctx()).unwrap_err().render(), @r#"
+        unknown command "xyzzy"
         usage: /erlmcp help [COMMAND]
         "#);
     }

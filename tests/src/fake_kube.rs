@@ -1,6 +1,7 @@
-//! A fake Kubernetes API server: just enough of apps/v1, core/v1, networking.k8s.io/v1 and
-//! Flagger's `flagger.app/v1beta1` for the real `kube::Client` to deploy, roll back, watch
-//! and read logs against it.
+//! A fake Kubernetes API server: just enough of apps/v1, core/v1, batch/v1,
+//! networking.k8s.io/v1, metrics.k8s.io/v1beta1 and Flagger's `flagger.app/v1beta1` for the
+//! real `kube::Client` to deploy, roll back, watch, read logs, events and metrics, delete
+//! pods and run Jobs against it.
 //!
 //! Objects are kept as JSON per namespace. A controller task plays the Deployment,
 //! StatefulSet and Flagger controllers one small step per tick so watches see a rollout
@@ -59,6 +60,10 @@ struct World {
     logs: HashMap<(String, String, bool), String>,
     health_status: u16,
     uid_counter: u64,
+    /// CronJobs whose Jobs fail (`backoffLimit` reached) instead of completing.
+    failing_cronjobs: HashSet<String>,
+    /// No metrics-server: `metrics.k8s.io` answers 404.
+    no_metrics: bool,
 }
 
 impl World {
@@ -219,6 +224,20 @@ impl FakeKubeServer {
     }
 
     /// What `/health` answers from now on.
+    /// Jobs created from this CronJob fail with BackoffLimitExceeded.
+    pub fn fail_jobs_of(&self, cronjob: &str) {
+        self.world
+            .lock()
+            .unwrap()
+            .failing_cronjobs
+            .insert(cronjob.to_string());
+    }
+
+    /// From now on the cluster has no metrics-server.
+    pub fn remove_metrics_server(&self) {
+        self.world.lock().unwrap().no_metrics = true;
+    }
+
     pub fn set_health(&self, code: u16) {
         self.world.lock().unwrap().health_status = code;
     }
@@ -363,6 +382,75 @@ pub fn pod(ns: &str, name: &str, app: &str, ready: bool, container_status: Value
     })
 }
 
+/// A core/v1 Event about `object` (`Pod/NAME`, `Deployment/NAME`).
+pub fn event(
+    ns: &str,
+    name: &str,
+    kind: &str,
+    object: &str,
+    reason: &str,
+    message: &str,
+    last: &str,
+) -> Value {
+    let (obj_kind, obj_name) = object.split_once('/').unwrap_or(("Pod", object));
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": last},
+        "involvedObject": {"kind": obj_kind, "name": obj_name, "namespace": ns},
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "count": 1,
+        "firstTimestamp": last,
+        "lastTimestamp": last,
+        "source": {"component": "kubelet"}
+    })
+}
+
+/// A batch/v1 CronJob whose job template runs `image` with `command`.
+pub fn cronjob(ns: &str, name: &str, image: &str, command: &[&str]) -> Value {
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "schedule": "0 2 * * *",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "metadata": {"labels": {"app": name},
+                    "annotations": {"erlmcp.io/runbook": "backup"}},
+                "spec": {
+                    "backoffLimit": 2,
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "containers": [{"name": name, "image": image,
+                                "command": command}]
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// metrics.k8s.io/v1beta1 PodMetrics of one pod with one container.
+pub fn pod_metrics(ns: &str, pod: &str, app: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "kind": "PodMetrics",
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "metadata": {"name": pod, "namespace": ns, "labels": {"app": app},
+            "creationTimestamp": "2026-11-02T09:00:00Z"},
+        "timestamp": "2026-11-02T08:59:45Z",
+        "window": "15.01s",
+        "containers": [{"name": app, "usage": {"cpu": cpu, "memory": memory}}]
+    })
+}
+
 pub fn ingress(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -504,25 +592,33 @@ fn field_matches(obj: &Value, selector: Option<&String>) -> bool {
 
 struct Route {
     plural: String,
+    /// Where the objects are kept: the plural, except for other groups' resources that
+    /// share a core plural (`metrics.k8s.io` pods are kept as `podmetrics`).
+    key: String,
     ns: String,
     name: Option<String>,
     sub: Option<String>,
 }
 
 fn route(path: &str) -> Option<Route> {
-    let rest = if let Some(r) = path.strip_prefix("/api/v1/") {
-        r
+    let (group, rest) = if let Some(r) = path.strip_prefix("/api/v1/") {
+        ("", r)
     } else {
         let r = path.strip_prefix("/apis/")?;
         let mut it = r.splitn(3, '/');
-        let (_group, _version, rest) = (it.next()?, it.next()?, it.next()?);
-        rest
+        let (group, _version, rest) = (it.next()?, it.next()?, it.next()?);
+        (group, rest)
     };
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.len() < 3 || parts[0] != "namespaces" {
         return None;
     }
+    let key = match (group, parts[2]) {
+        ("metrics.k8s.io", "pods") => "podmetrics".to_string(),
+        (_, plural) => plural.to_string(),
+    };
     Some(Route {
+        key,
         ns: parts[1].into(),
         plural: parts[2].into(),
         name: parts.get(3).map(|s| s.to_string()),
@@ -552,6 +648,8 @@ fn rbac_of(
         (&Method::GET, None) => Verb::List,
         (&Method::GET, Some(_)) => Verb::Get,
         (&Method::PATCH, Some(_)) => Verb::Patch,
+        (&Method::POST, None) => Verb::Create,
+        (&Method::DELETE, Some(_)) => Verb::Delete,
         _ => return None,
     };
     Some((group, resource, verb))
@@ -627,6 +725,13 @@ async fn handle(
             );
         }
     }
+    if r.key == "podmetrics" && state.world.lock().unwrap().no_metrics {
+        return status_error(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
     match (method, r.name.as_deref(), r.sub.as_deref()) {
         (Method::GET, None, None) => {
             if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) {
@@ -659,6 +764,13 @@ async fn handle(
                 dry_run,
             )
         }
+        (Method::POST, None, None) => {
+            let Some(obj) = body_json else {
+                return status_error(400, "BadRequest", "create body is not JSON".into());
+            };
+            create_obj(&state, &r, obj)
+        }
+        (Method::DELETE, Some(name), None) => delete_obj(&state, &r, name),
         _ => status_error(405, "MethodNotAllowed", format!("{path} not supported")),
     }
 }
@@ -760,7 +872,7 @@ fn list(state: &AppState, r: &Route, q: &HashMap<String, String>) -> Response {
     let items: Vec<Value> = w
         .objects
         .iter()
-        .filter(|((p, n, _), _)| *p == r.plural && *n == r.ns)
+        .filter(|((p, n, _), _)| *p == r.key && *n == r.ns)
         .map(|(_, v)| v)
         .filter(|v| q.get("labelSelector").is_none_or(|s| labels_match(v, s)))
         .filter(|v| field_matches(v, q.get("fieldSelector")))
@@ -1070,6 +1182,93 @@ fn set_condition(obj: &mut Value, ty: &str, status: &str, reason: &str, message:
     obj["status"]["conditions"] = json!(conds);
 }
 
+/// POST: stores a new object the way the API server does (uid, creation time,
+/// resourceVersion); 409 when the name is taken.
+fn create_obj(state: &AppState, r: &Route, mut obj: Value) -> Response {
+    let mut w = state.world.lock().unwrap();
+    let name = str_at(&obj, "/metadata/name").to_string();
+    if name.is_empty() {
+        return status_error(422, "Invalid", "metadata.name: Required value".into());
+    }
+    if w.objects
+        .contains_key(&(r.key.clone(), r.ns.clone(), name.clone()))
+    {
+        return status_error(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", r.plural),
+        );
+    }
+    obj["metadata"]["namespace"] = json!(r.ns);
+    obj["metadata"]["uid"] = json!(w.uid());
+    obj["metadata"]["creationTimestamp"] = json!("2026-11-02T09:00:00Z");
+    obj["metadata"]["generation"] = json!(1);
+    let stored = w.store(&r.key, obj, &state.tx);
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        stored.to_string(),
+    )
+        .into_response()
+}
+
+/// DELETE: removes the object and answers with it, as the API server does for a pod.
+fn delete_obj(state: &AppState, r: &Route, name: &str) -> Response {
+    let mut w = state.world.lock().unwrap();
+    match w
+        .objects
+        .remove(&(r.key.clone(), r.ns.clone(), name.to_string()))
+    {
+        Some(obj) => json_response(&obj),
+        None => {
+            drop(w);
+            not_found(&r.plural, name)
+        }
+    }
+}
+
+/// The Job controller in one step: a new Job starts (one active pod), then completes, or
+/// fails when its CronJob is marked failing.
+fn job_step(w: &mut World, key: &Key, tx: &broadcast::Sender<Change>) {
+    let Some(mut job) = w.objects.get(key).cloned() else {
+        return;
+    };
+    if job.pointer("/status/conditions").is_some() {
+        return;
+    }
+    if job.pointer("/status/startTime").is_none() {
+        job["status"] = json!({"startTime": "2026-11-02T09:00:01Z", "active": 1});
+        w.store("jobs", job, tx);
+        return;
+    }
+    let owner = job
+        .pointer("/metadata/ownerReferences/0/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (ty, reason, message) = if w.failing_cronjobs.contains(&owner) {
+        (
+            "Failed",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        )
+    } else {
+        ("Complete", "", "")
+    };
+    let mut status = json!({"startTime": "2026-11-02T09:00:01Z", "active": 0,
+        "conditions": [{"type": ty, "status": "True", "reason": reason, "message": message,
+            "lastProbeTime": "2026-11-02T09:00:41Z",
+            "lastTransitionTime": "2026-11-02T09:00:41Z"}]});
+    if ty == "Complete" {
+        status["succeeded"] = json!(1);
+        status["completionTime"] = json!("2026-11-02T09:00:41Z");
+    } else {
+        status["failed"] = json!(1);
+    }
+    job["status"] = status;
+    w.store("jobs", job, tx);
+}
+
 fn controller_tick(world: &Arc<Mutex<World>>, tx: &broadcast::Sender<Change>) {
     let mut w = world.lock().unwrap();
     let keys: Vec<Key> = w.objects.keys().cloned().collect();
@@ -1078,6 +1277,7 @@ fn controller_tick(world: &Arc<Mutex<World>>, tx: &broadcast::Sender<Change>) {
             "deployments" => deployment_step(&mut w, &key, tx),
             "statefulsets" => statefulset_step(&mut w, &key, tx),
             "canaries" => canary_step(&mut w, &key, tx),
+            "jobs" => job_step(&mut w, &key, tx),
             _ => {}
         }
     }

@@ -215,14 +215,20 @@ async fn cards_are_posted_remembered_and_redrawn_on_votes() {
     click.thread = Some(posted.clone());
     click.ack_carries_text = false;
     assert_eq!(w.send(click).await, Ack::Nothing);
-    let calls = w.chat.calls();
-    assert!(
+    // Cards are redrawn by their own task, on the engine's events: wait for it rather than
+    // for the engine to be idle.
+    let redrawn = |calls: &[ChatCall]| {
         calls.iter().any(|c| matches!(
             c,
             ChatCall::Update { message, text } if *message == posted && text.contains("succeeded")
-        )),
-        "the card is redrawn in place: {calls:#?}"
-    );
+        ))
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !redrawn(&w.chat.calls()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let calls = w.chat.calls();
+    assert!(redrawn(&calls), "the card is redrawn in place: {calls:#?}");
     assert!(
         calls.iter().any(|c| matches!(
             c,

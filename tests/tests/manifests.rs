@@ -107,6 +107,7 @@ fn target_namespaces() -> BTreeSet<String> {
         .as_table()
         .expect("[environments]")
         .values()
+        .chain(config.get("dr"))
         .filter(|e| e.get("target").and_then(toml::Value::as_str) == Some("kubernetes"))
         .filter_map(|e| e.get("namespace").and_then(toml::Value::as_str))
         .map(str::to_string)

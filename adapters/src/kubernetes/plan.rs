@@ -236,6 +236,52 @@ impl KubernetesTarget {
                 }]
             }
             TargetAction::Canary { action } => self.plan_canary(env, action, &mut notes).await?,
+            TargetAction::SetResources { change } => {
+                let wl = self.workload(env)?;
+                let container = env.container.as_deref().unwrap_or(wl.name);
+                let before = self.get_workload(wl).await?;
+                let after = match resources_patch(&before, container, change) {
+                    None => {
+                        notes.push(format!("container {container} already has {change}"));
+                        before.clone()
+                    }
+                    Some(patch) => to_value(
+                        &self
+                            .workload_api(wl)
+                            .patch(wl.name, &dry_run_params(), &Patch::Strategic(&patch))
+                            .await
+                            .map_err(|e| api_error(&wl.to_string(), e))?,
+                    ),
+                };
+                vec![ObjectPlanParts {
+                    object: format!("{wl} in {}", wl.ns),
+                    before,
+                    after,
+                }]
+            }
+            TargetAction::DeletePod { pod, force } => {
+                notes.push(format!(
+                    "deletes pod {pod}{}; the workload replaces it",
+                    if *force { " with grace period 0" } else { "" }
+                ));
+                vec![]
+            }
+            TargetAction::Backup => {
+                notes.push(format!(
+                    "creates a Job from CronJob {} and follows it to its end",
+                    env.backup_cronjob
+                        .as_deref()
+                        .unwrap_or("(backup_cronjob not set)")
+                ));
+                vec![]
+            }
+            TargetAction::DrFailover => {
+                notes.push(match env.failover_action() {
+                    Some(a) => format!("fails over to the DR region: runs {}", a.describe()),
+                    None => "no dr_cronjob or dr_workflow is configured".into(),
+                });
+                vec![]
+            }
         };
         Ok(TargetPlan {
             source: SOURCE.into(),

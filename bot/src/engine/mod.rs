@@ -40,6 +40,7 @@ mod operation;
 mod plan;
 mod post_deploy;
 mod reads;
+mod runbook;
 
 use crate::clock::Clock;
 use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
@@ -123,6 +124,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     events: broadcast::Sender<EngineEvent>,
     chats: Vec<Arc<dyn ChatPlatform>>,
+    incidents_channels: HashMap<Platform, String>,
     /// Itself, for work that outlives a command (the post-deploy guard).
     me: Weak<Engine>,
     /// Made on first use: building a TLS client costs memory a bot that never probes
@@ -161,6 +163,8 @@ pub struct EngineParts {
     pub metrics: Arc<Metrics>,
     /// The chat platforms configured (incident channels are opened on each).
     pub chats: Vec<Arc<dyn ChatPlatform>>,
+    /// Where each platform announces new incidents.
+    pub incidents_channels: HashMap<Platform, String>,
     pub guard_sleep: GuardSleep,
 }
 
@@ -222,6 +226,21 @@ fn target_action(cmd: &Command) -> Option<TargetAction> {
         Command::Restart { .. } => Some(TargetAction::Restart),
         Command::Maintenance { on, .. } => Some(TargetAction::Maintenance { on: *on }),
         Command::Canary { action, .. } => Some(TargetAction::Canary { action: *action }),
+        Command::PodDelete { pod, force, .. } => Some(TargetAction::DeletePod {
+            pod: pod.clone(),
+            force: *force,
+        }),
+        Command::Resources { change, .. } => Some(TargetAction::SetResources {
+            change: change.clone(),
+        }),
+        Command::Backup { .. } => Some(TargetAction::Backup),
+        Command::DrFailover { .. } => Some(TargetAction::DrFailover),
+        Command::Events { .. }
+        | Command::Describe { .. }
+        | Command::Top { .. }
+        | Command::Backups { .. }
+        | Command::DrStatus
+        | Command::Report => None,
         Command::BlueGreen { action, .. } => match action {
             erlmcp_commands::BlueGreenAction::Status => None,
             _ => Some(TargetAction::BlueGreen { action: *action }),
@@ -254,7 +273,8 @@ fn reason_of(cmd: &Command) -> Option<String> {
         | Command::Rollback { reason, .. }
         | Command::Scale { reason, .. }
         | Command::Restart { reason, .. }
-        | Command::Maintenance { reason, .. } => reason.clone(),
+        | Command::Maintenance { reason, .. }
+        | Command::DrFailover { reason, .. } => reason.clone(),
         _ => None,
     }
 }
@@ -303,6 +323,7 @@ impl Engine {
             metrics: parts.metrics,
             events,
             chats: parts.chats,
+            incidents_channels: parts.incidents_channels,
             notifiers,
             checkpoints,
         })
@@ -438,6 +459,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Where `platform` announces new incidents, when configured.
+    pub fn incidents_channel(&self, platform: Platform) -> Option<String> {
+        self.incidents_channels.get(&platform).cloned()
     }
 
     pub fn chats(&self) -> &[Arc<dyn ChatPlatform>] {

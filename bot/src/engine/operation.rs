@@ -252,6 +252,9 @@ impl Engine {
     ) -> Reply {
         let action = target_action(cmd);
         let env_name = row.environment.clone().unwrap_or_default();
+        if matches!(cmd, Command::DrFailover { .. }) {
+            self.note_failover(row).await;
+        }
         let result = match (cmd, &action) {
             (Command::AuditPrune { before }, _) => self.prune_audit_log(*before).await,
             (_, None) => return Reply::failed("internal error: not a target operation"),

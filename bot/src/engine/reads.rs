@@ -148,6 +148,12 @@ impl Engine {
                     .await
             }
             Command::Audit { limit } => self.audit_tail(limit.unwrap_or(10)).await,
+            Command::Events { .. }
+            | Command::Describe { .. }
+            | Command::Top { .. }
+            | Command::Backups { .. }
+            | Command::DrStatus
+            | Command::Report => self.runbook_read(cmd).await,
             Command::Incident(ic) => self.incident(inv, ic).await,
             _ => Ok(Reply::failed("internal error: unexpected command")),
         };

@@ -165,6 +165,50 @@ pub(super) fn plan(
                 }
             }
         }
+        TargetAction::SetResources { change } => {
+            let now = resources_of(w);
+            let mut changes = Vec::new();
+            for (key, list, current) in [
+                ("requests", &change.requests, &now.requests),
+                ("limits", &change.limits, &now.limits),
+            ] {
+                for (r, q) in &list.0 {
+                    let from = current.get(*r).map(|c| c.to_string());
+                    if from.as_deref() != Some(q.as_str()) {
+                        changes.push(PlanChange::new(
+                            format!("{key} {} (container {container})", r.as_str()),
+                            from,
+                            Some(q.to_string()),
+                        ));
+                    }
+                }
+            }
+            notes.push(format!("rolls out {} replicas one at a time", w.replicas));
+            one(workload, changes)
+        }
+        TargetAction::DeletePod { pod, force } => {
+            notes.push(format!(
+                "deletes pod {pod}{}; the workload replaces it",
+                if *force { " with grace period 0" } else { "" }
+            ));
+            Vec::new()
+        }
+        TargetAction::Backup => {
+            notes.push(format!(
+                "creates a Job from CronJob {}",
+                env.backup_cronjob
+                    .as_deref()
+                    .unwrap_or("(backup_cronjob not set)")
+            ));
+            Vec::new()
+        }
+        TargetAction::DrFailover => {
+            notes.push(match env.failover_action() {
+                Some(a) => format!("fails over to the DR region: runs {}", a.describe()),
+                None => "no dr_cronjob or dr_workflow is configured".into(),
+            });
+            Vec::new()
+        }
     };
     Ok(TargetPlan {
         source: SOURCE.into(),

@@ -69,6 +69,13 @@ pub const EXPIRED_REQUESTS: &str = concat!(
     request_cols!(),
     " FROM requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id"
 );
+// Operations that ended in [$1, $2): what the daily report calls yesterday's.
+pub const REQUESTS_FINISHED_BETWEEN: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE state IN ('succeeded', 'failed', 'interrupted') \
+     AND updated_at >= $1 AND updated_at < $2 ORDER BY updated_at, id"
+);
 pub const TRANSITION_REQUEST: &str = "UPDATE requests SET state = $1, \
      outcome = COALESCE($2, outcome), updated_at = $3 WHERE id = $4 AND state = $5";
 pub const SET_REQUEST_MESSAGE: &str = "UPDATE requests SET message_ref = $1 WHERE id = $2";
@@ -834,6 +841,20 @@ where
     ) -> StoreResult<Vec<RequestRow>> {
         let raw: Vec<RequestRaw> = sqlx::query_as(EXPIRED_REQUESTS)
             .bind(to_ms(now))
+            .fetch_all(e)
+            .await
+            .map_err(db_err)?;
+        convert(raw)
+    }
+
+    pub async fn requests_finished_between<'c>(
+        e: impl Executor<'c, Database = DB>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<RequestRow>> {
+        let raw: Vec<RequestRaw> = sqlx::query_as(REQUESTS_FINISHED_BETWEEN)
+            .bind(to_ms(from))
+            .bind(to_ms(to))
             .fetch_all(e)
             .await
             .map_err(db_err)?;

@@ -92,6 +92,7 @@ contract!(
     requests_insert_get_and_transition,
     concurrent_transitions_have_one_winner,
     expired_requests_are_listed,
+    finished_requests_are_listed_by_when_they_ended,
     duplicate_voter_counted_once,
     audit_append_and_verify,
     audit_verify_names_an_edited_row,
@@ -583,6 +584,48 @@ async fn expired_requests_are_listed(db: &Db) {
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, vec![soon.id, later.id]);
+}
+
+async fn finished_requests_are_listed_by_when_they_ended(db: &Db) {
+    let s = &db.store;
+    let mut ids = Vec::new();
+    for (i, to) in [
+        RequestState::Succeeded,
+        RequestState::Failed,
+        RequestState::Denied,
+        RequestState::Succeeded,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+        s.transition_request(
+            r.id,
+            RequestState::Pending,
+            to,
+            Some("done"),
+            t(T0 + 1_000 * i as i64),
+        )
+        .await
+        .unwrap();
+        ids.push(r.id);
+    }
+    s.insert_request(new_request(T0 + 60_000)).await.unwrap();
+    let got: Vec<_> = s
+        .requests_finished_between(t(T0), t(T0 + 3_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.id, r.state))
+        .collect();
+    // A denial is not an operation; the end is exclusive; pending ones have not ended.
+    assert_eq!(
+        got,
+        vec![
+            (ids[0], RequestState::Succeeded),
+            (ids[1], RequestState::Failed)
+        ]
+    );
 }
 
 async fn duplicate_voter_counted_once(db: &Db) {

@@ -388,6 +388,12 @@ pub trait Store: Send + Sync + 'static {
     async fn acknowledge_request(&self, id: RequestId, at: Timestamp) -> StoreResult<bool>;
     /// Pending requests whose expiry is at or before `now`.
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>>;
+    /// Requests that ended (succeeded, failed, interrupted) in `[from, to)`, oldest first.
+    async fn requests_finished_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<RequestRow>>;
     /// One vote per (request, voter platform, voter id).
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert>;
     async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>>;

@@ -236,6 +236,14 @@ impl Store for PgStore {
         Queries::expired_requests(&self.pool, now).await
     }
 
+    async fn requests_finished_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<RequestRow>> {
+        Queries::requests_finished_between(&self.pool, from, to).await
+    }
+
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
         Queries::insert_vote(&self.pool, &vote).await
     }

@@ -449,6 +449,14 @@ impl Store for SqliteStore {
         Queries::expired_requests(&self.pool, now).await
     }
 
+    async fn requests_finished_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<RequestRow>> {
+        Queries::requests_finished_between(&self.pool, from, to).await
+    }
+
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
         self.write(move |c| Box::pin(async move { Queries::insert_vote(&mut c.conn, &vote).await }))
             .await
