@@ -912,6 +912,7 @@ mod tests {
                     "command" => "deploy",
                     "pod" => "erlmcp-6d4f9c7b8-abcde",
                     "date" | "before" => "2026-01-01",
+                    "requests" | "limits" => "cpu=500m,memory=1Gi",
                     "tail" => "20",
                     _ => "because \"reasons\" --strategy canary",
                 }
@@ -970,6 +971,9 @@ mod tests {
                         // --dry-run`) is refused as the same typed words are.
                         Err(e) if text.contains("--dry-run") && e.message.contains("--dry-run") => {
                         }
+                        // Options the grammar wants one of (`resources` without --requests
+                        // or --limits): the same refusal as typed, naming them.
+                        Err(e) if e.message.starts_with("missing --") => {}
                         Err(e) => panic!("{path:?} -> {text:?}: {}", e.render()),
                     }
                 }
