@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod ci;
+pub mod discord;
 pub mod github;
 pub mod guard;
 pub mod kubernetes;

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 use crate::platforms::{self, Platforms};
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
+use erlmcp_adapters::discord::DiscordPlatform;
+use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::github::{
     GithubActionsTarget, GithubCi, GithubClient, GithubOptions, WorkflowOptions,
 };
@@ -34,6 +36,10 @@ pub struct App {
     pub slack: Option<Arc<SlackInbound>>,
     /// The local chat (page and console), when `BuildOptions::local_chat`.
     pub local: Option<Arc<crate::local::Local>>,
+    /// Discord's interactions endpoint, when `discord.enabled` in HTTP mode.
+    pub discord: Option<Arc<DiscordInbound>>,
+    /// Discord's client, for registering the command at start-up.
+    pub discord_client: Option<Arc<DiscordPlatform>>,
     /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -44,6 +50,7 @@ impl App {
         Platforms {
             slack: self.slack.clone(),
             local: self.local.as_ref().and_then(|l| l.web()),
+            discord: self.discord.clone(),
         }
     }
 }
@@ -183,6 +190,8 @@ pub async fn build(
         config,
         conversation,
         slack: connected.slack,
+        discord: connected.discord,
+        discord_client: clients.discord.clone(),
         draining: Arc::default(),
     })
 }

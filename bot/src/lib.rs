@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod conversation;
+pub mod discord;
 pub mod engine;
 pub mod github_webhook;
 pub mod incidents;

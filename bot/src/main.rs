@@ -59,6 +59,21 @@ enum Cmd {
         #[arg(long = "as", value_name = "USER")]
         user: String,
     },
+    /// Discord.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCmd {
+    /// (Re)register the /erlmcp application command and print what was registered.
+    Register {
+        /// Register even when Discord already has the same command.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +262,9 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
         }
         Cmd::Exec { user, command } => exec(loaded, &url, &user, &command.join(" ")).await,
         Cmd::Console { user } => console(loaded, &url, user).await,
+        Cmd::Discord {
+            command: DiscordCmd::Register { force },
+        } => discord_register(&loaded.config, force).await,
         Cmd::Serve => serve(loaded, &url).await,
     }
 }
@@ -545,6 +563,13 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
                 s.start_socket_mode()
             })
         });
+    // Discord: the command is registered when this binary's differs from Discord's copy.
+    if let Some(discord) = app.discord_client.clone() {
+        let cfg = app.config.clone();
+        tokio::spawn(async move {
+            erlmcp_bot::discord::register_at_start(&cfg, &discord).await;
+        });
+    }
     // On shutdown the connection goes first, then leadership, so the next leader takes over
     // while this process still finishes its work.
     let handover = {
@@ -676,5 +701,36 @@ async fn recv_or_never(signal: Option<&mut tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+async fn discord_register(cfg: &erlmcp_commands::config::Config, force: bool) -> ExitCode {
+    if !cfg.discord.enabled {
+        eprintln!("erlmcp-bot: discord.enabled is not set in the configuration");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let platform = match erlmcp_bot::discord::platform(cfg) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    match erlmcp_bot::discord::register(cfg, &platform, force).await {
+        Ok(registration) => {
+            let name = erlmcp_adapters::discord::commands::command_name(&cfg.bot.command);
+            let what = if registration.changed {
+                "registered"
+            } else {
+                "already registered (unchanged)"
+            };
+            println!(
+                "/{name} {what} ({}, {} subcommands):",
+                registration.scope,
+                registration.lines.len()
+            );
+            for line in &registration.lines {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("discord register failed: {e:#}")),
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use erlmcp_adapters::chat::{ChatPlatform, InboundHandler, Platform};
+use erlmcp_adapters::discord::DiscordPlatform;
+use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::slack::{
     InboundOptions, Mode, RetryPolicy, SlackInbound, SlackOptions, SlackPlatform,
 };
@@ -25,6 +27,7 @@ pub const SLACK_GROUP_REFRESH: Duration = Duration::from_secs(300);
 #[derive(Default)]
 pub struct Clients {
     pub slack: Option<Arc<SlackPlatform>>,
+    pub discord: Option<Arc<DiscordPlatform>>,
 }
 
 impl Clients {
@@ -32,6 +35,9 @@ impl Clients {
         let mut chats: Vec<Arc<dyn ChatPlatform>> = Vec::new();
         if let Some(s) = &self.slack {
             chats.push(s.clone());
+        }
+        if let Some(d) = &self.discord {
+            chats.push(d.clone());
         }
         chats
     }
@@ -44,6 +50,8 @@ pub struct Platforms {
     pub slack: Option<Arc<SlackInbound>>,
     /// The local chat page, when it is on and may be served on `bot.listen`.
     pub local: Option<Arc<erlmcp_adapters::local::web::LocalWeb>>,
+    /// `POST /discord/interactions`, when `discord.enabled` in HTTP mode.
+    pub discord: Option<Arc<DiscordInbound>>,
 }
 
 impl Platforms {
@@ -55,6 +63,9 @@ impl Platforms {
         }
         if let Some(local) = &self.local {
             router = router.merge(erlmcp_adapters::local::web::routes(local.clone()));
+        }
+        if let Some(discord) = &self.discord {
+            router = router.merge(erlmcp_adapters::discord::inbound::routes(discord.clone()));
         }
         router
     }
@@ -111,6 +122,11 @@ pub fn clients(cfg: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Clients> {
                 .context("could not set up the Slack client")?,
         );
     }
+    if cfg.discord.enabled {
+        clients.discord = Some(Arc::new(
+            crate::discord::platform(cfg).context("could not set up the Discord client")?,
+        ));
+    }
     Ok(clients)
 }
 
@@ -120,7 +136,9 @@ pub fn connect(
     clients: &Clients,
     handler: Arc<dyn InboundHandler>,
 ) -> Platforms {
+    let slack_clock = clock.clone();
     let slack = clients.slack.as_ref().map(|platform| {
+        let clock = slack_clock;
         let mode = match cfg.slack.mode.as_deref() {
             Some("socket") => Mode::Socket,
             _ => Mode::Http,
@@ -137,5 +155,15 @@ pub fn connect(
             },
         )
     });
-    Platforms { slack, local: None }
+    let discord = match &clients.discord {
+        Some(platform) if !cfg.discord.is_gateway() => {
+            crate::discord::inbound(cfg, clock, platform.clone(), handler.clone())
+        }
+        _ => None,
+    };
+    Platforms {
+        slack,
+        local: None,
+        discord,
+    }
 }

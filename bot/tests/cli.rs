@@ -501,3 +501,50 @@ fn audit_keygen_checkpoints_verify_export_and_prune() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("checkpoint on line"), "{}", stdout(&o));
 }
+
+#[test]
+fn check_config_accepts_the_discord_example_and_names_discord_mistakes() {
+    let dir = scratch();
+    let example = include_str!("../../deploy/discord.example.toml");
+    std::fs::write(dir.path().join("erlmcp-bot.toml"), example).unwrap();
+    let o = run_env(
+        dir.path(),
+        &["check-config"],
+        &[("ERLMCP_DISCORD__BOT_TOKEN", "discord-s3cr3t")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+
+    let o = run_env(
+        dir.path(),
+        &["check-config"],
+        &[
+            ("ERLMCP_DISCORD__BOT_TOKEN", "discord-s3cr3t"),
+            ("ERLMCP_DISCORD__PUBLIC_KEY", "not-hex"),
+            ("ERLMCP_DISCORD__GUILD_ID", "my-server"),
+            ("ERLMCP_DISCORD__MODE", "gateway"),
+            ("ERLMCP_DISCORD__API_URL", "https://discord.com/api/v9"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    for path in [
+        "discord.public_key: must be the application's public key",
+        "discord.guild_id: must be a Discord id",
+        "discord.mode: \"gateway\" is not available yet",
+        "discord.api_url: must be an http(s) URL ending in /api/v10",
+    ] {
+        assert!(err.contains(path), "{path} in {err}");
+    }
+    assert!(
+        !err.contains("discord-s3cr3t"),
+        "secrets are never echoed: {err}"
+    );
+}
+
+#[test]
+fn discord_register_needs_discord_enabled() {
+    let dir = scratch();
+    let o = run(dir.path(), &["discord", "register"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("discord.enabled"));
+}

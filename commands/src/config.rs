@@ -530,6 +530,29 @@ pub struct DiscordSection {
     pub api_url: Option<String>,
     #[serde(default)]
     pub incidents_channel: Option<String>,
+    /// The category (a channel id) new incident channels are created in.
+    #[serde(default)]
+    pub incidents_category: Option<String>,
+}
+
+impl DiscordSection {
+    pub const DEFAULT_API_URL: &'static str = "https://discord.com/api/v10/";
+
+    pub fn api_url(&self) -> &str {
+        self.api_url.as_deref().unwrap_or(Self::DEFAULT_API_URL)
+    }
+
+    pub fn is_gateway(&self) -> bool {
+        self.mode.as_deref() == Some("gateway")
+    }
+}
+
+/// Discord ids (guilds, channels, applications) are decimal snowflakes.
+fn is_snowflake(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 20
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<u64>().is_ok_and(|n| n > 0)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1346,6 +1369,69 @@ impl Config {
             if self.discord.public_key.is_none() && self.discord.mode.as_deref() != Some("gateway")
             {
                 problem("discord.public_key".into(), "required in http mode".into());
+            }
+            if let Some(key) = &self.discord.public_key
+                && !(key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                problem(
+                    "discord.public_key".into(),
+                    "must be the application's public key: 64 hexadecimal characters".into(),
+                );
+            }
+            match self.discord.application_id.as_deref() {
+                None => problem(
+                    "discord.application_id".into(),
+                    "required when discord.enabled (follow-ups and command registration need it)"
+                        .into(),
+                ),
+                Some(id) if !is_snowflake(id) => problem(
+                    "discord.application_id".into(),
+                    format!("must be a Discord id (digits), got {id:?}"),
+                ),
+                Some(_) => {}
+            }
+            for (key, value) in [
+                ("discord.guild_id", &self.discord.guild_id),
+                ("discord.incidents_channel", &self.discord.incidents_channel),
+                (
+                    "discord.incidents_category",
+                    &self.discord.incidents_category,
+                ),
+            ] {
+                if let Some(v) = value
+                    && !is_snowflake(v)
+                {
+                    problem(
+                        key.into(),
+                        format!("must be a Discord id (digits), got {v:?}"),
+                    );
+                }
+            }
+            if self.discord.is_gateway() {
+                problem(
+                    "discord.mode".into(),
+                    "\"gateway\" is not available yet (it needs the leader election): use \"http\""
+                        .into(),
+                );
+            } else if let Some(mode) = &self.discord.mode
+                && mode != "http"
+            {
+                problem(
+                    "discord.mode".into(),
+                    format!("must be \"http\", got {mode:?}"),
+                );
+            }
+            let api = self.discord.api_url().trim_end_matches('/');
+            if !(api.ends_with("/api/v10")
+                && (api.starts_with("https://") || api.starts_with("http://")))
+            {
+                problem(
+                    "discord.api_url".into(),
+                    format!(
+                        "must be an http(s) URL ending in /api/v10, got {:?}",
+                        self.discord.api_url()
+                    ),
+                );
             }
         }
         if self.bot.shutdown_delay.0.as_secs() > 300 {

@@ -106,6 +106,8 @@ async fn every_dashboard_query_names_an_exported_metric_and_every_metric_has_a_p
         conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
         local: bot.app.local.clone(),
+        discord: bot.app.discord.clone(),
+        discord_client: bot.app.discord_client.clone(),
         draining: bot.app.draining.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -63,6 +63,8 @@ fn shared(bot: &Bot) -> App {
         conversation: bot.app.conversation.clone(),
         slack: bot.app.slack.clone(),
         local: bot.app.local.clone(),
+        discord: bot.app.discord.clone(),
+        discord_client: bot.app.discord_client.clone(),
         draining: bot.app.draining.clone(),
     }
 }
