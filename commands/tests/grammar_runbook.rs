@@ -55,7 +55,7 @@ fn troubleshooting() {
     );
     assert_eq!(
         run("pod delete prod erlmcp-0 --force=yes"),
-        "error: option \"--force\" takes no value\nusage: /erlmcp pod delete ENV POD [--force]"
+        "error: option \"--force\" takes no value\nusage: /erlmcp pod delete ENV POD [--force] [--dry-run]"
     );
 }
 
@@ -63,22 +63,22 @@ fn troubleshooting() {
 fn groups_without_their_subcommand_name_it() {
     assert_eq!(
         run("pod"),
-        "error: missing pod subcommand (one of delete)\nusage: /erlmcp pod delete ENV POD [--force]"
+        "error: missing pod subcommand (one of delete)\nusage: /erlmcp pod delete ENV POD [--force] [--dry-run]"
     );
     assert_eq!(
         run("dr failvoer prod"),
-        "error: unknown dr subcommand \"failvoer\" (did you mean \"failover\"?)\nusage: /erlmcp dr status\n       /erlmcp dr failover ENV [REASON...]"
+        "error: unknown dr subcommand \"failvoer\" (did you mean \"failover\"?)\nusage: /erlmcp dr status\n       /erlmcp dr failover ENV [--dry-run] [REASON...]"
     );
     let text = help(Some("dr"), &ctx()).unwrap();
     assert_eq!(
         text,
         "/erlmcp dr status — the DR region's pods and health\n\
-         /erlmcp dr failover ENV [REASON...] — fail ENV over to the DR region (runs the configured failover action)"
+         /erlmcp dr failover ENV [--dry-run] [REASON...] — fail ENV over to the DR region (runs the configured failover action)"
     );
     assert!(
         help(Some("pod delete"), &ctx())
             .unwrap()
-            .starts_with("/erlmcp pod delete ENV POD [--force]\n")
+            .starts_with("/erlmcp pod delete ENV POD [--force] [--dry-run]\n")
     );
 }
 
@@ -93,7 +93,7 @@ fn resources() {
         r#"Resources { env: EnvName("production"), change: ResourceChange { requests: ResourceList([]), limits: ResourceList([(Memory, Quantity("4Gi"))]) } }"#
     );
     let usage =
-        "\nusage: /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…]";
+        "\nusage: /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] [--dry-run]";
     for (input, message) in [
         (
             "resources prod",
@@ -138,7 +138,7 @@ fn backups_dr_and_report() {
     );
     assert_eq!(
         run("dr failover"),
-        "error: missing ENV (known: development, staging, production)\nusage: /erlmcp dr failover ENV [REASON...]"
+        "error: missing ENV (known: development, staging, production)\nusage: /erlmcp dr failover ENV [--dry-run] [REASON...]"
     );
     assert_eq!(run("report"), "Report");
     assert_eq!(

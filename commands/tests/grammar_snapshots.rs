@@ -616,12 +616,12 @@ mod help_text {
         /erlmcp events ENV — recent events in ENV, warnings first, newest first
         /erlmcp describe ENV POD — a pod's phase, conditions, last state (e.g. OOMKilled), limits, requests and events
         /erlmcp top ENV — CPU and memory per pod in ENV
-        /erlmcp pod delete ENV POD [--force] — delete a stuck pod in ENV (--force: grace period 0)
-        /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] — set the container's CPU and memory requests and limits in ENV (kubectl set resources)
-        /erlmcp backup ENV — run ENV's backup CronJob now and report how it ends
+        /erlmcp pod delete ENV POD [--force] [--dry-run] — delete a stuck pod in ENV (--force: grace period 0)
+        /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] [--dry-run] — set the container's CPU and memory requests and limits in ENV (kubectl set resources)
+        /erlmcp backup ENV [--dry-run] — run ENV's backup CronJob now and report how it ends
         /erlmcp backups ENV — recent runs of ENV's backup CronJob
         /erlmcp dr status — the DR region's pods and health
-        /erlmcp dr failover ENV [REASON...] — fail ENV over to the DR region (runs the configured failover action)
+        /erlmcp dr failover ENV [--dry-run] [REASON...] — fail ENV over to the DR region (runs the configured failover action)
         /erlmcp report — the daily health report: pods, restarts, health, versions, incidents, yesterday's operations
         /erlmcp bluegreen ENV status|switch blue|green|retire [--dry-run] — the live colour in ENV; switch the Service to a colour; retire the idle colour
         Environments: development (dev), staging (stg), production (prod)
