@@ -92,8 +92,7 @@ fn resources() {
         run("resources prod --limits=memory=4Gi"),
         r#"Resources { env: EnvName("production"), change: ResourceChange { requests: ResourceList([]), limits: ResourceList([(Memory, Quantity("4Gi"))]) } }"#
     );
-    let usage =
-        "\nusage: /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] [--dry-run]";
+    let usage = "\nusage: /erlmcp resources ENV [--requests cpu=…,memory=…] [--limits cpu=…,memory=…] [--dry-run]";
     for (input, message) in [
         (
             "resources prod",
