@@ -199,7 +199,7 @@ impl FakeDiscord {
     /// A client that reaches this fake (started with [`Self::start_tls`]) as
     /// `https://discord.com`, trusting the test CA only.
     pub fn discord_com_client(&self) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(TEST_CA.as_bytes()).expect("test CA");
+        let ca = reqwest::Certificate::from_pem(test_tls().ca_pem.as_bytes()).expect("test CA");
         reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -276,18 +276,44 @@ impl FakeDiscord {
     }
 }
 
-const TEST_CA: &str = include_str!("../fixtures/discord/tls/ca.pem");
-const TEST_CERT: &str = include_str!("../fixtures/discord/tls/discord.com.pem");
-const TEST_KEY: &str = include_str!("../fixtures/discord/tls/discord.com.key");
+/// A CA and a certificate for discord.com signed by it, made once per test process: no key
+/// material is kept in the repository.
+struct TestTls {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn test_tls() -> &'static TestTls {
+    static TLS: std::sync::OnceLock<TestTls> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let cert = CertificateParams::new(vec!["discord.com".to_string()])
+            .expect("server params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        TestTls {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    })
+}
 
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls = test_tls();
     let certs = vec![
-        CertificateDer::from_pem_slice(TEST_CERT.as_bytes()).expect("test certificate"),
-        CertificateDer::from_pem_slice(TEST_CA.as_bytes()).expect("test CA"),
+        CertificateDer::from_pem_slice(tls.cert_pem.as_bytes()).expect("test certificate"),
+        CertificateDer::from_pem_slice(tls.ca_pem.as_bytes()).expect("test CA"),
     ];
-    let key = PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).expect("test key");
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("test key");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
