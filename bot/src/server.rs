@@ -5,7 +5,7 @@
 //! connection open would otherwise hold a socket (and a task) for as long as it likes.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -326,18 +326,36 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let stream = Arc::new(stream);
+    let io = Watched {
+        inner: stream.clone(),
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    let mut stopping = false;
     let mut closing = false;
     loop {
+        // Biased, connection first: when the stop signal wakes this task, hyper reads what the
+        // client has already sent before the signal is looked at.
         tokio::select! {
+            biased;
             done = conn.as_mut() => {
                 if let Err(e) = done {
                     debug!(error = %e, "http connection ended");
                 }
                 break;
             }
-            _ = wait_stopped(&mut stopped), if !closing => {
+            _ = wait_stopped(&mut stopped), if !stopping => {
+                if unread_bytes(&stream) {
+                    activity.bytes_arrived();
+                }
+                stopping = true;
+            }
+            // hyper closes a connection with no request dispatched at once, even when part
+            // of one has arrived: wait for that request to start (it is then finished), up
+            // to the header deadline a slow client gets anyway.
+            _ = activity.until_no_partial(limits.header_timeout), if stopping && !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -347,6 +365,97 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// The connection's socket, shared so the connection's task can look at it while hyper owns
+/// it, and noting when bytes arrive while no request is being served: the start of the next
+/// request.
+struct Watched {
+    inner: Arc<TcpStream>,
+    activity: Arc<Activity>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.inner.poll_read_ready(cx))?;
+            match self.inner.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    if n > 0 {
+                        self.activity.bytes_arrived();
+                    }
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_write(data) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                done => return std::task::Poll::Ready(done),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_write_vectored(bufs) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                done => return std::task::Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let shut = socket2::SockRef::from(&*self.inner).shutdown(std::net::Shutdown::Write);
+        std::task::Poll::Ready(match shut {
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        })
+    }
+}
+
+/// Whether the client has sent bytes not read yet. The runtime learns that a socket became
+/// readable only on its next look at the OS, which may come after the stop signal; asking the
+/// socket itself does not wait for that.
+fn unread_bytes(stream: &TcpStream) -> bool {
+    let mut one = [std::mem::MaybeUninit::<u8>::uninit()];
+    matches!(socket2::SockRef::from(stream).peek(&mut one), Ok(n) if n > 0)
 }
 
 async fn wait_stopped(rx: &mut watch::Receiver<bool>) {
@@ -364,6 +473,9 @@ async fn wait_stopped(rx: &mut watch::Receiver<bool>) {
 struct Activity {
     in_flight: AtomicUsize,
     since: Mutex<Instant>,
+    /// Bytes of a request arrived that hyper has not handed to the service yet.
+    partial: AtomicBool,
+    started: Notify,
 }
 
 impl Activity {
@@ -371,12 +483,33 @@ impl Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
+            partial: AtomicBool::new(false),
+            started: Notify::new(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> BusyGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.partial.store(false, Ordering::SeqCst);
+        self.started.notify_waiters();
         BusyGuard(self.clone())
+    }
+
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            self.partial.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Completes once no request is half-arrived, or after `limit`.
+    async fn until_no_partial(&self, limit: Duration) {
+        let started = self.started.notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if !self.partial.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, started).await;
     }
 
     fn idle_since(&self) -> Instant {
