@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod discord;
 pub mod engine;
 pub mod github_webhook;
+pub mod identity;
 pub mod incidents;
 pub mod leader;
 pub mod local;

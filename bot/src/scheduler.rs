@@ -61,7 +61,7 @@ impl Engine {
     pub async fn on_timer(&self, event: TimerEvent) -> Result<Recurrence, StoreError> {
         match event {
             TimerEvent::IncidentStatusUpdate(id) => {
-                Ok(if self.post_incident_status_update(id).await? {
+                Ok(if self.incidents().post_status_update(id).await? {
                     Recurrence::Again
                 } else {
                     Recurrence::Stop

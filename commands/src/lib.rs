@@ -12,6 +12,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod replies;
 pub mod runbook;
 pub mod status;
 pub mod triggers;

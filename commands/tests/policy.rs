@@ -314,7 +314,7 @@ fn every_unmet_precondition_is_listed() {
     };
     let d = policy::decide(&p, &alice, &deploy, &facts, now());
     let text = match &d {
-        Decision::Deny(r) => erlmcp_commands::render::refusal(r, now()),
+        Decision::Deny(r) => erlmcp_commands::replies::refusal(r, now()),
         other => panic!("{other:?}"),
     };
     assert!(

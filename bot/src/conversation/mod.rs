@@ -25,7 +25,8 @@ use erlmcp_adapters::chat::{
 };
 use erlmcp_commands::grammar::ParseError;
 use erlmcp_commands::message::{Handle, Line};
-use erlmcp_commands::render::{self, Reply, ReplyKind, Visibility};
+use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
+use erlmcp_commands::replies;
 use erlmcp_commands::{Actor, Command, GroupMembership, RequestId};
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -167,7 +168,7 @@ impl InboundHandler for Conversation {
             // A change to a workload can take minutes: say at once that it was heard.
             // Lookups answer within a second, and a second message would only be noise.
             (Ok(cmd), Asked::Command(_)) if inbound.ack_carries_text && changes_a_workload(cmd) => {
-                Ack::Private(Reply::private(render::working_on(&text)))
+                Ack::Private(Reply::private(replies::working_on(&text)))
             }
             _ => Ack::Nothing,
         };

@@ -91,7 +91,7 @@ impl Engine {
         let now = self.now();
         let row = match self.store.get_request(id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Reply::refused(format!("There is no request {id}.")),
+            Ok(None) => return Reply::refused(replies::no_such_request(id)),
             Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         let votes = match self.store.votes(id).await {
@@ -110,19 +110,13 @@ impl Engine {
         ) {
             Err(Rejection::Expired) => {
                 self.expire_one(&row).await;
-                return Reply::refused(format!(
-                    "{id} expired at {}; ask again if it is still needed.",
-                    render::timestamp(row.expires_at)
-                ));
+                return Reply::refused(replies::request_expired_at(id, row.expires_at));
             }
             Err(Rejection::NotPending(p)) => {
-                return Reply::refused(format!(
-                    "{id} is {}; there is nothing to {verb}.",
-                    p.describe()
-                ));
+                return Reply::refused(replies::nothing_to_vote_on(id, p.describe(), verb));
             }
             Err(Rejection::Vote(r)) => {
-                let text = render::vote_refusal(&r, id);
+                let text = replies::vote_refusal(&r, id);
                 let mut entry = self.entry(
                     &who(&inv.actor),
                     &inv.channel,
@@ -139,12 +133,10 @@ impl Engine {
                 return Reply::refused(text);
             }
             Err(Rejection::AlreadyVoted) => {
-                return Reply::refused(format!(
-                    "You already voted on {id}; each person counts once."
-                ));
+                return Reply::refused(replies::already_voted(id));
             }
             Err(Rejection::NotRequester) => {
-                return Reply::refused(format!("Only the requester can cancel {id}."));
+                return Reply::refused(replies::only_the_requester_cancels(id, None));
             }
             Ok(_) => {}
         }
@@ -161,9 +153,7 @@ impl Engine {
         match inserted {
             Ok(VoteInsert::Inserted) => {}
             Ok(VoteInsert::AlreadyVoted) => {
-                return Reply::refused(format!(
-                    "You already voted on {id}; each person counts once."
-                ));
+                return Reply::refused(replies::already_voted(id));
             }
             Err(e) => return self.store_refusal(StoreStep::Vote, &e),
         }
@@ -190,8 +180,7 @@ impl Engine {
                 self.start_approved(inv, &row, approvals).await
             }
             Some(Transition::Denied) => {
-                let why = format!("denied by {}", who_label(&who(&inv.actor)))
-                    + &comment.map(|c| format!(": {c}")).unwrap_or_default();
+                let why = replies::denied_by(&who_label(&who(&inv.actor)), comment.as_deref());
                 match self
                     .store
                     .transition_request(
@@ -220,20 +209,25 @@ impl Engine {
                         let _ = self.audit(entry).await;
                         let github = self.gate_denied(&row).await.unwrap_or_default();
                         self.announce(id).await;
-                        Reply::ok(format!("{id} {}: {why}.{github}", row.command_text))
+                        Reply::ok(replies::request_denied(
+                            id,
+                            &row.command_text,
+                            &why,
+                            &github,
+                        ))
                     }
-                    Ok(false) => Reply::ok(format!("Vote recorded; {id} was already settled.")),
+                    Ok(false) => Reply::ok(replies::vote_recorded_already_settled(id)),
                     Err(e) => self.store_refusal(StoreStep::RequestState, &e),
                 }
             }
             _ => {
                 self.announce(id).await;
                 let stored = StoredRequirement::read(&row.approvals_json);
-                Reply::ok(format!(
-                    "{} approved {id} ({} of {} approvals).",
-                    who_label(&who(&inv.actor)),
+                Reply::ok(replies::approved_by(
+                    &who_label(&who(&inv.actor)),
+                    id,
                     view.approvals(),
-                    stored.count
+                    stored.count,
                 ))
             }
         }
@@ -253,7 +247,7 @@ impl Engine {
         {
             Ok(true) => {}
             Ok(false) => {
-                return Reply::ok(format!("Vote recorded; {id} is already being carried out."));
+                return Reply::ok(replies::vote_recorded_already_running(id));
             }
             Err(e) => return self.store_refusal(StoreStep::RequestState, &e),
         }
@@ -262,9 +256,7 @@ impl Engine {
             Err(e) => {
                 self.fail_request(id, RequestState::Executing, "stored command unreadable")
                     .await;
-                return Reply::failed(format!(
-                    "{id} cannot be executed: its stored command is unreadable ({e})."
-                ));
+                return Reply::failed(replies::stored_command_unreadable(id, &e));
             }
         };
         // The world may have changed while the request waited: check again, under the rule
@@ -272,7 +264,7 @@ impl Engine {
         let op = match policy::access(&cmd) {
             Access::Rule(op) => op,
             _ => {
-                let text = "its stored command is not an operation under a rule".to_string();
+                let text = replies::NOT_AN_OPERATION_UNDER_A_RULE.to_string();
                 return self.refuse_at_execution(row, &text).await;
             }
         };
@@ -291,7 +283,7 @@ impl Engine {
             };
             let unmet = policy::unmet_preconditions(&p, &op, &facts, self.now());
             if !unmet.is_empty() {
-                let text = render::refusal(&policy::Refusal::Preconditions(unmet), self.now());
+                let text = replies::refusal(&policy::Refusal::Preconditions(unmet), self.now());
                 return self.refuse_at_execution(row, &text).await;
             }
         }
@@ -340,13 +332,13 @@ impl Engine {
         entry.outcome = "refused at execution".into();
         let _ = self.audit(entry).await;
         self.announce(id).await;
-        Reply::failed(format!("{id} approved but not executed: {text}"))
+        Reply::failed(replies::approved_not_executed(id, text))
     }
 
     pub(super) async fn cancel(&self, inv: &Invocation, id: RequestId) -> Reply {
         let row = match self.store.get_request(id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Reply::refused(format!("There is no request {id}.")),
+            Ok(None) => return Reply::refused(replies::no_such_request(id)),
             Err(e) => return self.store_refusal(StoreStep::Read, &e),
         };
         if row.state == RequestState::Interrupted {
@@ -357,22 +349,19 @@ impl Engine {
         match approval::apply(&view, &Event::Cancel { by: &inv.actor }, self.now()) {
             Ok(Transition::Cancelled) => {}
             Err(Rejection::NotRequester) => {
-                return Reply::refused(format!(
-                    "Only the requester ({}) can cancel {id}.",
-                    who_label(&row.requester)
+                return Reply::refused(replies::only_the_requester_cancels(
+                    id,
+                    Some(&who_label(&row.requester)),
                 ));
             }
             Err(Rejection::Expired) => {
                 self.expire_one(&row).await;
-                return Reply::refused(format!("{id} already expired."));
+                return Reply::refused(replies::already_expired(id));
             }
             Err(Rejection::NotPending(p)) => {
-                return Reply::refused(format!(
-                    "{id} is {}; it can no longer be cancelled.",
-                    p.describe()
-                ));
+                return Reply::refused(replies::no_longer_cancellable(id, p.describe()));
             }
-            Ok(_) | Err(_) => return Reply::refused(format!("{id} cannot be cancelled.")),
+            Ok(_) | Err(_) => return Reply::refused(replies::cannot_cancel(id)),
         }
         let mut entry = self.entry(
             &who(&inv.actor),
@@ -400,9 +389,9 @@ impl Engine {
         {
             Ok(true) => {
                 self.announce(id).await;
-                Reply::ok(format!("{id} cancelled."))
+                Reply::ok(replies::cancelled(id))
             }
-            Ok(false) => Reply::refused(format!("{id} was settled before it could be cancelled.")),
+            Ok(false) => Reply::refused(replies::settled_before_cancel(id)),
             Err(e) => self.store_refusal(StoreStep::RequestState, &e),
         }
     }

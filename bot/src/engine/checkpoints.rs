@@ -12,6 +12,7 @@ use erlmcp_adapters::target::{Outcome, TargetError};
 use erlmcp_commands::Timestamp;
 use erlmcp_commands::config::AuditSection;
 use erlmcp_commands::render::Reply;
+use erlmcp_commands::replies;
 use tokio::sync::{Mutex, Notify, watch};
 use tracing::{error, info};
 
@@ -182,17 +183,15 @@ impl Engine {
     /// that checkpoint, then deletes it and every older row. Nothing is deleted unless the
     /// checkpoint reached the file and the store.
     pub(super) async fn prune_audit_log(&self, before: Timestamp) -> Result<Outcome, TargetError> {
-        let refused = |why: String| TargetError::Refused(format!("nothing was pruned: {why}"));
+        let refused = |why: String| TargetError::Refused(replies::nothing_pruned(&why));
         let shown = before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let Some((seq, hash)) = self
             .store
             .newest_audit_before(before)
             .await
-            .map_err(|e| refused(format!("the audit log is unavailable ({e})")))?
+            .map_err(|e| refused(replies::audit_log_unavailable(&e)))?
         else {
-            return Err(refused(format!(
-                "no audit entries were written before {shown}"
-            )));
+            return Err(refused(replies::no_audit_entries_before(&shown)));
         };
         let genesis = self
             .write_prune_checkpoint(seq, &hash)
@@ -201,18 +200,15 @@ impl Engine {
         self.store
             .save_checkpoint(genesis.clone())
             .await
-            .map_err(|e| refused(format!("the prune checkpoint could not be stored ({e})")))?;
+            .map_err(|e| refused(replies::prune_checkpoint_not_stored(&e)))?;
         let n = self
             .store
             .prune_audit(seq)
             .await
-            .map_err(|e| refused(format!("the audit log is unavailable ({e})")))?;
+            .map_err(|e| refused(replies::audit_log_unavailable(&e)))?;
         info!(through = seq, rows = n, "audit log pruned");
         Ok(Outcome {
-            summary: format!(
-                "pruned {n} audit entries written before {shown} (through row #{seq}); the log is complete from row #{} under a signed prune checkpoint",
-                seq + 1
-            ),
+            summary: replies::audit_pruned(n, &shown, seq),
             version_before: None,
             version_after: None,
         })
@@ -242,13 +238,12 @@ impl Engine {
             error!(error = %e, seq = c.seq, "could not keep the audit checkpoint in the store");
         }
         if let Some(channel) = &cp.channel {
-            let reply = Reply::ok(format!(
-                "Audit checkpoint ({}): row #{} {} at {}, signature {}",
+            let reply = Reply::ok(replies::audit_checkpoint(
                 c.kind.as_str(),
                 c.seq,
-                c.hash,
-                c.at_text(),
-                c.signature
+                &c.hash,
+                &c.at_text(),
+                &c.signature,
             ));
             self.post_to(channel, &reply).await;
         }

@@ -40,32 +40,16 @@ impl Drop for DeployMark<'_> {
     }
 }
 
-fn age(now: Timestamp, then: Option<Timestamp>) -> String {
-    match then {
-        Some(t) if t <= now => format!("{} ago", render::duration(now - t)),
-        _ => "just now".into(),
-    }
-}
-
 fn run_line(run: &Run, now: Timestamp) -> String {
-    format!(
-        "{} {} — {}{} by {}, {} — {}",
+    replies::run_line(
         run.id,
-        run.state(),
-        run.display_title
-            .as_deref()
-            .or(run.name.as_deref())
-            .unwrap_or("(untitled)"),
-        run.head_branch
-            .as_deref()
-            .map(|b| format!(" on {b}"))
-            .unwrap_or_default(),
-        run.actor
-            .as_ref()
-            .map(|a| a.login.as_str())
-            .unwrap_or("unknown"),
-        age(now, run.created_at),
-        run.html_url
+        &run.state(),
+        run.display_title.as_deref().or(run.name.as_deref()),
+        run.head_branch.as_deref(),
+        run.actor.as_ref().map(|a| a.login.as_str()),
+        run.created_at,
+        now,
+        &run.html_url,
     )
 }
 
@@ -126,13 +110,13 @@ impl Engine {
         let run = match github.client().get_run(id).await {
             Ok(r) => r,
             Err(GithubError::Api { status: 404, .. }) => {
-                return Err(format!(
-                    "GitHub has no run {id} in {}/{}",
+                return Err(replies::no_such_run(
+                    id,
                     github.client().owner(),
-                    github.client().repo()
+                    github.client().repo(),
                 ));
             }
-            Err(e) => return Err(format!("could not read run {id}: {e}")),
+            Err(e) => return Err(replies::run_unreadable(id, &e)),
         };
         let file = run.workflow_file().unwrap_or_default().to_string();
         let mut candidates: Vec<&EnvironmentSpec> = self
@@ -158,20 +142,11 @@ impl Engine {
         }
         match candidates.as_slice() {
             [one] => Ok((EnvName::new(one.name.clone()), run)),
-            [] => Err(format!(
-                "run {id} ({}) is not the deploy or rollback workflow of any environment",
-                if file.is_empty() {
-                    "unknown workflow"
-                } else {
-                    &file
-                }
-            )),
-            many => Err(format!(
-                "run {id} of {file} could belong to {}; its title names none of them",
-                many.iter()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
+            [] => Err(replies::run_of_no_environment(id, &file)),
+            many => Err(replies::run_of_several_environments(
+                id,
+                &file,
+                &many.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             )),
         }
     }
@@ -185,11 +160,11 @@ impl Engine {
         mut op: Operation,
     ) -> Reply {
         let Command::Run { id, action } = &cmd else {
-            return Reply::failed("internal error: not a run command");
+            return Reply::failed(replies::internal_error("not a run command"));
         };
         let (id, action) = (*id, *action);
         if inv.actor.roles.is_empty() {
-            return Reply::refused(render::refusal(&policy::Refusal::NoRole, self.now()));
+            return Reply::refused(replies::refusal(&policy::Refusal::NoRole, self.now()));
         }
         let env = match self.run_environment(id).await {
             Ok((env, _)) => env,
@@ -241,18 +216,14 @@ impl Engine {
         match cmd {
             Command::Runs { env, limit } => {
                 let Some(spec) = self.cfg.environment(env.as_str()) else {
-                    return Reply::refused(format!("unknown environment {env}"));
+                    return Reply::refused(replies::unknown_environment(env.as_str()));
                 };
                 match spec.target {
                     TargetKind::Sandbox => {
-                        return Reply::private(format!(
-                            "{env} [sandbox]: deploys are simulated here and run no workflows, so there are no runs to list."
-                        ));
+                        return Reply::private(replies::no_runs_in_sandbox(env.as_str()));
                     }
                     TargetKind::Kubernetes => {
-                        return Reply::private(format!(
-                            "{env} [kubernetes]: deploys go to the cluster directly and run no workflows; see `status {env}`."
-                        ));
+                        return Reply::private(replies::no_runs_on_kubernetes(env.as_str()));
                     }
                     TargetKind::GithubActions => {}
                 }
@@ -263,20 +234,22 @@ impl Engine {
                 };
                 let n = limit.unwrap_or(10);
                 match github.deploy_runs(spec, n, None).await {
-                    Ok(runs) if runs.is_empty() => Reply::private(format!(
-                        "{env} [github-actions]: no runs of {} yet",
-                        spec.workflow.as_deref().unwrap_or("its workflow")
+                    Ok(runs) if runs.is_empty() => {
+                        Reply::private(replies::no_runs_yet(env.as_str(), spec.workflow.as_deref()))
+                    }
+                    Ok(runs) => Reply::private(replies::runs(
+                        env.as_str(),
+                        spec.workflow.as_deref(),
+                        &runs
+                            .iter()
+                            .take(n as usize)
+                            .map(|r| run_line(r, now))
+                            .collect::<Vec<_>>(),
                     )),
-                    Ok(runs) => Reply::private(
-                        std::iter::once(format!(
-                            "{env} [github-actions] runs of {}:",
-                            spec.workflow.as_deref().unwrap_or("its workflow")
-                        ))
-                        .chain(runs.iter().take(n as usize).map(|r| run_line(r, now)))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    ),
-                    Err(e) => Reply::failed(format!("{env}: {e}")),
+                    Err(e) => Reply::failed(replies::environment_unavailable(
+                        env.as_str(),
+                        &e.to_string(),
+                    )),
                 }
             }
             Command::Run {
@@ -284,32 +257,29 @@ impl Engine {
                 action: RunAction::View,
             } => {
                 let Some(github) = self.github() else {
-                    return Reply::refused("no GitHub Actions environment is configured here");
+                    return Reply::refused(replies::no_github_environment());
                 };
                 let client = github.client();
                 let run = match client.get_run(*id).await {
                     Ok(r) => r,
-                    Err(e) => return Reply::failed(format!("run {id}: {e}")),
+                    Err(e) => return Reply::failed(replies::run_failed(*id, &e)),
                 };
                 let mut lines = vec![run_line(&run, now)];
                 if let Ok(jobs) = client.jobs(*id).await {
                     lines.extend(
                         jobs.iter()
-                            .map(|j| format!("  job {}: {}", j.name, j.state())),
+                            .map(|j| replies::run_job_line(&j.name, &j.state())),
                     );
                 }
                 if run.status == "waiting"
                     && let Ok(pending) = client.pending_deployments(*id).await
                     && !pending.is_empty()
                 {
-                    lines.push(format!(
-                        "  waiting for approval of: {} (`run approve {id}` / `run reject {id}`)",
-                        gates::names(&pending).join(", ")
-                    ));
+                    lines.push(replies::run_waiting_line(*id, &gates::names(&pending)));
                 }
                 Reply::private(lines.join("\n"))
             }
-            _ => Reply::failed("internal error: not a run read"),
+            _ => Reply::failed(replies::internal_error("not a run read")),
         }
     }
 
@@ -333,37 +303,36 @@ impl Engine {
         };
         let github_error = |e: GithubError| match e {
             GithubError::Api { status, message } => {
-                TargetError::Refused(format!("GitHub answered HTTP {status}: {message}"))
+                TargetError::Refused(replies::github_answered(status, &message))
             }
             other => TargetError::Unavailable(other.to_string()),
         };
         match action {
-            RunAction::View => Err(TargetError::Refused("viewing is not a change".into())),
+            RunAction::View => Err(TargetError::Refused(
+                replies::VIEWING_IS_NOT_A_CHANGE.into(),
+            )),
             RunAction::Cancel => {
                 client.cancel_run(id).await.map_err(github_error)?;
-                Ok(outcome(format!("run {id} cancelled")))
+                Ok(outcome(replies::run_cancelled(id)))
             }
             RunAction::Rerun { failed } => {
                 client.rerun(id, failed).await.map_err(github_error)?;
-                Ok(outcome(if failed {
-                    format!("the failed jobs of run {id} are running again")
-                } else {
-                    format!("run {id} is running again")
-                }))
+                Ok(outcome(replies::run_rerun(id, failed)))
             }
             RunAction::Approve | RunAction::Reject => {
                 let approve = action == RunAction::Approve;
                 let people = self.deciders(row, approve).await;
                 let comment = gates::comment(approve, &people, &row.id.to_string());
                 match gates::review(client, id, approve, &comment).await {
-                    Ok(done) => Ok(outcome(format!(
-                        "run {id}: {} {} on GitHub ({comment})",
-                        done.environments.join(", "),
-                        if approve { "approved" } else { "rejected" }
+                    Ok(done) => Ok(outcome(replies::run_reviewed(
+                        id,
+                        &done.environments,
+                        approve,
+                        &comment,
                     ))),
-                    Err(ReviewError::NothingPending(_)) => Err(TargetError::Refused(format!(
-                        "run {id} is not waiting on any environment (settled on GitHub already?)"
-                    ))),
+                    Err(ReviewError::NothingPending(_)) => {
+                        Err(TargetError::Refused(replies::run_not_waiting(id)))
+                    }
                     Err(ReviewError::Github(e)) => Err(github_error(e)),
                 }
             }
@@ -449,11 +418,10 @@ impl Engine {
         let stored = StoredApproval {
             count: requirement.count,
             from: requirement.from.clone(),
-            met: vec![format!(
-                "GitHub run {} waits on environment {} — {}",
+            met: vec![replies::gate_waiting(
                 run.id,
-                gates::names(&pending).join(", "),
-                run.html_url
+                &gates::names(&pending),
+                &run.html_url,
             )],
             decided_under: Some(DecidedUnder {
                 rule: rule.index,
@@ -470,7 +438,7 @@ impl Engine {
                 expires_at: policy::expiry(now, self.cfg.bot.request_ttl),
                 requester: requester.clone(),
                 channel: channel.clone(),
-                command_text: format!("run approve {id}"),
+                command_text: replies::gate_command(id),
                 operation: OperationKind::RunApprove.as_str().into(),
                 environment: Some(env.name.clone()),
                 command_json: arguments.clone(),
@@ -550,9 +518,7 @@ impl Engine {
         entry.reason = "denied in chat".into();
         entry.outcome = "started".into();
         if let Err(e) = self.audit(entry.clone()).await {
-            return Some(format!(
-                "\nGitHub was not told (the audit log is unavailable: {e}); run {id} still waits."
-            ));
+            return Some(String::from("\n") + &replies::gate_not_told_unaudited(&e, id));
         }
         let result = self.run_change(row, id, RunAction::Reject).await;
         let (action, text) = match &result {
@@ -564,8 +530,8 @@ impl Engine {
         entry.outcome = text;
         let _ = self.audit(entry).await;
         Some(match result {
-            Ok(o) => format!("\n{}", o.summary),
-            Err(e) => format!("\nGitHub was not told: {e}"),
+            Ok(o) => String::from("\n") + &o.summary,
+            Err(e) => String::from("\n") + &replies::gate_not_told(&e),
         })
     }
 

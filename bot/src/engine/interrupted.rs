@@ -172,7 +172,7 @@ impl Engine {
                 continue;
             }
             let dead = row.owner.clone().unwrap_or_else(|| "unknown".into());
-            let outcome = format!("interrupted: the process carrying it out ({dead}) stopped");
+            let outcome = replies::interrupted_outcome(&dead);
             let cutoff = if row.owner.is_some() {
                 stale_before
             } else {
@@ -206,7 +206,7 @@ impl Engine {
         };
         let live_text = match &live {
             Some(Ok(st)) => Some(live_state(cmd.as_ref(), st)),
-            Some(Err(e)) => Some(format!("its live state could not be read: {e}")),
+            Some(Err(e)) => Some(replies::live_state_unreadable(e)),
             None => None,
         };
         let progress = row
@@ -262,28 +262,18 @@ impl Engine {
                 outcome: RequestState::Interrupted.as_str().into(),
             })
             .inc();
-        let next = if env_name.is_empty() {
-            format!("Run `{}` again to retry.", row.command_text)
-        } else {
-            format!(
-                "Run `{}` again to retry, or `status {env_name}` to look.",
-                row.command_text
-            )
-        };
-        let mut text = format!(
-            "{id} {} was interrupted: the process carrying it out stopped before it finished.\nLast progress: {progress}.",
-            row.command_text
+        let text = replies::request_interrupted(
+            id,
+            &row.command_text,
+            &env_name,
+            &progress,
+            live_text.as_deref(),
         );
-        if let Some(t) = &live_text {
-            text.push_str(&format!("\nNow: {t}."));
-        }
-        text.push_str(&format!(
-            "\nIt will not be run again by itself. {next} `cancel {id}` acknowledges it."
-        ));
         self.post_to(&row.channel, &Reply::failed(text)).await;
         self.announce(id).await;
-        let detail = format!("last progress: {progress}");
-        self.note_operation(&row, OperationNote::Interrupted { detail: &detail })
+        let detail = replies::last_progress(&progress);
+        self.incidents
+            .note_operation(&row, OperationNote::Interrupted { detail: &detail })
             .await;
         if let (Some(Ok(_)), Some(cmd)) = (&live, cmd) {
             self.follow_interrupted(row, cmd);
@@ -322,10 +312,7 @@ impl Engine {
             let landed = match &followed {
                 Ok(Some(line)) => {
                     info!(request = %row.id, env = %env.name, %line, "rollout left by an interrupted request finished");
-                    let text = format!(
-                        "{}: the rollout {} left in progress finished: {line}",
-                        env.name, row.id
-                    );
+                    let text = replies::interrupted_rollout_finished(&env.name, row.id, line);
                     me.post_to(&row.channel, &Reply::ok(text)).await;
                     running().await
                 }
@@ -338,10 +325,7 @@ impl Engine {
                 Err(TargetError::Unsupported(..)) => None,
                 Err(e) => {
                     warn!(request = %row.id, env = %env.name, error = %e, "rollout left by an interrupted request did not finish");
-                    let text = format!(
-                        "{}: the rollout {} left in progress did not finish: {e}",
-                        env.name, row.id
-                    );
+                    let text = replies::interrupted_rollout_failed(&env.name, row.id, &e);
                     me.post_to(&row.channel, &Reply::failed(text)).await;
                     None
                 }
@@ -377,7 +361,7 @@ impl Engine {
     pub(super) async fn acknowledge(&self, inv: &Invocation, row: &RequestRow) -> Reply {
         let id = row.id;
         if row.acknowledged_at.is_some() {
-            return Reply::refused(format!("{id} was interrupted and is already acknowledged."));
+            return Reply::refused(replies::interrupted_already_acknowledged(id));
         }
         let actor = &inv.actor;
         let requester = self.person_of(&row.requester);
@@ -393,10 +377,10 @@ impl Engine {
             || policy::may_vote(&stored.requirement(), &requester, actor).is_ok()
             || may_run;
         if !allowed {
-            return Reply::refused(format!(
-                "{id} was interrupted; only the requester ({}), its approvers or someone who may run {} can acknowledge it.",
-                who_label(&row.requester),
-                row.operation
+            return Reply::refused(replies::who_may_acknowledge(
+                id,
+                &who_label(&row.requester),
+                &row.operation,
             ));
         }
         let mut entry = self.entry(
@@ -413,10 +397,8 @@ impl Engine {
             return self.store_refusal(StoreStep::Audit, &e);
         }
         match self.store.acknowledge_request(id, self.now()).await {
-            Ok(true) => Reply::ok(format!(
-                "{id} acknowledged: it stays interrupted and is no longer listed in `requests`."
-            )),
-            Ok(false) => Reply::refused(format!("{id} was acknowledged by someone else first.")),
+            Ok(true) => Reply::ok(replies::interrupted_acknowledged(id)),
+            Ok(false) => Reply::refused(replies::acknowledged_by_someone_else(id)),
             Err(e) => self.store_refusal(StoreStep::RequestState, &e),
         }
     }
@@ -428,14 +410,12 @@ impl Engine {
             .iter()
             .filter(|r| env.is_none() || r.environment.as_deref() == env)
             .map(|r| {
-                format!(
-                    "{} {} by {} — INTERRUPTED at {} (last progress: {}); `cancel {}` to acknowledge",
+                replies::interrupted_line(
                     r.id,
-                    r.command_text,
-                    who_label(&r.requester),
-                    render::timestamp(r.updated_at),
-                    r.last_progress.as_deref().unwrap_or("none seen"),
-                    r.id
+                    &r.command_text,
+                    &who_label(&r.requester),
+                    r.updated_at,
+                    r.last_progress.as_deref(),
                 )
             })
             .collect())
@@ -452,7 +432,6 @@ fn system_who() -> Who {
 
 /// What the workload shows now, in the words the status carries.
 fn live_state(cmd: Option<&Command>, st: &EnvStatus) -> String {
-    let r = &st.replicas;
     let version = match cmd {
         Some(Command::Deploy { version, .. }) => Some(version.to_string()),
         Some(Command::Rollback {
@@ -460,20 +439,5 @@ fn live_state(cmd: Option<&Command>, st: &EnvStatus) -> String {
         }) => Some(v.to_string()),
         _ => None,
     };
-    let running = st.version.as_deref().unwrap_or("an unknown version");
-    if r.updated < r.desired || r.available < r.desired {
-        let what = match &version {
-            Some(v) => format!("rollout of {v}"),
-            None => "the rollout".into(),
-        };
-        format!(
-            "{what} was in progress: {} of {} updated ({}: {})",
-            r.updated, r.desired, st.target, st.rollout
-        )
-    } else {
-        format!(
-            "{} runs {running} ({}/{} ready; {}: {})",
-            st.env, r.ready, r.desired, st.target, st.rollout
-        )
-    }
+    replies::live_state(version.as_deref(), st)
 }

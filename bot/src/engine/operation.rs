@@ -72,15 +72,15 @@ impl Engine {
         if let (Some(p), Some(v)) = (&rule.preconditions, &op.version) {
             if let (Some(s), Some(at)) = (&p.soak, facts.soak.as_ref().and_then(|f| f.deployed_at))
             {
-                met.push(format!(
-                    "{v} soaked in {} since {} (≥ {})",
-                    s.from,
-                    render::timestamp(at),
-                    s.duration
+                met.push(replies::met_soak(
+                    &v.to_string(),
+                    &s.from,
+                    at,
+                    &s.duration.to_string(),
                 ));
             }
             if p.ci_green {
-                met.push(format!("CI green for {v}"));
+                met.push(replies::met_ci_green(&v.to_string()));
             }
         }
         met
@@ -107,7 +107,7 @@ impl Engine {
         entry.environment = op.env.as_ref().map(|e| e.to_string());
         match decision {
             Decision::Deny(refusal) => {
-                let text = render::refusal(&refusal, now);
+                let text = replies::refusal(&refusal, now);
                 entry.action = AuditAction::Refused.into();
                 entry.decision = AuditDecision::Deny.into();
                 entry.reason = text.clone();
@@ -160,9 +160,7 @@ impl Engine {
                     .await
                 {
                     self.metrics.store_refused(StoreStep::Audit);
-                    return Reply::failed(format!(
-                        "Not recorded: the audit log is unavailable ({e}). The request was dropped; nothing will be executed."
-                    ));
+                    return Reply::failed(replies::audit_unavailable_request_dropped(&e));
                 }
                 let card = self.card(&row, &[]);
                 Reply::pending(card)
@@ -237,7 +235,9 @@ impl Engine {
         }
         if break_glass {
             warn!(request = %row.id, "break-glass operation");
-            self.note_operation(&row, OperationNote::BreakGlass).await;
+            self.incidents
+                .note_operation(&row, OperationNote::BreakGlass)
+                .await;
         }
         self.execute(&row, &cmd, inv.progress.as_ref()).await
     }
@@ -253,16 +253,18 @@ impl Engine {
         let action = target_action(cmd);
         let env_name = row.environment.clone().unwrap_or_default();
         if matches!(cmd, Command::DrFailover { .. }) {
-            self.note_failover(row).await;
+            self.incidents.note_failover(row).await;
         }
         let result = match (cmd, &action) {
             (Command::AuditPrune { before }, _) => self.prune_audit_log(*before).await,
             (Command::Run { id, action }, _) => self.run_change(row, *id, *action).await,
-            (_, None) => return Reply::failed("internal error: not a target operation"),
+            (_, None) => {
+                return Reply::failed(replies::internal_error("not a target operation"));
+            }
             (_, Some(action)) => match self.cfg.environment(&env_name) {
-                None => Err(TargetError::Refused(format!(
-                    "environment {env_name} is no longer configured"
-                ))),
+                None => Err(TargetError::Refused(
+                    replies::environment_no_longer_configured(&env_name),
+                )),
                 Some(env) => match self.target_for(env) {
                     Err(e) => Err(TargetError::Unavailable(e)),
                     Ok(target) => {
@@ -290,12 +292,12 @@ impl Engine {
             Ok(o) => (
                 RequestState::Succeeded,
                 o.summary.clone(),
-                Reply::ok(format!("{} done: {}", row.id, o.summary)),
+                Reply::ok(replies::operation_done(row.id, &o.summary)),
             ),
             Err(e) => (
                 RequestState::Failed,
                 e.to_string(),
-                Reply::failed(format!("{} failed: {e}", row.id)),
+                Reply::failed(replies::operation_failed(row.id, e)),
             ),
         };
         self.metrics
@@ -359,14 +361,11 @@ impl Engine {
             // partitioned database) and another process declared this request interrupted.
             Ok(false) => {
                 warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
-                warning = format!(
-                    "\nWarning: {} had already been marked interrupted by another process (this one's heartbeat was late); the outcome above is in the audit log.",
-                    row.id
-                );
+                warning = String::from("\n") + &replies::outcome_after_interruption(row.id);
             }
             Err(e) => {
                 error!(error = %e, request = %row.id, "could not record the request's outcome");
-                warning = format!("\nWarning: the outcome could not be stored ({e}).");
+                warning = String::from("\n") + &replies::outcome_not_stored(&e);
             }
         }
         let audited = if result.is_ok() {
@@ -390,20 +389,20 @@ impl Engine {
             Err(_) => format!("failed: {outcome_text}"),
         };
         if let Err(e) = self.audit(entry).await {
-            warning.push_str(&format!(
-                "\nWarning: the outcome could not be written to the audit log ({e})."
-            ));
+            warning.push('\n');
+            warning.push_str(&replies::outcome_not_audited(&e));
         } else {
             self.request_checkpoint();
         }
-        self.note_operation(
-            row,
-            OperationNote::Finished {
-                ok: result.is_ok(),
-                outcome: &outcome_text,
-            },
-        )
-        .await;
+        self.incidents
+            .note_operation(
+                row,
+                OperationNote::Finished {
+                    ok: result.is_ok(),
+                    outcome: &outcome_text,
+                },
+            )
+            .await;
         self.announce(row.id).await;
         if result.is_ok() && matches!(action, Some(TargetAction::Deploy { .. })) {
             self.start_guard(row);

@@ -23,12 +23,12 @@ impl Engine {
             | Command::Resources { env, .. }
             | Command::Backup { env }
             | Command::DrFailover { env, .. } => env,
-            _ => return Err("it changes nothing on a target".into()),
+            _ => return Err(replies::NO_TARGET_CHANGE.into()),
         };
         let env = self
             .cfg
             .environment(env_name.as_str())
-            .ok_or_else(|| format!("environment {env_name} is not configured"))?;
+            .ok_or_else(|| replies::environment_not_configured(env_name.as_str()))?;
         let target = self.target_for(env)?;
         let ctx = ExecContext {
             request_id: None,
@@ -48,7 +48,7 @@ impl Engine {
         }
         match self.target_plan(&inv.actor, cmd).await {
             Ok(plan) => plan.lines(),
-            Err(e) => vec![format!("No plan from the target: {e}")],
+            Err(e) => vec![replies::no_plan_from_target(&e)],
         }
     }
 
@@ -71,7 +71,7 @@ impl Engine {
         entry.environment = op.env.as_ref().map(|e| e.to_string());
         let (plan_decision, audited) = match &decision {
             Decision::Deny(refusal @ (Refusal::NoRole | Refusal::NotPermitted { .. })) => {
-                let text = render::refusal(refusal, now);
+                let text = replies::refusal(refusal, now);
                 entry.action = AuditAction::Refused.into();
                 entry.decision = AuditDecision::Deny.into();
                 entry.reason = format!("dry run: {text}");
@@ -80,7 +80,7 @@ impl Engine {
                 return Reply::refused(text);
             }
             Decision::Deny(refusal) => (
-                PlanDecision::Refused(render::refusal(refusal, now)),
+                PlanDecision::Refused(replies::refusal(refusal, now)),
                 AuditDecision::Deny,
             ),
             Decision::NeedsApproval {
@@ -130,7 +130,7 @@ impl Engine {
     /// `bluegreen ENV status`.
     pub(super) async fn blue_green_status(&self, env: &str) -> Reply {
         let Some(spec) = self.cfg.environment(env) else {
-            return Reply::refused(format!("unknown environment {env}"));
+            return Reply::refused(replies::unknown_environment(env));
         };
         let target = match self.target_for(spec) {
             Ok(t) => t,
@@ -138,7 +138,7 @@ impl Engine {
         };
         match target.blue_green_status(spec).await {
             Ok(s) => Reply::private(s.render()),
-            Err(e) => Reply::failed(format!("{}: blue-green status unavailable: {e}", spec.name)),
+            Err(e) => Reply::failed(replies::blue_green_unavailable(&spec.name, &e)),
         }
     }
 }

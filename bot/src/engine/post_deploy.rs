@@ -69,7 +69,7 @@ impl Engine {
         let cmd = Command::Rollback {
             env: erlmcp_commands::EnvName::new(env_name),
             version: None,
-            reason: Some(format!("automatic rollback after {}", deployed.id)),
+            reason: Some(replies::auto_rollback_reason(deployed.id)),
         };
         let now = self.now();
         let arguments = serde_json::to_string(&cmd).unwrap_or_default();
@@ -78,7 +78,7 @@ impl Engine {
             expires_at: now,
             requester: system.clone(),
             channel: deployed.channel.clone(),
-            command_text: format!("rollback {env_name} (automatic, after {})", deployed.id),
+            command_text: replies::auto_rollback_command(env_name, deployed.id),
             operation: OperationKind::Rollback.as_str().into(),
             environment: Some(env_name.to_string()),
             command_json: arguments.clone(),
@@ -87,12 +87,8 @@ impl Engine {
             break_glass: false,
             owner: Some(self.owner.clone()),
         };
-        let header = format!(
-            "Automatic rollback of {env_name} after {} ({}):\n• {}",
-            deployed.id,
-            deployed.command_text,
-            evidence.join("\n• ")
-        );
+        let header =
+            replies::auto_rollback_header(env_name, deployed.id, &deployed.command_text, evidence);
         let row = match self.store.insert_request(new).await {
             Ok(r) => r,
             Err(e) => {
@@ -151,7 +147,7 @@ impl Engine {
         .await;
         let text = erlmcp_commands::triggers::render_criteria(
             &env.name,
-            &format!("{} ({})", deployed.id, deployed.command_text),
+            &replies::request_and_command(deployed.id, &deployed.command_text),
             &criteria,
         );
         info!(request = %deployed.id, env = %env.name, criteria = %text, "post-deploy success criteria");

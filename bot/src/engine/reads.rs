@@ -12,50 +12,30 @@ impl Engine {
             _ => {
                 let a = &inv.actor;
                 let envs: Vec<String> = self.cfg.environments.keys().cloned().collect();
-                let mut out = format!("You are {} ({}).", a.display_name, a.identity());
-                if let Person::Named(name) = &a.person {
-                    out.push_str(&format!(
-                        "\nPerson: {name} ({})",
-                        self.cfg.identities_of(&a.person).join(", ")
-                    ));
-                }
-                if a.roles.is_empty() {
-                    out.push_str("\nRoles: none. Ask an admin to add your id to a role.");
-                } else {
-                    out.push_str(&format!("\nRoles: {}", a.roles.join(", ")));
-                    let caps = policy::capabilities(&self.policy, a, &envs);
-                    if caps.is_empty() {
-                        out.push_str("\nYou may read status, requests and incidents.");
-                    } else {
-                        out.push_str("\nYou may:");
-                        for c in caps {
-                            out.push_str(&format!("\n• {c}"));
-                        }
-                    }
-                    let approver_of: Vec<String> = self
-                        .policy
-                        .rules
-                        .iter()
-                        .filter_map(|r| {
-                            let a2 = r.approvals.as_ref()?;
-                            a.has_any_role(&a2.from).then(|| {
-                                let envs = if r.environments.is_empty() {
-                                    "all environments".to_string()
-                                } else {
-                                    r.environments.join(", ")
-                                };
-                                format!("{} on {envs}", r.operation)
-                            })
+                let person = match &a.person {
+                    Person::Named(name) => Some((name.as_str(), self.cfg.identities_of(&a.person))),
+                    Person::Identity(_) => None,
+                };
+                let caps = policy::capabilities(&self.policy, a, &envs);
+                let approver_of: Vec<String> = self
+                    .policy
+                    .rules
+                    .iter()
+                    .filter_map(|r| {
+                        let a2 = r.approvals.as_ref()?;
+                        a.has_any_role(&a2.from).then(|| {
+                            replies::approver_of(&r.operation.to_string(), &r.environments)
                         })
-                        .collect();
-                    if !approver_of.is_empty() {
-                        out.push_str(&format!(
-                            "\nYou can approve: {} (never your own requests).",
-                            approver_of.join("; ")
-                        ));
-                    }
-                }
-                Reply::private(out)
+                    })
+                    .collect();
+                Reply::private(replies::whoami(
+                    &a.display_name,
+                    &a.identity(),
+                    person,
+                    &a.roles,
+                    &caps,
+                    &approver_of,
+                ))
             }
         }
     }
@@ -64,14 +44,14 @@ impl Engine {
         let result = match cmd {
             Command::Status { env } => self.status(env.as_ref().map(|e| e.as_str())).await,
             Command::Requests => self.requests(&inv.actor).await,
-            Command::Incident(IncidentCommand::List) => self.incident_list().await,
+            Command::Incident(IncidentCommand::List) => self.incidents.list().await,
             Command::Incident(IncidentCommand::Timeline { id }) => {
-                self.incident_timeline(inv, *id).await
+                self.incidents.timeline(&inv.channel, *id).await
             }
             Command::BlueGreen { env, .. } => return self.blue_green_status(env.as_str()).await,
-            _ => return Reply::failed("internal error: not a read command"),
+            _ => return Reply::failed(replies::internal_error("not a read command")),
         };
-        result.unwrap_or_else(|e| Reply::failed(format!("The database is unavailable: {e}")))
+        result.unwrap_or_else(|e| Reply::failed(replies::database_unavailable(&e)))
     }
 
     pub(super) async fn status(&self, env: Option<&str>) -> Result<Reply, StoreError> {
@@ -83,10 +63,13 @@ impl Engine {
         for e in envs {
             match self.target_for(e) {
                 Ok(t) => match t.status(e).await {
-                    Ok(s) => parts.push(render::status(&s)),
-                    Err(err) => parts.push(format!("{}: status unavailable: {err}", e.name)),
+                    Ok(s) => parts.push(replies::status(&s)),
+                    Err(err) => parts.push(replies::environment_unavailable(
+                        &e.name,
+                        &replies::status_unavailable(&err),
+                    )),
                 },
-                Err(err) => parts.push(format!("{}: {err}", e.name)),
+                Err(err) => parts.push(replies::environment_unavailable(&e.name, &err)),
             }
         }
         // An interrupted request there is news until someone acknowledges it.
@@ -109,27 +92,27 @@ impl Engine {
             let stored = StoredRequirement::read(&r.approvals_json);
             let requester = self.person_of(&r.requester);
             let can = if requester == actor.person {
-                Some("yours: `cancel` to withdraw")
+                Some(replies::CAN_WITHDRAW)
             } else if policy::may_vote(&stored.requirement(), &requester, actor).is_ok() {
-                Some("you can approve or deny")
+                Some(replies::CAN_VOTE)
             } else {
                 None
             };
             if let Some(can) = can {
                 let votes = self.store.votes(r.id).await?;
-                lines.push(format!(
-                    "{} {} by {} — {} of {} approvals, expires in {} ({can})",
+                lines.push(replies::pending_request_line(
                     r.id,
-                    r.command_text,
-                    who_label(&r.requester),
+                    &r.command_text,
+                    &who_label(&r.requester),
                     votes.iter().filter(|v| v.approve).count(),
                     stored.count,
-                    render::duration(r.expires_at - now)
+                    r.expires_at - now,
+                    can,
                 ));
             }
         }
         if lines.is_empty() {
-            Ok(Reply::private("No pending requests you can act on."))
+            Ok(Reply::private(replies::no_pending_requests()))
         } else {
             Ok(Reply::private(lines.join("\n")))
         }
@@ -154,9 +137,9 @@ impl Engine {
             | Command::Backups { .. }
             | Command::DrStatus
             | Command::Report => self.runbook_read(cmd).await,
-            Command::Incident(ic) => self.incident(inv, ic).await,
+            Command::Incident(ic) => self.incidents.handle(&inv.actor, &inv.channel, ic).await,
             Command::Runs { .. } | Command::Run { .. } => Ok(self.run_read(cmd).await),
-            _ => Ok(Reply::failed("internal error: unexpected command")),
+            _ => Ok(Reply::failed(replies::internal_error("unexpected command"))),
         };
         result.unwrap_or_else(|e| {
             let step = match cmd {
@@ -164,39 +147,21 @@ impl Engine {
                 _ => StoreStep::Read,
             };
             self.metrics.store_refused(step);
-            Reply::failed(format!("The database is unavailable: {e}"))
+            Reply::failed(replies::database_unavailable(&e))
         })
     }
 
     pub(super) async fn pods(&self, env: &str) -> Result<Reply, StoreError> {
         let Some(spec) = self.cfg.environment(env) else {
-            return Ok(Reply::refused(format!("unknown environment {env}")));
+            return Ok(Reply::refused(replies::unknown_environment(env)));
         };
         let target = match self.target_for(spec) {
             Ok(t) => t,
             Err(e) => return Ok(Reply::failed(e)),
         };
         Ok(match target.pods(spec).await {
-            Ok(pods) if pods.is_empty() => Reply::private(format!("{env}: no pods")),
-            Ok(pods) => Reply::private(
-                std::iter::once(format!("{env} [{}]:", target.kind()))
-                    .chain(pods.iter().map(|p| {
-                        format!(
-                            "{} {} {} restarts={}{}",
-                            p.name,
-                            p.phase,
-                            if p.ready { "ready" } else { "NOT READY" },
-                            p.restarts,
-                            p.reason
-                                .as_ref()
-                                .map(|r| format!(" ({r})"))
-                                .unwrap_or_default()
-                        )
-                    }))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-            Err(e) => Reply::failed(format!("{env}: {e}")),
+            Ok(pods) => Reply::private(replies::pods(env, target.kind(), &pods)),
+            Err(e) => Reply::failed(replies::environment_unavailable(env, &e.to_string())),
         })
     }
 
@@ -208,41 +173,37 @@ impl Engine {
         tail: u32,
     ) -> Result<Reply, StoreError> {
         let Some(spec) = self.cfg.environment(env) else {
-            return Ok(Reply::refused(format!("unknown environment {env}")));
+            return Ok(Reply::refused(replies::unknown_environment(env)));
         };
         let target = match self.target_for(spec) {
             Ok(t) => t,
             Err(e) => return Ok(Reply::failed(e)),
         };
         Ok(match target.logs(spec, pod, previous, tail).await {
-            Ok(text) => Reply::private(format!("```\n{text}\n```")),
-            Err(e) => Reply::failed(format!("{env}: {e}")),
+            Ok(text) => Reply::private(replies::logs(&text)),
+            Err(e) => Reply::failed(replies::environment_unavailable(env, &e.to_string())),
         })
     }
 
     pub(super) async fn audit_tail(&self, n: u32) -> Result<Reply, StoreError> {
         let rows = self.store.audit_tail(n).await?;
         if rows.is_empty() {
-            return Ok(Reply::private("The audit log is empty."));
+            return Ok(Reply::private(replies::audit_log_empty()));
         }
         let lines: Vec<String> = rows
             .iter()
             .rev()
             .map(|r| {
                 let e = &r.entry;
-                format!(
-                    "#{} {} {} {} {}{}{} — {}",
+                replies::audit_line(
                     r.seq,
-                    render::timestamp(e.at),
-                    who_label(&e.who),
-                    e.action,
-                    e.operation,
-                    e.environment
-                        .as_ref()
-                        .map(|x| format!(" {x}"))
-                        .unwrap_or_default(),
-                    e.request_id.map(|x| format!(" {x}")).unwrap_or_default(),
-                    e.outcome
+                    e.at,
+                    &who_label(&e.who),
+                    &e.action,
+                    &e.operation,
+                    e.environment.as_deref(),
+                    e.request_id,
+                    &e.outcome,
                 )
             })
             .collect();

@@ -15,10 +15,12 @@ impl Engine {
             | Command::Backups { env } => env.as_str(),
             Command::DrStatus => return Ok(self.dr_status().await),
             Command::Report => return Ok(Reply::private(self.daily_report().await?)),
-            _ => return Ok(Reply::failed("internal error: not a runbook read")),
+            _ => {
+                return Ok(Reply::failed(replies::internal_error("not a runbook read")));
+            }
         };
         let Some(spec) = self.cfg.environment(env) else {
-            return Ok(Reply::refused(format!("unknown environment {env}")));
+            return Ok(Reply::refused(replies::unknown_environment(env)));
         };
         let target = match self.target_for(spec) {
             Ok(t) => t,
@@ -40,9 +42,7 @@ impl Engine {
                 .map(|usage| rb::top_text(env, kind, usage.as_deref())),
             _ => match spec.backup_cronjob.as_deref() {
                 None => {
-                    return Ok(Reply::refused(format!(
-                        "environment {env} has no backup_cronjob configured"
-                    )));
+                    return Ok(Reply::refused(replies::no_backup_cronjob(env)));
                 }
                 Some(cronjob) => target
                     .backups(spec)
@@ -52,44 +52,33 @@ impl Engine {
         };
         Ok(match result {
             Ok(text) => Reply::private(text),
-            Err(TargetError::Refused(why)) => Reply::refused(format!("{env}: {why}")),
-            Err(e) => Reply::failed(format!("{env}: {e}")),
+            Err(TargetError::Refused(why)) => {
+                Reply::refused(replies::environment_unavailable(env, &why))
+            }
+            Err(e) => Reply::failed(replies::environment_unavailable(env, &e.to_string())),
         })
     }
 
     async fn dr_status(&self) -> Reply {
         let Some(dr) = &self.cfg.dr else {
-            return Reply::refused(
-                "No DR region is configured (add a [dr] section: target, namespace, workload, health_url).",
-            );
+            return Reply::refused(replies::no_dr_region());
         };
         let target = match self.target_for(dr) {
             Ok(t) => t,
-            Err(e) => return Reply::failed(format!("DR region: {e}")),
+            Err(e) => return Reply::failed(replies::dr_unavailable(&e)),
         };
-        let mut out = match target.status(dr).await {
-            Ok(s) => format!("DR region — {}", render::status(&s)),
-            Err(e) => return Reply::failed(format!("DR region: status unavailable: {e}")),
-        };
-        if let Some(ns) = &dr.namespace {
-            out.push_str(&format!("\n  namespace: {ns}"));
-        }
-        match target.pods(dr).await {
-            Ok(pods) => {
-                out.push_str(&format!("\n  pods: {}", rb::pods_summary(&pods)));
-                for p in &pods {
-                    out.push_str(&format!(
-                        "\n  {} {} {} restarts={}",
-                        p.name,
-                        p.phase,
-                        if p.ready { "ready" } else { "NOT READY" },
-                        p.restarts
-                    ));
-                }
+        let status = match target.status(dr).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Reply::failed(replies::dr_unavailable(&replies::status_unavailable(&e)));
             }
-            Err(e) => out.push_str(&format!("\n  pods: unavailable ({e})")),
-        }
-        Reply::private(out)
+        };
+        let pods = target.pods(dr).await.map_err(|e| e.to_string());
+        Reply::private(replies::dr_status(
+            &status,
+            dr.namespace.as_deref(),
+            pods.as_deref().map_err(String::as_str),
+        ))
     }
 
     /// Per environment: pods and restarts, health, version; then open incidents and the
@@ -102,83 +91,57 @@ impl Engine {
             .map(|t| t.and_utc())
             .unwrap_or(now);
         let yesterday = today - chrono::Duration::days(1);
-        let mut out = format!("Daily health report — {}", now.format("%Y-%m-%d"));
+        let mut environments = Vec::new();
         for spec in self.cfg.environments.values() {
-            out.push('\n');
-            out.push_str(&self.report_line(spec).await);
+            environments.push(self.report_line(spec).await);
         }
         let incidents = self.store.open_incidents().await?;
-        if incidents.is_empty() {
-            out.push_str("\nOpen incidents: none");
-        } else {
-            out.push_str(&format!("\nOpen incidents: {}", incidents.len()));
-            for i in &incidents {
-                out.push_str(&format!(
-                    "\n  {} {} {} (since {})",
-                    i.id,
-                    i.severity,
-                    i.title,
-                    render::timestamp(i.declared_at)
-                ));
-            }
-        }
+        let incidents: Vec<_> = incidents
+            .iter()
+            .map(|i| replies::OpenIncident {
+                id: i.id,
+                severity: i.severity,
+                title: &i.title,
+                since: i.declared_at,
+            })
+            .collect();
         let ops = self
             .store
             .requests_finished_between(yesterday, today)
             .await?;
-        let failed = ops
+        let ops: Vec<_> = ops
             .iter()
-            .filter(|r| r.state != RequestState::Succeeded)
-            .count();
-        out.push_str(&format!(
-            "\nYesterday's operations ({}): {}, {failed} not successful",
-            yesterday.format("%Y-%m-%d"),
-            ops.len()
-        ));
-        for r in ops.iter().take(30) {
-            out.push_str(&format!(
-                "\n  {} {} by {}: {}{}",
-                r.id,
-                r.command_text,
-                who_label(&r.requester),
-                r.state.as_str(),
-                if r.break_glass { " [break-glass]" } else { "" }
-            ));
-        }
-        if ops.len() > 30 {
-            out.push_str(&format!("\n  … {} more (see `audit`)", ops.len() - 30));
-        }
-        Ok(out)
+            .map(|r| replies::FinishedOperation {
+                id: r.id,
+                command: &r.command_text,
+                by: who_label(&r.requester),
+                state: r.state.as_str(),
+                succeeded: r.state == RequestState::Succeeded,
+                break_glass: r.break_glass,
+            })
+            .collect();
+        Ok(replies::daily_report(
+            now,
+            &environments,
+            &incidents,
+            yesterday,
+            &ops,
+        ))
     }
 
     async fn report_line(&self, spec: &EnvironmentSpec) -> String {
         let target = match self.target_for(spec) {
             Ok(t) => t,
-            Err(e) => return format!("{}: {e}", spec.name),
+            Err(e) => return replies::environment_unavailable(&spec.name, &e),
         };
         let status = match target.status(spec).await {
             Ok(s) => s,
-            Err(e) => return format!("{} [{}]: status unavailable: {e}", spec.name, target.kind()),
+            Err(e) => {
+                return replies::report_status_unavailable(&spec.name, target.kind(), &e);
+            }
         };
-        let pods = match target.pods(spec).await {
-            Ok(p) => rb::pods_summary(&p),
-            Err(e) => format!("pods unavailable ({e})"),
-        };
-        let health = match &status.health {
-            Some(h) if h.is_healthy() => format!("health {} OK", h.code.unwrap_or(200)),
-            Some(h) => match (h.code, &h.error) {
-                (Some(c), _) => format!("health {c} FAILING"),
-                (None, Some(e)) => format!("health FAILING ({e})"),
-                (None, None) => "health FAILING (no answer)".into(),
-            },
-            None => "health not probed (no health_url)".into(),
-        };
-        format!(
-            "{} [{}]: {} — {pods} — {health}",
-            spec.name,
-            status.target,
-            status.version.as_deref().unwrap_or("unknown version")
-        )
+        let pods = target.pods(spec).await.map_err(|e| e.to_string());
+        replies::report_line(&spec.name, &status, pods.as_deref().map_err(String::as_str))
     }
 
     /// The scheduled report: posted in `report.channel`. Whatever the chat answered, the

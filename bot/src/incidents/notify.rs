@@ -1,6 +1,5 @@
-//! What the engine tells the incident work: the paging and status page clients it holds
-//! for incidents, and what happened to an operation. Defined here so the engine does not
-//! depend on the incidents module; incidents depend on the engine.
+//! The paging and status page clients the incident service holds, and what the engine tells
+//! it about an operation.
 
 use std::sync::Arc;
 
