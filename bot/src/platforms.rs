@@ -108,7 +108,8 @@ pub fn edit_section<S: PlatformSection>(cfg: &mut Config, edit: impl FnOnce(&mut
     edit(&mut current);
     // A plain struct of strings, booleans and numbers always has a value.
     let raw = figment::value::Value::serialize(&current)
-        .and_then(|v| RawValue::deserialize(&v))
+        .ok()
+        .and_then(|v| RawValue::deserialize(&v).ok())
         .unwrap_or(RawValue::None);
     cfg.platforms.insert(name, raw);
 }
