@@ -72,9 +72,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, Vec<ConfigProblem>> {
             .split("__")
             .filter(|k| k.as_str().contains('.')),
     );
-    let config: Config = figment.extract().map_err(figment_problems)?;
+    let config: Config = figment.extract().map_err(|e| figment_problems(e, None))?;
     let config = config.finish();
-    let problems = config.problems();
+    let problems = crate::platforms::problems(&config);
     if problems.is_empty() {
         Ok(Loaded { config, source })
     } else {
@@ -87,9 +87,9 @@ pub fn from_toml(text: &str) -> Result<Config, Vec<ConfigProblem>> {
     let config: Config = Figment::new()
         .merge(Toml::string(text))
         .extract()
-        .map_err(figment_problems)?;
+        .map_err(|e| figment_problems(e, None))?;
     let config = config.finish();
-    let problems = config.problems();
+    let problems = crate::platforms::problems(&config);
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -97,16 +97,20 @@ pub fn from_toml(text: &str) -> Result<Config, Vec<ConfigProblem>> {
     }
 }
 
-fn figment_problems(err: figment::Error) -> Vec<ConfigProblem> {
+/// figment's errors as problems; `section` is the platform section they were read from,
+/// which their paths are relative to.
+pub(crate) fn figment_problems(err: figment::Error, section: Option<&str>) -> Vec<ConfigProblem> {
     err.into_iter()
         .map(|e| {
-            let path = if e.path.is_empty() {
-                e.metadata
+            let path = match (section, e.path.is_empty()) {
+                (Some(section), true) => section.to_string(),
+                (Some(section), false) => format!("{section}.{}", e.path.join(".")),
+                (None, true) => e
+                    .metadata
                     .as_ref()
                     .map(|m| m.name.to_string())
-                    .unwrap_or_else(|| "config".into())
-            } else {
-                e.path.join(".")
+                    .unwrap_or_else(|| "config".into()),
+                (None, false) => e.path.join("."),
             };
             // figment's kind text is already specific ("unknown field `x`, expected ...");
             // values are not echoed, so secrets given in a wrong place do not leak.
@@ -121,6 +125,8 @@ fn figment_problems(err: figment::Error) -> Vec<ConfigProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms;
+    use erlmcp_adapters::slack::config::SlackSection;
 
     #[test]
     fn embedded_default_is_valid() {
@@ -189,11 +195,13 @@ preconditions = { soak_from = "qa", soak = "24h" }
             "team_id = \"T0123ABCD\"\nenterprise_id = \"E0123ABCD\"\ngroup_cache_max_age = \"30m\"",
         ))
         .unwrap();
-        assert_eq!(cfg.slack.team_id.as_deref(), Some("T0123ABCD"));
-        assert_eq!(cfg.slack.enterprise_id.as_deref(), Some("E0123ABCD"));
-        assert_eq!(cfg.slack.group_cache_max_age().0.as_secs(), 1800);
+        let section: SlackSection = platforms::section(&cfg).unwrap();
+        assert_eq!(section.team_id.as_deref(), Some("T0123ABCD"));
+        assert_eq!(section.enterprise_id.as_deref(), Some("E0123ABCD"));
+        assert_eq!(section.group_cache_max_age().0.as_secs(), 1800);
         let unset = from_toml(&slack("")).unwrap();
-        assert_eq!(unset.slack.group_cache_max_age().0.as_secs(), 3600);
+        let section: SlackSection = platforms::section(&unset).unwrap();
+        assert_eq!(section.group_cache_max_age().0.as_secs(), 3600);
 
         let problems = from_toml(&slack(
             "team_id = \"acme\"\nenterprise_id = \"T1\"\ngroup_cache_max_age = \"0s\"",
@@ -239,9 +247,15 @@ preconditions = { soak_from = "qa", soak = "24h" }
             .expect("example parses")
             .finish();
         // The example leaves secrets to the environment.
-        cfg.slack.bot_token = erlmcp_commands::config::Secret::new("set-by-env");
-        cfg.slack.signing_secret = erlmcp_commands::config::Secret::new("set-by-env");
-        assert_eq!(cfg.problems(), vec![], "the example must pass check-config");
+        platforms::edit_section(&mut cfg, |s: &mut SlackSection| {
+            s.bot_token = erlmcp_commands::config::Secret::new("set-by-env");
+            s.signing_secret = erlmcp_commands::config::Secret::new("set-by-env");
+        });
+        assert_eq!(
+            platforms::problems(&cfg),
+            vec![],
+            "the example must pass check-config"
+        );
         assert_eq!(
             cfg.environments["production"].workload_ref(),
             Some(("statefulset", "erlmcp"))
@@ -370,9 +384,47 @@ preconditions = { soak_from = "qa", soak = "24h" }
     }
 
     #[test]
+    fn unknown_sections_are_named_with_the_known_ones() {
+        let problems = from_toml("[slak]\nenabled = true\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "slak");
+        for named in ["slak", "bot", "slack", "discord", "local", "leader"] {
+            assert!(problems[0].message.contains(named), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn platform_sections_report_mistyped_values_with_their_path() {
+        let problems = from_toml("[discord]\nenabled = \"yes\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "discord.enabled");
+        let problems = from_toml("local = 5\n").unwrap_err();
+        assert_eq!(problems[0].path, "local", "{problems:?}");
+    }
+
+    #[test]
+    fn identities_are_checked_against_the_wired_platforms() {
+        let problems =
+            from_toml("[roles]\nops = [\"slack:U1\", \"discord-role:2\", \"teams:3\"]\n")
+                .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "roles.ops[2]");
+        assert!(
+            problems[0]
+                .message
+                .ends_with("one of slack, slack-group, discord, discord-role, local"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
         let cfg = from_toml("[slack]\nbot_token = \"xoxb-secret\"\n").unwrap();
         let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("xoxb-secret"));
+        assert!(dbg.contains("[redacted]"));
+        let section: SlackSection = platforms::section(&cfg).unwrap();
+        let dbg = format!("{section:?}");
         assert!(!dbg.contains("xoxb-secret"));
         assert!(dbg.contains("[redacted]"));
     }

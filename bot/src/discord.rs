@@ -2,6 +2,7 @@
 //! and registration (at start-up when the command changed, or by `discord register`).
 
 use erlmcp_adapters::discord::commands::{CommandModel, ModelContext};
+use erlmcp_adapters::discord::config::DiscordSection;
 use erlmcp_adapters::discord::rest::{RestOptions, default_retry};
 use erlmcp_adapters::discord::{DiscordOptions, DiscordPlatform, Registration, snowflake};
 use std::sync::Arc;
@@ -20,8 +21,7 @@ use crate::clock::Clock;
 pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
 
 /// The REST client's options; `client` replaces the HTTP client (tests).
-pub fn platform_options(cfg: &Config, client: Option<reqwest::Client>) -> DiscordOptions {
-    let d = &cfg.discord;
+pub fn platform_options(d: &DiscordSection, client: Option<reqwest::Client>) -> DiscordOptions {
     DiscordOptions {
         rest: RestOptions {
             api_url: d.api_url().to_string(),
@@ -35,8 +35,8 @@ pub fn platform_options(cfg: &Config, client: Option<reqwest::Client>) -> Discor
     }
 }
 
-pub fn platform(cfg: &Config) -> anyhow::Result<DiscordPlatform> {
-    DiscordPlatform::new(platform_options(cfg, None)).map_err(anyhow::Error::from)
+pub fn platform(section: &DiscordSection) -> anyhow::Result<DiscordPlatform> {
+    DiscordPlatform::new(platform_options(section, None)).map_err(anyhow::Error::from)
 }
 
 /// The command as this binary's grammar and the configured environments make it.
@@ -73,11 +73,12 @@ pub async fn register(
 /// `check-config` reports as well.
 pub fn inbound(
     cfg: &Config,
+    section: &DiscordSection,
     clock: Arc<dyn Clock>,
     platform: Arc<DiscordPlatform>,
     handler: Arc<dyn InboundHandler>,
 ) -> Option<Arc<DiscordInbound>> {
-    let key = cfg.discord.public_key.as_deref().unwrap_or_default();
+    let key = section.public_key.as_deref().unwrap_or_default();
     let verifier = match InteractionVerifier::from_hex(key) {
         Ok(v) => v,
         Err(e) => {
@@ -90,7 +91,7 @@ pub fn inbound(
         platform,
         InboundOptions {
             verifier,
-            guild_id: cfg.discord.guild_id.clone(),
+            guild_id: section.guild_id.clone(),
             model: command_model(cfg),
             now: Arc::new(move || clock.now()),
             answer_within: ANSWER_WITHIN,

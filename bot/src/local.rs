@@ -7,6 +7,7 @@ use std::sync::Arc;
 use erlmcp_adapters::chat::{
     Asked, ChatPlatform, InboundHandler, MessageRef, Platform, Unavailable,
 };
+use erlmcp_adapters::local::config::LocalSection;
 use erlmcp_adapters::local::web::{Access, Directory, LocalWeb, PersonView};
 use erlmcp_adapters::local::{LocalChat, hand_over};
 use erlmcp_commands::RequestId;
@@ -31,9 +32,15 @@ pub enum PagePlan {
 
 /// Whether the local chat is on: `local.enabled`, else on when no other platform is.
 pub fn enabled(cfg: &Config) -> bool {
-    cfg.local
+    section(cfg)
         .enabled
-        .unwrap_or(!cfg.slack.enabled && !cfg.discord.enabled)
+        .unwrap_or_else(|| !crate::platforms::others_enabled(cfg, Platform::Local))
+}
+
+/// `[local]`; `check-config` has reported a section that cannot be read, which leaves the
+/// local chat at its defaults.
+fn section(cfg: &Config) -> LocalSection {
+    crate::platforms::section(cfg).unwrap_or_default()
 }
 
 /// Whether `listen` (`127.0.0.1:8080`, `localhost:8080`, `[::1]:80`) names this machine only.
@@ -60,7 +67,7 @@ pub fn page_plan(cfg: &Config) -> PagePlan {
     if !enabled(cfg) {
         return PagePlan::Disabled;
     }
-    let token = !cfg.local.token.is_empty();
+    let token = !section(cfg).token.is_empty();
     if token || is_loopback(&cfg.bot.listen) {
         PagePlan::Serve { token }
     } else {
@@ -121,10 +128,11 @@ impl Local {
         handler: Arc<dyn InboundHandler>,
     ) -> Arc<Local> {
         let web = matches!(page_plan(cfg), PagePlan::Serve { .. }).then(|| {
-            let access = if cfg.local.token.is_empty() {
+            let local = section(cfg);
+            let access = if local.token.is_empty() {
                 Access::loopback()
             } else {
-                Access::with_token(cfg.local.token.expose())
+                Access::with_token(local.token.expose())
             };
             Arc::new(LocalWeb {
                 chat: chat.clone(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use erlmcp_adapters::discord::config::DiscordSection;
 use erlmcp_adapters::target::Progress;
 use erlmcp_bot::app::{self, App, BuildOptions};
 use erlmcp_bot::clock::SystemClock;
@@ -705,11 +706,20 @@ async fn recv_or_never(signal: Option<&mut tokio::signal::unix::Signal>) {
 }
 
 async fn discord_register(cfg: &erlmcp_commands::config::Config, force: bool) -> ExitCode {
-    if !cfg.discord.enabled {
+    let section: DiscordSection = match erlmcp_bot::platforms::section(cfg) {
+        Ok(s) => s,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("erlmcp-bot: {p}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if !section.enabled {
         eprintln!("erlmcp-bot: discord.enabled is not set in the configuration");
         return ExitCode::from(EXIT_USAGE);
     }
-    let platform = match erlmcp_bot::discord::platform(cfg) {
+    let platform = match erlmcp_bot::discord::platform(&section) {
         Ok(p) => p,
         Err(e) => return fail(format!("{e:#}")),
     };

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod platforms;
+
+pub use platforms::{Holds, IdentityKind, IdentityKinds, PlatformSections, RawValue};
+
 use crate::grammar::{EnvironmentNames, ParseContext};
 use crate::model::{OperationKind, Person, Severity};
 
@@ -475,88 +479,6 @@ impl Default for BotSection {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SlackSection {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default)]
-    pub bot_token: Secret,
-    #[serde(default)]
-    pub signing_secret: Secret,
-    #[serde(default)]
-    pub app_token: Secret,
-    #[serde(default)]
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub api_url: Option<String>,
-    #[serde(default)]
-    pub incidents_channel: Option<String>,
-    /// The workspace (`T…`) the bot serves: requests naming any other team are refused.
-    #[serde(default)]
-    pub team_id: Option<String>,
-    /// The Enterprise Grid organization (`E…`), checked as well when set.
-    #[serde(default)]
-    pub enterprise_id: Option<String>,
-    /// How long a user group's last known members are still used while Slack cannot be
-    /// read (default 1h); after that, roles from that group are not granted.
-    #[serde(default)]
-    pub group_cache_max_age: Option<HumanDuration>,
-}
-
-impl SlackSection {
-    pub const DEFAULT_GROUP_CACHE_MAX_AGE: HumanDuration = HumanDuration(Duration::from_secs(3600));
-
-    pub fn group_cache_max_age(&self) -> HumanDuration {
-        self.group_cache_max_age
-            .unwrap_or(Self::DEFAULT_GROUP_CACHE_MAX_AGE)
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscordSection {
-    #[serde(default)]
-    pub enabled: bool,
-    #[serde(default)]
-    pub bot_token: Secret,
-    #[serde(default)]
-    pub application_id: Option<String>,
-    #[serde(default)]
-    pub public_key: Option<String>,
-    #[serde(default)]
-    pub guild_id: Option<String>,
-    #[serde(default)]
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub api_url: Option<String>,
-    #[serde(default)]
-    pub incidents_channel: Option<String>,
-    /// The category (a channel id) new incident channels are created in.
-    #[serde(default)]
-    pub incidents_category: Option<String>,
-}
-
-impl DiscordSection {
-    pub const DEFAULT_API_URL: &'static str = "https://discord.com/api/v10/";
-
-    pub fn api_url(&self) -> &str {
-        self.api_url.as_deref().unwrap_or(Self::DEFAULT_API_URL)
-    }
-
-    pub fn is_gateway(&self) -> bool {
-        self.mode.as_deref() == Some("gateway")
-    }
-}
-
-/// Discord ids (guilds, channels, applications) are decimal snowflakes.
-fn is_snowflake(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 20
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && s.parse::<u64>().is_ok_and(|n| n > 0)
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GithubSection {
     #[serde(default)]
     pub token: Secret,
@@ -654,28 +576,15 @@ pub fn is_base64_of_len(s: &str, bytes: usize) -> bool {
         && s[len - pad..].bytes().all(|b| b == b'=')
 }
 
-/// The local chat: a page on `bot.listen` and `erlmcp-bot console` (DESIGN §5, `[local]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalSection {
-    /// Unset: on when no other chat platform is enabled.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Needed to use the page when `bot.listen` is not a loopback address.
-    #[serde(default)]
-    pub token: Secret,
-}
-
 /// The whole configuration file.
+///
+/// Unknown keys are not refused here: a top-level key none of these fields claims is a chat
+/// platform's section (`platforms`), and the wiring, which knows the platforms, reports a
+/// name none of them claims just as an unknown field.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub bot: BotSection,
-    #[serde(default)]
-    pub slack: SlackSection,
-    #[serde(default)]
-    pub discord: DiscordSection,
     #[serde(default)]
     pub github: GithubSection,
     #[serde(default)]
@@ -686,8 +595,6 @@ pub struct Config {
     pub statuspage: StatusPageSection,
     #[serde(default)]
     pub audit: AuditSection,
-    #[serde(default)]
-    pub local: LocalSection,
     #[serde(default)]
     pub environments: BTreeMap<String, EnvironmentSpec>,
     /// Person name to their identities (`slack:U1`, `discord:2`, `local:alice`): one
@@ -708,6 +615,9 @@ pub struct Config {
     pub report: crate::runbook::ReportSection,
     #[serde(default)]
     pub leader: LeaderSection,
+    /// The chat platforms' sections, as written.
+    #[serde(flatten)]
+    pub platforms: PlatformSections,
 }
 
 /// One thing wrong with a configuration, with the key path that holds it.
@@ -723,21 +633,37 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
+/// What a bare name in `[people]` and `[roles]` stands for (DESIGN §4, contract): `alice`
+/// is `local:alice`, the name people use in the local chat and with `exec --as`.
+pub const BARE_NAME_PREFIX: &str = "local";
+
 /// Normalises an identity as written in config: a bare name means `local:NAME`.
 pub fn normalize_identity(id: &str) -> String {
     if id.contains(':') {
         id.to_string()
     } else {
-        format!("local:{id}")
+        format!("{BARE_NAME_PREFIX}:{id}")
     }
 }
 
-const IDENTITY_PLATFORMS: [&str; 5] = ["slack", "slack-group", "discord", "discord-role", "local"];
-
-/// Platforms of a single person's identity: groups and roles hold many people.
-const PERSON_PLATFORMS: [&str; 3] = ["slack", "discord", "local"];
-
 impl Config {
+    /// The top-level keys the fields above claim; any other is a platform's section.
+    pub const SECTIONS: &'static [&'static str] = &[
+        "bot",
+        "github",
+        "kubernetes",
+        "pagerduty",
+        "statuspage",
+        "audit",
+        "environments",
+        "people",
+        "roles",
+        "rules",
+        "dr",
+        "report",
+        "leader",
+    ];
+
     /// Fills derived fields (environment names) after loading.
     pub fn finish(mut self) -> Config {
         for (name, env) in self.environments.iter_mut() {
@@ -827,8 +753,9 @@ impl Config {
             .collect()
     }
 
-    /// Every problem in the configuration, each with its key path. Empty means valid.
-    pub fn problems(&self) -> Vec<ConfigProblem> {
+    /// Every problem in the configuration outside the platforms' own sections, each with its
+    /// key path; `identities` are the kinds the wired platforms own. Empty means valid.
+    pub fn problems(&self, identities: &IdentityKinds) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         let mut problem = |path: String, message: String| out.push(ConfigProblem { path, message });
 
@@ -1115,13 +1042,12 @@ impl Config {
             }
             for (i, raw) in ids.iter().enumerate() {
                 let id = normalize_identity(raw);
-                let (platform, rest) = id.split_once(':').unwrap_or(("", ""));
-                if !PERSON_PLATFORMS.contains(&platform) || rest.is_empty() {
+                if identities.of(&id).is_none_or(|k| k.holds != Holds::Person) {
                     problem(
                         format!("{base}[{i}]"),
                         format!(
                             "identity {raw:?} must be PLATFORM:ID with PLATFORM one of {} (a group is not a person)",
-                            PERSON_PLATFORMS.join(", ")
+                            identities.prefixes(Some(Holds::Person))
                         ),
                     );
                     continue;
@@ -1147,14 +1073,12 @@ impl Config {
                 if !m.contains(':') && self.people.contains_key(m) {
                     continue;
                 }
-                let id = normalize_identity(m);
-                let (platform, rest) = id.split_once(':').unwrap_or(("", ""));
-                if !IDENTITY_PLATFORMS.contains(&platform) || rest.is_empty() {
+                if identities.of(&normalize_identity(m)).is_none() {
                     problem(
                         format!("roles.{role}[{i}]"),
                         format!(
                             "identity {m:?} must be PLATFORM:ID with PLATFORM one of {}",
-                            IDENTITY_PLATFORMS.join(", ")
+                            identities.prefixes(None)
                         ),
                     );
                 }
@@ -1220,10 +1144,7 @@ impl Config {
                     approvers.extend(self.role_identities(r).iter().map(|id| self.person_for(id)));
                 }
                 // Group identities may hold any number of people; count them as unbounded.
-                let has_group = approvers.iter().any(|p| {
-                    p.as_str().starts_with("slack-group:")
-                        || p.as_str().starts_with("discord-role:")
-                });
+                let has_group = approvers.iter().any(|p| identities.is_group(p.as_str()));
                 if !has_group && a.count as usize > approvers.len() && a.from.iter().all(role_known)
                 {
                     problem(
@@ -1302,138 +1223,6 @@ impl Config {
             }
         }
 
-        if self.slack.enabled {
-            if self.slack.bot_token.is_empty() {
-                problem(
-                    "slack.bot_token".into(),
-                    "required when slack.enabled".into(),
-                );
-            }
-            match self.slack.mode.as_deref().unwrap_or("http") {
-                "http" => {
-                    if self.slack.signing_secret.is_empty() {
-                        problem(
-                            "slack.signing_secret".into(),
-                            "required in http mode".into(),
-                        );
-                    }
-                }
-                "socket" => {
-                    if self.slack.app_token.is_empty() {
-                        problem("slack.app_token".into(), "required in socket mode".into());
-                    }
-                }
-                other => problem(
-                    "slack.mode".into(),
-                    format!("must be \"http\" or \"socket\", got {other:?}"),
-                ),
-            }
-            if let Some(t) = &self.slack.team_id
-                && !(t.starts_with('T')
-                    && t.len() > 1
-                    && t.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                problem(
-                    "slack.team_id".into(),
-                    format!("must be a Slack team id such as T0123ABCD, got {t:?}"),
-                );
-            }
-            if let Some(e) = &self.slack.enterprise_id
-                && !(e.starts_with('E')
-                    && e.len() > 1
-                    && e.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                problem(
-                    "slack.enterprise_id".into(),
-                    format!("must be a Slack enterprise id such as E0123ABCD, got {e:?}"),
-                );
-            }
-            if self
-                .slack
-                .group_cache_max_age
-                .is_some_and(|d| d.0.is_zero())
-            {
-                problem(
-                    "slack.group_cache_max_age".into(),
-                    "must be longer than 0s".into(),
-                );
-            }
-        }
-        if self.discord.enabled {
-            if self.discord.bot_token.is_empty() {
-                problem(
-                    "discord.bot_token".into(),
-                    "required when discord.enabled".into(),
-                );
-            }
-            if self.discord.public_key.is_none() && self.discord.mode.as_deref() != Some("gateway")
-            {
-                problem("discord.public_key".into(), "required in http mode".into());
-            }
-            if let Some(key) = &self.discord.public_key
-                && !(key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                problem(
-                    "discord.public_key".into(),
-                    "must be the application's public key: 64 hexadecimal characters".into(),
-                );
-            }
-            match self.discord.application_id.as_deref() {
-                None => problem(
-                    "discord.application_id".into(),
-                    "required when discord.enabled (follow-ups and command registration need it)"
-                        .into(),
-                ),
-                Some(id) if !is_snowflake(id) => problem(
-                    "discord.application_id".into(),
-                    format!("must be a Discord id (digits), got {id:?}"),
-                ),
-                Some(_) => {}
-            }
-            for (key, value) in [
-                ("discord.guild_id", &self.discord.guild_id),
-                ("discord.incidents_channel", &self.discord.incidents_channel),
-                (
-                    "discord.incidents_category",
-                    &self.discord.incidents_category,
-                ),
-            ] {
-                if let Some(v) = value
-                    && !is_snowflake(v)
-                {
-                    problem(
-                        key.into(),
-                        format!("must be a Discord id (digits), got {v:?}"),
-                    );
-                }
-            }
-            if self.discord.is_gateway() {
-                problem(
-                    "discord.mode".into(),
-                    "\"gateway\" is not available yet (it needs the leader election): use \"http\""
-                        .into(),
-                );
-            } else if let Some(mode) = &self.discord.mode
-                && mode != "http"
-            {
-                problem(
-                    "discord.mode".into(),
-                    format!("must be \"http\", got {mode:?}"),
-                );
-            }
-            let api = self.discord.api_url().trim_end_matches('/');
-            if !(api.ends_with("/api/v10")
-                && (api.starts_with("https://") || api.starts_with("http://")))
-            {
-                problem(
-                    "discord.api_url".into(),
-                    format!(
-                        "must be an http(s) URL ending in /api/v10, got {:?}",
-                        self.discord.api_url()
-                    ),
-                );
-            }
-        }
         if self.bot.shutdown_delay.0.as_secs() > 300 {
             problem("bot.shutdown_delay".into(), "must be at most 5m".into());
         }
@@ -1613,5 +1402,46 @@ mod duration_tests {
             HumanDuration(Duration::from_secs(86_400)).to_string(),
             "24h"
         );
+    }
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::{Config, EnvironmentSpec, RawValue};
+
+    #[test]
+    fn sections_lists_every_key_the_fields_claim() {
+        let cfg = Config {
+            dr: Some(EnvironmentSpec::sandbox("dr", &[], 1)),
+            ..Config::default()
+        };
+        let table = toml::Value::try_from(&cfg).expect("the configuration serialises");
+        let mut keys: Vec<&str> = table
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        let mut listed = Config::SECTIONS.to_vec();
+        listed.sort();
+        assert_eq!(keys, listed);
+    }
+
+    #[test]
+    fn other_sections_are_kept_for_their_platform() {
+        let cfg: Config = toml::from_str(
+            "[bot]\ncommand = \"/ops\"\n[chat]\nenabled = true\ntoken = \"t0ken\"\nretries = 3\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.bot.command, "/ops");
+        assert_eq!(cfg.platforms.names().collect::<Vec<_>>(), ["chat"]);
+        let Some(RawValue::Table(chat)) = cfg.platforms.get("chat") else {
+            panic!("{:?}", cfg.platforms)
+        };
+        assert_eq!(chat["enabled"], RawValue::Bool(true));
+        assert_eq!(chat["token"], RawValue::String("t0ken".into()));
+        assert_eq!(chat["retries"], RawValue::Int(3));
+        assert!(!format!("{cfg:?}").contains("t0ken"));
     }
 }

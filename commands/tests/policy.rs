@@ -5,8 +5,8 @@ use erlmcp_commands::approval::{
     self, Event, Rejection, RequestState, RequestView, Transition, Vote,
 };
 use erlmcp_commands::config::{
-    ApprovalSpec, BreakGlassSpec, Config, EnvironmentSpec, HumanDuration, PreconditionSpec,
-    RuleSpec,
+    ApprovalSpec, BreakGlassSpec, Config, EnvironmentSpec, HumanDuration, IdentityKind,
+    IdentityKinds, PreconditionSpec, RuleSpec,
 };
 use erlmcp_commands::policy::{
     self, ApprovalRequirement, CiStatus, Decision, Facts, Operation, Policy, Refusal, SoakFacts,
@@ -16,6 +16,17 @@ use erlmcp_commands::{Actor, EnvName, OperationKind, Person, Severity, Timestamp
 
 fn now() -> Timestamp {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+}
+
+/// The identity kinds of the platforms the daemon wires, as it hands them to the checks.
+fn identity_kinds() -> IdentityKinds {
+    IdentityKinds::new([
+        IdentityKind::person("slack"),
+        IdentityKind::group("slack-group"),
+        IdentityKind::person("discord"),
+        IdentityKind::group("discord-role"),
+        IdentityKind::person("local"),
+    ])
 }
 
 fn rule(op: &str, envs: &[&str], roles: &[&str]) -> RuleSpec {
@@ -393,7 +404,7 @@ fn break_glass_only_for_oncall_only_in_p0_p1_only_for_rollback() {
         during: vec![Severity::P0],
     });
     cfg.rules.push(r);
-    let problems = cfg.finish().problems();
+    let problems = cfg.finish().problems(&identity_kinds());
     assert!(
         problems.iter().any(|p| p.path == "rules[0].break_glass"),
         "{problems:?}"
@@ -783,7 +794,7 @@ fn people_resolve_identities_and_role_members() {
             ("engineer", &["dave"]),
         ],
     );
-    assert_eq!(cfg.problems(), vec![]);
+    assert_eq!(cfg.problems(&identity_kinds()), vec![]);
     let alice = Person::Named("alice".into());
     for id in ["slack:U0ALICE", "discord:42", "local:alice"] {
         assert_eq!(cfg.person_for(id), alice, "{id}");
@@ -821,7 +832,7 @@ fn check_config_names_people_mistakes() {
         ],
         &[("change-board", &["alice", "bob"])],
     );
-    let problems = cfg.problems();
+    let problems = cfg.problems(&identity_kinds());
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     let has = |path: &str, needle: &str| {
         problems
@@ -860,7 +871,7 @@ fn approval_capacity_counts_people_not_identities() {
         from: vec!["change-board".into()],
     });
     cfg.rules.push(r);
-    let problems = cfg.problems();
+    let problems = cfg.problems(&identity_kinds());
     let count = problems
         .iter()
         .find(|p| p.path == "rules[0].approvals.count")

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use erlmcp_adapters::slack::config::SlackSection;
 use erlmcp_bot::checkpoint;
+use erlmcp_bot::platforms::edit_section;
 use erlmcp_bot::store::{Store, testdb};
 use erlmcp_commands::config::Secret;
 use erlmcp_commands::render::ReplyKind;
@@ -18,11 +20,13 @@ async fn each_checkpoint_is_posted_to_the_audit_channel_with_its_signature() {
     let (secret, public) = checkpoint::keygen().unwrap();
 
     let mut cfg = embedded_config();
-    cfg.slack.enabled = true;
-    cfg.slack.bot_token = Secret::new("xoxb-fake");
-    cfg.slack.signing_secret = Secret::new("not-used-by-this-test");
-    cfg.slack.api_url = Some(fake.api_url());
-    cfg.slack.mode = Some("http".into());
+    edit_section(&mut cfg, |s: &mut SlackSection| {
+        s.enabled = true;
+        s.bot_token = Secret::new("xoxb-fake");
+        s.signing_secret = Secret::new("not-used-by-this-test");
+        s.api_url = Some(fake.api_url());
+        s.mode = Some("http".into());
+    });
     cfg.audit.signing_key = Secret::new(secret.clone());
     cfg.audit.public_key = Some(public.clone());
     cfg.audit.checkpoint_file = Some(file.display().to_string());

@@ -5,10 +5,13 @@
 use std::sync::Arc;
 
 use ed25519_dalek::{Signer, SigningKey};
+use erlmcp_adapters::discord::config::DiscordSection;
+use erlmcp_adapters::slack::config::SlackSection;
 use erlmcp_adapters::target::Progress;
 use erlmcp_bot::app::{self, App};
 use erlmcp_bot::clock::{Clock, ManualClock};
 use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::platforms::edit_section;
 use erlmcp_bot::server;
 use erlmcp_bot::store::{Store, testdb};
 use erlmcp_commands::RequestId;
@@ -43,12 +46,14 @@ fn fixture(name: &str) -> String {
 
 fn discord_config(fake: &FakeDiscord) -> Config {
     let mut cfg = embedded_config();
-    cfg.discord.enabled = true;
-    cfg.discord.bot_token = Secret::new("test-bot-token");
-    cfg.discord.application_id = Some(APPLICATION_ID.into());
-    cfg.discord.public_key = Some(hex::encode(key().verifying_key().to_bytes()));
-    cfg.discord.guild_id = Some(GUILD_ID.into());
-    cfg.discord.api_url = Some(fake.api_url());
+    edit_section(&mut cfg, |s: &mut DiscordSection| {
+        s.enabled = true;
+        s.bot_token = Secret::new("test-bot-token");
+        s.application_id = Some(APPLICATION_ID.into());
+        s.public_key = Some(hex::encode(key().verifying_key().to_bytes()));
+        s.guild_id = Some(GUILD_ID.into());
+        s.api_url = Some(fake.api_url());
+    });
     let add = |cfg: &mut Config, role: &str, id: String| {
         cfg.roles.get_mut(role).unwrap().push(id);
     };
@@ -521,10 +526,12 @@ async fn interactions_from_another_guild_are_refused() {
 async fn an_incident_declared_from_slack_also_opens_a_discord_channel() {
     let slack = FakeSlack::start().await;
     let bot = DiscordBot::start_with(|cfg, _| {
-        cfg.slack.enabled = true;
-        cfg.slack.bot_token = Secret::new("xoxb-fake");
-        cfg.slack.signing_secret = Secret::new("s");
-        cfg.slack.api_url = Some(slack.api_url());
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.enabled = true;
+            s.bot_token = Secret::new("xoxb-fake");
+            s.signing_secret = Secret::new("s");
+            s.api_url = Some(slack.api_url());
+        });
         cfg.roles
             .get_mut("oncall")
             .unwrap()

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use chrono::Duration;
 use erlmcp_adapters::chat::Platform;
+use erlmcp_adapters::slack::config::SlackSection;
 use erlmcp_bot::app;
 use erlmcp_bot::clock::ManualClock;
 use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::platforms::edit_section;
 use erlmcp_bot::scheduler::Scheduler;
 use erlmcp_bot::store::testdb::{self, TempDb};
 use erlmcp_bot::store::{NewIncident, PgStore, RequestState, SqliteStore, Store, Who};
@@ -87,7 +89,9 @@ fn config(services: &MockServer) -> Config {
     ] {
         cfg.roles.get_mut(role).unwrap().push(id.into());
     }
-    cfg.slack.incidents_channel = Some(INCIDENTS.into());
+    edit_section(&mut cfg, |s: &mut SlackSection| {
+        s.incidents_channel = Some(INCIDENTS.into());
+    });
     cfg.pagerduty = PagerDutySection {
         routing_key: Secret::new("routing-key-1"),
         api_url: Some(services.uri()),

@@ -40,7 +40,11 @@ fn people_config() -> Config {
         .as_mut()
         .unwrap()
         .count = 2;
-    assert_eq!(cfg.problems(), vec![], "the test configuration is valid");
+    assert_eq!(
+        erlmcp_bot::platforms::problems(&cfg),
+        vec![],
+        "the test configuration is valid"
+    );
     cfg
 }
 

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use erlmcp_adapters::chat::Platform;
 use erlmcp_adapters::slack;
+use erlmcp_adapters::slack::config::SlackSection;
 use erlmcp_bot::app::{self, App};
 use erlmcp_bot::clock::{Clock, ManualClock};
+use erlmcp_bot::platforms::edit_section;
 use erlmcp_bot::server;
 use erlmcp_bot::store::{Store, testdb};
 use erlmcp_commands::RequestId;
@@ -30,11 +32,13 @@ fn fixture(name: &str) -> String {
 /// Slack user group, W111/U111/W222 (the fixtures' users) are engineers.
 fn slack_config(fake: &FakeSlack) -> Config {
     let mut cfg = embedded_config();
-    cfg.slack.enabled = true;
-    cfg.slack.bot_token = Secret::new("xoxb-fake");
-    cfg.slack.signing_secret = Secret::new(SECRET);
-    cfg.slack.api_url = Some(fake.api_url());
-    cfg.slack.mode = Some("http".into());
+    edit_section(&mut cfg, |s: &mut SlackSection| {
+        s.enabled = true;
+        s.bot_token = Secret::new("xoxb-fake");
+        s.signing_secret = Secret::new(SECRET);
+        s.api_url = Some(fake.api_url());
+        s.mode = Some("http".into());
+    });
     let add = |cfg: &mut Config, role: &str, ids: &[&str]| {
         cfg.roles
             .get_mut(role)
@@ -872,10 +876,12 @@ async fn socket_mode_acknowledges_envelopes_and_replies() {
     // The bot builds its own fake-Slack world; point it at this one.
     let api_url = fake.api_url();
     let bot = SlackBot::start_with(move |cfg| {
-        cfg.slack.mode = Some("socket".into());
-        cfg.slack.app_token = Secret::new("xapp-test-token");
-        cfg.slack.signing_secret = Secret::default();
-        cfg.slack.api_url = Some(api_url);
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.mode = Some("socket".into());
+            s.app_token = Secret::new("xapp-test-token");
+            s.signing_secret = Secret::default();
+            s.api_url = Some(api_url);
+        });
         // The user of the fixture's app_mention envelope.
         cfg.roles
             .get_mut("engineer")
@@ -1298,8 +1304,10 @@ async fn replayed_slash_commands_and_clicks_run_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_from_other_workspaces_get_403_and_change_nothing() {
     let bot = SlackBot::start_with(|cfg| {
-        cfg.slack.team_id = Some("T111".into());
-        cfg.slack.enterprise_id = Some("E111".into());
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.team_id = Some("T111".into());
+            s.enterprise_id = Some("E111".into());
+        });
     })
     .await;
     let (request, approval) = pending_production_request(&bot, "v3.1.0").await;
@@ -1474,8 +1482,10 @@ async fn a_rate_limited_slack_delays_nobody_and_group_roles_fail_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_group_membership_is_served_while_slack_fails_until_its_max_age() {
     let bot = SlackBot::start_with(|cfg| {
-        cfg.slack.group_cache_max_age =
-            Some(erlmcp_commands::config::HumanDuration::parse("30m").unwrap());
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.group_cache_max_age =
+                Some(erlmcp_commands::config::HumanDuration::parse("30m").unwrap());
+        });
     })
     .await;
     let (text, _) = bot.ask("U0BOB", "requests").await;
@@ -1565,11 +1575,13 @@ async fn socket_mode_drops_envelopes_from_other_workspaces() {
     let socket = FakeSocketMode::start(&fake).await;
     let api_url = fake.api_url();
     let bot = SlackBot::start_with(move |cfg| {
-        cfg.slack.mode = Some("socket".into());
-        cfg.slack.app_token = Secret::new("xapp-test-token");
-        cfg.slack.signing_secret = Secret::default();
-        cfg.slack.api_url = Some(api_url);
-        cfg.slack.team_id = Some("T111".into());
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.mode = Some("socket".into());
+            s.app_token = Secret::new("xapp-test-token");
+            s.signing_secret = Secret::default();
+            s.api_url = Some(api_url);
+            s.team_id = Some("T111".into());
+        });
     })
     .await;
     let listener = bot.app.slack.clone().unwrap().start_socket_mode();
@@ -1671,7 +1683,9 @@ fn texts_in(fake: &FakeSlack, channel: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_link_their_channel_and_mention_the_commander() {
     let bot = SlackBot::start_with(|cfg| {
-        cfg.slack.incidents_channel = Some("C0INCIDENTS".into());
+        edit_section(cfg, |s: &mut SlackSection| {
+            s.incidents_channel = Some("C0INCIDENTS".into());
+        });
     })
     .await;
     bot.slash(

@@ -10,9 +10,11 @@
 
 mod inbound;
 mod outbound;
+mod section;
 
 pub use inbound::{Ack, Asked, Inbound, InboundHandler, InboundUser, Responder, Unavailable};
 pub use outbound::{ChatPlatform, GroupLookup};
+pub use section::PlatformSection;
 
 use serde::{Deserialize, Serialize};
 

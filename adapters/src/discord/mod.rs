@@ -3,6 +3,7 @@
 //! cards as messages with embeds and buttons, incident channels in the guild.
 
 pub mod commands;
+pub mod config;
 pub mod inbound;
 pub mod interaction;
 pub mod names;

@@ -7,6 +7,7 @@
 //! for what followed the last number it saw, and one that fell too far behind gets the
 //! current state instead.
 
+pub mod config;
 pub mod html;
 pub mod web;
 

@@ -9,6 +9,7 @@
 //! documented limit for that method, so bursts queue here instead of being refused there.
 
 pub mod blocks;
+pub mod config;
 pub mod inbound;
 pub mod names;
 pub mod signature;
