@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::Router;
 use erlmcp_adapters::chat::{ChatPlatform, InboundHandler, Platform};
 use erlmcp_adapters::discord::DiscordPlatform;
+use erlmcp_adapters::discord::gateway::DiscordGateway;
 use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::slack::{
     InboundOptions, Mode, RetryPolicy, SlackInbound, SlackOptions, SlackPlatform,
@@ -135,7 +136,7 @@ pub fn connect(
     clock: Arc<dyn Clock>,
     clients: &Clients,
     handler: Arc<dyn InboundHandler>,
-) -> Platforms {
+) -> Connected {
     let slack_clock = clock.clone();
     let slack = clients.slack.as_ref().map(|platform| {
         let clock = slack_clock;
@@ -155,15 +156,27 @@ pub fn connect(
             },
         )
     });
-    let discord = match &clients.discord {
-        Some(platform) if !cfg.discord.is_gateway() => {
-            crate::discord::inbound(cfg, clock, platform.clone(), handler.clone())
-        }
-        _ => None,
+    let inbound = clients.discord.as_ref().and_then(|platform| {
+        crate::discord::inbound(cfg, clock, platform.clone(), handler.clone())
+    });
+    let (discord, discord_gateway) = match inbound {
+        Some(inbound) if cfg.discord.is_gateway() => (None, Some(DiscordGateway::new(inbound))),
+        other => (other, None),
     };
-    Platforms {
-        slack,
-        local: None,
-        discord,
+    Connected {
+        platforms: Platforms {
+            slack,
+            local: None,
+            discord,
+        },
+        discord_gateway,
     }
+}
+
+/// What [`connect`] made: the inbound halves served over HTTP, and the connections only
+/// the leader holds.
+pub struct Connected {
+    pub platforms: Platforms,
+    /// Discord's gateway connection, in gateway mode.
+    pub discord_gateway: Option<Arc<DiscordGateway>>,
 }

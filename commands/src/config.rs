@@ -1407,18 +1407,13 @@ impl Config {
                     );
                 }
             }
-            if self.discord.is_gateway() {
-                problem(
-                    "discord.mode".into(),
-                    "\"gateway\" is not available yet (it needs the leader election): use \"http\""
-                        .into(),
-                );
-            } else if let Some(mode) = &self.discord.mode
+            if let Some(mode) = &self.discord.mode
                 && mode != "http"
+                && mode != "gateway"
             {
                 problem(
                     "discord.mode".into(),
-                    format!("must be \"http\", got {mode:?}"),
+                    format!("must be \"http\" or \"gateway\", got {mode:?}"),
                 );
             }
             let api = self.discord.api_url().trim_end_matches('/');

@@ -183,6 +183,17 @@ pub fn interaction_id(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<IdOnly>(body).ok()?.id
 }
 
+/// The `id` and `token` of an interaction body, where its response is sent in gateway mode.
+pub fn callback_target(body: &[u8]) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Target {
+        id: Option<String>,
+        token: Option<String>,
+    }
+    let t = serde_json::from_slice::<Target>(body).ok()?;
+    Some((t.id?, t.token?))
+}
+
 /// Reads one interaction body.
 pub fn decode(body: &[u8]) -> Result<Interaction, DecodeError> {
     let raw: RawInteraction = serde_json::from_slice(body)
