@@ -94,7 +94,7 @@ impl ReplayGuard {
 enum Answer {
     /// Its response, with the signal that opens its token to follow-ups once the response
     /// has gone out (dropped when it has).
-    Respond(CreateInteractionResponse, Acknowledged),
+    Respond(Box<CreateInteractionResponse>, Acknowledged),
     /// No response of its own.
     Refuse(Refusal),
 }
@@ -139,7 +139,7 @@ impl Drop for Acknowledged {
 }
 
 fn respond(response: CreateInteractionResponse) -> Answer {
-    Answer::Respond(response, Acknowledged(None))
+    Answer::Respond(Box::new(response), Acknowledged(None))
 }
 
 impl DiscordInbound {
@@ -326,7 +326,7 @@ impl DiscordInbound {
                 }
             }
         };
-        Answer::Respond(response, acked)
+        Answer::Respond(Box::new(response), acked)
     }
 }
 
@@ -379,7 +379,7 @@ async fn interactions(
     }
     match d.answer(&body, now).await {
         Answer::Respond(response, acked) => {
-            let response = callback(response);
+            let response = callback(*response);
             drop(acked);
             response
         }
