@@ -386,6 +386,16 @@ mod tests {
     }
 
     #[test]
+    fn the_callback_target_is_the_id_and_the_token() {
+        assert_eq!(
+            callback_target(COMMAND.as_bytes()),
+            Some(("786008729715212338".into(), "A_UNIQUE_TOKEN".into()))
+        );
+        assert_eq!(callback_target(br#"{"type":2,"id":"1"}"#), None);
+        assert_eq!(callback_target(b"not json"), None);
+    }
+
+    #[test]
     fn a_ping_needs_nothing_but_its_type() {
         assert_eq!(decode(br#"{"type":1}"#).unwrap(), Interaction::Ping);
     }
