@@ -17,6 +17,7 @@ use crate::platforms::{self, Platforms};
 use crate::sandbox::{SandboxCi, SandboxTarget};
 use crate::store::Store;
 use erlmcp_adapters::discord::DiscordPlatform;
+use erlmcp_adapters::discord::gateway::DiscordGateway;
 use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::github::{
     GithubActionsTarget, GithubCi, GithubClient, GithubOptions, WorkflowOptions,
@@ -38,6 +39,8 @@ pub struct App {
     pub local: Option<Arc<crate::local::Local>>,
     /// Discord's interactions endpoint, when `discord.enabled` in HTTP mode.
     pub discord: Option<Arc<DiscordInbound>>,
+    /// Discord's gateway connection, in gateway mode; held by the leader only.
+    pub discord_gateway: Option<Arc<DiscordGateway>>,
     /// Discord's client, for registering the command at start-up.
     pub discord_client: Option<Arc<DiscordPlatform>>,
     /// Set when the process starts shutting down: `/readyz` answers 503 from then on.
@@ -189,8 +192,9 @@ pub async fn build(
         metrics,
         config,
         conversation,
-        slack: connected.slack,
-        discord: connected.discord,
+        slack: connected.platforms.slack,
+        discord: connected.platforms.discord,
+        discord_gateway: connected.discord_gateway,
         discord_client: clients.discord.clone(),
         draining: Arc::default(),
     })

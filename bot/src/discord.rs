@@ -1,5 +1,6 @@
 //! Discord from the configuration: the REST client's options, the `/erlmcp` command model,
-//! and registration (at start-up when the command changed, or by `discord register`).
+//! registration (at start-up when the command changed, or by `discord register`), and where
+//! interactions come in (the endpoint, or the gateway held by the leader).
 
 use erlmcp_adapters::discord::commands::{CommandModel, ModelContext};
 use erlmcp_adapters::discord::config::DiscordSection;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use erlmcp_adapters::chat::InboundHandler;
+use erlmcp_adapters::discord::gateway::DiscordGateway;
 use erlmcp_adapters::discord::inbound::{DiscordInbound, InboundOptions};
 use erlmcp_adapters::discord::verify::InteractionVerifier;
 use erlmcp_commands::config::Config;
@@ -69,7 +71,8 @@ pub async fn register(
     Ok(platform.register(&model, force).await?)
 }
 
-/// The interactions endpoint; `None` (logged) when the public key cannot be used, which
+/// Where interactions are handled: the endpoint in HTTP mode, the gateway's events in
+/// gateway mode. `None` (logged) when the HTTP endpoint's public key cannot be used, which
 /// `check-config` reports as well.
 pub fn inbound(
     cfg: &Config,
@@ -78,12 +81,16 @@ pub fn inbound(
     platform: Arc<DiscordPlatform>,
     handler: Arc<dyn InboundHandler>,
 ) -> Option<Arc<DiscordInbound>> {
-    let key = section.public_key.as_deref().unwrap_or_default();
-    let verifier = match InteractionVerifier::from_hex(key) {
-        Ok(v) => v,
-        Err(e) => {
-            error!("discord.public_key {e}: the interactions endpoint is off");
-            return None;
+    let verifier = if section.is_gateway() {
+        None
+    } else {
+        let key = section.public_key.as_deref().unwrap_or_default();
+        match InteractionVerifier::from_hex(key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                error!("discord.public_key {e}: the interactions endpoint is off");
+                return None;
+            }
         }
     };
     Some(DiscordInbound::new(
@@ -97,6 +104,15 @@ pub fn inbound(
             answer_within: ANSWER_WITHIN,
         },
     ))
+}
+
+/// Holds the gateway connection while this process leads: connected when leadership is
+/// acquired, closed when it is lost. Aborting the handle stops both.
+pub fn hold_gateway(
+    gateway: Arc<DiscordGateway>,
+    leadership: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    crate::leader::while_leader("discord gateway", leadership, move || gateway.start())
 }
 
 /// At start-up: registers the command when Discord's copy differs from this binary's.

@@ -564,6 +564,12 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
                 s.start_socket_mode()
             })
         });
+    // Discord's gateway, in gateway mode: the same handlers as the endpoint's; only the
+    // leader holds the connection.
+    let discord_gateway = app.discord_gateway.clone().map(|gateway| {
+        let held = erlmcp_bot::discord::hold_gateway(gateway.clone(), leadership.watch());
+        (gateway, held)
+    });
     // Discord: the command is registered when this binary's differs from Discord's copy.
     if let Some(discord) = app.discord_client.clone() {
         let cfg = app.config.clone();
@@ -580,6 +586,13 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
             if let Some(s) = socket_mode {
                 s.abort();
                 let _ = s.await;
+            }
+            if let Some((gateway, held)) = discord_gateway {
+                // Closed cleanly first, so Discord does not wait for a dead connection's
+                // heartbeats before the next leader's is the one it delivers to.
+                gateway.close().await;
+                held.abort();
+                let _ = held.await;
             }
             leadership.release(std::time::Duration::from_secs(10)).await;
         })

@@ -13,6 +13,7 @@ use axum::Router;
 use erlmcp_adapters::chat::{ChatPlatform, InboundHandler, Platform, PlatformSection};
 use erlmcp_adapters::discord::DiscordPlatform;
 use erlmcp_adapters::discord::config::DiscordSection;
+use erlmcp_adapters::discord::gateway::DiscordGateway;
 use erlmcp_adapters::discord::inbound::DiscordInbound;
 use erlmcp_adapters::local::config::LocalSection;
 use erlmcp_adapters::slack::config::{SlackSection, user_groups};
@@ -265,7 +266,7 @@ pub fn connect(
     clock: Arc<dyn Clock>,
     clients: &Clients,
     handler: Arc<dyn InboundHandler>,
-) -> Platforms {
+) -> Connected {
     // The clients exist only when their sections were read.
     let slack_section: SlackSection = section(cfg).unwrap_or_default();
     let discord_section: DiscordSection = section(cfg).unwrap_or_default();
@@ -289,19 +290,33 @@ pub fn connect(
             },
         )
     });
-    let discord = match &clients.discord {
-        Some(platform) if !discord_section.is_gateway() => crate::discord::inbound(
+    let inbound = clients.discord.as_ref().and_then(|platform| {
+        crate::discord::inbound(
             cfg,
             &discord_section,
             clock,
             platform.clone(),
             handler.clone(),
-        ),
-        _ => None,
+        )
+    });
+    let (discord, discord_gateway) = match inbound {
+        Some(inbound) if discord_section.is_gateway() => (None, Some(DiscordGateway::new(inbound))),
+        other => (other, None),
     };
-    Platforms {
-        slack,
-        local: None,
-        discord,
+    Connected {
+        platforms: Platforms {
+            slack,
+            local: None,
+            discord,
+        },
+        discord_gateway,
     }
+}
+
+/// What [`connect`] made: the inbound halves served over HTTP, and the connections only
+/// the leader holds.
+pub struct Connected {
+    pub platforms: Platforms,
+    /// Discord's gateway connection, in gateway mode.
+    pub discord_gateway: Option<Arc<DiscordGateway>>,
 }

@@ -521,7 +521,7 @@ fn check_config_accepts_the_discord_example_and_names_discord_mistakes() {
             ("ERLMCP_DISCORD__BOT_TOKEN", "discord-s3cr3t"),
             ("ERLMCP_DISCORD__PUBLIC_KEY", "not-hex"),
             ("ERLMCP_DISCORD__GUILD_ID", "my-server"),
-            ("ERLMCP_DISCORD__MODE", "gateway"),
+            ("ERLMCP_DISCORD__MODE", "websocket"),
             ("ERLMCP_DISCORD__API_URL", "https://discord.com/api/v9"),
         ],
     );
@@ -530,7 +530,7 @@ fn check_config_accepts_the_discord_example_and_names_discord_mistakes() {
     for path in [
         "discord.public_key: must be the application's public key",
         "discord.guild_id: must be a Discord id",
-        "discord.mode: \"gateway\" is not available yet",
+        "discord.mode: must be \"http\" or \"gateway\", got \"websocket\"",
         "discord.api_url: must be an http(s) URL ending in /api/v10",
     ] {
         assert!(err.contains(path), "{path} in {err}");
@@ -539,6 +539,43 @@ fn check_config_accepts_the_discord_example_and_names_discord_mistakes() {
         !err.contains("discord-s3cr3t"),
         "secrets are never echoed: {err}"
     );
+}
+
+#[test]
+fn check_config_accepts_gateway_mode_without_a_public_key() {
+    let dir = scratch();
+    let example = include_str!("../../deploy/discord.example.toml");
+    let gateway: String = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("public_key"))
+        .map(|l| {
+            if l.trim_start().starts_with("mode") {
+                "mode = \"gateway\"\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(gateway.contains("mode = \"gateway\""), "{gateway}");
+    std::fs::write(dir.path().join("erlmcp-bot.toml"), &gateway).unwrap();
+    let env = [("ERLMCP_DISCORD__BOT_TOKEN", "discord-s3cr3t")];
+    let o = run_env(dir.path(), &["check-config"], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+
+    // HTTP mode still needs the key; gateway mode still needs the token.
+    let http = gateway.replace("mode = \"gateway\"", "mode = \"http\"");
+    std::fs::write(dir.path().join("erlmcp-bot.toml"), &http).unwrap();
+    let o = run_env(dir.path(), &["check-config"], &env);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("discord.public_key: required in http mode"),
+        "{}",
+        common::stderr(&o)
+    );
+    std::fs::write(dir.path().join("erlmcp-bot.toml"), &gateway).unwrap();
+    let o = run_env(dir.path(), &["check-config"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("discord.bot_token"));
 }
 
 #[test]

@@ -81,8 +81,14 @@ pub struct World {
     pub tokens: HashMap<String, String>,
     /// Tokens past their 15 minutes: webhook calls with them fail as Discord's do.
     pub expired: Vec<String>,
+    /// Tokens whose interaction has its response (callback endpoint): a second is refused.
+    pub responded: Vec<String>,
     /// Scripted failures per route (`POST /channels/{id}/messages`), used up in order.
     pub failures: HashMap<String, VecDeque<Failure>>,
+    /// What `GET /gateway` answers (a [`FakeGateway`](crate::fake_discord_gateway)'s URL).
+    pub gateway_url: Option<String>,
+    /// Routes whose requests wait until released ([`FakeDiscord::hold`]).
+    holds: HashMap<String, tokio::sync::watch::Receiver<bool>>,
     next_id: u64,
 }
 
@@ -267,6 +273,17 @@ impl FakeDiscord {
             .push_back(failure);
     }
 
+    /// Requests to `route` wait, unanswered, until the returned sender is sent `true`.
+    pub fn hold(&self, route: &str) -> tokio::sync::watch::Sender<bool> {
+        let (release, held) = tokio::sync::watch::channel(false);
+        self.world().holds.insert(route.into(), held);
+        release
+    }
+
+    pub fn set_gateway_url(&self, url: &str) {
+        self.world().gateway_url = Some(url.into());
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.world().calls.clone()
     }
@@ -376,6 +393,13 @@ async fn handle(State(world): State<Arc<Mutex<World>>>, req: Request) -> Respons
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let held = {
+        let w = world.lock().unwrap_or_else(|p| p.into_inner());
+        w.holds.get(&route).cloned()
+    };
+    if let Some(mut held) = held {
+        let _ = held.wait_for(|released| *released).await;
+    }
     let mut w = world.lock().unwrap_or_else(|p| p.into_inner());
     let scripted = w.failures.get_mut(&route).and_then(VecDeque::pop_front);
     let response = match scripted {
@@ -623,8 +647,28 @@ fn answer(w: &mut World, method: &Method, path: &str, body: &Value) -> Response 
             if live_token(w, token).is_none() {
                 return error(StatusCode::UNAUTHORIZED, 50027, "Invalid Webhook Token");
             }
+            if w.responded.contains(&token.to_string()) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    40060,
+                    "Interaction has already been acknowledged.",
+                );
+            }
+            w.responded.push(token.to_string());
             StatusCode::NO_CONTENT.into_response()
         }
+        ("GET", ["gateway"]) => match &w.gateway_url {
+            Some(url) => ok(json!({"url": url})),
+            None => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
+        },
+        ("GET", ["gateway", "bot"]) => match &w.gateway_url {
+            Some(url) => ok(json!({
+                "url": url,
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+            })),
+            None => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
+        },
         _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found"),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod fake_chat;
 pub mod fake_discord;
+pub mod fake_discord_gateway;
 pub mod fake_github;
 pub mod fake_kube;
 pub mod fake_slack;

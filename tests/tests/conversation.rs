@@ -151,7 +151,7 @@ async fn a_command_is_acked_run_once_and_its_progress_threaded() {
 
     // The same delivery again (a retry, a replay): acknowledged, not run.
     let ack = w.command("42", "deploy staging v3.0.1", "d-2").await;
-    assert_eq!(ack, Ack::Nothing);
+    assert_eq!(ack, Ack::Replayed);
     assert!(w.chat.unread().is_empty(), "{:#?}", w.chat.unread());
 
     // A lookup answers privately, without a "working on it".

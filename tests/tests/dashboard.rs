@@ -107,6 +107,7 @@ async fn every_dashboard_query_names_an_exported_metric_and_every_metric_has_a_p
         slack: bot.app.slack.clone(),
         local: bot.app.local.clone(),
         discord: bot.app.discord.clone(),
+        discord_gateway: bot.app.discord_gateway.clone(),
         discord_client: bot.app.discord_client.clone(),
         draining: bot.app.draining.clone(),
     });

@@ -72,6 +72,21 @@ fn discord_config(fake: &FakeDiscord) -> Config {
     cfg
 }
 
+/// A bot on `store` serving its endpoint on a fresh port.
+async fn serve(cfg: &Config, store: Arc<dyn Store>, clock: &ManualClock) -> (Arc<App>, String) {
+    let app = app::build(cfg.clone(), store, Arc::new(clock.clone()), test_options())
+        .await
+        .expect("bot builds");
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = server::router(app.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (app, base)
+}
+
 #[derive(Clone, Copy)]
 enum Signing {
     Valid,
@@ -89,6 +104,7 @@ struct DiscordBot {
     channel: String,
     base: String,
     http: reqwest::Client,
+    cfg: Config,
     _db: testdb::TempDb,
 }
 
@@ -105,16 +121,7 @@ impl DiscordBot {
         let clock = ManualClock::new(start_time());
         let mut cfg = discord_config(&fake);
         tweak(&mut cfg, &fake);
-        let app = app::build(cfg, store.clone(), Arc::new(clock.clone()), test_options())
-            .await
-            .expect("bot builds");
-        let app = Arc::new(app);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = server::router(app.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (app, base) = serve(&cfg, store.clone(), &clock).await;
         DiscordBot {
             app,
             store,
@@ -123,8 +130,15 @@ impl DiscordBot {
             channel,
             base,
             http: reqwest::Client::new(),
+            cfg,
             _db: db,
         }
+    }
+
+    /// Another replica: its own process state (and replay memory), the same database,
+    /// clock and Discord. Returns it with the base URL of its endpoint.
+    async fn replica(&self) -> (Arc<App>, String) {
+        serve(&self.cfg, self.store.clone(), &self.clock).await
     }
 
     async fn idle(&self) {
@@ -135,6 +149,11 @@ impl DiscordBot {
 
     /// Posts a body to the endpoint; registers its token with the fake as Discord would.
     async fn send(&self, body: &str, signing: Signing) -> (u16, Value) {
+        self.send_to(&self.base, body, signing).await
+    }
+
+    /// Posts a body to the endpoint at `base` (this replica's or another's).
+    async fn send_to(&self, base: &str, body: &str, signing: Signing) -> (u16, Value) {
         if let Ok(v) = serde_json::from_str::<Value>(body)
             && let (Some(token), Some(channel)) = (v["token"].as_str(), v["channel_id"].as_str())
         {
@@ -143,7 +162,7 @@ impl DiscordBot {
         let now = self.clock.now().timestamp();
         let mut req = self
             .http
-            .post(format!("{}/discord/interactions", self.base))
+            .post(format!("{base}/discord/interactions"))
             .header("content-type", "application/json");
         let sign = |key: &SigningKey, ts: i64| {
             let mut message = ts.to_string().into_bytes();
@@ -562,4 +581,205 @@ async fn an_incident_declared_from_slack_also_opens_a_discord_channel() {
         !w.messages_in(&channel.id).is_empty(),
         "the checklist is posted there"
     );
+}
+
+#[tokio::test]
+async fn a_replay_at_another_replica_is_refused_and_changes_nothing() {
+    let bot = DiscordBot::start().await;
+    let (other, other_base) = bot.replica().await;
+    bot.soaked().await;
+    let body = bot.command(
+        ALICE,
+        &[LEADS_ROLE],
+        &["deploy"],
+        json!([
+            {"name": "environment", "type": 3, "value": "production"},
+            {"name": "version", "type": 3, "value": "v3.0.1"},
+        ]),
+    );
+    let (status, answer) = bot.send(&body, Signing::Valid).await;
+    assert_eq!((status, answer["type"].clone()), (200, json!(5)));
+    bot.idle().await;
+    let card = bot.by_token(&body);
+    assert_eq!(card.len(), 1, "the card");
+    let calls_before = bot.fake.calls().len();
+
+    // The same signed request, captured and sent to the other replica within the five
+    // minutes: that replica has never seen it, the shared store has.
+    let (status, answer) = bot.send_to(&other_base, &body, Signing::Valid).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"], "interaction already received");
+    other.engine.wait_idle().await;
+    bot.idle().await;
+    assert!(other.engine.take_panics().is_empty());
+    // Nothing ran and nothing was said: no second request, no call to Discord (the first
+    // delivery's "thinking…" answer is not deleted, the card not touched).
+    let pending = bot.store.pending_requests().await.unwrap();
+    assert_eq!(pending.len(), 1, "one request: {pending:#?}");
+    assert!(
+        bot.store
+            .get_request(RequestId(pending[0].id.0 + 1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let calls = bot.fake.calls();
+    assert_eq!(calls.len(), calls_before, "{:#?}", &calls[calls_before..]);
+    assert_eq!(bot.message(&card[0].id), card[0]);
+
+    // A fresh interaction at the other replica works as at the first.
+    let whoami = bot.command(DAVE, &[], &["whoami"], json!([]));
+    let (status, answer) = bot.send_to(&other_base, &whoami, Signing::Valid).await;
+    assert_eq!(
+        (status, answer["type"].clone()),
+        (200, json!(4)),
+        "{answer}"
+    );
+    other.engine.wait_idle().await;
+}
+
+#[tokio::test]
+async fn after_the_tokens_fifteen_minutes_the_outcome_goes_to_the_channel() {
+    let bot = DiscordBot::start().await;
+    // The incident's Discord channel is made while the command runs: held, it keeps the
+    // command running while the clock passes the token's 15 minutes.
+    let release = bot.fake.hold("POST /guilds/{id}/channels");
+    let body = bot.command(
+        DAVE,
+        &[],
+        &["incident", "declare"],
+        json!([
+            {"name": "severity", "type": 3, "value": "P2"},
+            {"name": "title", "type": 3, "value": "Search is slow"},
+        ]),
+    );
+    let (status, answer) = bot.send(&body, Signing::Valid).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["type"], 5, "deferred while it runs: {answer}");
+    let token = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bot.clock.advance(chrono::Duration::minutes(16));
+    bot.fake.expire_token(&token);
+    release.send_replace(true);
+    bot.idle().await;
+
+    let w = bot.fake.world();
+    let with_token: Vec<&str> = w
+        .calls
+        .iter()
+        .filter(|c| c.path.contains(&token))
+        .map(|c| c.route.as_str())
+        .collect();
+    assert!(
+        with_token.is_empty(),
+        "nothing goes through the dead token: {with_token:?}"
+    );
+    let posted: Vec<&str> = w
+        .messages_in(&bot.channel)
+        .iter()
+        .filter(|m| m.token.is_none())
+        .map(|m| m.content.as_str())
+        .collect();
+    assert!(
+        posted
+            .iter()
+            .any(|m| m.contains("declared") && m.contains("Search is slow")),
+        "the outcome is posted in the channel with the bot token: {posted:#?}"
+    );
+    let posts = w.calls_to("POST /channels/{id}/messages");
+    assert!(
+        posts
+            .iter()
+            .any(|c| c.path == format!("/channels/{}/messages", bot.channel)
+                && c.auth.as_deref() == Some("Bot test-bot-token")),
+        "{posts:#?}"
+    );
+}
+
+/// What is logged, kept to be read back.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_retried_counted_on_metrics_and_logged_with_the_request() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Process-wide, so that spans entered on any thread count: the only subscriber of this
+    // test binary (the other tests' lines land here too, and are not looked at).
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let bot = DiscordBot::start().await;
+    // The daemon installs its metrics as the adapters' observer at start; this test binary
+    // has no other installer.
+    erlmcp_adapters::observe::install(bot.app.metrics.clone());
+    bot.fake.fail_next(
+        "PATCH /webhooks/{id}/{token}/messages/@original",
+        erlmcp_tests::fake_discord::Failure::RateLimited {
+            retry_after: 0.05,
+            global: false,
+        },
+    );
+    let (card, id) = bot.production_card().await;
+    let edits: Vec<u16> = bot
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.route == "PATCH /webhooks/{id}/{token}/messages/@original")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(edits, [429, 200], "retried once");
+    assert_eq!(buttons(&card).len(), 2, "delivered once, whole");
+
+    let metrics = bot
+        .http
+        .get(format!("{}/metrics", bot.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"erlmcp_bot_api_calls_total{platform="discord",status="rate_limited"} 1"#),
+        "{metrics}"
+    );
+    let waits = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"erlmcp_bot_rate_limit_waits_total{platform="discord"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(waits >= 1, "{metrics}");
+
+    let logged = logs.text();
+    let retry = logged
+        .lines()
+        .find(|l| l.contains("discord call failed; retrying"))
+        .unwrap_or_else(|| panic!("no retry logged: {logged}"));
+    assert!(retry.contains("429"), "{retry}");
+    assert!(retry.contains(&format!("request={id}")), "{logged}");
+    assert!(!logged.contains("test-bot-token"), "no token in logs");
 }

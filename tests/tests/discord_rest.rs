@@ -346,3 +346,43 @@ async fn serenitys_limiter_waits_out_retry_after_against_discord_itself() {
     drop(w);
     assert_eq!(discord.rest().rate_limited(), 0);
 }
+
+/// A burst of bot-token calls keeps under Discord's global 50 a second, counted where
+/// Discord would count them: at the server, per one-second window.
+#[tokio::test]
+async fn a_burst_of_calls_keeps_under_the_global_limit() {
+    let fake = FakeDiscord::start().await;
+    let channel = fake.add_channel("deploys");
+    let discord = platform(&fake, quick_retry());
+    let sends = (0..120).map(|i| {
+        let discord = &discord;
+        let channel = &channel;
+        async move { discord.post(channel, &Reply::ok(format!("line {i}"))).await }
+    });
+    let results = futures::future::join_all(sends).await;
+    assert!(results.iter().all(Result::is_ok));
+    let w = fake.world();
+    assert_eq!(w.messages_in(&channel).len(), 120, "every message, once");
+    let mut at: Vec<Instant> = w
+        .calls_to("POST /channels/{id}/messages")
+        .iter()
+        .map(|c| c.at)
+        .collect();
+    drop(w);
+    at.sort();
+    let busiest = at
+        .iter()
+        .map(|start| {
+            at.iter()
+                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        busiest <= 50,
+        "{busiest} calls reached Discord within one second"
+    );
+    // Paced, not refused: the calls spread over more than two seconds.
+    assert!(at[at.len() - 1].duration_since(at[0]) >= Duration::from_secs(2));
+}

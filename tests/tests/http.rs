@@ -64,6 +64,7 @@ fn shared(bot: &Bot) -> App {
         slack: bot.app.slack.clone(),
         local: bot.app.local.clone(),
         discord: bot.app.discord.clone(),
+        discord_gateway: bot.app.discord_gateway.clone(),
         discord_client: bot.app.discord_client.clone(),
         draining: bot.app.draining.clone(),
     }

@@ -90,6 +90,9 @@ pub enum Ack {
     Nothing,
     /// Received, with a private answer: a parse error, or "working on it".
     Private(Reply),
+    /// Received before (a retried event, a resent signed request), by this replica or
+    /// another: nothing runs, and the first delivery's answer stands.
+    Replayed,
 }
 
 /// The bot cannot take inbound messages right now (its store is down): the platform

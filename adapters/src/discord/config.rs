@@ -114,16 +114,14 @@ impl PlatformSection for DiscordSection {
                 problem(key, format!("must be a Discord id (digits), got {v:?}"));
             }
         }
-        if self.is_gateway() {
+        if let Some(mode) = &self.mode
+            && mode != "http"
+            && mode != "gateway"
+        {
             problem(
                 "mode",
-                "\"gateway\" is not available yet (it needs the leader election): use \"http\""
-                    .into(),
+                format!("must be \"http\" or \"gateway\", got {mode:?}"),
             );
-        } else if let Some(mode) = &self.mode
-            && mode != "http"
-        {
-            problem("mode", format!("must be \"http\", got {mode:?}"));
         }
         let api = self.api_url().trim_end_matches('/');
         if !(api.ends_with("/api/v10")

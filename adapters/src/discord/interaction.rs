@@ -183,6 +183,17 @@ pub fn interaction_id(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<IdOnly>(body).ok()?.id
 }
 
+/// The `id` and `token` of an interaction body, where its response is sent in gateway mode.
+pub fn callback_target(body: &[u8]) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Target {
+        id: Option<String>,
+        token: Option<String>,
+    }
+    let t = serde_json::from_slice::<Target>(body).ok()?;
+    Some((t.id?, t.token?))
+}
+
 /// Reads one interaction body.
 pub fn decode(body: &[u8]) -> Result<Interaction, DecodeError> {
     let raw: RawInteraction = serde_json::from_slice(body)
@@ -372,6 +383,16 @@ mod tests {
         assert_eq!(call.path, ["incident", "declare"]);
         assert_eq!(call.options.len(), 2);
         assert_eq!(call.origin.user_name, "Ana");
+    }
+
+    #[test]
+    fn the_callback_target_is_the_id_and_the_token() {
+        assert_eq!(
+            callback_target(COMMAND.as_bytes()),
+            Some(("786008729715212338".into(), "A_UNIQUE_TOKEN".into()))
+        );
+        assert_eq!(callback_target(br#"{"type":2,"id":"1"}"#), None);
+        assert_eq!(callback_target(b"not json"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod gateway;
 pub mod inbound;
 pub mod interaction;
 pub mod names;
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use erlmcp_commands::render::Reply;
 use serde_json::Value;
 use serenity::all::{
-    ChannelId, ChannelType, CreateChannel, CreateThread, EditChannel, GuildId, MessageId,
+    ChannelId, ChannelType, CreateChannel, CreateInteractionResponse, CreateThread, EditChannel,
+    GuildId, InteractionId, MessageId,
 };
 
 use crate::chat::{ChatError, ChatPlatform, MessageRef, Platform};
@@ -186,6 +188,31 @@ impl DiscordPlatform {
             channel: message.channel_id.get().to_string(),
             id: message.id.get().to_string(),
         })
+    }
+
+    /// Sends an interaction's response to its callback endpoint (gateway mode, where no HTTP
+    /// request waits for it). Interaction routes do not count against the global limit.
+    pub async fn respond(
+        &self,
+        interaction_id: &str,
+        token: &str,
+        response: &CreateInteractionResponse,
+    ) -> Result<(), ChatError> {
+        let method = "create_interaction_response";
+        let id = snowflake(interaction_id)
+            .map(InteractionId::new)
+            .ok_or_else(|| ChatError::Rejected {
+                platform: PLATFORM.as_str(),
+                method,
+                error: format!("{interaction_id:?} is not a Discord interaction id"),
+            })?;
+        let http = self.rest.http();
+        // Not repeated after a 5xx: a response that did arrive cannot be sent twice.
+        self.rest
+            .call(method, false, false, || {
+                http.create_interaction_response(id, token, response, Vec::new())
+            })
+            .await
     }
 
     /// Removes the deferred "thinking…" response when the answer turned out private.

@@ -5,14 +5,15 @@
 //! With another `api_url` (an HTTP proxy that rate-limits for several processes, or a fake
 //! Discord in tests) serenity sends to it only with its limiter off, so there the calls are
 //! retried here instead. Either way the global limit of 50 requests a second is kept here for
-//! the routes that count against it, and a call that finally fails is an error the caller
-//! counts and logs, never dropped in silence.
+//! the routes that count against it, every try and every rate-limit wait is reported to the
+//! process's metrics ([`crate::observe`]), and a call that finally fails is an error the
+//! caller counts and logs, never dropped in silence.
 
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serenity::all::{ApplicationId, Http, HttpBuilder};
@@ -20,6 +21,7 @@ use serenity::http::HttpError;
 use tracing::warn;
 
 use crate::chat::{ChatError, Platform};
+use crate::observe;
 use crate::retry::{Failure, RetryPolicy};
 
 /// Where serenity sends requests when no proxy is set.
@@ -30,6 +32,11 @@ const API_PATH: &str = "/api/v10";
 
 /// Discord's global limit for a bot: 50 requests a second (interaction webhooks exempt).
 pub const GLOBAL_PER_SECOND: u32 = 50;
+/// What the bot allows itself of it in any one second: a burst of [`GLOBAL_BURST`], then an
+/// even pace. A plain 50-a-second bucket would let a full burst and a second's refill
+/// through within one second (nearly 100); the margin left absorbs clock differences.
+pub const GLOBAL_BUDGET: u32 = 45;
+pub const GLOBAL_BURST: u32 = 5;
 
 const PLATFORM: Platform = Platform::Discord;
 
@@ -60,6 +67,8 @@ pub fn proxy_for(api_url: &str) -> Result<Option<String>, BadApiUrl> {
 
 pub struct DiscordRest {
     http: Arc<Http>,
+    /// What another client (the gateway's) is built from.
+    params: HttpParams,
     /// Whether serenity's own limiter is off, so 429s come back to be retried here.
     proxied: bool,
     retry: RetryPolicy,
@@ -67,30 +76,73 @@ pub struct DiscordRest {
     rate_limited: AtomicU64,
 }
 
-impl DiscordRest {
-    pub fn new(opts: RestOptions) -> Result<DiscordRest, BadApiUrl> {
-        let proxy = proxy_for(&opts.api_url)?;
-        let mut builder = HttpBuilder::new(&opts.bot_token)
-            .application_id(ApplicationId::new(opts.application_id.max(1)));
-        if let Some(client) = opts.client {
-            builder = builder.client(client);
+#[derive(Clone)]
+struct HttpParams {
+    proxy: Option<String>,
+    bot_token: String,
+    application_id: u64,
+    client: Option<reqwest::Client>,
+}
+
+impl HttpParams {
+    fn build(&self) -> Http {
+        let mut builder = HttpBuilder::new(&self.bot_token)
+            .application_id(ApplicationId::new(self.application_id.max(1)));
+        if let Some(client) = &self.client {
+            builder = builder.client(client.clone());
         }
-        let proxied = proxy.is_some();
-        if let Some(proxy) = proxy {
+        if let Some(proxy) = &self.proxy {
             builder = builder.proxy(proxy).ratelimiter_disabled(true);
         }
-        let per_second = NonZeroU32::new(GLOBAL_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let mut http = builder.build();
+        if let Some(limiter) = http.ratelimiter.as_mut() {
+            // serenity waits out 429s and empty buckets itself, unseen by the retries here:
+            // its waits are counted all the same.
+            limiter.set_ratelimit_callback(Box::new(|info| {
+                observe::rate_limit_wait(PLATFORM.as_str(), info.timeout);
+            }));
+        }
+        http
+    }
+}
+
+/// The global budget as a limiter: at most [`GLOBAL_BUDGET`] calls in any one second.
+fn global_limiter() -> DefaultDirectRateLimiter {
+    let paced = (GLOBAL_BUDGET - GLOBAL_BURST).max(1);
+    let burst = NonZeroU32::new(GLOBAL_BURST).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(Duration::from_secs(1) / paced)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    RateLimiter::direct(quota)
+}
+
+impl DiscordRest {
+    pub fn new(opts: RestOptions) -> Result<DiscordRest, BadApiUrl> {
+        let params = HttpParams {
+            proxy: proxy_for(&opts.api_url)?,
+            bot_token: opts.bot_token,
+            application_id: opts.application_id,
+            client: opts.client,
+        };
+        let proxied = params.proxy.is_some();
         Ok(DiscordRest {
-            http: Arc::new(builder.build()),
+            http: Arc::new(params.build()),
+            params,
             proxied,
             retry: opts.retry,
-            global: RateLimiter::direct(Quota::per_second(per_second)),
+            global: global_limiter(),
             rate_limited: AtomicU64::new(0),
         })
     }
 
     pub fn http(&self) -> &Arc<Http> {
         &self.http
+    }
+
+    /// Another client to the same API with the same token, for serenity's gateway client
+    /// (which takes one of its own).
+    pub fn new_http(&self) -> Http {
+        self.params.build()
     }
 
     /// 429 answers retried here since start (serenity's limiter retries its own unseen).
@@ -114,10 +166,13 @@ impl DiscordRest {
     {
         let classify = |e: &serenity::Error| classify(e, idempotent);
         self.retry
-            .run(
+            .run_observed(
+                PLATFORM.as_str(),
                 || async {
-                    if counts_globally {
+                    if counts_globally && self.global.check().is_err() {
+                        let started = Instant::now();
                         self.global.until_ready().await;
+                        observe::rate_limit_wait(PLATFORM.as_str(), started.elapsed());
                     }
                     f().await
                 },

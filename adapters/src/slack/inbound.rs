@@ -108,7 +108,8 @@ impl IntoResponse for SlackAck {
 impl From<Ack> for SlackAck {
     fn from(ack: Ack) -> SlackAck {
         match ack {
-            Ack::Nothing => SlackAck::Empty,
+            // Slack retries until it gets a 200: the replay is acknowledged like the first.
+            Ack::Nothing | Ack::Replayed => SlackAck::Empty,
             Ack::Private(reply) => SlackAck::Json(json!({
                 "response_type": "ephemeral",
                 "text": blocks::text(&reply.message),

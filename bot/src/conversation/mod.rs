@@ -28,7 +28,7 @@ use erlmcp_commands::message::{Handle, Line};
 use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
 use erlmcp_commands::replies;
 use erlmcp_commands::{Actor, Command, GroupMembership, RequestId};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, Span, error, info, info_span, warn};
 
 use crate::engine::{Engine, Invocation};
 use crate::metrics::{DeliveryLabels, Metrics};
@@ -152,7 +152,7 @@ impl InboundHandler for Conversation {
             && !self.first_delivery(platform, key).await?
         {
             info!(%platform, user = %inbound.user.id, "replayed delivery ignored");
-            return Ok(Ack::Nothing);
+            return Ok(Ack::Replayed);
         }
         let Some(chat) = self.chat(platform).cloned() else {
             warn!(%platform, "inbound message from a platform the bot has no client for");
@@ -172,7 +172,9 @@ impl InboundHandler for Conversation {
             }
             _ => Ack::Nothing,
         };
-        let span = info_span!("chat_command", %platform, user = %inbound.user.id, channel = %inbound.channel);
+        // `request` is filled in once known, so that what is logged under the span (an API
+        // call retried, a delivery given up) names the request.
+        let span = info_span!("chat_command", %platform, user = %inbound.user.id, channel = %inbound.channel, request = tracing::field::Empty);
         let Some(this) = self.me.upgrade() else {
             return Ok(Ack::Nothing);
         };
@@ -205,7 +207,10 @@ impl Conversation {
             None => self.request_thread(platform, parsed.as_ref().ok()).await,
         };
         let label = match &inbound.asked {
-            Asked::Vote { request, .. } => request.to_string(),
+            Asked::Vote { request, .. } => {
+                Span::current().record("request", tracing::field::display(request));
+                request.to_string()
+            }
             Asked::Command(t) => t.clone(),
         };
         let mut dest = Destination {
@@ -249,6 +254,7 @@ impl Conversation {
         }
         if let Some(card) = reply.approval() {
             dest.label = card.id.to_string();
+            Span::current().record("request", tracing::field::display(&dest.label));
         }
         self.deliver(&reply, &dest).await;
     }

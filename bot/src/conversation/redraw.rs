@@ -7,7 +7,7 @@ use std::sync::Arc;
 use erlmcp_adapters::chat::{ChatPlatform, Platform};
 use erlmcp_commands::render::Reply;
 use tokio::sync::broadcast;
-use tracing::warn;
+use tracing::{Instrument, info_span, warn};
 
 use super::delivery_failed;
 use crate::engine::EngineEvent;
@@ -40,7 +40,12 @@ pub(super) async fn approval_cards(
                     continue;
                 };
                 let id = card.id;
-                if let Err(e) = chat.update(&message, &Reply::pending(card)).await {
+                let span = info_span!("approval_card", platform = %message.platform, request = %id);
+                let updated = chat
+                    .update(&message, &Reply::pending(card))
+                    .instrument(span)
+                    .await;
+                if let Err(e) = updated {
                     delivery_failed(
                         &metrics,
                         message.platform,
