@@ -62,6 +62,15 @@ pub(super) struct ProgressWriter {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl ProgressWriter {
+    /// Stops the writer and returns the newest line, for the caller to store with the
+    /// outcome.
+    pub(super) fn stop(self) -> Option<String> {
+        self.task.abort();
+        self.latest.borrow().clone()
+    }
+}
+
 impl Engine {
     pub fn owner(&self) -> &str {
         &self.owner
@@ -95,17 +104,6 @@ impl Engine {
             RecordingProgress { inner, latest: tx },
             ProgressWriter { latest: rx, task },
         )
-    }
-
-    /// Stops the progress writer and stores the newest line, before the outcome is.
-    pub(super) async fn finish_progress(&self, id: RequestId, writer: ProgressWriter) {
-        writer.task.abort();
-        let line = writer.latest.borrow().clone();
-        if let Some(line) = line
-            && let Err(e) = self.store.set_request_progress(id, &line).await
-        {
-            warn!(request = %id, error = %e, "could not store the last progress line");
-        }
     }
 
     /// Writes this process's heartbeat.
