@@ -224,18 +224,7 @@ impl Writer {
     ) -> StoreResult<(bool, AuditRow)> {
         self.atomically(move |w| {
             Box::pin(async move {
-                if let Some(line) = &f.progress {
-                    Queries::set_request_progress(&mut w.conn, f.id, line).await?;
-                }
-                let moved = Queries::transition_request(
-                    &mut w.conn,
-                    f.id,
-                    RequestState::Executing,
-                    f.to,
-                    Some(&f.outcome),
-                    f.at,
-                )
-                .await?;
+                let moved = Queries::finish_request(&mut w.conn, &f).await?;
                 let audit = w.append_audit(entry).await?;
                 Ok((moved, audit))
             })
