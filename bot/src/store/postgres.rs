@@ -36,14 +36,14 @@ enum AuditWork {
 /// What an [`AuditWork`] wrote, variant for variant.
 enum Done {
     Appended(AuditRow),
-    Requested(RequestRow, AuditRow),
+    Requested(Box<RequestRow>, AuditRow),
     Finished(bool, AuditRow),
 }
 
 /// The request writes' part of a [`Done`], before its audit row exists.
 enum Written {
     Appended,
-    Requested(RequestRow),
+    Requested(Box<RequestRow>),
     Finished(bool),
 }
 
@@ -130,7 +130,7 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
             AuditWork::Request(new, mut entry) => {
                 let row = Queries::insert_request(&mut *tx, &new).await?;
                 entry.request_id = Some(row.id);
-                (entry, Written::Requested(row))
+                (entry, Written::Requested(Box::new(row)))
             }
             AuditWork::Finish(f, entry) => {
                 let moved = Queries::finish_request(&mut *tx, &f).await?;
@@ -356,7 +356,7 @@ impl Store for PgStore {
         entry: NewAuditEntry,
     ) -> StoreResult<(RequestRow, AuditRow)> {
         match self.audited(AuditWork::Request(new, entry)).await? {
-            Done::Requested(row, audit) => Ok((row, audit)),
+            Done::Requested(row, audit) => Ok((*row, audit)),
             _ => Err(mismatched()),
         }
     }
