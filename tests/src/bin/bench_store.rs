@@ -43,7 +43,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         runs: 3,
-        window: Duration::from_millis(2000),
+        window: Duration::from_millis(1500),
         postgres: None,
         shapes: false,
     };
