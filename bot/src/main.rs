@@ -532,7 +532,7 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
         info!(owner = scheduler.owner(), "scheduler running");
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            let mut tick = tokio::time::interval(erlmcp_bot::scheduler::TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // A pass in progress finishes: a job stopped halfway would wait out its

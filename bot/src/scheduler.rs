@@ -11,11 +11,20 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use erlmcp_commands::{IncidentId, Timestamp};
+use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::engine::Engine;
 use crate::incidents::STATUS_UPDATE_JOB;
 use crate::store::{JobRow, StoreError, StoreResult};
+
+/// How often every replica looks for due jobs: an update is at most this late, plus the
+/// time its pass takes.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// Jobs claimed in one statement.
+const CLAIM_BATCH: u32 = 500;
+/// Jobs run at once within a pass: bounds the chat posts and database writes in flight.
+const RUN_AT_ONCE: usize = 64;
 
 pub const EXPIRE_REQUESTS_JOB: &str = "expire_requests";
 /// A signed checkpoint of the audit log every `audit.checkpoint_every`.
@@ -123,7 +132,7 @@ impl Scheduler {
             // Far longer than one status update takes (a status call per environment and a
             // post per platform), so a live holder never loses a job to another replica.
             lease: Duration::minutes(2),
-            batch: 100,
+            batch: CLAIM_BATCH,
             expiry_every: Duration::seconds(30),
         }
     }
@@ -271,7 +280,8 @@ impl Scheduler {
         }
     }
 
-    /// One pass: claims due jobs batch by batch and runs them; returns how many ran.
+    /// One pass: claims due jobs batch by batch and runs them, up to `RUN_AT_ONCE` at a
+    /// time; returns how many ran.
     pub async fn tick(&self) -> usize {
         let mut ran = 0;
         loop {
@@ -283,10 +293,12 @@ impl Scheduler {
                 }
             };
             let full = jobs.len() as u32 >= self.batch;
-            for job in &jobs {
-                if self.run(job).await {
-                    ran += 1;
-                }
+            // One after another, each job's durable writes would cost a commit apiece; at
+            // once, the store commits them together.
+            let runs: Vec<_> = jobs.iter().map(|job| self.run(job)).collect();
+            let mut running = stream::iter(runs).buffer_unordered(RUN_AT_ONCE);
+            while let Some(done) = running.next().await {
+                ran += usize::from(done);
             }
             if !full {
                 return ran;

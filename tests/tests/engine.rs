@@ -146,6 +146,112 @@ async fn audit_unavailable_means_not_executed_on_postgres() {
     .await;
 }
 
+/// Operations asked for at once while the audit table cannot be written: they reach the
+/// store together (one batch on either backend) and every one is refused, none runs, none
+/// leaves a request behind; once the table is back the chain goes on unbroken.
+async fn failed_batch_executes_nothing(
+    store: Arc<dyn Store>,
+    break_audit: impl AsyncFnOnce(),
+    restore_audit: impl AsyncFnOnce(),
+) {
+    let bot = Bot::start(store.clone(), embedded_config()).await;
+    for env in ["staging", "development"] {
+        let r = bot.say("dave", &format!("deploy {env} v3.0.1")).await;
+        assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    }
+    bot.progress.take();
+    let before = store.audit_tail(1).await.unwrap();
+
+    break_audit().await;
+    let asks: Vec<String> = (0..12)
+        .map(|i| {
+            let env = if i % 2 == 0 { "staging" } else { "development" };
+            format!("deploy {env} v3.1.{i}")
+        })
+        .collect();
+    let replies = futures::future::join_all(asks.iter().map(|a| bot.say("dave", a))).await;
+    for r in &replies {
+        assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());
+        assert!(
+            r.text().contains("audit log is unavailable"),
+            "{}",
+            r.text()
+        );
+        assert!(r.text().contains("Not executed"), "{}", r.text());
+    }
+    assert!(bot.progress.take().is_empty(), "nothing may run");
+    restore_audit().await;
+
+    for env in ["staging", "development"] {
+        let history = store.deployments(env, 50).await.unwrap();
+        assert!(
+            history.iter().all(|d| !d.version.starts_with("v3.1.")),
+            "{env}: {history:?}"
+        );
+    }
+    let far = erlmcp_tests::harness::start_time() + Duration::days(30);
+    assert!(store.orphaned_requests(far).await.unwrap().is_empty());
+    assert!(store.pending_requests().await.unwrap().is_empty());
+    assert_eq!(store.audit_tail(1).await.unwrap(), before);
+    let r = bot.say("dave", "deploy staging v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    bot.progress.take();
+    let report = erlmcp_bot::store::audit::verify(store.as_ref())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_executes_nothing_on_sqlite() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let pool = store.pool().clone();
+    let (a, b) = (pool.clone(), pool);
+    failed_batch_executes_nothing(
+        Arc::new(store),
+        async move || {
+            sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_elsewhere")
+                .execute(&a)
+                .await
+                .unwrap();
+        },
+        async move || {
+            sqlx::query("ALTER TABLE audit_log_elsewhere RENAME TO audit_log")
+                .execute(&b)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_executes_nothing_on_postgres() {
+    let Some(store) = testdb::postgres_or_skip("failed_batch_executes_nothing_on_postgres").await
+    else {
+        return;
+    };
+    let pool = store.pool().clone();
+    let (a, b) = (pool.clone(), pool);
+    failed_batch_executes_nothing(
+        Arc::new(store),
+        async move || {
+            sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_elsewhere")
+                .execute(&a)
+                .await
+                .unwrap();
+        },
+        async move || {
+            sqlx::query("ALTER TABLE audit_log_elsewhere RENAME TO audit_log")
+                .execute(&b)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
 /// PostgreSQL stops taking connections mid-run: the reply says the audit log is
 /// unavailable and nothing runs; once it is back, the world is as it was.
 #[tokio::test]

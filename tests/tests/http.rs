@@ -432,10 +432,11 @@ async fn unwritable_store(
     assert!(r.text().starts_with("Not executed"), "{}", r.text());
     assert!(r.text().contains("Nothing was changed"), "{}", r.text());
     let (_, metrics) = get(&addr, "/metrics").await;
+    // An operation's first write is its request together with its audit row.
     assert_eq!(
         counter(
             &metrics,
-            "erlmcp_bot_store_write_failures_total{what=\"request\"}"
+            "erlmcp_bot_store_write_failures_total{what=\"audit\"}"
         ),
         1,
         "{metrics}"

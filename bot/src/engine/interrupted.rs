@@ -59,7 +59,17 @@ impl Ownership {
 
 pub(super) struct ProgressWriter {
     latest: tokio::sync::watch::Receiver<Option<String>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Dropped (or sent) to stop the writer.
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ProgressWriter {
+    /// Stops the writer and returns the newest line, for the caller to store with the
+    /// outcome.
+    pub(super) fn stop(self) -> Option<String> {
+        let _ = self.stop.send(());
+        self.latest.borrow().clone()
+    }
 }
 
 impl Engine {
@@ -80,32 +90,32 @@ impl Engine {
         let (tx, rx) = tokio::sync::watch::channel(None::<String>);
         let store = self.store.clone();
         let mut seen = rx.clone();
-        let task = tokio::spawn(async move {
-            while seen.changed().await.is_ok() {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        // Stopping ends the waits, never a write under way: a query cancelled halfway costs
+        // PostgreSQL its connection. A write that lands after the outcome changes nothing
+        // (progress is only kept while executing).
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    changed = seen.changed() => if changed.is_err() { return },
+                }
                 let line = seen.borrow_and_update().clone();
                 if let Some(line) = line
                     && let Err(e) = store.set_request_progress(id, &line).await
                 {
                     warn!(request = %id, error = %e, "could not store the progress line");
                 }
-                tokio::time::sleep(PROGRESS_EVERY).await;
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+                }
             }
         });
         (
             RecordingProgress { inner, latest: tx },
-            ProgressWriter { latest: rx, task },
+            ProgressWriter { latest: rx, stop },
         )
-    }
-
-    /// Stops the progress writer and stores the newest line, before the outcome is.
-    pub(super) async fn finish_progress(&self, id: RequestId, writer: ProgressWriter) {
-        writer.task.abort();
-        let line = writer.latest.borrow().clone();
-        if let Some(line) = line
-            && let Err(e) = self.store.set_request_progress(id, &line).await
-        {
-            warn!(request = %id, error = %e, "could not store the last progress line");
-        }
     }
 
     /// Writes this process's heartbeat.

@@ -63,8 +63,8 @@ pub(crate) use crate::identity::{who, who_label};
 use crate::incidents::{EnvironmentStatus, IncidentParts, Incidents, Notifiers, OperationNote};
 use crate::metrics::{Ballot, CommandLabels, Metrics, OperationLabels, StoreStep, VoteOutcome};
 use crate::store::{
-    DeploymentRecord, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState, Store,
-    StoreError, VoteInsert, Who,
+    DeploymentRecord, FinishRequest, NewAuditEntry, NewRequest, NewVote, RequestRow, RequestState,
+    Store, StoreError, VoteInsert, Who,
 };
 
 pub use checkpoints::check_audit_keys;

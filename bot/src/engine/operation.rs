@@ -142,12 +142,7 @@ impl Engine {
                     break_glass: false,
                     owner: None,
                 };
-                let row = match self.store.insert_request(new).await {
-                    Ok(r) => r,
-                    Err(e) => return self.store_refusal(StoreStep::Request, &e),
-                };
                 entry.action = AuditAction::Requested.into();
-                entry.request_id = Some(row.id);
                 entry.decision = AuditDecision::NeedsApproval.into();
                 entry.reason = format!(
                     "rules[{rule}]: needs {} approval(s) from {}",
@@ -155,13 +150,19 @@ impl Engine {
                     requirement.from.join(", ")
                 );
                 entry.outcome = "pending".into();
-                if let Err(e) = self
-                    .audit_before(row.id, RequestState::Pending, entry)
-                    .await
-                {
-                    self.metrics.store_refused(StoreStep::Audit);
-                    return Reply::failed(replies::audit_unavailable_request_dropped(&e));
-                }
+                // The request and its audit row are one write: neither exists without the
+                // other.
+                let written = self
+                    .store
+                    .insert_request_audited(new, self.named(entry))
+                    .await;
+                let row = match self.audited(written) {
+                    Ok((row, _)) => row,
+                    Err(e) => {
+                        self.metrics.store_refused(StoreStep::Audit);
+                        return Reply::failed(replies::audit_unavailable_request_dropped(&e));
+                    }
+                };
                 let card = self.card(&row, &[]);
                 Reply::pending(card)
             }
@@ -220,19 +221,18 @@ impl Engine {
             break_glass,
             owner: Some(self.owner.clone()),
         };
-        let row = match self.store.insert_request(new).await {
-            Ok(r) => r,
-            Err(e) => return self.store_refusal(StoreStep::Request, &e),
-        };
         entry.action = AuditAction::Executing.into();
-        entry.request_id = Some(row.id);
         entry.outcome = "started".into();
-        if let Err(e) = self
-            .audit_before(row.id, RequestState::Executing, entry)
-            .await
-        {
-            return self.store_refusal(StoreStep::Audit, &e);
-        }
+        // One durable write before anything runs: the request and the audit row saying it
+        // starts, together or not at all.
+        let written = self
+            .store
+            .insert_request_audited(new, self.named(entry))
+            .await;
+        let row = match self.audited(written) {
+            Ok((row, _)) => row,
+            Err(e) => return self.store_refusal(StoreStep::Audit, &e),
+        };
         if break_glass {
             warn!(request = %row.id, "break-glass operation");
             self.incidents
@@ -252,6 +252,7 @@ impl Engine {
     ) -> Reply {
         let action = target_action(cmd);
         let env_name = row.environment.clone().unwrap_or_default();
+        let mut last_progress = None;
         if matches!(cmd, Command::DrFailover { .. }) {
             self.incidents.note_failover(row).await;
         }
@@ -281,7 +282,8 @@ impl Engine {
                         let result = target.execute(env, action, &ctx, &recording).await;
                         drop(mark);
                         drop(recording);
-                        self.finish_progress(row.id, writer).await;
+                        // Stored with the outcome below, in the same write.
+                        last_progress = writer.stop();
                         result
                     }
                 },
@@ -344,30 +346,6 @@ impl Engine {
                 error!(error = %e, request = %row.id, "could not record the deployment");
             }
         }
-        let mut warning = String::new();
-        match self
-            .store
-            .transition_request(
-                row.id,
-                RequestState::Executing,
-                state,
-                Some(&outcome_text),
-                now,
-            )
-            .await
-        {
-            Ok(true) => {}
-            // Our heartbeat went stale for longer than the lease (a stalled process, a
-            // partitioned database) and another process declared this request interrupted.
-            Ok(false) => {
-                warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
-                warning = String::from("\n") + &replies::outcome_after_interruption(row.id);
-            }
-            Err(e) => {
-                error!(error = %e, request = %row.id, "could not record the request's outcome");
-                warning = String::from("\n") + &replies::outcome_not_stored(&e);
-            }
-        }
         let audited = if result.is_ok() {
             AuditAction::Executed
         } else {
@@ -388,11 +366,34 @@ impl Engine {
             Ok(_) => format!("ok: {outcome_text}"),
             Err(_) => format!("failed: {outcome_text}"),
         };
-        if let Err(e) = self.audit(entry).await {
-            warning.push('\n');
-            warning.push_str(&replies::outcome_not_audited(&e));
-        } else {
-            self.request_checkpoint();
+        // The outcome, the last progress line and the audit row are one durable write.
+        let finish = FinishRequest {
+            id: row.id,
+            to: state,
+            outcome: outcome_text.clone(),
+            progress: last_progress,
+            at: now,
+        };
+        let written = self
+            .store
+            .finish_request_audited(finish, self.named(entry))
+            .await;
+        let mut warning = String::new();
+        match self.audited(written) {
+            Ok((true, _)) => self.request_checkpoint(),
+            // Our heartbeat went stale for longer than the lease (a stalled process, a
+            // partitioned database) and another process declared this request interrupted.
+            Ok((false, _)) => {
+                warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
+                warning = String::from("\n") + &replies::outcome_after_interruption(row.id);
+                self.request_checkpoint();
+            }
+            Err(e) => {
+                error!(error = %e, request = %row.id, "could not record the request's outcome");
+                warning = String::from("\n") + &replies::outcome_not_stored(&e);
+                warning.push('\n');
+                warning.push_str(&replies::outcome_not_audited(&e));
+            }
         }
         self.incidents
             .note_operation(

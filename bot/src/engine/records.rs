@@ -18,9 +18,15 @@ impl Engine {
             .person_for(&format!("{}:{}", w.platform, w.user_id))
     }
 
-    pub(super) async fn audit(&self, mut entry: NewAuditEntry) -> Result<(), StoreError> {
-        // The person goes into the display name, a field the row's hash already covers, so
-        // rows written before `[people]` existed verify unchanged.
+    pub(super) async fn audit(&self, entry: NewAuditEntry) -> Result<(), StoreError> {
+        let written = self.store.append_audit(self.named(entry)).await;
+        self.audited(written).map(|_| ())
+    }
+
+    /// The entry as the audit log records it: the person goes into the display name, a
+    /// field the row's hash already covers, so rows written before `[people]` existed verify
+    /// unchanged.
+    pub(super) fn named(&self, mut entry: NewAuditEntry) -> NewAuditEntry {
         if let Person::Named(name) = self.person_of(&entry.who) {
             let shown = &entry.who.display_name;
             entry.who.display_name = if shown.is_empty() || *shown == entry.who.user_id {
@@ -29,14 +35,16 @@ impl Engine {
                 format!("{shown}, person {name}")
             };
         }
-        match self.store.append_audit(entry).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.metrics.audit_write_failures.inc();
-                error!(error = %e, "audit write failed");
-                Err(e)
-            }
+        entry
+    }
+
+    /// Counts and logs a failed audit write.
+    pub(super) fn audited<T>(&self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &written {
+            self.metrics.audit_write_failures.inc();
+            error!(error = %e, "audit write failed");
         }
+        written
     }
 
     pub(super) fn entry(

@@ -113,6 +113,9 @@ contract!(
     interrupted_requests_listed_until_acknowledged,
     write_probe_upserts_one_row,
     unreadable_message_ref_is_named,
+    requests_are_written_with_their_audit_rows,
+    concurrent_audited_request_writes_keep_the_chain,
+    failed_audited_writes_leave_nothing,
 );
 
 fn t(ms: i64) -> Timestamp {
@@ -797,6 +800,153 @@ async fn audit_concurrent_appends_keep_the_chain(db: &Db) {
     let report = audit::verify(db.store.as_ref()).await.unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.count, 200);
+}
+
+fn finish(id: RequestId, to: RequestState, progress: Option<&str>) -> FinishRequest {
+    FinishRequest {
+        id,
+        to,
+        outcome: format!("{} {}", id, to.as_str()),
+        progress: progress.map(str::to_string),
+        at: t(T0 + 5_000),
+    }
+}
+
+async fn requests_are_written_with_their_audit_rows(db: &Db) {
+    let mut e = entry(1);
+    e.request_id = None;
+    let (row, audited) = db
+        .store
+        .insert_request_audited(executing_request(Some("me"), T0), e)
+        .await
+        .unwrap();
+    assert_eq!(audited.entry.request_id, Some(row.id));
+    assert_eq!(audited.seq, 1);
+    let stored = db.store.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Executing);
+
+    let (moved, outcome) = db
+        .store
+        .finish_request_audited(
+            finish(row.id, RequestState::Succeeded, Some("3 of 3 updated")),
+            entry(2),
+        )
+        .await
+        .unwrap();
+    assert!(moved);
+    assert_eq!(outcome.seq, 2);
+    assert_eq!(outcome.prev_hash, audited.hash);
+    let stored = db.store.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Succeeded);
+    assert_eq!(
+        stored.outcome.as_deref(),
+        Some(&*format!("{} succeeded", row.id))
+    );
+    assert_eq!(stored.last_progress.as_deref(), Some("3 of 3 updated"));
+
+    // No longer executing: the state stays, the audit row is still written.
+    let (moved, late) = db
+        .store
+        .finish_request_audited(finish(row.id, RequestState::Failed, Some("late")), entry(3))
+        .await
+        .unwrap();
+    assert!(!moved);
+    assert_eq!(late.seq, 3);
+    let stored = db.store.get_request(row.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Succeeded);
+    assert_eq!(stored.last_progress.as_deref(), Some("3 of 3 updated"));
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok() && report.count == 3, "{report:?}");
+}
+
+/// Many operations at once, each a request with its audit row then an outcome with its
+/// own: one chain, and every request's rows in the order it wrote them.
+async fn concurrent_audited_request_writes_keep_the_chain(db: &Db) {
+    let tasks = (0..40).map(|task| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut start = entry(task);
+            start.request_id = None;
+            start.action = "executing".into();
+            let (row, first) = store
+                .insert_request_audited(executing_request(Some("me"), T0), start)
+                .await
+                .unwrap();
+            let mut end = entry(task);
+            end.request_id = Some(row.id);
+            let (moved, second) = store
+                .finish_request_audited(finish(row.id, RequestState::Succeeded, None), end)
+                .await
+                .unwrap();
+            assert!(moved);
+            (row.id, first.seq, second.seq)
+        })
+    });
+    let written: Vec<(RequestId, i64, i64)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let rows = db.store.audit_page(0, 1000).await.unwrap();
+    assert_eq!(rows.len(), 80);
+    let by_seq: BTreeMap<i64, &AuditRow> = rows.iter().map(|r| (r.seq, r)).collect();
+    for (id, first, second) in &written {
+        assert!(first < second, "{id}: {first} then {second}");
+        assert_eq!(by_seq[first].entry.request_id, Some(*id));
+        assert_eq!(by_seq[first].entry.action, "executing");
+        assert_eq!(by_seq[second].entry.request_id, Some(*id));
+        let stored = db.store.get_request(*id).await.unwrap().unwrap();
+        assert_eq!(stored.state, RequestState::Succeeded);
+    }
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok() && report.count == 80, "{report:?}");
+}
+
+/// The audit table cannot be written: every concurrent write fails, none leaves a request
+/// behind or moves one, and the chain goes on unbroken once the table is back.
+async fn failed_audited_writes_leave_nothing(db: &Db) {
+    let (executing, _) = db
+        .store
+        .insert_request_audited(executing_request(Some("me"), T0), entry(1))
+        .await
+        .unwrap();
+    db.exec("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .await;
+    let tasks = (0..20).map(|task| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            if task % 2 == 0 {
+                store
+                    .insert_request_audited(executing_request(Some("me"), T0), entry(task))
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .finish_request_audited(
+                        finish(executing.id, RequestState::Succeeded, Some("done")),
+                        entry(task),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        })
+    });
+    for r in join_all(tasks).await {
+        assert!(
+            r.unwrap().is_err(),
+            "a write without its audit row succeeded"
+        );
+    }
+    db.exec("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .await;
+    let stored = db.store.get_request(executing.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Executing);
+    assert_eq!(stored.last_progress, None);
+    let executing_now = db.store.orphaned_requests(t(T0 + 60_000)).await.unwrap();
+    assert_eq!(executing_now.len(), 1, "no request without its audit row");
+    db.store.append_audit(entry(99)).await.unwrap();
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok() && report.count == 2, "{report:?}");
 }
 
 async fn audit_export_jsonl_and_csv(db: &Db) {

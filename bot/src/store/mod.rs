@@ -189,6 +189,18 @@ pub struct NewVote {
     pub at: Timestamp,
 }
 
+/// The end of an executing request, for [`Store::finish_request_audited`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishRequest {
+    pub id: RequestId,
+    pub to: RequestState,
+    pub outcome: String,
+    /// The newest progress line, stored before the state changes (it is kept only while
+    /// executing).
+    pub progress: Option<String>,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoteRow {
     pub request_id: RequestId,
@@ -401,6 +413,24 @@ pub trait Store: Send + Sync + 'static {
     // --- audit log ---
     /// Appends one entry to the hash chain and makes it durable before returning.
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow>;
+    /// Inserts a request and appends its audit entry (`request_id` set to the new id) in one
+    /// transaction, durable before returning: a request never exists without the record of
+    /// why, and one durable write instead of two is what an operation waits for before it
+    /// runs. On error neither was written.
+    async fn insert_request_audited(
+        &self,
+        new: NewRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(RequestRow, AuditRow)>;
+    /// Ends an executing request in one transaction: stores `progress` as its last line,
+    /// moves it from `executing` to `to` with `outcome` (compare-and-set: false when it was
+    /// no longer executing) and appends `entry`, which is written either way. On error none
+    /// of it was written.
+    async fn finish_request_audited(
+        &self,
+        finish: FinishRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(bool, AuditRow)>;
     /// Rows with `seq > after`, in order, at most `limit`.
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>>;
     /// The newest `n` rows, newest first.

@@ -26,44 +26,93 @@ pub struct PgStore {
     audit: tokio::sync::mpsc::Sender<AuditJob>,
 }
 
-/// Appends waiting for the audit writer.
+/// A write that appends to the audit chain, with the request writes that go with it.
+enum AuditWork {
+    Append(NewAuditEntry),
+    Request(NewRequest, NewAuditEntry),
+    Finish(FinishRequest, NewAuditEntry),
+}
+
+/// What an [`AuditWork`] wrote, variant for variant.
+enum Done {
+    Appended(AuditRow),
+    Requested(Box<RequestRow>, AuditRow),
+    Finished(bool, AuditRow),
+}
+
+/// The request writes' part of a [`Done`], before its audit row exists.
+enum Written {
+    Appended,
+    Requested(Box<RequestRow>),
+    Finished(bool),
+}
+
+/// Work waiting for the audit writer.
 struct AuditJob {
-    entry: NewAuditEntry,
-    reply: tokio::sync::oneshot::Sender<StoreResult<AuditRow>>,
+    work: AuditWork,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Done>>,
 }
 
 /// Most appends one transaction carries.
 const AUDIT_BATCH: usize = 256;
 
-/// Group commit for the audit chain: appends that arrive together share one transaction
-/// (one advisory lock, one fsync) instead of queueing on the lock one commit at a time.
-/// Each caller still returns only after its row is committed.
+/// Group commit for the audit chain: work that arrives together shares one transaction
+/// (one advisory lock, one WAL flush) instead of queueing on the lock one commit at a time.
+/// Each caller still returns only after its rows are committed; when the transaction fails,
+/// every caller in it gets the error and none of its rows exist.
 async fn audit_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < AUDIT_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        let entries = jobs.iter().map(|j| j.entry.clone()).collect();
-        match append_batch(&pool, entries).await {
-            Ok(rows) => {
-                for (job, row) in jobs.into_iter().zip(rows) {
-                    let _ = job.reply.send(Ok(row));
+    let mut jobs = Vec::with_capacity(AUDIT_BATCH);
+    while rx.recv_many(&mut jobs, AUDIT_BATCH).await > 0 {
+        let (work, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.work, j.reply)).unzip();
+        match write_batch(&pool, work).await {
+            Ok(done) => {
+                for (reply, done) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(done));
                 }
             }
             Err(e) => {
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-async fn append_batch(pool: &PgPool, entries: Vec<NewAuditEntry>) -> StoreResult<Vec<AuditRow>> {
+/// PostgreSQL takes at most 65,535 parameters a statement; an audit row binds 17.
+const AUDIT_ROWS_PER_INSERT: usize = 1000;
+
+async fn insert_audit_rows(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    rows: &[AuditRow],
+) -> StoreResult<()> {
+    let head = &INSERT_AUDIT[..INSERT_AUDIT.find(" VALUES").unwrap_or(INSERT_AUDIT.len())];
+    let mut q = sqlx::QueryBuilder::<Postgres>::new(head);
+    q.push_values(rows, |mut b, row| {
+        let e = &row.entry;
+        b.push_bind(row.seq)
+            .push_bind(to_ms(e.at))
+            .push_bind(e.action.clone())
+            .push_bind(e.who.platform.clone())
+            .push_bind(e.who.user_id.clone())
+            .push_bind(e.who.display_name.clone())
+            .push_bind(e.channel.clone())
+            .push_bind(e.operation.clone())
+            .push_bind(e.arguments.clone())
+            .push_bind(e.environment.clone())
+            .push_bind(e.request_id.map(|r| r.0))
+            .push_bind(e.decision.clone())
+            .push_bind(e.reason.clone())
+            .push_bind(e.votes.clone())
+            .push_bind(e.outcome.clone())
+            .push_bind(row.prev_hash.clone())
+            .push_bind(row.hash.clone());
+    });
+    q.build().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
+async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     // Held until commit: reading the last hash and inserting its successors is one step for
     // every replica.
@@ -73,15 +122,42 @@ async fn append_batch(pool: &PgPool, entries: Vec<NewAuditEntry>) -> StoreResult
         .await
         .map_err(db_err)?;
     let mut last = Queries::last_audit(&mut *tx).await?;
-    let mut rows = Vec::with_capacity(entries.len());
-    for entry in entries {
+    let (mut rows, mut written) = (Vec::with_capacity(work.len()), Vec::new());
+    for w in work {
+        // What the request writes returned, completed by the audit row below.
+        let (entry, before) = match w {
+            AuditWork::Append(entry) => (entry, Written::Appended),
+            AuditWork::Request(new, mut entry) => {
+                let row = Queries::insert_request(&mut *tx, &new).await?;
+                entry.request_id = Some(row.id);
+                (entry, Written::Requested(Box::new(row)))
+            }
+            AuditWork::Finish(f, entry) => {
+                let moved = Queries::finish_request(&mut *tx, &f).await?;
+                (entry, Written::Finished(moved))
+            }
+        };
         let row = audit::next_row(entry, last.take())?;
-        Queries::insert_audit(&mut *tx, &row).await?;
         last = Some((row.seq, row.hash.clone()));
         rows.push(row);
+        written.push(before);
     }
+    // Every audit row of the batch in one statement: the writer is the one serial step on
+    // this path, and its time goes in round trips.
+    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        insert_audit_rows(&mut tx, chunk).await?;
+    }
+    let done = written
+        .into_iter()
+        .zip(rows)
+        .map(|(before, row)| match before {
+            Written::Appended => Done::Appended(row),
+            Written::Requested(r) => Done::Requested(r, row),
+            Written::Finished(moved) => Done::Finished(moved, row),
+        })
+        .collect();
     tx.commit().await.map_err(db_err)?;
-    Ok(rows)
+    Ok(done)
 }
 
 impl PgStore {
@@ -130,6 +206,21 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Hands `work` to the audit writer and waits until its transaction is committed.
+    async fn audited(&self, work: AuditWork) -> StoreResult<Done> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable("the audit writer has stopped".into());
+        self.audit
+            .send(AuditJob { work, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+fn mismatched() -> StoreError {
+    StoreError::Database("internal error: the audit writer answered another kind of write".into())
 }
 
 #[async_trait]
@@ -253,13 +344,32 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let gone = || StoreError::Unavailable("the audit writer has stopped".into());
-        self.audit
-            .send(AuditJob { entry, reply })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        match self.audited(AuditWork::Append(entry)).await? {
+            Done::Appended(row) => Ok(row),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn insert_request_audited(
+        &self,
+        new: NewRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(RequestRow, AuditRow)> {
+        match self.audited(AuditWork::Request(new, entry)).await? {
+            Done::Requested(row, audit) => Ok((*row, audit)),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn finish_request_audited(
+        &self,
+        finish: FinishRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(bool, AuditRow)> {
+        match self.audited(AuditWork::Finish(finish, entry)).await? {
+            Done::Finished(moved, audit) => Ok((moved, audit)),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {

@@ -44,15 +44,21 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating the file if missing) without touching the schema.
-    pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
+    /// How the store connects: WAL, a sync on every commit, a 10 s wait for another
+    /// writer's lock. Public so benchmarks measure raw writes with the same durability.
+    pub fn connect_options(url: &str) -> StoreResult<SqliteConnectOptions> {
+        Ok(SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true))
+    }
+
+    /// Opens (creating the file if missing) without touching the schema.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = Self::connect_options(url)?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
         let conn = options.connect().await.map_err(|e| connect_err(e, url))?;
         let probe_options = options.clone().busy_timeout(PROBE_BUSY_TIMEOUT);
@@ -168,6 +174,62 @@ impl Writer {
         Queries::insert_audit(&mut self.conn, &row).await?;
         self.audit_tip = Some(Some((row.seq, row.hash.clone())));
         Ok(row)
+    }
+}
+
+impl Writer {
+    /// Runs `f` as one unit inside the batch's transaction: a later statement's failure
+    /// takes back the earlier ones (see `SqliteStore::write`), so a job of several writes
+    /// leaves all or nothing.
+    async fn atomically<T>(
+        &mut self,
+        f: impl for<'w> FnOnce(&'w mut Writer) -> BoxFuture<'w, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        exec(&mut self.conn, "SAVEPOINT job").await?;
+        match f(self).await {
+            Ok(v) => {
+                exec(&mut self.conn, "RELEASE job").await?;
+                Ok(v)
+            }
+            Err(e) => {
+                // The chain's tip may have moved inside the undone part.
+                self.audit_tip = None;
+                let _ = exec(&mut self.conn, "ROLLBACK TO job").await;
+                let _ = exec(&mut self.conn, "RELEASE job").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn insert_request_audited(
+        &mut self,
+        new: NewRequest,
+        mut entry: NewAuditEntry,
+    ) -> StoreResult<(RequestRow, AuditRow)> {
+        self.atomically(move |w| {
+            Box::pin(async move {
+                let row = Queries::insert_request(&mut w.conn, &new).await?;
+                entry.request_id = Some(row.id);
+                let audit = w.append_audit(entry).await?;
+                Ok((row, audit))
+            })
+        })
+        .await
+    }
+
+    async fn finish_request_audited(
+        &mut self,
+        f: FinishRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(bool, AuditRow)> {
+        self.atomically(move |w| {
+            Box::pin(async move {
+                let moved = Queries::finish_request(&mut w.conn, &f).await?;
+                let audit = w.append_audit(entry).await?;
+                Ok((moved, audit))
+            })
+        })
+        .await
     }
 }
 
@@ -468,6 +530,24 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
         self.write(move |c| Box::pin(c.append_audit(entry))).await
+    }
+
+    async fn insert_request_audited(
+        &self,
+        new: NewRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(RequestRow, AuditRow)> {
+        self.write(move |c| Box::pin(c.insert_request_audited(new, entry)))
+            .await
+    }
+
+    async fn finish_request_audited(
+        &self,
+        finish: FinishRequest,
+        entry: NewAuditEntry,
+    ) -> StoreResult<(bool, AuditRow)> {
+        self.write(move |c| Box::pin(c.finish_request_audited(finish, entry)))
+            .await
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
