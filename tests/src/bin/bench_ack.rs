@@ -359,9 +359,9 @@ fn config(world: &World, port: u16, database_url: &str) -> String {
 
 /// The command text of request `i`: mostly reads, now and then a deploy.
 fn command(i: usize) -> Command {
-    if i % MUTATING_EVERY == 0 {
+    if i.is_multiple_of(MUTATING_EVERY) {
         Command::Deploy(i / MUTATING_EVERY)
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         Command::Status
     } else {
         Command::Whoami
@@ -686,7 +686,6 @@ async fn load(
             .map_err(|_| anyhow::anyhow!("connection {id} stopped"))?;
     }
     drop(workers);
-    drop(add_worker);
     drop(idle_tx);
     let mut samples = Vec::with_capacity(total);
     for h in handles {
