@@ -217,13 +217,25 @@ pub const DELETE_JOB: &str = "DELETE FROM scheduled_jobs WHERE key = $1";
 pub const RESCHEDULE_JOB: &str = "UPDATE scheduled_jobs SET due_at = $1, \
      lease_owner = NULL, lease_until = NULL WHERE id = $2 AND lease_owner = $3";
 pub const FINISH_JOB: &str = "DELETE FROM scheduled_jobs WHERE id = $1 AND lease_owner = $2";
+/// A key remembered more than [`EVENT_MEMORY_MS`] ago (`$4` is that horizon) counts as new
+/// and is remembered afresh, so the answer does not depend on when old keys were last
+/// deleted: the ack path pays for one statement, not a delete and an insert.
 pub const REMEMBER_EVENT: &str = "INSERT INTO inbound_deliveries (platform, key, seen_at) \
-     VALUES ($1, $2, $3) ON CONFLICT (platform, key) DO NOTHING";
+     VALUES ($1, $2, $3) ON CONFLICT (platform, key) DO UPDATE SET seen_at = excluded.seen_at \
+     WHERE inbound_deliveries.seen_at < $4";
 pub const FORGET_EVENTS: &str = "DELETE FROM inbound_deliveries WHERE seen_at < $1";
 pub const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
 /// How long an event key is remembered, in milliseconds.
 pub const EVENT_MEMORY_MS: i64 = 3_600_000;
+/// Keys past their hour are deleted at most this often (per process), not on every call.
+pub const FORGET_EVERY_MS: i64 = 60_000;
+
+/// Whether keys past their hour are due to be deleted at `now_ms`, given when that was last
+/// done (`last_ms`); a clock that went back (a manual one in tests) counts as due.
+pub fn forget_due(last_ms: Option<i64>, now_ms: i64) -> bool {
+    last_ms.is_none_or(|last| now_ms < last || now_ms - last >= FORGET_EVERY_MS)
+}
 
 #[derive(sqlx::FromRow)]
 pub struct RequestRaw {
@@ -1374,6 +1386,7 @@ where
             .bind(platform.as_str())
             .bind(key)
             .bind(to_ms(at))
+            .bind(to_ms(at) - EVENT_MEMORY_MS)
             .execute(e)
             .await
             .map_err(db_err)?;

@@ -46,6 +46,13 @@ impl Db {
         }
     }
 
+    async fn count(&self, sql: &'static str) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        }
+    }
+
     async fn close(&self) {
         match &self.raw {
             Raw::Sqlite(p) => p.close().await,
@@ -107,6 +114,7 @@ contract!(
     unreachable_database_error_hides_password,
     incident_statuspage_id_is_kept,
     event_keys_remembered_for_an_hour,
+    event_keys_past_their_hour_are_new_before_they_are_deleted,
     executing_requests_record_their_owner_and_progress,
     heartbeats_decide_which_requests_are_orphaned,
     interrupting_an_orphan_has_one_winner,
@@ -1247,6 +1255,47 @@ async fn unreadable_message_ref_is_named(db: &Db) {
     let err = db.store.get_request(row.id).await.unwrap_err().to_string();
     assert!(err.contains("unreadable message reference"), "{err}");
     assert!(err.contains("irc:C1:1"), "{err}");
+}
+
+/// Old keys are deleted now and then, not on every call; a key past its hour is new either
+/// way, and the table does not keep what is past its hour for long.
+async fn event_keys_past_their_hour_are_new_before_they_are_deleted(db: &Db) {
+    use super::common::EVENT_MEMORY_MS;
+    let s = &db.store;
+    let slack = Platform::Slack;
+    assert!(s.remember_event(slack, "A", t(T0)).await.unwrap());
+    assert!(s.remember_event(slack, "B", t(T0 + 10)).await.unwrap());
+    // Old keys were deleted just now (nothing was old): the next deletion is not due yet.
+    assert!(
+        s.remember_event(slack, "C", t(T0 + EVENT_MEMORY_MS - 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.remember_event(slack, "A", t(T0 + EVENT_MEMORY_MS + 1))
+            .await
+            .unwrap(),
+        "A is past its hour, whether or not its row was deleted"
+    );
+    assert!(
+        !s.remember_event(slack, "A", t(T0 + EVENT_MEMORY_MS + 2))
+            .await
+            .unwrap(),
+        "and is remembered afresh"
+    );
+    assert!(
+        !s.remember_event(slack, "C", t(T0 + EVENT_MEMORY_MS + 3))
+            .await
+            .unwrap()
+    );
+    // Much later everything above is past its hour and gets deleted.
+    let later = T0 + 3 * EVENT_MEMORY_MS;
+    assert!(s.remember_event(slack, "D", t(later)).await.unwrap());
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM inbound_deliveries").await,
+        1,
+        "only D is left"
+    );
 }
 
 async fn event_keys_remembered_for_an_hour(db: &Db) {

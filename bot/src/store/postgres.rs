@@ -24,6 +24,9 @@ const EVENT_SEQ_RETRIES: usize = 20;
 pub struct PgStore {
     pool: PgPool,
     audit: tokio::sync::mpsc::Sender<AuditJob>,
+    /// When delivery keys past their hour were last deleted by this process (the bot's
+    /// clock, ms; `i64::MIN` = not yet).
+    forgotten_at: std::sync::atomic::AtomicI64,
 }
 
 /// A write that appends to the audit chain, with the request writes that go with it.
@@ -180,7 +183,11 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let (audit, rx) = tokio::sync::mpsc::channel(4 * AUDIT_BATCH);
         tokio::spawn(audit_writer(pool.clone(), rx));
-        Ok(PgStore { pool, audit })
+        Ok(PgStore {
+            pool,
+            audit,
+            forgotten_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+        })
     }
 
     /// Safe to run from several replicas at once: sqlx takes an advisory lock.
@@ -531,8 +538,15 @@ impl Store for PgStore {
         key: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        // Forget first, so a key past its hour counts as new on this very call.
-        Queries::forget_events(&self.pool, at).await?;
+        use std::sync::atomic::Ordering;
+        // Two callers may both find it due and both delete: harmless. A key past its hour
+        // counts as new whether or not its row is still there (see REMEMBER_EVENT).
+        let now = to_ms(at);
+        let last = self.forgotten_at.load(Ordering::Relaxed);
+        if common::forget_due((last != i64::MIN).then_some(last), now) {
+            self.forgotten_at.store(now, Ordering::Relaxed);
+            Queries::forget_events(&self.pool, at).await?;
+        }
         Queries::remember_event(&self.pool, platform, key, at).await
     }
 }

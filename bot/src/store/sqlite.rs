@@ -155,6 +155,8 @@ pub(crate) struct Writer {
     /// IMMEDIATE` keeps other processes from appending until commit, so later appends in the
     /// same batch need not read it again. Outer `None` = not read yet.
     audit_tip: Option<Option<(i64, String)>>,
+    /// When delivery keys past their hour were last deleted (the bot's clock, ms).
+    forgotten_at: Option<i64>,
 }
 
 impl Writer {
@@ -286,6 +288,7 @@ async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Writ
     let mut w = Writer {
         conn,
         audit_tip: None,
+        forgotten_at: None,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -752,7 +755,11 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 // Forget first: a job's failed statement must come before any it already
                 // wrote (see `write`), or a caller told "error" would find its key taken.
-                Queries::forget_events(&mut c.conn, at).await?;
+                let now = to_ms(at);
+                if common::forget_due(c.forgotten_at, now) {
+                    Queries::forget_events(&mut c.conn, at).await?;
+                    c.forgotten_at = Some(now);
+                }
                 Queries::remember_event(&mut c.conn, platform, &key, at).await
             })
         })
