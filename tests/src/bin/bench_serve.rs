@@ -134,8 +134,8 @@ async fn wait_count(db: &Path, sql: &'static str, want: i64, what: &str) -> Dura
             let _ = conn.close().await;
             return started.elapsed();
         }
-        if started.elapsed() > Duration::from_secs(300) {
-            panic!("only {n} of {want} {what} after 300 s");
+        if started.elapsed() > Duration::from_secs(120) {
+            panic!("only {n} of {want} {what} after 120 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -180,7 +180,7 @@ async fn run(bot_bin: &Path, n: usize, settle: Duration) {
     emit(SECTION, row, &format!("RSS, {n} pending MiB"), rss(&bot));
 
     let incidents = (0..n)
-        .map(|i| format!("incident declare P3 \"bench load {i}\""))
+        .map(|i| format!("incident declare P2 \"bench load {i}\""))
         .collect();
     let t = Instant::now();
     say_all(&http, addr, "dave", incidents).await;
@@ -239,7 +239,7 @@ fn main() {
     note(
         SECTION,
         &format!(
-            "Targets: ready ≤ 20 ms, idle RSS ≤ 12 MiB. Ready is spawn → first `/readyz` 200 (polled every 0.5 ms); RSS is VmRSS {} s after the bot went quiet. Requests (`deploy prod …`, pending on the Change Board) and incidents (`incident declare P3 …`) are said over the local chat's HTTP route and counted from the bot's database.",
+            "Targets: ready ≤ 20 ms, idle RSS ≤ 12 MiB. Ready is spawn → first `/readyz` 200 (polled every 0.5 ms); RSS is VmRSS {} s after the bot went quiet. Requests (`deploy prod …`, pending on the Change Board) and incidents (`incident declare P2 …`) are said over the local chat's HTTP route and counted from the bot's database.",
             settle.as_secs_f64()
         ),
     );
