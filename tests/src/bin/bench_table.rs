@@ -199,7 +199,7 @@ BENCH\tAck\tbroken\tp99 ms\tfast
 | median (min–max) of 3 runs | p99 ms | p50 ms |
 | --- | --- | --- |
 | sqlite 500/s | 1.50 (1.25–2) | 0.250 (0.200–0.300) |
-| sqlite 2000/s | 9 | |
+| sqlite 2000/s | 9 |  |
 
 target: p99 < 10 ms
 
