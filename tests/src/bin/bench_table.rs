@@ -83,7 +83,7 @@ fn read(input: &str) -> Tables {
 fn number(v: f64) -> String {
     let a = v.abs();
     if a >= 100.0 || v == v.trunc() && a >= 1.0 {
-        format!("{}", group(v.round() as i64))
+        group(v.round() as i64)
     } else if a >= 10.0 {
         format!("{v:.1}")
     } else if a >= 1.0 {
@@ -101,7 +101,7 @@ fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
