@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use erlmcp_adapters::chat::Asked;
 use erlmcp_adapters::local::web::Directory;
-use erlmcp_adapters::local::{DEPLOYMENTS, LocalEvent, MessageView, Tone};
+use erlmcp_adapters::local::{DEPLOYMENTS, LocalEvent, MessageView, Sequenced, Tone};
 use rustyline::ExternalPrinter;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::app::App;
 use crate::scheduler::Scheduler;
@@ -73,25 +73,37 @@ pub fn block(m: &MessageView) -> String {
 }
 
 /// Where the console writes: stdout, or above the prompt while a line is being edited.
-#[derive(Clone)]
 pub enum Output {
-    Stdout,
-    Terminal(Arc<std::sync::Mutex<Box<dyn ExternalPrinter + Send>>>),
+    /// Buffered: flushed whenever the console is about to wait (for a line, or for a
+    /// command still running), so a script piping many lines in gets them answered in a
+    /// few large writes, and one typing a line at a time sees each answer at once.
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    Terminal(Box<dyn ExternalPrinter + Send>),
 }
 
 impl Output {
+    pub fn stdout() -> Output {
+        Output::Stdout(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ))
+    }
+
     /// Prints `text` as it is (blocks end with a blank line).
-    pub fn print(&self, text: &str) {
+    pub fn print(&mut self, text: &str) {
         match self {
-            Output::Stdout => {
-                let mut o = std::io::stdout().lock();
+            Output::Stdout(o) => {
                 let _ = o.write_all(text.as_bytes());
-                let _ = o.flush();
             }
             Output::Terminal(p) => {
-                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = p.print(text.trim_end_matches('\n').to_string() + "\n");
             }
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let Output::Stdout(o) = self {
+            let _ = o.flush();
         }
     }
 }
@@ -128,47 +140,100 @@ impl Printer {
         if m.tone == Tone::Person {
             return;
         }
-        let seen = (m.text.clone(), m.edits);
-        if self.printed.get(&m.id) == Some(&seen) {
+        if self
+            .printed
+            .get(&m.id)
+            .is_some_and(|(text, edits)| *edits == m.edits && *text == m.text)
+        {
             return;
         }
-        self.printed.insert(m.id, seen);
-        self.out.print(&format!("{}\n", block(m)));
+        self.printed.insert(m.id, (m.text.clone(), m.edits));
+        let mut text = block(m);
+        text.push('\n');
+        self.out.print(&text);
     }
-}
 
-async fn print_events(
-    mut live: broadcast::Receiver<erlmcp_adapters::local::Sequenced>,
-    out: Output,
-    mut finish: oneshot::Receiver<()>,
-) {
-    let mut p = Printer {
-        out,
-        printed: HashMap::new(),
-        channels: Vec::new(),
-    };
-    loop {
-        tokio::select! {
-            biased;
-            ev = live.recv() => match ev {
-                Ok(e) => p.show(&e.event),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    p.out.print(&format!("── ({n} messages were too many to show)\n\n"));
+    fn received(&mut self, ev: Result<Sequenced, broadcast::error::RecvError>) -> Followed {
+        match ev {
+            Ok(e) => self.show(&e.event),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.out
+                    .print(&format!("── ({n} messages were too many to show)\n\n"));
+            }
+            Err(broadcast::error::RecvError::Closed) => return Followed::Closed,
+        }
+        Followed::Open
+    }
+
+    /// Shows every event already published, without waiting.
+    fn catch_up(&mut self, live: &mut broadcast::Receiver<Sequenced>) {
+        loop {
+            match live.try_recv() {
+                Ok(e) => self.show(&e.event),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.out
+                        .print(&format!("── ({n} messages were too many to show)\n\n"));
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = &mut finish => {
-                while let Ok(e) = live.try_recv() {
-                    p.show(&e.event);
-                }
-                return;
+                Err(_) => return,
             }
         }
     }
 }
 
+#[derive(PartialEq)]
+enum Followed {
+    Open,
+    Closed,
+}
+
+/// While lines are still queued, output waiting on a long command is flushed this often,
+/// so its progress shows without a write per message.
+const QUEUED_FLUSH: Duration = Duration::from_millis(20);
+
+/// Waits until the engine is idle, showing what it posts meanwhile. Output is flushed
+/// before each wait; with more lines queued (`queued`), only every `QUEUED_FLUSH`.
+async fn until_idle(
+    app: &App,
+    p: &mut Printer,
+    live: &mut broadcast::Receiver<Sequenced>,
+    queued: bool,
+) {
+    let idle = app.engine.wait_idle();
+    tokio::pin!(idle);
+    let mut open = true;
+    let mut done = false;
+    let mut flushed = tokio::time::Instant::now();
+    loop {
+        if open {
+            p.catch_up(live);
+        }
+        if done {
+            return;
+        }
+        // Often idle already (a lookup answers at once): then nothing needs flushing yet.
+        if futures::poll!(&mut idle).is_ready() {
+            done = true;
+            continue;
+        }
+        if !queued || flushed.elapsed() >= QUEUED_FLUSH {
+            p.out.flush();
+            flushed = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            biased;
+            ev = live.recv(), if open => open = p.received(ev) == Followed::Open,
+            _ = &mut idle => done = true,
+            _ = tokio::time::sleep_until(flushed + QUEUED_FLUSH), if queued => {}
+        }
+    }
+}
+
 /// Runs the console on `lines` (stdin's lines) until they end or `/quit`, printing to
-/// stdout. Returns once the work the lines started is done and shown.
+/// `out`. Returns once the work the lines started is done and shown.
+///
+/// Everything is printed from this one task, in order: a line's answers (and progress) are
+/// all shown before the next line is taken, and events posted in between (votes cast
+/// elsewhere, scheduled updates) while it waits for a line.
 pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), String> {
     let Input {
         mut lines,
@@ -183,9 +248,12 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
     let mut channel = DEPLOYMENTS.to_string();
     let chat = local.chat().clone();
 
-    let follow = chat.follow(None);
-    let (finish, finished) = oneshot::channel();
-    let printer = tokio::spawn(print_events(follow.live, out.clone(), finished));
+    let mut live = chat.follow(None).live;
+    let mut p = Printer {
+        out,
+        printed: HashMap::new(),
+        channels: Vec::new(),
+    };
 
     let scheduler = {
         let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
@@ -212,7 +280,6 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
         })
     };
 
-    let say = |line: String| out.print(&format!("{line}\n"));
     // On a terminal the next line is asked for, with its prompt, once the last one is done.
     let ask_line = |person: &str, channel: &str| {
         if let Some(a) = &ask {
@@ -220,42 +287,66 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
         }
     };
     if ask.is_some() {
-        say(format!(
-            "erlmcp-bot console: speaking as {} in #{channel}. {HELP}",
+        p.out.print(&format!(
+            "erlmcp-bot console: speaking as {} in #{channel}. {HELP}\n",
             describe(&directory, &person)
         ));
     }
-    loop {
-        ask_line(&person, &channel);
-        let Some(line) = lines.recv().await else {
-            break;
+    let mut queued: std::collections::VecDeque<String> = Default::default();
+    let mut open = true;
+    'lines: loop {
+        p.catch_up(&mut live);
+        let line = match queued.pop_front() {
+            Some(l) => l,
+            None => {
+                ask_line(&person, &channel);
+                // Waiting for a line: what was printed goes out now, and what others post
+                // meanwhile is shown as it comes.
+                loop {
+                    p.out.flush();
+                    tokio::select! {
+                        batch = lines.recv() => match batch {
+                            Some(batch) => {
+                                queued.extend(batch);
+                                break;
+                            }
+                            None => break 'lines,
+                        },
+                        ev = live.recv(), if open => open = p.received(ev) == Followed::Open,
+                    }
+                }
+                match queued.pop_front() {
+                    Some(l) => l,
+                    None => continue,
+                }
+            }
         };
         match parse_line(&line) {
             Line::Nothing => {}
             Line::Quit => break,
-            Line::Help => say(HELP.to_string()),
+            Line::Help => p.out.print(&format!("{HELP}\n")),
             Line::As(name) => match known(&directory, &name) {
-                Ok(p) => {
-                    person = p;
-                    say(format!(
-                        "── now speaking as {}\n",
+                Ok(found) => {
+                    person = found;
+                    p.out.print(&format!(
+                        "── now speaking as {}\n\n",
                         describe(&directory, &person)
                     ));
                 }
-                Err(e) => say(format!("── {e}\n")),
+                Err(e) => p.out.print(&format!("── {e}\n\n")),
             },
             Line::Join(c) => {
                 if chat.has_channel(&c) {
                     channel = c;
-                    say(format!("── now in #{channel}\n"));
+                    p.out.print(&format!("── now in #{channel}\n\n"));
                 } else {
                     let names: Vec<String> = chat
                         .channels()
                         .into_iter()
                         .map(|c| format!("#{}", c.id))
                         .collect();
-                    say(format!(
-                        "── no channel #{c} (there are {})\n",
+                    p.out.print(&format!(
+                        "── no channel #{c} (there are {})\n\n",
                         names.join(", ")
                     ));
                 }
@@ -265,20 +356,20 @@ pub async fn run(app: Arc<App>, person: String, input: Input) -> Result<(), Stri
                     .say(&person, &channel, Asked::Command(text), None)
                     .await
                 {
-                    say(format!("── not taken: {e}\n"));
+                    p.out.print(&format!("── not taken: {e}\n\n"));
                 }
                 // One command at a time: its answer (and progress) before the next line.
-                app.engine.wait_idle().await;
+                until_idle(&app, &mut p, &mut live, !queued.is_empty()).await;
             }
         }
     }
     // What the lines started finishes and is shown before the console goes.
-    app.engine.wait_idle().await;
+    until_idle(&app, &mut p, &mut live, false).await;
     local.refresh_open_cards().await;
     refresher.abort();
     scheduler.abort();
-    let _ = finish.send(());
-    let _ = printer.await;
+    p.catch_up(&mut live);
+    p.out.flush();
     app.engine.flush_checkpoints().await;
     ownership.abort();
     Ok(())
@@ -310,7 +401,8 @@ fn describe(directory: &Directory, name: &str) -> String {
 
 /// What the console reads and where it writes.
 pub struct Input {
-    pub lines: mpsc::Receiver<String>,
+    /// Lines in batches: whatever had arrived together.
+    pub lines: mpsc::Receiver<Vec<String>>,
     pub out: Output,
     /// On a terminal: asks for the next line, with the prompt to show.
     pub ask: Option<std::sync::mpsc::Sender<String>>,
@@ -321,7 +413,7 @@ pub struct Input {
 /// in a pipe, plain lines and plain output.
 pub fn stdin_input() -> Input {
     use std::io::IsTerminal as _;
-    let (tx, lines) = mpsc::channel(64);
+    let (tx, lines) = mpsc::channel(16);
     if std::io::stdin().is_terminal()
         && std::io::stdout().is_terminal()
         && let Ok(mut editor) = rustyline::DefaultEditor::new()
@@ -335,7 +427,7 @@ pub fn stdin_input() -> Input {
                         if !line.trim().is_empty() {
                             let _ = editor.add_history_entry(line.as_str());
                         }
-                        if tx.blocking_send(line).is_err() {
+                        if tx.blocking_send(vec![line]).is_err() {
                             break;
                         }
                     }
@@ -344,33 +436,109 @@ pub fn stdin_input() -> Input {
                 }
             }
         });
-        let printer: Box<dyn ExternalPrinter + Send> = Box::new(printer);
         return Input {
             lines,
-            out: Output::Terminal(Arc::new(std::sync::Mutex::new(printer))),
+            out: Output::Terminal(Box::new(printer)),
             ask: Some(ask),
         };
     }
     std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
+        let reader = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
+        pipe_lines(reader, |batch| tx.blocking_send(batch).is_ok());
     });
     Input {
         lines,
-        out: Output::Stdout,
+        out: Output::stdout(),
         ask: None,
     }
+}
+
+/// Reads lines from a pipe and hands them over in batches: every complete line already
+/// read goes in one batch, so a burst of lines costs one hand-over per read rather than
+/// one per line. Stops at the end of input, on a read error, or when `send` says no.
+pub fn pipe_lines(mut reader: impl std::io::BufRead, mut send: impl FnMut(Vec<String>) -> bool) {
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let mut batch = Vec::new();
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            partial.extend_from_slice(&rest[..nl]);
+            batch.push(line_text(&mut partial));
+            rest = &rest[nl + 1..];
+        }
+        partial.extend_from_slice(rest);
+        let used = chunk.len();
+        reader.consume(used);
+        if !batch.is_empty() && !send(batch) {
+            return;
+        }
+    }
+    if !partial.is_empty() {
+        let last = line_text(&mut partial);
+        let _ = send(vec![last]);
+    }
+}
+
+/// One line without its `\r`, lossily decoded; empties `buf`.
+fn line_text(buf: &mut Vec<u8>) -> String {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    let line = String::from_utf8_lossy(buf).into_owned();
+    buf.clear();
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use erlmcp_adapters::local::ProgressView;
+
+    #[test]
+    fn piped_lines_arrive_in_batches_as_they_were_read() {
+        // A reader that hands out 7 bytes per read, so lines straddle reads.
+        let input = b"whoami\r\nscale dev 3\n\n/quit\nno newline at the end";
+        let reader = std::io::BufReader::with_capacity(7, &input[..]);
+        let mut batches = Vec::new();
+        pipe_lines(reader, |b| {
+            batches.push(b);
+            true
+        });
+        let all: Vec<String> = batches.iter().flatten().cloned().collect();
+        assert_eq!(
+            all,
+            [
+                "whoami",
+                "scale dev 3",
+                "",
+                "/quit",
+                "no newline at the end"
+            ]
+        );
+        assert!(batches.iter().all(|b| !b.is_empty()));
+
+        let big = "whoami\n".repeat(1000);
+        let reader = std::io::BufReader::with_capacity(64 * 1024, big.as_bytes());
+        let mut batches = Vec::new();
+        pipe_lines(reader, |b| {
+            batches.push(b.len());
+            true
+        });
+        assert_eq!(batches, [1000], "one read, one batch");
+
+        let mut calls = 0;
+        pipe_lines(std::io::BufReader::with_capacity(7, &input[..]), |_| {
+            calls += 1;
+            false
+        });
+        assert_eq!(calls, 1, "a refused batch stops the reading");
+    }
 
     #[test]
     fn console_lines_steer_or_say() {

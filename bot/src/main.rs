@@ -154,11 +154,16 @@ fn main() -> ExitCode {
         "warn"
     };
     telemetry::init(&loaded.config.bot.log_format, level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // The console takes one line at a time: on a single thread, a command's task, its
+    // answer and the printing hand over to each other without waking another thread.
+    let mut builder = if matches!(cli.command, Cmd::Console { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("erlmcp-bot: cannot start the runtime: {e}");
