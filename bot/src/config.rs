@@ -112,14 +112,30 @@ pub(crate) fn figment_problems(err: figment::Error, section: Option<&str>) -> Ve
                     .unwrap_or_else(|| "config".into()),
                 (None, false) => e.path.join("."),
             };
-            // figment's kind text is already specific ("unknown field `x`, expected ...");
-            // values are not echoed, so secrets given in a wrong place do not leak.
+            // Values are not echoed, so secrets given in a wrong place do not leak.
             ConfigProblem {
                 path,
-                message: e.kind.to_string(),
+                message: kind_message(&e.kind),
             }
         })
         .collect()
+}
+
+/// figment's text for a problem, with the unknown-key case said plainly (figment's own
+/// wraps the list of known keys in a stray pair of backticks).
+pub(crate) fn kind_message(kind: &figment::error::Kind) -> String {
+    match kind {
+        figment::error::Kind::UnknownField(found, known) => unknown_key(found, known),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn unknown_key(found: &str, known: &[&str]) -> String {
+    let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    format!(
+        "unknown key `{found}`; the known keys here are {}",
+        known.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -128,6 +144,14 @@ mod tests {
     use crate::platforms;
     use erlmcp_adapters::slack::config::SlackSection;
 
+    #[test]
+    fn unknown_keys_are_named_with_the_known_ones_plainly() {
+        let kind = figment::error::Kind::UnknownField("bogus".into(), &["listen", "command"]);
+        assert_eq!(
+            kind_message(&kind),
+            "unknown key `bogus`; the known keys here are `listen`, `command`"
+        );
+    }
     #[test]
     fn embedded_default_is_valid() {
         let cfg = from_toml(EMBEDDED_DEFAULT).expect("embedded default must be valid");

@@ -131,11 +131,9 @@ pub fn problems(cfg: &Config) -> Vec<ConfigProblem> {
     let mut unreadable = Vec::new();
     for name in cfg.platforms.names() {
         if !PLATFORMS.iter().any(|p| p.platform.as_str() == name) {
-            let known: &'static [&'static str] = KNOWN_SECTIONS.as_slice();
-            let kind = figment::error::Kind::UnknownField(name.to_string(), known);
             unreadable.push(ConfigProblem {
                 path: name.to_string(),
-                message: kind.to_string(),
+                message: crate::config::unknown_key(name, &KNOWN_SECTIONS),
             });
         }
     }
