@@ -131,9 +131,12 @@ pub(crate) fn kind_message(kind: &figment::error::Kind) -> String {
 }
 
 pub(crate) fn unknown_key(found: &str, known: &[&str]) -> String {
+    let close = erlmcp_commands::grammar::suggestion(found, known.iter().copied())
+        .map(|k| format!(" did you mean `{k}`?"))
+        .unwrap_or_default();
     let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
     format!(
-        "unknown key `{found}`; the known keys here are {}",
+        "unknown key `{found}`;{close} the known keys here are {}",
         known.join(", ")
     )
 }
@@ -150,6 +153,10 @@ mod tests {
         assert_eq!(
             kind_message(&kind),
             "unknown key `bogus`; the known keys here are `listen`, `command`"
+        );
+        assert_eq!(
+            unknown_key("slak", &["bot", "slack", "discord"]),
+            "unknown key `slak`; did you mean `slack`? the known keys here are `bot`, `slack`, `discord`"
         );
     }
     #[test]

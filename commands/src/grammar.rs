@@ -764,7 +764,7 @@ fn is_slash_command(word: &str, ctx: &ParseContext) -> bool {
 }
 
 /// "Did you mean": the closest candidate within edit distance 2, the first on a tie.
-fn suggestion<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn suggestion<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         // A candidate every letter of which would change (`🚀` → `dr`) is no suggestion.
