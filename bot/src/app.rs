@@ -74,6 +74,8 @@ pub struct BuildOptions {
     pub github_reads: Option<erlmcp_adapters::retry::RetryPolicy>,
     /// Runs the local chat platform in this process (`serve` when it is enabled, `console`).
     pub local_chat: bool,
+    /// The local chat has no page here (`console`): its messages need no HTML.
+    pub local_chat_text_only: bool,
 }
 
 impl Default for BuildOptions {
@@ -86,6 +88,7 @@ impl Default for BuildOptions {
             github_workflow: WorkflowOptions::default(),
             github_reads: None,
             local_chat: false,
+            local_chat_text_only: false,
         }
     }
 }
@@ -159,9 +162,13 @@ pub async fn build(
     let mut chats = opts.chats;
     let clients = platforms::clients(&config, clock.clone())?;
     chats.extend(clients.chats());
-    let local = opts
-        .local_chat
-        .then(|| Arc::new(erlmcp_adapters::local::LocalChat::new()));
+    let local = opts.local_chat.then(|| {
+        Arc::new(if opts.local_chat_text_only {
+            erlmcp_adapters::local::LocalChat::text_only()
+        } else {
+            erlmcp_adapters::local::LocalChat::new()
+        })
+    });
     if let Some(chat) = &local {
         chats.push(chat.clone());
     }

@@ -381,7 +381,15 @@ fn fail(msg: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn open_app(loaded: config::Loaded, url: &str, local_chat: bool) -> Result<App, ExitCode> {
+/// Where the local chat runs when a command opens the app.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LocalChatIn {
+    Nowhere,
+    Page,
+    Console,
+}
+
+async fn open_app(loaded: config::Loaded, url: &str, local: LocalChatIn) -> Result<App, ExitCode> {
     let store = store::open_store(url)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
@@ -390,7 +398,8 @@ async fn open_app(loaded: config::Loaded, url: &str, local_chat: bool) -> Result
         store,
         Arc::new(SystemClock),
         BuildOptions {
-            local_chat,
+            local_chat: local != LocalChatIn::Nowhere,
+            local_chat_text_only: local == LocalChatIn::Console,
             ..BuildOptions::default()
         },
     )
@@ -399,7 +408,7 @@ async fn open_app(loaded: config::Loaded, url: &str, local_chat: bool) -> Result
 }
 
 async fn console(loaded: config::Loaded, url: &str, user: String) -> ExitCode {
-    let app = match open_app(loaded, url, true).await {
+    let app = match open_app(loaded, url, LocalChatIn::Console).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };
@@ -424,7 +433,7 @@ impl Progress for StderrProgress {
 }
 
 async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> ExitCode {
-    let app = match open_app(loaded, url, false).await {
+    let app = match open_app(loaded, url, LocalChatIn::Nowhere).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -469,7 +478,12 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     };
     let page = erlmcp_bot::local::page_plan(&loaded.config);
     let local_chat = erlmcp_bot::local::enabled(&loaded.config);
-    let app = match open_app(loaded, url, local_chat).await {
+    let local = if local_chat {
+        LocalChatIn::Page
+    } else {
+        LocalChatIn::Nowhere
+    };
+    let app = match open_app(loaded, url, local).await {
         Ok(a) => Arc::new(a),
         Err(code) => return code,
     };

@@ -147,6 +147,8 @@ struct State {
 pub struct LocalChat {
     state: Mutex<State>,
     events: broadcast::Sender<Sequenced>,
+    /// Whether messages carry their HTML: only the page shows it, the console prints text.
+    html: bool,
 }
 
 /// Answers a person in the local chat privately, in the channel they spoke in.
@@ -241,6 +243,15 @@ impl Default for LocalChat {
 
 impl LocalChat {
     pub fn new() -> LocalChat {
+        LocalChat::with_html(true)
+    }
+
+    /// A chat for the console alone: messages carry their text, not the page's HTML.
+    pub fn text_only() -> LocalChat {
+        LocalChat::with_html(false)
+    }
+
+    fn with_html(html: bool) -> LocalChat {
         let (events, _) = broadcast::channel(1024);
         let channel = |id: &str, topic: &str| ChannelView {
             id: id.into(),
@@ -260,6 +271,7 @@ impl LocalChat {
                 log: VecDeque::new(),
             }),
             events,
+            html,
         }
     }
 
@@ -357,7 +369,11 @@ impl LocalChat {
             from: person.to_string(),
             only_for: None,
             tone: Tone::Person,
-            html: html::escape(text),
+            html: if self.html {
+                html::escape(text)
+            } else {
+                String::new()
+            },
             text: text.to_string(),
             request: None,
             progress: None,
@@ -366,7 +382,7 @@ impl LocalChat {
         })
     }
 
-    fn bot_message(channel: &str, thread: Option<u64>, reply: &Reply) -> MessageView {
+    fn bot_message(&self, channel: &str, thread: Option<u64>, reply: &Reply) -> MessageView {
         let progress = reply.message.blocks.iter().find_map(|b| match b {
             Block::Progress { done, total, .. } if *total > 0 => Some(ProgressView {
                 done: (*done).min(*total),
@@ -381,7 +397,11 @@ impl LocalChat {
             from: BOT_NAME.to_string(),
             only_for: None,
             tone: Tone::of(reply.kind),
-            html: html::message(&reply.message),
+            html: if self.html {
+                html::message(&reply.message)
+            } else {
+                String::new()
+            },
             text: reply.text(),
             request: reply
                 .approval()
@@ -429,7 +449,11 @@ impl LocalChat {
                 error: format!("no message {id}"),
             });
         };
-        if m.html == fresh.html && m.request == fresh.request && m.tone == fresh.tone {
+        if m.html == fresh.html
+            && m.text == fresh.text
+            && m.request == fresh.request
+            && m.tone == fresh.tone
+        {
             return Ok(());
         }
         m.html = fresh.html;
@@ -481,13 +505,13 @@ impl ChatPlatform for LocalChat {
     }
 
     async fn post(&self, channel: &str, message: &Reply) -> Result<MessageRef, ChatError> {
-        let m = LocalChat::bot_message(channel, None, message);
+        let m = self.bot_message(channel, None, message);
         Ok(local_ref(&self.add(m)))
     }
 
     async fn update(&self, message: &MessageRef, content: &Reply) -> Result<(), ChatError> {
         let id = message_id(message)?;
-        self.replace(id, LocalChat::bot_message(&message.channel, None, content))
+        self.replace(id, self.bot_message(&message.channel, None, content))
     }
 
     async fn post_in_thread(
@@ -497,7 +521,7 @@ impl ChatPlatform for LocalChat {
     ) -> Result<MessageRef, ChatError> {
         let parent_id = message_id(parent)?;
         let channel = self.parent_channel(parent_id, "post_in_thread")?;
-        let m = LocalChat::bot_message(&channel, Some(parent_id), message);
+        let m = self.bot_message(&channel, Some(parent_id), message);
         // The thread's latest count is drawn as a bar on the message it hangs under.
         let text = message.text();
         let last = text.lines().rev().find_map(progress_in);
@@ -513,7 +537,7 @@ impl ChatPlatform for LocalChat {
         user: &str,
         message: &Reply,
     ) -> Result<(), ChatError> {
-        let mut m = LocalChat::bot_message(channel, None, message);
+        let mut m = self.bot_message(channel, None, message);
         m.only_for = Some(user.to_string());
         self.add(m);
         Ok(())
@@ -617,6 +641,26 @@ mod tests {
         // A number from before the oldest kept event, or from the future: start over.
         let lost = chat.follow(Some(10_000));
         assert!(matches!(lost.backlog[0].event, LocalEvent::Snapshot { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_text_only_chat_carries_no_html_and_still_sees_edits() {
+        let chat = LocalChat::text_only();
+        let m = chat
+            .post(DEPLOYMENTS, &Reply::ok("<b>one</b>"))
+            .await
+            .unwrap();
+        let mut f = chat.follow(None);
+        let shown = chat.messages();
+        assert_eq!(shown[0].text, "<b>one</b>");
+        assert_eq!(shown[0].html, "");
+        chat.update(&m, &Reply::ok("<b>one</b>")).await.unwrap();
+        assert!(f.live.try_recv().is_err(), "unchanged: no event");
+        chat.update(&m, &Reply::ok("two")).await.unwrap();
+        let LocalEvent::Message { message } = f.live.try_recv().unwrap().event else {
+            panic!()
+        };
+        assert_eq!((message.text.as_str(), message.html.as_str()), ("two", ""));
     }
 
     #[tokio::test]
