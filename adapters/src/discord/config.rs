@@ -80,7 +80,7 @@ impl PlatformSection for DiscordSection {
         if self.bot_token.is_empty() {
             problem("bot_token", "required when discord.enabled".into());
         }
-        if self.public_key.is_none() && self.mode.as_deref() != Some("gateway") {
+        if self.public_key.is_none() && !self.is_gateway() {
             problem("public_key", "required in http mode".into());
         }
         if let Some(key) = &self.public_key
