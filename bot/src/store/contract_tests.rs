@@ -115,6 +115,7 @@ contract!(
     incident_statuspage_id_is_kept,
     event_keys_remembered_for_an_hour,
     event_keys_past_their_hour_are_new_before_they_are_deleted,
+    a_burst_of_event_keys_answers_each_caller_once,
     executing_requests_record_their_owner_and_progress,
     heartbeats_decide_which_requests_are_orphaned,
     interrupting_an_orphan_has_one_winner,
@@ -1347,6 +1348,55 @@ async fn event_keys_remembered_for_an_hour(db: &Db) {
     );
 }
 
+/// Keys that arrive together (PostgreSQL writes them in one statement) are each answered
+/// for themselves: one first delivery per key however many copies arrive at once, copies
+/// of one key in the same instant included, and every key durable once answered.
+async fn a_burst_of_event_keys_answers_each_caller_once(db: &Db) {
+    let keys = 60;
+    let copies = 4;
+    let tries = (0..keys * copies).map(|i| {
+        let store = db.store.clone();
+        // Both platforms: a key is per platform, so these are 2 x 30 distinct deliveries.
+        let platform = if i % 2 == 0 {
+            Platform::Slack
+        } else {
+            Platform::Discord
+        };
+        let key = format!("Ev{}", (i / 2) % (keys / 2));
+        tokio::spawn(async move {
+            let first = store.remember_event(platform, &key, t(T0)).await.unwrap();
+            (platform, key, first)
+        })
+    });
+    let mut firsts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in join_all(tries).await {
+        let (platform, key, first) = r.unwrap();
+        *firsts
+            .entry((platform.as_str().to_string(), key))
+            .or_default() += usize::from(first);
+    }
+    assert_eq!(firsts.len(), keys);
+    assert!(
+        firsts.values().all(|n| *n == 1),
+        "one first delivery per key: {firsts:?}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM inbound_deliveries").await,
+        keys as i64
+    );
+    // Every later copy within the hour is a replay.
+    let again = (0..keys / 2).map(|i| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            store
+                .remember_event(Platform::Discord, &format!("Ev{i}"), t(T0 + 60_000))
+                .await
+                .unwrap()
+        })
+    });
+    assert!(join_all(again).await.into_iter().all(|r| !r.unwrap()));
+}
+
 async fn write_probe_upserts_one_row(db: &Db) {
     let s = &db.store;
     s.check_writable(t(T0)).await.unwrap();
@@ -1748,6 +1798,47 @@ async fn slack_events_rows_kept_by_0007_on_postgres() {
     assert_eq!(old_table, None);
     check_deliveries_kept(&store, rows).await;
     store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// Two replicas on one database, each batching the keys that reach it: a delivery retried
+/// to both at once is taken by exactly one, whichever way their batches interleave (and the
+/// keys are sent in opposite orders, which two batches locking rows in arrival order
+/// could deadlock on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_take_each_delivery_once() {
+    let Some(url) = testdb::fresh_postgres_url("postgres_replicas_take_each_delivery_once").await
+    else {
+        return;
+    };
+    let a = Arc::new(PgStore::open(&url).await.unwrap());
+    let b = Arc::new(PgStore::connect(&url).await.unwrap());
+    let keys = 200;
+    let mut tries = Vec::new();
+    for round in 0..3 {
+        for i in 0..keys {
+            for (store, key) in [(&a, i), (&b, keys - 1 - i)] {
+                let store: Arc<dyn Store> = store.clone();
+                tries.push(tokio::spawn(async move {
+                    let key = format!("Ev{key}");
+                    let first = store
+                        .remember_event(Platform::Slack, &key, t(T0 + round))
+                        .await
+                        .unwrap();
+                    (key, first)
+                }));
+            }
+        }
+    }
+    let mut firsts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in join_all(tries).await {
+        let (key, first) = r.unwrap();
+        *firsts.entry(key).or_default() += usize::from(first);
+    }
+    assert_eq!(firsts.len(), keys);
+    assert!(firsts.values().all(|n| *n == 1), "{firsts:?}");
+    a.close().await;
+    b.close().await;
     testdb::drop_postgres_database(&url).await;
 }
 

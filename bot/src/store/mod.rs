@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointKind};
 
 pub mod audit;
 pub(crate) mod common;
+mod pg_deliveries;
 pub mod postgres;
 pub mod serve_lock;
 pub mod sqlite;

@@ -27,6 +27,7 @@ pub struct PgStore {
     /// When delivery keys past their hour were last deleted by this process (the bot's
     /// clock, ms; `i64::MIN` = not yet).
     forgotten_at: std::sync::atomic::AtomicI64,
+    deliveries: super::pg_deliveries::Deliveries,
 }
 
 /// A write that appends to the audit chain, with the request writes that go with it.
@@ -183,10 +184,12 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let (audit, rx) = tokio::sync::mpsc::channel(4 * AUDIT_BATCH);
         tokio::spawn(audit_writer(pool.clone(), rx));
+        let deliveries = super::pg_deliveries::Deliveries::start(pool.clone());
         Ok(PgStore {
             pool,
             audit,
             forgotten_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+            deliveries,
         })
     }
 
@@ -547,6 +550,6 @@ impl Store for PgStore {
             self.forgotten_at.store(now, Ordering::Relaxed);
             Queries::forget_events(&self.pool, at).await?;
         }
-        Queries::remember_event(&self.pool, platform, key, at).await
+        self.deliveries.remember(platform, key, at).await
     }
 }
