@@ -973,28 +973,45 @@ pub fn whoami(
     capabilities: &[String],
     approver_of: &[String],
 ) -> String {
-    let mut out = format!("You are {display_name} ({identity}).");
+    // Forty lines or so for an admin, answered often: written into one buffer.
+    let size = 64
+        + capabilities
+            .iter()
+            .chain(approver_of)
+            .map(|c| c.len() + 8)
+            .sum::<usize>();
+    let mut out = String::with_capacity(size);
+    out.push_str("You are ");
+    out.push_str(display_name);
+    out.push_str(" (");
+    out.push_str(identity);
+    out.push_str(").");
     if let Some((name, identities)) = person {
-        out.push_str(&format!("\nPerson: {name} ({})", identities.join(", ")));
+        out.push_str("\nPerson: ");
+        out.push_str(name);
+        out.push_str(" (");
+        out.push_str(&identities.join(", "));
+        out.push(')');
     }
     if roles.is_empty() {
         out.push_str("\nRoles: none. Ask an admin to add your id to a role.");
         return out;
     }
-    out.push_str(&format!("\nRoles: {}", roles.join(", ")));
+    out.push_str("\nRoles: ");
+    out.push_str(&roles.join(", "));
     if capabilities.is_empty() {
         out.push_str("\nYou may read status, requests and incidents.");
     } else {
         out.push_str("\nYou may:");
         for c in capabilities {
-            out.push_str(&format!("\n• {c}"));
+            out.push_str("\n• ");
+            out.push_str(c);
         }
     }
     if !approver_of.is_empty() {
-        out.push_str(&format!(
-            "\nYou can approve: {} (never your own requests).",
-            approver_of.join("; ")
-        ));
+        out.push_str("\nYou can approve: ");
+        out.push_str(&approver_of.join("; "));
+        out.push_str(" (never your own requests).");
     }
     out
 }
@@ -1495,6 +1512,36 @@ mod tests {
         assert_eq!(
             timeline_line(&e),
             "2026-11-02 09:15 UTC update (Alice (slack:U1)): rolled back"
+        );
+    }
+
+    #[test]
+    fn whoami_lists_person_roles_grants_and_approvals() {
+        let caps = ["deploy: dev, staging; production (needs 2 from sre/lead)".to_string()];
+        let approves = [
+            "deploy on production".to_string(),
+            "rollback on all environments".to_string(),
+        ];
+        assert_eq!(
+            whoami(
+                "Alice",
+                "slack:U1",
+                Some(("alice", vec!["slack:U1".into(), "local:alice".into()])),
+                &["dev".into(), "sre".into()],
+                &caps,
+                &approves,
+            ),
+            "You are Alice (slack:U1).\nPerson: alice (slack:U1, local:alice)\nRoles: dev, sre\n\
+             You may:\n• deploy: dev, staging; production (needs 2 from sre/lead)\n\
+             You can approve: deploy on production; rollback on all environments (never your own requests)."
+        );
+        assert_eq!(
+            whoami("U2", "slack:U2", None, &["viewer".into()], &[], &[]),
+            "You are U2 (slack:U2).\nRoles: viewer\nYou may read status, requests and incidents."
+        );
+        assert_eq!(
+            whoami("U3", "slack:U3", None, &[], &caps, &approves),
+            "You are U3 (slack:U3).\nRoles: none. Ask an admin to add your id to a role."
         );
     }
 

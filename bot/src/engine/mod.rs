@@ -166,6 +166,8 @@ pub struct Engine {
     /// The github-actions target, for `runs`, `run ...` and environment gates.
     github: std::sync::OnceLock<Arc<erlmcp_adapters::github::GithubActionsTarget>>,
     running_deploys: github::RunningDeploys,
+    /// `whoami`'s grants per set of roles, worked out on first use.
+    grants: Mutex<HashMap<Vec<String>, Arc<reads::Grants>>>,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -239,6 +241,7 @@ impl Engine {
             checkpoints,
             github: std::sync::OnceLock::new(),
             running_deploys: Default::default(),
+            grants: Mutex::new(HashMap::new()),
         })
     }
 

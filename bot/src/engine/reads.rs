@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// What a set of roles may do, as `whoami` lists it.
+pub(super) struct Grants {
+    capabilities: Vec<String>,
+    approver_of: Vec<String>,
+}
+
+/// Sets of roles whose grants are kept at most.
+const GRANTS_KEPT: usize = 256;
+
 impl Engine {
     pub(super) fn open_command(&self, inv: &Invocation, cmd: &Command) -> Reply {
         match cmd {
@@ -11,33 +20,56 @@ impl Engine {
             },
             _ => {
                 let a = &inv.actor;
-                let envs: Vec<String> = self.cfg.environments.keys().cloned().collect();
                 let person = match &a.person {
                     Person::Named(name) => Some((name.as_str(), self.cfg.identities_of(&a.person))),
                     Person::Identity(_) => None,
                 };
-                let caps = policy::capabilities(&self.policy, a, &envs);
-                let approver_of: Vec<String> = self
-                    .policy
-                    .rules
-                    .iter()
-                    .filter_map(|r| {
-                        let a2 = r.approvals.as_ref()?;
-                        a.has_any_role(&a2.from).then(|| {
-                            replies::approver_of(&r.operation.to_string(), &r.environments)
-                        })
-                    })
-                    .collect();
+                let grants = self.grants(&a.roles);
                 Reply::private(replies::whoami(
                     &a.display_name,
                     &a.identity(),
                     person,
                     &a.roles,
-                    &caps,
-                    &approver_of,
+                    &grants.capabilities,
+                    &grants.approver_of,
                 ))
             }
         }
+    }
+
+    /// What holders of `roles` may do and approve, for `whoami`. It depends on the roles
+    /// and the configuration only, and the configuration is fixed for the engine's life,
+    /// so it is worked out once per set of roles.
+    fn grants(&self, roles: &[String]) -> Arc<Grants> {
+        let mut known = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = known.get(roles) {
+            return g.clone();
+        }
+        // Only the roles count in what follows.
+        let actor = Actor::new("", "", "", roles.to_vec());
+        let envs: Vec<String> = self.cfg.environments.keys().cloned().collect();
+        let approver_of = self
+            .policy
+            .rules
+            .iter()
+            .filter_map(|r| {
+                let a = r.approvals.as_ref()?;
+                actor
+                    .has_any_role(&a.from)
+                    .then(|| replies::approver_of(&r.operation.to_string(), &r.environments))
+            })
+            .collect();
+        let g = Arc::new(Grants {
+            capabilities: policy::capabilities(&self.policy, &actor, &envs),
+            approver_of,
+        });
+        // Sets of roles come from the configuration, so there are few; a flood of distinct
+        // group combinations only costs recomputing.
+        if known.len() >= GRANTS_KEPT {
+            known.clear();
+        }
+        known.insert(roles.to_vec(), g.clone());
+        g
     }
 
     pub(super) async fn read_command(&self, inv: &Invocation, cmd: &Command) -> Reply {
