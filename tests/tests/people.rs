@@ -182,3 +182,24 @@ async fn whoami_shows_the_person_and_their_identities() {
     let r = bot.say("frank", "whoami").await;
     assert!(!r.text().contains("Person:"), "{}", r.text());
 }
+
+/// What `whoami` lists is worked out once per set of roles and kept: each asker still gets
+/// the list of their own roles, however the askers take turns.
+#[tokio::test]
+async fn whoami_lists_each_askers_own_grants_however_they_take_turns() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let bot = Bot::start(Arc::new(store), embedded_config()).await;
+    let lead = bot.say("alice", "whoami").await.text();
+    let board = bot.say("bob", "whoami").await.text();
+    assert!(
+        lead.contains("• scale: development, production, staging"),
+        "{lead}"
+    );
+    assert!(!board.contains("• scale:"), "{board}");
+    assert!(board.contains("Roles: change-board"), "{board}");
+    assert_eq!(bot.say("alice", "whoami").await.text(), lead);
+    assert_eq!(bot.say("bob", "whoami").await.text(), board);
+    // An identity with no role is told so, not given someone else's list.
+    let nobody = bot.say("mallory", "whoami").await.text();
+    assert!(nobody.contains("Roles: none"), "{nobody}");
+}
