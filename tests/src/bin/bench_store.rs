@@ -478,6 +478,7 @@ async fn operation_writes(store: &Arc<dyn Store>, merged: bool, w: usize) {
             outcome: "scaled".into(),
             progress: Some("sandbox: scaling".into()),
             at: chrono::Utc::now(),
+            sandbox: None,
         };
         store
             .finish_request_audited(finish, sample_entry("executed"))
