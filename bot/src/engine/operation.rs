@@ -367,7 +367,13 @@ impl Engine {
             AuditDecision::Allow
         }
         .into();
-        entry.votes = self.votes_json(row.id).await;
+        // A request that ran at once was never open to votes, nor shown on a card.
+        let ran_at_once = StoredRequirement::read(&row.approvals_json).count == 0;
+        entry.votes = if ran_at_once {
+            "[]".into()
+        } else {
+            self.votes_json(row.id).await
+        };
         entry.outcome = match &result {
             Ok(_) => format!("ok: {outcome_text}"),
             Err(_) => format!("failed: {outcome_text}"),
@@ -412,7 +418,9 @@ impl Engine {
                 },
             )
             .await;
-        self.announce(row.id).await;
+        if !ran_at_once {
+            self.announce(row.id).await;
+        }
         if result.is_ok() && matches!(action, Some(TargetAction::Deploy { .. })) {
             self.start_guard(row);
         }
