@@ -107,6 +107,7 @@ pub async fn build(
         config.environments.values().any(|e| e.target == k)
             || config.dr.as_ref().is_some_and(|dr| dr.target == k)
     };
+    let mut sandbox_target = None;
     if uses(TargetKind::Sandbox) {
         let step = config
             .bot
@@ -123,7 +124,9 @@ pub async fn build(
             .seed_all(&envs)
             .await
             .context("could not prepare the sandbox environments")?;
-        targets.push(Arc::new(sandbox));
+        let sandbox = Arc::new(sandbox);
+        targets.push(sandbox.clone());
+        sandbox_target = Some(sandbox);
     }
     if uses(TargetKind::Kubernetes) {
         let target = match opts.kube_client {
@@ -187,6 +190,9 @@ pub async fn build(
     });
     if let Some(target) = github_target {
         engine.set_github(target);
+    }
+    if let Some(target) = sandbox_target {
+        engine.set_sandbox(target);
     }
     let conversation = Conversation::start(engine.clone(), metrics.clone());
     let connected = platforms::connect(&config, clock, &clients, conversation.clone());

@@ -17,9 +17,9 @@ use erlmcp_commands::runbook::{
     ContainerDescription, EventInfo, FailoverAction, JobRun, JobState, PodDescription, PodUsage,
     Quantity, ResourceChange, ResourceList, ResourceName,
 };
-use erlmcp_commands::{CanaryAction, Strategy, Timestamp, Version};
+use erlmcp_commands::{CanaryAction, RequestId, Strategy, Timestamp, Version};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::clock::Clock;
 use crate::store::{DeploymentRecord, SandboxRow, Store};
@@ -119,6 +119,18 @@ pub struct SandboxTarget {
     step: Duration,
     /// One change at a time per environment within this process.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The final state of each request's change, not yet written: see [`FinalState`].
+    finals: std::sync::Mutex<HashMap<RequestId, FinalState>>,
+}
+
+/// The state a request's change leaves, handed to the engine to be written with the
+/// request's outcome in one transaction, so the operation costs one commit fewer and a
+/// crash never leaves a changed world beside an unrecorded outcome. It holds the
+/// environment's lock until then: the next change there must read this state, not the one
+/// before it.
+pub struct FinalState {
+    pub row: SandboxRow,
+    _lock: OwnedMutexGuard<()>,
 }
 
 impl SandboxTarget {
@@ -128,7 +140,17 @@ impl SandboxTarget {
             clock,
             step,
             locks: Mutex::new(HashMap::new()),
+            finals: std::sync::Mutex::default(),
         }
+    }
+
+    /// Takes the state `execute` left unwritten for request `id`. The caller writes it
+    /// with the outcome and drops it afterwards, which lets the next change in.
+    pub fn take_final(&self, id: RequestId) -> Option<FinalState> {
+        self.finals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
     }
 
     async fn lock(&self, env: &str) -> Arc<Mutex<()>> {
@@ -175,14 +197,17 @@ impl SandboxTarget {
         Ok(w)
     }
 
+    fn row(&self, env: &str, w: &Workload) -> SandboxRow {
+        SandboxRow {
+            environment: env.to_string(),
+            state_json: serde_json::to_string(w).expect("workload serialises"),
+            updated_at: self.clock.now(),
+        }
+    }
+
     async fn save(&self, env: &str, w: &Workload) -> Result<(), TargetError> {
-        let state_json = serde_json::to_string(w).expect("workload serialises");
         self.store
-            .sandbox_put(SandboxRow {
-                environment: env.to_string(),
-                state_json,
-                updated_at: self.clock.now(),
-            })
+            .sandbox_put(self.row(env, w))
             .await
             .map_err(|e| TargetError::Unavailable(e.to_string()))
     }
@@ -269,11 +294,11 @@ impl Target for SandboxTarget {
         &self,
         env: &EnvironmentSpec,
         action: &TargetAction,
-        _ctx: &ExecContext,
+        ctx: &ExecContext,
         progress: &dyn Progress,
     ) -> Result<Outcome, TargetError> {
         let lock = self.lock(&env.name).await;
-        let _guard = lock.lock().await;
+        let guard = lock.lock_owned().await;
         let mut w = self.load(env).await?;
         let before = w.version.clone();
         let name = env.name.as_str();
@@ -437,7 +462,17 @@ impl Target for SandboxTarget {
                 }
             },
         };
-        self.save(name, &w).await?;
+        match ctx.request_id {
+            // The engine takes it right after this returns and writes it with the outcome.
+            Some(id) => {
+                let row = self.row(name, &w);
+                self.finals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, FinalState { row, _lock: guard });
+            }
+            None => self.save(name, &w).await?,
+        }
         Ok(Outcome {
             summary: summary_line,
             version_before: Some(before),

@@ -27,13 +27,16 @@ pub(super) fn process_owner() -> String {
 }
 
 /// Forwards progress lines and hands the newest to a task that stores it at most once per
-/// `PROGRESS_EVERY`, so reporting never waits for the database.
+/// `PROGRESS_EVERY`, starting `PROGRESS_GRACE` in, so reporting never waits for the
+/// database.
 pub(super) struct RecordingProgress<'a> {
     inner: &'a dyn Progress,
     latest: tokio::sync::watch::Sender<Option<String>>,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long an operation runs before its progress is stored on its own.
+const PROGRESS_GRACE: Duration = Duration::from_millis(250);
 
 /// How long an ownerless executing request is left alone (see `reconcile_interrupted`).
 const OWNERLESS_GRACE: chrono::Duration = chrono::Duration::hours(1);
@@ -95,6 +98,12 @@ impl Engine {
         // PostgreSQL its connection. A write that lands after the outcome changes nothing
         // (progress is only kept while executing).
         tokio::spawn(async move {
+            // An operation over within the grace stores its last line with its outcome and
+            // costs no write of its own.
+            tokio::select! {
+                _ = &mut stopped => return,
+                _ = tokio::time::sleep(PROGRESS_GRACE) => {}
+            }
             loop {
                 tokio::select! {
                     _ = &mut stopped => return,

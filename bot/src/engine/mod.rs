@@ -165,6 +165,8 @@ pub struct Engine {
     checkpoints: Option<checkpoints::Checkpoints>,
     /// The github-actions target, for `runs`, `run ...` and environment gates.
     github: std::sync::OnceLock<Arc<erlmcp_adapters::github::GithubActionsTarget>>,
+    /// The sandbox target, whose final state is written with each operation's outcome.
+    sandbox: std::sync::OnceLock<Arc<crate::sandbox::SandboxTarget>>,
     running_deploys: github::RunningDeploys,
     /// `whoami`'s grants per set of roles, worked out on first use.
     grants: Mutex<HashMap<Vec<String>, Arc<reads::Grants>>>,
@@ -240,6 +242,7 @@ impl Engine {
             chats: parts.chats,
             checkpoints,
             github: std::sync::OnceLock::new(),
+            sandbox: std::sync::OnceLock::new(),
             running_deploys: Default::default(),
             grants: Mutex::new(HashMap::new()),
         })
@@ -298,6 +301,12 @@ impl Engine {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Lets the engine write the sandbox's state with each operation's outcome; the
+    /// sandbox must be one of the engine's targets.
+    pub fn set_sandbox(&self, target: Arc<crate::sandbox::SandboxTarget>) {
+        let _ = self.sandbox.set(target);
     }
 
     pub(crate) fn target_for(

@@ -253,6 +253,9 @@ impl Engine {
         let action = target_action(cmd);
         let env_name = row.environment.clone().unwrap_or_default();
         let mut last_progress = None;
+        // Held until the outcome is written: it carries the sandbox's new state, and the
+        // environment stays locked until that state is durable.
+        let mut final_state = None;
         if matches!(cmd, Command::DrFailover { .. }) {
             self.incidents.note_failover(row).await;
         }
@@ -280,6 +283,9 @@ impl Engine {
                         let (recording, writer) = self.record_progress(row.id, progress);
                         let mark = self.mark_deploy(row);
                         let result = target.execute(env, action, &ctx, &recording).await;
+                        // At once, with no await between: a cancelled command must not
+                        // leave the environment locked.
+                        final_state = self.sandbox.get().and_then(|s| s.take_final(row.id));
                         drop(mark);
                         drop(recording);
                         // Stored with the outcome below, in the same write.
@@ -361,7 +367,13 @@ impl Engine {
             AuditDecision::Allow
         }
         .into();
-        entry.votes = self.votes_json(row.id).await;
+        // A request that ran at once was never open to votes, nor shown on a card.
+        let ran_at_once = StoredRequirement::read(&row.approvals_json).count == 0;
+        entry.votes = if ran_at_once {
+            "[]".into()
+        } else {
+            self.votes_json(row.id).await
+        };
         entry.outcome = match &result {
             Ok(_) => format!("ok: {outcome_text}"),
             Err(_) => format!("failed: {outcome_text}"),
@@ -373,11 +385,13 @@ impl Engine {
             outcome: outcome_text.clone(),
             progress: last_progress,
             at: now,
+            sandbox: final_state.as_ref().map(|f| f.row.clone()),
         };
         let written = self
             .store
             .finish_request_audited(finish, self.named(entry))
             .await;
+        drop(final_state);
         let mut warning = String::new();
         match self.audited(written) {
             Ok((true, _)) => self.request_checkpoint(),
@@ -404,7 +418,9 @@ impl Engine {
                 },
             )
             .await;
-        self.announce(row.id).await;
+        if !ran_at_once {
+            self.announce(row.id).await;
+        }
         if result.is_ok() && matches!(action, Some(TargetAction::Deploy { .. })) {
             self.start_guard(row);
         }

@@ -940,6 +940,8 @@ where
             .map_err(db_err)
     }
 
+    /// One row on its own; the writers insert theirs several at a time.
+    #[cfg(test)]
     pub async fn insert_audit<'c>(
         e: impl Executor<'c, Database = DB>,
         row: &AuditRow,

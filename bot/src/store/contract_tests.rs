@@ -108,6 +108,7 @@ contract!(
     audit_export_jsonl_and_csv,
     soak_facts_follow_deploys_and_rollbacks,
     sandbox_get_and_put,
+    sandbox_states_are_written_with_outcomes,
     incidents_and_events,
     jobs_claimed_once_by_concurrent_owners,
     jobs_expired_lease_is_taken_over,
@@ -818,7 +819,61 @@ fn finish(id: RequestId, to: RequestState, progress: Option<&str>) -> FinishRequ
         outcome: format!("{} {}", id, to.as_str()),
         progress: progress.map(str::to_string),
         at: t(T0 + 5_000),
+        sandbox: None,
     }
+}
+
+fn sandbox_state(env: &str, n: i64) -> SandboxRow {
+    SandboxRow {
+        environment: env.into(),
+        state_json: format!(r#"{{"replicas":{n}}}"#),
+        updated_at: t(T0 + n),
+    }
+}
+
+/// Operations finishing side by side, several in one environment: each outcome carries the
+/// sandbox's state after it, and the environment ends in the state of the last one written.
+async fn sandbox_states_are_written_with_outcomes(db: &Db) {
+    let tasks = (0..24).map(|task| {
+        let store = db.store.clone();
+        tokio::spawn(async move {
+            let mut start = entry(task);
+            start.request_id = None;
+            let (row, _) = store
+                .insert_request_audited(executing_request(Some("me"), T0), start)
+                .await
+                .unwrap();
+            let mut f = finish(row.id, RequestState::Succeeded, None);
+            f.sandbox = Some(sandbox_state(&format!("env{}", task % 3), task));
+            let mut end = entry(task);
+            end.request_id = Some(row.id);
+            let (moved, audited) = store.finish_request_audited(f, end).await.unwrap();
+            assert!(moved);
+            (task, audited.seq)
+        })
+    });
+    let written: Vec<(i64, i64)> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for env in 0..3 {
+        let last = written
+            .iter()
+            .filter(|(task, _)| task % 3 == env)
+            .max_by_key(|(_, seq)| *seq)
+            .map(|(task, _)| *task)
+            .unwrap();
+        let stored = db
+            .store
+            .sandbox_get(&format!("env{env}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, sandbox_state(&format!("env{env}"), last));
+    }
+    let report = audit::verify(db.store.as_ref()).await.unwrap();
+    assert!(report.is_ok() && report.count == 48, "{report:?}");
 }
 
 async fn requests_are_written_with_their_audit_rows(db: &Db) {
@@ -930,11 +985,10 @@ async fn failed_audited_writes_leave_nothing(db: &Db) {
                     .await
                     .map(|_| ())
             } else {
+                let mut f = finish(executing.id, RequestState::Succeeded, Some("done"));
+                f.sandbox = Some(sandbox_state("prod", task));
                 store
-                    .finish_request_audited(
-                        finish(executing.id, RequestState::Succeeded, Some("done")),
-                        entry(task),
-                    )
+                    .finish_request_audited(f, entry(task))
                     .await
                     .map(|_| ())
             }
@@ -951,6 +1005,7 @@ async fn failed_audited_writes_leave_nothing(db: &Db) {
     let stored = db.store.get_request(executing.id).await.unwrap().unwrap();
     assert_eq!(stored.state, RequestState::Executing);
     assert_eq!(stored.last_progress, None);
+    assert_eq!(db.store.sandbox_get("prod").await.unwrap(), None);
     let executing_now = db.store.orphaned_requests(t(T0 + 60_000)).await.unwrap();
     assert_eq!(executing_now.len(), 1, "no request without its audit row");
     db.store.append_audit(entry(99)).await.unwrap();

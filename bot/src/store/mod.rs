@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{Checkpoint, CheckpointKind};
 
 pub mod audit;
+mod batch;
 pub(crate) mod common;
 mod pg_deliveries;
 pub mod postgres;
@@ -200,6 +201,9 @@ pub struct FinishRequest {
     /// executing).
     pub progress: Option<String>,
     pub at: Timestamp,
+    /// The sandbox target's state after the operation, written in the same transaction: the
+    /// outcome and the world it describes become durable together.
+    pub sandbox: Option<SandboxRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

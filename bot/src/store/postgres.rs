@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::{ConnectOptions, Connection};
 
+use super::batch::{self, AuditWork, Done, Written, mismatched};
 use super::common::{self, *};
 use super::*;
 
@@ -28,27 +29,6 @@ pub struct PgStore {
     /// clock, ms; `i64::MIN` = not yet).
     forgotten_at: std::sync::atomic::AtomicI64,
     deliveries: super::pg_deliveries::Deliveries,
-}
-
-/// A write that appends to the audit chain, with the request writes that go with it.
-enum AuditWork {
-    Append(NewAuditEntry),
-    Request(NewRequest, NewAuditEntry),
-    Finish(FinishRequest, NewAuditEntry),
-}
-
-/// What an [`AuditWork`] wrote, variant for variant.
-enum Done {
-    Appended(AuditRow),
-    Requested(Box<RequestRow>, AuditRow),
-    Finished(bool, AuditRow),
-}
-
-/// The request writes' part of a [`Done`], before its audit row exists.
-enum Written {
-    Appended,
-    Requested(Box<RequestRow>),
-    Finished(bool),
 }
 
 /// Work waiting for the audit writer.
@@ -83,35 +63,11 @@ async fn audit_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob
     }
 }
 
-/// PostgreSQL takes at most 65,535 parameters a statement; an audit row binds 17.
-const AUDIT_ROWS_PER_INSERT: usize = 1000;
-
 async fn insert_audit_rows(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     rows: &[AuditRow],
 ) -> StoreResult<()> {
-    let head = &INSERT_AUDIT[..INSERT_AUDIT.find(" VALUES").unwrap_or(INSERT_AUDIT.len())];
-    let mut q = sqlx::QueryBuilder::<Postgres>::new(head);
-    q.push_values(rows, |mut b, row| {
-        let e = &row.entry;
-        b.push_bind(row.seq)
-            .push_bind(to_ms(e.at))
-            .push_bind(e.action.clone())
-            .push_bind(e.who.platform.clone())
-            .push_bind(e.who.user_id.clone())
-            .push_bind(e.who.display_name.clone())
-            .push_bind(e.channel.clone())
-            .push_bind(e.operation.clone())
-            .push_bind(e.arguments.clone())
-            .push_bind(e.environment.clone())
-            .push_bind(e.request_id.map(|r| r.0))
-            .push_bind(e.decision.clone())
-            .push_bind(e.reason.clone())
-            .push_bind(e.votes.clone())
-            .push_bind(e.outcome.clone())
-            .push_bind(row.prev_hash.clone())
-            .push_bind(row.hash.clone());
-    });
+    let mut q = batch::insert_audit_rows!(Postgres, rows);
     q.build().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }
@@ -127,6 +83,7 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
         .map_err(db_err)?;
     let mut last = Queries::last_audit(&mut *tx).await?;
     let (mut rows, mut written) = (Vec::with_capacity(work.len()), Vec::new());
+    let mut states = Vec::new();
     for w in work {
         // What the request writes returned, completed by the audit row below.
         let (entry, before) = match w {
@@ -138,6 +95,7 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
             }
             AuditWork::Finish(f, entry) => {
                 let moved = Queries::finish_request(&mut *tx, &f).await?;
+                states.extend(f.sandbox);
                 (entry, Written::Finished(moved))
             }
         };
@@ -148,17 +106,17 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
     }
     // Every audit row of the batch in one statement: the writer is the one serial step on
     // this path, and its time goes in round trips.
-    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+    for chunk in rows.chunks(batch::ROWS_PER_INSERT) {
         insert_audit_rows(&mut tx, chunk).await?;
+    }
+    for chunk in batch::newest_states(states).chunks(batch::ROWS_PER_INSERT) {
+        let mut q = batch::upsert_sandboxes!(Postgres, chunk);
+        q.build().execute(&mut *tx).await.map_err(db_err)?;
     }
     let done = written
         .into_iter()
         .zip(rows)
-        .map(|(before, row)| match before {
-            Written::Appended => Done::Appended(row),
-            Written::Requested(r) => Done::Requested(r, row),
-            Written::Finished(moved) => Done::Finished(moved, row),
-        })
+        .map(|(before, row)| before.with(row))
         .collect();
     tx.commit().await.map_err(db_err)?;
     Ok(done)
@@ -227,10 +185,6 @@ impl PgStore {
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
-}
-
-fn mismatched() -> StoreError {
-    StoreError::Database("internal error: the audit writer answered another kind of write".into())
 }
 
 #[async_trait]

@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{self, AuditWork, Done, Written, mismatched};
 use super::common::{self, *};
 use super::*;
 
@@ -36,7 +37,7 @@ const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    writer: mpsc::Sender<Job>,
     /// The readiness probe's own connection (opened on first use), with a short busy wait:
     /// through the writer task a probe would queue behind a batch stuck in a 10 s wait.
     probe: tokio::sync::Mutex<Option<SqliteConnection>>,
@@ -135,7 +136,18 @@ impl SqliteStore {
     {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(Box::new(TypedJob { f, reply }))
+            .send(Job::Write(Box::new(TypedJob { f, reply })))
+            .await
+            .map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    /// Hands `work` to the writer, which writes it with the audited work queued beside it
+    /// (see `Writer::write_audited`), and waits until that is durable.
+    async fn audited(&self, work: AuditWork) -> StoreResult<Done> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job::Audited(Box::new(work), reply))
             .await
             .map_err(|_| writer_gone())?;
         rx.await.map_err(|_| writer_gone())?
@@ -178,26 +190,6 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    async fn append_audit(&mut self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        let last = match self.audit_tip.take() {
-            Some(tip) => tip,
-            None => Queries::last_audit(&mut self.conn).await?,
-        };
-        let row = match audit::next_row(entry, last.clone()) {
-            Ok(row) => row,
-            Err(e) => {
-                self.audit_tip = Some(last);
-                return Err(e);
-            }
-        };
-        // On failure the tip stays unknown and is read again.
-        Queries::insert_audit(&mut self.conn, &row).await?;
-        self.audit_tip = Some(Some((row.seq, row.hash.clone())));
-        Ok(row)
-    }
-}
-
-impl Writer {
     /// Runs `f` as one unit inside the batch's transaction: a later statement's failure
     /// takes back the earlier ones (see `SqliteStore::write`), so a job of several writes
     /// leaves all or nothing.
@@ -221,35 +213,66 @@ impl Writer {
         }
     }
 
-    async fn insert_request_audited(
-        &mut self,
-        new: NewRequest,
-        mut entry: NewAuditEntry,
-    ) -> StoreResult<(RequestRow, AuditRow)> {
-        self.atomically(move |w| {
-            Box::pin(async move {
-                let row = Queries::insert_request(&mut w.conn, &new).await?;
-                entry.request_id = Some(row.id);
-                let audit = w.append_audit(entry).await?;
-                Ok((row, audit))
-            })
-        })
-        .await
+    /// Audited work queued together, as one unit (see `atomically`): each request write
+    /// is one statement, the audit rows and the sandbox's states one statement each for the
+    /// whole run. The writer is the one serial step, and its time goes in statements.
+    async fn write_audited(&mut self, works: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+        let mut last = match self.audit_tip.take() {
+            Some(tip) => tip,
+            None => Queries::last_audit(&mut self.conn).await?,
+        };
+        let (mut rows, mut written) = (Vec::with_capacity(works.len()), Vec::new());
+        let mut states = Vec::new();
+        for work in works {
+            let (entry, before) = match work {
+                AuditWork::Append(entry) => (entry, Written::Appended),
+                AuditWork::Request(new, mut entry) => {
+                    let row = Queries::insert_request(&mut self.conn, &new).await?;
+                    entry.request_id = Some(row.id);
+                    (entry, Written::Requested(Box::new(row)))
+                }
+                AuditWork::Finish(f, entry) => {
+                    let moved = Queries::finish_request(&mut self.conn, &f).await?;
+                    states.extend(f.sandbox);
+                    (entry, Written::Finished(moved))
+                }
+            };
+            let row = audit::next_row(entry, last.take())?;
+            last = Some((row.seq, row.hash.clone()));
+            rows.push(row);
+            written.push(before);
+        }
+        for chunk in rows.chunks(batch::ROWS_PER_INSERT) {
+            let mut q = batch::insert_audit_rows!(Sqlite, chunk);
+            q.build().execute(&mut self.conn).await.map_err(db_err)?;
+        }
+        for chunk in batch::newest_states(states).chunks(batch::ROWS_PER_INSERT) {
+            let mut q = batch::upsert_sandboxes!(Sqlite, chunk);
+            q.build().execute(&mut self.conn).await.map_err(db_err)?;
+        }
+        self.audit_tip = Some(last);
+        Ok(written
+            .into_iter()
+            .zip(rows)
+            .map(|(before, row)| before.with(row))
+            .collect())
     }
+}
 
-    async fn finish_request_audited(
-        &mut self,
-        f: FinishRequest,
-        entry: NewAuditEntry,
-    ) -> StoreResult<(bool, AuditRow)> {
-        self.atomically(move |w| {
-            Box::pin(async move {
-                let moved = Queries::finish_request(&mut w.conn, &f).await?;
-                let audit = w.append_audit(entry).await?;
-                Ok((moved, audit))
-            })
-        })
-        .await
+/// What the writer is handed: any write, or audited work it groups with its neighbours.
+enum Job {
+    Write(Box<dyn WriteJob>),
+    Audited(Box<AuditWork>, oneshot::Sender<StoreResult<Done>>),
+}
+
+impl Job {
+    fn abort(self, err: StoreError) {
+        match self {
+            Job::Write(job) => job.abort(err),
+            Job::Audited(_, reply) => {
+                let _ = reply.send(Err(err));
+            }
+        }
     }
 }
 
@@ -302,7 +325,7 @@ where
     }
 }
 
-async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut w = Writer {
         conn,
         audit_tip: None,
@@ -326,8 +349,9 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()>
 /// Runs the queued jobs in as few transactions as possible: one, unless a job fails. A failed
 /// job ends its transaction, because some SQLite errors (I/O, full disk) roll back the whole
 /// transaction and later statements would then run outside it; the COMMIT that follows
-/// reports that to every job in it.
-async fn run_batch(w: &mut Writer, batch: &mut Vec<Box<dyn WriteJob>>) {
+/// reports that to every job in it. Audited work queued side by side is written as one unit:
+/// when it fails, every write in it fails and none of them is kept.
+async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
     let mut jobs = batch.drain(..).peekable();
     while jobs.peek().is_some() {
         w.audit_tip = None;
@@ -337,11 +361,33 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Box<dyn WriteJob>>) {
             }
             return;
         }
-        let mut done = Vec::new();
-        for job in jobs.by_ref() {
-            let ran = job.run(w).await;
-            done.push(ran.complete);
-            if !ran.ok {
+        let mut done: Vec<Complete> = Vec::new();
+        while let Some(job) = jobs.next() {
+            let ok = match job {
+                Job::Write(job) => {
+                    let ran = job.run(w).await;
+                    done.push(ran.complete);
+                    ran.ok
+                }
+                Job::Audited(work, reply) => {
+                    let (mut works, mut replies) = (vec![*work], vec![reply]);
+                    while let Some(Job::Audited(..)) = jobs.peek() {
+                        if let Some(Job::Audited(work, reply)) = jobs.next() {
+                            works.push(*work);
+                            replies.push(reply);
+                        }
+                    }
+                    let result = w
+                        .atomically(move |w| Box::pin(w.write_audited(works)))
+                        .await;
+                    let ok = result.is_ok();
+                    done.push(Box::new(move |commit_err: Option<&StoreError>| {
+                        answer_audited(replies, result, commit_err)
+                    }));
+                    ok
+                }
+            };
+            if !ok {
                 break;
             }
         }
@@ -353,6 +399,27 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Box<dyn WriteJob>>) {
         for complete in done {
             complete(failure.as_ref());
         }
+    }
+}
+
+/// Answers each caller of a run of audited work once its transaction's fate is known.
+fn answer_audited(
+    replies: Vec<oneshot::Sender<StoreResult<Done>>>,
+    result: StoreResult<Vec<Done>>,
+    commit_err: Option<&StoreError>,
+) {
+    let failed = match (result, commit_err) {
+        (Ok(done), None) => {
+            for (reply, done) in replies.into_iter().zip(done) {
+                let _ = reply.send(Ok(done));
+            }
+            return;
+        }
+        (Err(e), _) => e,
+        (Ok(_), Some(e)) => e.clone(),
+    };
+    for reply in replies {
+        let _ = reply.send(Err(failed.clone()));
     }
 }
 
@@ -550,7 +617,10 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        self.write(move |c| Box::pin(c.append_audit(entry))).await
+        match self.audited(AuditWork::Append(entry)).await? {
+            Done::Appended(row) => Ok(row),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn insert_request_audited(
@@ -558,8 +628,10 @@ impl Store for SqliteStore {
         new: NewRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(RequestRow, AuditRow)> {
-        self.write(move |c| Box::pin(c.insert_request_audited(new, entry)))
-            .await
+        match self.audited(AuditWork::Request(new, entry)).await? {
+            Done::Requested(row, audit) => Ok((*row, audit)),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn finish_request_audited(
@@ -567,8 +639,10 @@ impl Store for SqliteStore {
         finish: FinishRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(bool, AuditRow)> {
-        self.write(move |c| Box::pin(c.finish_request_audited(finish, entry)))
-            .await
+        match self.audited(AuditWork::Finish(finish, entry)).await? {
+            Done::Finished(moved, audit) => Ok((moved, audit)),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {

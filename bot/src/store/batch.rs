@@ -1,0 +1,129 @@
+//! Audited writes as both backends' writers group them: whatever arrives together is
+//! written in one transaction with a fixed number of statements for the audit rows and the
+//! sandbox's states, however many operations it carries.
+
+use super::*;
+
+/// A write that appends to the audit chain, with the request writes that go with it.
+pub(crate) enum AuditWork {
+    Append(NewAuditEntry),
+    Request(NewRequest, NewAuditEntry),
+    Finish(FinishRequest, NewAuditEntry),
+}
+
+/// What an [`AuditWork`] wrote, variant for variant.
+pub(crate) enum Done {
+    Appended(AuditRow),
+    Requested(Box<RequestRow>, AuditRow),
+    Finished(bool, AuditRow),
+}
+
+/// The request writes' part of a [`Done`], before its audit row exists.
+pub(crate) enum Written {
+    Appended,
+    Requested(Box<RequestRow>),
+    Finished(bool),
+}
+
+impl Written {
+    pub(crate) fn with(self, row: AuditRow) -> Done {
+        match self {
+            Written::Appended => Done::Appended(row),
+            Written::Requested(r) => Done::Requested(r, row),
+            Written::Finished(moved) => Done::Finished(moved, row),
+        }
+    }
+}
+
+pub(crate) fn mismatched() -> StoreError {
+    StoreError::Database("internal error: the audit writer answered another kind of write".into())
+}
+
+/// The newest state of each environment among `states` (in the order they were made): one
+/// upsert may not touch a row twice, and the last write is the one that counts.
+pub(crate) fn newest_states(states: Vec<SandboxRow>) -> Vec<SandboxRow> {
+    let mut newest: Vec<SandboxRow> = Vec::with_capacity(states.len());
+    for state in states {
+        match newest
+            .iter_mut()
+            .find(|s| s.environment == state.environment)
+        {
+            Some(s) => *s = state,
+            None => newest.push(state),
+        }
+    }
+    newest
+}
+
+/// At most this many rows in one multi-row statement: an audit row binds 17 parameters,
+/// and PostgreSQL takes at most 65,535 a statement (SQLite 32,766).
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
+
+/// One multi-row INSERT of audit rows, built for the backend `$db`.
+macro_rules! insert_audit_rows {
+    ($db:ty, $rows:expr) => {{
+        let head = &$crate::store::common::INSERT_AUDIT[..$crate::store::common::INSERT_AUDIT
+            .find(" VALUES")
+            .unwrap_or($crate::store::common::INSERT_AUDIT.len())];
+        let mut q = sqlx::QueryBuilder::<$db>::new(head);
+        q.push_values($rows, |mut b, row: &AuditRow| {
+            let e = &row.entry;
+            b.push_bind(row.seq)
+                .push_bind($crate::store::to_ms(e.at))
+                .push_bind(e.action.clone())
+                .push_bind(e.who.platform.clone())
+                .push_bind(e.who.user_id.clone())
+                .push_bind(e.who.display_name.clone())
+                .push_bind(e.channel.clone())
+                .push_bind(e.operation.clone())
+                .push_bind(e.arguments.clone())
+                .push_bind(e.environment.clone())
+                .push_bind(e.request_id.map(|r| r.0))
+                .push_bind(e.decision.clone())
+                .push_bind(e.reason.clone())
+                .push_bind(e.votes.clone())
+                .push_bind(e.outcome.clone())
+                .push_bind(row.prev_hash.clone())
+                .push_bind(row.hash.clone());
+        });
+        q
+    }};
+}
+pub(crate) use insert_audit_rows;
+
+/// One multi-row upsert of sandbox states (distinct environments), built for `$db`.
+macro_rules! upsert_sandboxes {
+    ($db:ty, $states:expr) => {{
+        let sql = $crate::store::common::SANDBOX_PUT;
+        let values = sql.find(" VALUES").unwrap_or(sql.len());
+        let conflict = sql.find(" ON CONFLICT").unwrap_or(sql.len());
+        let mut q = sqlx::QueryBuilder::<$db>::new(&sql[..values]);
+        q.push_values($states, |mut b, s: &SandboxRow| {
+            b.push_bind(s.environment.clone())
+                .push_bind(s.state_json.clone())
+                .push_bind($crate::store::to_ms(s.updated_at));
+        });
+        q.push(&sql[conflict..]);
+        q
+    }};
+}
+pub(crate) use upsert_sandboxes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(env: &str, json: &str) -> SandboxRow {
+        SandboxRow {
+            environment: env.into(),
+            state_json: json.into(),
+            updated_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_last_state_of_an_environment_wins() {
+        let newest = newest_states(vec![state("a", "1"), state("b", "1"), state("a", "2")]);
+        assert_eq!(newest, vec![state("a", "2"), state("b", "1")]);
+    }
+}
