@@ -253,6 +253,41 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// One job in the batch for a whole chunk: every row is a statement on the writer's
+    /// connection, with no round trip and no commit of its own.
+    async fn complete_jobs_with_events(
+        &mut self,
+        owner: String,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>> {
+        self.atomically(move |w| {
+            Box::pin(async move {
+                let mut held = Vec::with_capacity(done.len());
+                for d in &done {
+                    let still =
+                        Queries::complete_job(&mut w.conn, d.id, &owner, d.next_due).await?;
+                    if still && let Some(e) = &d.event {
+                        Queries::append_incident_event(
+                            &mut w.conn,
+                            e.incident,
+                            e.at,
+                            e.kind,
+                            e.who.as_ref(),
+                            &e.text,
+                        )
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    held.push(still);
+                }
+                Ok(held)
+            })
+        })
+        .await
+    }
+}
+
 /// A queued write, type-erased so one channel carries every kind.
 trait WriteJob: Send {
     /// Runs the write; the returned completion delivers the answer once the transaction's
@@ -699,6 +734,14 @@ impl Store for SqliteStore {
         Queries::incident_statuspage_id(&self.pool, incident).await
     }
 
+    async fn incidents_by_id(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentRow>> {
+        batch::sqlite_incidents_by_id(&self.pool, ids).await
+    }
+
+    async fn events_of_incidents(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentEventRow>> {
+        batch::sqlite_events_of_incidents(&self.pool, ids).await
+    }
+
     async fn upsert_job(
         &self,
         key: &str,
@@ -760,6 +803,16 @@ impl Store for SqliteStore {
             Box::pin(async move { Queries::complete_job(&mut c.conn, id, &owner, next_due).await })
         })
         .await
+    }
+
+    async fn complete_jobs_with_events(
+        &self,
+        owner: &str,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>> {
+        let owner = owner.to_string();
+        self.write(move |c| Box::pin(c.complete_jobs_with_events(owner, done)))
+            .await
     }
 
     async fn remember_event(
