@@ -4,9 +4,8 @@
 //! costs.
 //!
 //! The two backends differ in how they take a list: SQLite reads a JSON array with
-//! `json_each` and writes row by row inside its writer's transaction (no round trips to
-//! save); PostgreSQL takes arrays and writes each kind of row in one statement, so a chunk
-//! costs a fixed number of round trips whatever its size.
+//! `json_each`, PostgreSQL takes arrays. Either way each kind of row is one statement, so a
+//! chunk costs a fixed number of statements whatever its size.
 
 use std::collections::HashSet;
 
@@ -59,6 +58,29 @@ const PG_EVENTS_OF_INCIDENTS: &str = concat!(
     "SELECT ",
     event_cols!(),
     " FROM incident_events WHERE incident_id = ANY($1) ORDER BY incident_id, seq"
+);
+/// `$1` is a JSON array of `[id, due_at]`; only rows still leased to `$2` move.
+const SQLITE_RESCHEDULE_JOBS: &str = "UPDATE scheduled_jobs SET due_at = u.due_at, \
+     lease_owner = NULL, lease_until = NULL \
+     FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS due_at \
+     FROM json_each($1)) AS u \
+     WHERE scheduled_jobs.id = u.id AND scheduled_jobs.lease_owner = $2 \
+     RETURNING scheduled_jobs.id";
+const SQLITE_FINISH_JOBS: &str = "DELETE FROM scheduled_jobs \
+     WHERE id IN (SELECT value FROM json_each($1)) AND lease_owner = $2 RETURNING id";
+/// `$1` is a JSON array of `[incident_id, at, kind, who_platform, who_id, who_name, text]`.
+const SQLITE_APPEND_EVENTS: &str = concat!(
+    "INSERT INTO incident_events (",
+    event_cols!(),
+    ") SELECT u.incident_id, COALESCE((SELECT MAX(e.seq) FROM incident_events e \
+     WHERE e.incident_id = u.incident_id), 0) \
+     + ROW_NUMBER() OVER (PARTITION BY u.incident_id ORDER BY u.ord), \
+     u.at, u.kind, u.who_platform, u.who_id, u.who_name, u.text \
+     FROM (SELECT CAST(key AS INTEGER) AS ord, json_extract(value, '$[0]') AS incident_id, \
+     json_extract(value, '$[1]') AS at, json_extract(value, '$[2]') AS kind, \
+     json_extract(value, '$[3]') AS who_platform, json_extract(value, '$[4]') AS who_id, \
+     json_extract(value, '$[5]') AS who_name, json_extract(value, '$[6]') AS text \
+     FROM json_each($1)) AS u"
 );
 /// Only rows still leased to `$3` move: one whose lease ran out may be another replica's.
 const PG_RESCHEDULE_JOBS: &str = "UPDATE scheduled_jobs AS j SET due_at = u.due_at, \
@@ -147,6 +169,68 @@ pub(super) async fn pg_events_of_incidents(
         .await
         .map_err(db_err)?;
     convert(raw)
+}
+
+/// Inside the SQLite writer's transaction: three statements for the whole chunk, as each
+/// statement is a hand-over to the connection's thread and back.
+pub(super) async fn sqlite_complete_jobs_with_events(
+    conn: &mut sqlx::SqliteConnection,
+    owner: &str,
+    done: &[JobDone],
+) -> StoreResult<Vec<bool>> {
+    let again: Vec<serde_json::Value> = done
+        .iter()
+        .filter_map(|d| d.next_due.map(|t| serde_json::json!([d.id, to_ms(t)])))
+        .collect();
+    let stop: Vec<i64> = done
+        .iter()
+        .filter(|d| d.next_due.is_none())
+        .map(|d| d.id)
+        .collect();
+    let mut held: HashSet<i64> = HashSet::with_capacity(done.len());
+    if !again.is_empty() {
+        let ids: Vec<i64> = sqlx::query_scalar::<Sqlite, i64>(SQLITE_RESCHEDULE_JOBS)
+            .bind(serde_json::Value::from(again).to_string())
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        held.extend(ids);
+    }
+    if !stop.is_empty() {
+        let ids: Vec<i64> = sqlx::query_scalar::<Sqlite, i64>(SQLITE_FINISH_JOBS)
+            .bind(serde_json::Value::from(stop).to_string())
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        held.extend(ids);
+    }
+    let events: Vec<serde_json::Value> = done
+        .iter()
+        .filter(|d| held.contains(&d.id))
+        .filter_map(|d| d.event.as_ref())
+        .map(|e| {
+            let who = e.who.as_ref();
+            serde_json::json!([
+                e.incident.0,
+                to_ms(e.at),
+                e.kind.as_str(),
+                who.map(|w| &w.platform),
+                who.map(|w| &w.user_id),
+                who.map(|w| &w.display_name),
+                e.text,
+            ])
+        })
+        .collect();
+    if !events.is_empty() {
+        sqlx::query::<Sqlite>(SQLITE_APPEND_EVENTS)
+            .bind(serde_json::Value::from(events).to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(done.iter().map(|d| held.contains(&d.id)).collect())
 }
 
 pub(super) async fn pg_complete_jobs_with_events(

@@ -254,8 +254,7 @@ impl Writer {
 }
 
 impl Writer {
-    /// One job in the batch for a whole chunk: every row is a statement on the writer's
-    /// connection, with no round trip and no commit of its own.
+    /// One job in the writer's batch for a whole chunk, all or nothing.
     async fn complete_jobs_with_events(
         &mut self,
         owner: String,
@@ -263,25 +262,7 @@ impl Writer {
     ) -> StoreResult<Vec<bool>> {
         self.atomically(move |w| {
             Box::pin(async move {
-                let mut held = Vec::with_capacity(done.len());
-                for d in &done {
-                    let still =
-                        Queries::complete_job(&mut w.conn, d.id, &owner, d.next_due).await?;
-                    if still && let Some(e) = &d.event {
-                        Queries::append_incident_event(
-                            &mut w.conn,
-                            e.incident,
-                            e.at,
-                            e.kind,
-                            e.who.as_ref(),
-                            &e.text,
-                        )
-                        .await
-                        .map_err(db_err)?;
-                    }
-                    held.push(still);
-                }
-                Ok(held)
+                batch::sqlite_complete_jobs_with_events(&mut w.conn, &owner, &done).await
             })
         })
         .await
