@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::engine::Engine;
-use crate::incidents::STATUS_UPDATE_JOB;
+use crate::incidents::{DueUpdate, PassStatuses, STATUS_UPDATE_JOB, UpdateOutcome};
 use crate::store::{JobRow, StoreError, StoreResult};
 
 /// How often every replica looks for due jobs: an update is at most this late, plus the
@@ -107,6 +107,28 @@ impl Engine {
             }
         }
     }
+}
+
+impl Engine {
+    /// The status updates due in a pass, as one batch: see
+    /// [`Incidents::post_status_updates`](crate::incidents::Incidents::post_status_updates).
+    pub async fn on_status_updates(
+        &self,
+        owner: &str,
+        due: &[DueUpdate],
+        pass: &PassStatuses,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        self.incidents().post_status_updates(owner, due, pass).await
+    }
+}
+
+/// The incident a status update job is for; `None` for any other job (or one whose payload
+/// names no incident, which `Scheduler::run` drops).
+fn update_of(job: &JobRow) -> Option<IncidentId> {
+    if job.kind != STATUS_UPDATE_JOB {
+        return None;
+    }
+    job.payload.parse().ok().map(IncidentId)
 }
 
 /// The next due time of a recurring job: on its cadence, except after downtime, when the
@@ -280,9 +302,55 @@ impl Scheduler {
         }
     }
 
-    /// One pass: claims due jobs batch by batch and runs them, up to `RUN_AT_ONCE` at a
-    /// time; returns how many ran.
+    /// Runs a claimed batch of status update jobs together (see
+    /// [`Engine::on_status_updates`]); returns how many ran. When the batch fails, none
+    /// did: each job is retried once its lease runs out.
+    async fn run_status_updates(&self, jobs: &[&JobRow], pass: &PassStatuses) -> usize {
+        if jobs.is_empty() {
+            return 0;
+        }
+        let now = self.engine.now();
+        let every = self.engine.config().bot.status_update_interval.as_chrono();
+        let due: Vec<DueUpdate> = jobs
+            .iter()
+            .filter_map(|job| {
+                let incident = update_of(job)?;
+                let lag = (now - job.due_at).to_std().unwrap_or_default();
+                self.engine.metrics().scheduler_lag(STATUS_UPDATE_JOB, lag);
+                Some(DueUpdate {
+                    job_id: job.id,
+                    incident,
+                    next_due: next_due(job.due_at, now, every),
+                })
+            })
+            .collect();
+        match self.engine.on_status_updates(&self.owner, &due, pass).await {
+            Ok(outcomes) => {
+                let lost = outcomes
+                    .iter()
+                    .filter(|o| **o == UpdateOutcome::LeaseLost)
+                    .count();
+                if lost > 0 {
+                    warn!(
+                        jobs = lost,
+                        "lease lost before the status updates were written; another replica took them over"
+                    );
+                }
+                outcomes.len()
+            }
+            Err(e) => {
+                warn!(jobs = due.len(), error = %e, "status updates failed; retried after their lease");
+                0
+            }
+        }
+    }
+
+    /// One pass: claims due jobs batch by batch; a batch's status updates run as one (the
+    /// bulk of any pass), its other jobs up to `RUN_AT_ONCE` at a time. Returns how many
+    /// ran.
     pub async fn tick(&self) -> usize {
+        // Environments' status as read in this pass, so no update says more than it.
+        let pass = PassStatuses::default();
         let mut ran = 0;
         loop {
             let jobs = match self.claim().await {
@@ -293,13 +361,21 @@ impl Scheduler {
                 }
             };
             let full = jobs.len() as u32 >= self.batch;
+            let (updates, others): (Vec<&JobRow>, Vec<&JobRow>) =
+                jobs.iter().partition(|job| update_of(job).is_some());
             // One after another, each job's durable writes would cost a commit apiece; at
             // once, the store commits them together.
-            let runs: Vec<_> = jobs.iter().map(|job| self.run(job)).collect();
-            let mut running = stream::iter(runs).buffer_unordered(RUN_AT_ONCE);
-            while let Some(done) = running.next().await {
-                ran += usize::from(done);
-            }
+            let others = async {
+                let runs: Vec<_> = others.iter().map(|job| self.run(job)).collect();
+                let mut running = stream::iter(runs).buffer_unordered(RUN_AT_ONCE);
+                let mut ran = 0;
+                while let Some(done) = running.next().await {
+                    ran += usize::from(done);
+                }
+                ran
+            };
+            let (updated, others) = tokio::join!(self.run_status_updates(&updates, &pass), others);
+            ran += updated + others;
             if !full {
                 return ran;
             }

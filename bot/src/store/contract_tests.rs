@@ -11,6 +11,9 @@ use futures::future::join_all;
 use super::audit::{self, BreakKind, ExportFormat};
 use super::*;
 
+mod job_batch_cases;
+use job_batch_cases::*;
+
 struct Db {
     store: Arc<dyn Store>,
     raw: Raw,
@@ -126,6 +129,9 @@ contract!(
     requests_are_written_with_their_audit_rows,
     concurrent_audited_request_writes_keep_the_chain,
     failed_audited_writes_leave_nothing,
+    incidents_and_events_read_by_the_batch,
+    jobs_completed_with_their_events,
+    failed_batch_completion_writes_nothing,
 );
 
 fn t(ms: i64) -> Timestamp {

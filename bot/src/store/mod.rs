@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointKind};
 
 pub mod audit;
 mod batch;
+mod job_batch;
 pub(crate) mod common;
 mod pg_deliveries;
 pub mod postgres;
@@ -27,6 +28,7 @@ pub mod testdb;
 #[cfg(test)]
 mod contract_tests;
 
+pub use job_batch::{JobDone, NewIncidentEvent};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -487,6 +489,10 @@ pub trait Store: Send + Sync + 'static {
         statuspage_id: &str,
     ) -> StoreResult<()>;
     async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>>;
+    /// The incidents among `ids` that exist, in id order, in one query.
+    async fn incidents_by_id(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentRow>>;
+    /// Every event of the incidents among `ids`, by incident then seq, in one query.
+    async fn events_of_incidents(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentEventRow>>;
 
     // --- scheduled jobs ---
     /// Creates the job or, when the key exists, moves its due time.
@@ -516,6 +522,16 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         next_due: Option<Timestamp>,
     ) -> StoreResult<bool>;
+
+    /// Completes claimed jobs in one transaction, each with the incident event it produced:
+    /// a job `owner` still holds is rescheduled (or deleted) and its event appended; one
+    /// whose lease was lost is left as it is, event and all. Returns, job for job, whether
+    /// it was still held. On error none of it was written, and the jobs stay leased.
+    async fn complete_jobs_with_events(
+        &self,
+        owner: &str,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>>;
 
     // --- chat platform deliveries ---
     /// Records an inbound delivery key of one platform (Slack's `event_id`); true the first

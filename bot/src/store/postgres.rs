@@ -444,6 +444,14 @@ impl Store for PgStore {
         Queries::incident_statuspage_id(&self.pool, incident).await
     }
 
+    async fn incidents_by_id(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentRow>> {
+        job_batch::pg_incidents_by_id(&self.pool, ids).await
+    }
+
+    async fn events_of_incidents(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentEventRow>> {
+        job_batch::pg_events_of_incidents(&self.pool, ids).await
+    }
+
     async fn upsert_job(
         &self,
         key: &str,
@@ -487,6 +495,14 @@ impl Store for PgStore {
         next_due: Option<Timestamp>,
     ) -> StoreResult<bool> {
         Queries::complete_job(&self.pool, id, owner, next_due).await
+    }
+
+    async fn complete_jobs_with_events(
+        &self,
+        owner: &str,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>> {
+        job_batch::pg_complete_jobs_with_events(&self.pool, owner, &done).await
     }
 
     async fn remember_event(

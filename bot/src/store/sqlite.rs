@@ -276,6 +276,22 @@ impl Job {
     }
 }
 
+impl Writer {
+    /// One job in the writer's batch for a whole chunk, all or nothing.
+    async fn complete_jobs_with_events(
+        &mut self,
+        owner: String,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>> {
+        self.atomically(move |w| {
+            Box::pin(async move {
+                job_batch::sqlite_complete_jobs_with_events(&mut w.conn, &owner, &done).await
+            })
+        })
+        .await
+    }
+}
+
 /// A queued write, type-erased so one channel carries every kind.
 trait WriteJob: Send {
     /// Runs the write; the returned completion delivers the answer once the transaction's
@@ -773,6 +789,14 @@ impl Store for SqliteStore {
         Queries::incident_statuspage_id(&self.pool, incident).await
     }
 
+    async fn incidents_by_id(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentRow>> {
+        job_batch::sqlite_incidents_by_id(&self.pool, ids).await
+    }
+
+    async fn events_of_incidents(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentEventRow>> {
+        job_batch::sqlite_events_of_incidents(&self.pool, ids).await
+    }
+
     async fn upsert_job(
         &self,
         key: &str,
@@ -834,6 +858,16 @@ impl Store for SqliteStore {
             Box::pin(async move { Queries::complete_job(&mut c.conn, id, &owner, next_due).await })
         })
         .await
+    }
+
+    async fn complete_jobs_with_events(
+        &self,
+        owner: &str,
+        done: Vec<JobDone>,
+    ) -> StoreResult<Vec<bool>> {
+        let owner = owner.to_string();
+        self.write(move |c| Box::pin(c.complete_jobs_with_events(owner, done)))
+            .await
     }
 
     async fn remember_event(
