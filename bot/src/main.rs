@@ -540,18 +540,28 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     // Set on SIGTERM: background work takes nothing new from then on.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let stopping_tx = Arc::new(stopping_tx);
+    // One owner id per process, for job leases and executing requests alike.
+    let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
+    // The recurring jobs and this process's heartbeat (then the reconciliation of requests
+    // whose process died) side by side: the store commits their writes together, one sync
+    // instead of one each before the listener serves.
+    let (installed, ownership) = tokio::join!(scheduler.install(), app.engine.start_ownership());
+    if let Err(e) = installed {
+        warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
+    }
+    info!(owner = scheduler.owner(), "scheduler running");
+    info!(owner = app.engine.owner(), lease = ?app.engine.owner_lease(), "ownership heartbeat running");
     // Status updates and expiries live in the store; every replica ticks and the leases
     // decide who runs what.
     let sweeper = {
-        // One owner id per process, for job leases and executing requests alike.
-        let scheduler = Scheduler::new(app.engine.clone(), app.engine.owner());
-        if let Err(e) = scheduler.install().await {
-            warn!(error = %e, "could not install the recurring jobs; retrying on the next start");
-        }
-        info!(owner = scheduler.owner(), "scheduler running");
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(erlmcp_bot::scheduler::TICK);
+            // The first pass comes one tick after start, like every later one: at start its
+            // claims would hold the database's write lock just as the first readiness probe
+            // needs it, and a job due now is still at most a tick late.
+            let tick_every = erlmcp_bot::scheduler::TICK;
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // A pass in progress finishes: a job stopped halfway would wait out its
@@ -567,10 +577,6 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
             }
         })
     };
-    // Heartbeat, and reconciliation of requests whose process died, at start and on every
-    // heartbeat.
-    let ownership = app.engine.start_ownership().await;
-    info!(owner = app.engine.owner(), lease = ?app.engine.owner_lease(), "ownership heartbeat running");
     // Socket Mode: the bot dials Slack instead of being called; same handlers as HTTP mode.
     // Only the leader holds it.
     let socket_mode = app
