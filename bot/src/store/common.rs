@@ -50,6 +50,7 @@ macro_rules! job_cols {
     };
 }
 pub(crate) use job_cols;
+pub(crate) use request_cols;
 
 pub const INSERT_REQUEST: &str = concat!(
     "INSERT INTO requests (created_at, expires_at, updated_at, requester_platform, \

@@ -16,6 +16,7 @@ pub mod audit;
 mod batch;
 pub(crate) mod common;
 mod pg_deliveries;
+mod pg_requests;
 pub mod postgres;
 pub mod serve_lock;
 pub mod sqlite;
