@@ -1,6 +1,7 @@
 //! Audited writes as both backends' writers group them: whatever arrives together is
 //! written in one transaction with a fixed number of statements for the audit rows and the
-//! sandbox's states, however many operations it carries.
+//! sandbox's states (on PostgreSQL also for the requests inserted and finished), however
+//! many operations it carries.
 
 use super::*;
 

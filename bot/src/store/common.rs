@@ -49,7 +49,7 @@ macro_rules! job_cols {
         "id, key, kind, payload, due_at, lease_owner, lease_until"
     };
 }
-pub(crate) use {event_cols, incident_cols, job_cols};
+pub(crate) use {event_cols, incident_cols, job_cols, request_cols};
 
 pub const INSERT_REQUEST: &str = concat!(
     "INSERT INTO requests (created_at, expires_at, updated_at, requester_platform, \

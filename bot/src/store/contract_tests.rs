@@ -2262,3 +2262,109 @@ async fn postgres_write_probe_reports_unreachable() {
     store.close().await;
     testdb::drop_postgres_database(&url).await;
 }
+
+/// One group of the PostgreSQL audit writer holding new requests, finishes and a plain
+/// append: each caller gets its own answer, as if the writes had gone one by one. Called on
+/// the writer directly, since whether concurrent callers share a group is up to timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_answers_each_request_and_finish() {
+    use super::batch::{AuditWork, Done};
+
+    let name = "store::contract_tests::postgres_group_answers_each_request_and_finish";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    let [a, b, c] = [1, 2, 3].map(|_| executing_request(Some("me"), T0));
+    let a = store.insert_request(a).await.unwrap().id;
+    let b = store.insert_request(b).await.unwrap().id;
+    let c = store.insert_request(c).await.unwrap().id;
+    // Already ended: a finish of it must not move it.
+    assert!(
+        store
+            .transition_request(
+                c,
+                RequestState::Executing,
+                RequestState::Failed,
+                Some("x"),
+                t(T0)
+            )
+            .await
+            .unwrap()
+    );
+    let fresh = |n: i64| {
+        let mut e = entry(n);
+        e.request_id = None;
+        e
+    };
+    let mut pending = new_request(T0 + 60_000);
+    pending.command_text = "second".into();
+    let mut b_done = finish(b, RequestState::Succeeded, Some("2 of 2"));
+    b_done.sandbox = Some(sandbox_state("prod", 7));
+    let work = vec![
+        AuditWork::Request(executing_request(Some("me"), T0), fresh(1)),
+        AuditWork::Finish(finish(a, RequestState::Succeeded, Some("a done")), entry(2)),
+        AuditWork::Append(entry(3)),
+        AuditWork::Request(pending, fresh(4)),
+        AuditWork::Finish(finish(c, RequestState::Succeeded, Some("late")), entry(5)),
+        AuditWork::Finish(b_done, entry(6)),
+        // The same request again in the same group: the first finish already moved it.
+        AuditWork::Finish(finish(a, RequestState::Failed, Some("again")), entry(7)),
+        AuditWork::Request(executing_request(None, T0), fresh(8)),
+    ];
+    let done = super::postgres::write_batch(store.pool(), work)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 8);
+
+    let mut inserted = Vec::new();
+    let mut moved = Vec::new();
+    for (i, d) in done.iter().enumerate() {
+        let audit = match d {
+            Done::Appended(audit) => audit,
+            Done::Requested(row, audit) => {
+                assert_eq!(audit.entry.request_id, Some(row.id));
+                assert_eq!(db_request(&store, row.id).await, **row);
+                inserted.push((**row).clone());
+                audit
+            }
+            Done::Finished(m, audit) => {
+                moved.push(*m);
+                audit
+            }
+        };
+        assert_eq!(audit.seq, i as i64 + 1);
+    }
+    assert_eq!(moved, vec![true, false, true, false]);
+    assert_eq!(inserted.len(), 3);
+    assert_eq!(inserted[0].state, RequestState::Executing);
+    assert_eq!(inserted[1].command_text, "second");
+    assert_eq!(inserted[1].state, RequestState::Pending);
+    assert_eq!(inserted[2].owner, None);
+    assert!(inserted.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(inserted[0].id.0 > c.0);
+
+    let a_now = db_request(&store, a).await;
+    assert_eq!(a_now.state, RequestState::Succeeded);
+    assert_eq!(a_now.outcome.as_deref(), Some(&*format!("{a} succeeded")));
+    assert_eq!(a_now.last_progress.as_deref(), Some("a done"));
+    let b_now = db_request(&store, b).await;
+    assert_eq!(b_now.state, RequestState::Succeeded);
+    assert_eq!(b_now.last_progress.as_deref(), Some("2 of 2"));
+    let c_now = db_request(&store, c).await;
+    assert_eq!(c_now.state, RequestState::Failed);
+    assert_eq!(c_now.outcome.as_deref(), Some("x"));
+    assert_eq!(c_now.last_progress, None);
+    assert_eq!(
+        store.sandbox_get("prod").await.unwrap(),
+        Some(sandbox_state("prod", 7))
+    );
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.is_ok() && report.count == 8, "{report:?}");
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+async fn db_request(store: &PgStore, id: RequestId) -> RequestRow {
+    store.get_request(id).await.unwrap().unwrap()
+}

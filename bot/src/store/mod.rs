@@ -17,6 +17,7 @@ mod batch;
 mod job_batch;
 pub(crate) mod common;
 mod pg_deliveries;
+mod pg_requests;
 pub mod postgres;
 pub mod serve_lock;
 pub mod sqlite;

@@ -11,6 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::batch::{self, AuditWork, Done, Written, mismatched};
 use super::common::{self, *};
+use super::pg_requests;
 use super::*;
 
 type Queries = common::Queries<Postgres>;
@@ -72,7 +73,7 @@ async fn insert_audit_rows(
     Ok(())
 }
 
-async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+pub(super) async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     // Held until commit: reading the last hash and inserting its successors is one step for
     // every replica.
@@ -81,6 +82,25 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    // A finish names a request its caller was given, so committed before this group began:
+    // none names a request inserted here, and the two statements may run in either order.
+    let finishes: Vec<&FinishRequest> = work
+        .iter()
+        .filter_map(|w| match w {
+            AuditWork::Finish(f, _) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let moved = pg_requests::finish_requests(&mut tx, &finishes).await?;
+    let news: Vec<&NewRequest> = work
+        .iter()
+        .filter_map(|w| match w {
+            AuditWork::Request(new, _) => Some(new),
+            _ => None,
+        })
+        .collect();
+    let inserted = pg_requests::insert_requests(&mut tx, &news).await?;
+    let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
     let mut last = Queries::last_audit(&mut *tx).await?;
     let (mut rows, mut written) = (Vec::with_capacity(work.len()), Vec::new());
     let mut states = Vec::new();
@@ -88,13 +108,13 @@ async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Don
         // What the request writes returned, completed by the audit row below.
         let (entry, before) = match w {
             AuditWork::Append(entry) => (entry, Written::Appended),
-            AuditWork::Request(new, mut entry) => {
-                let row = Queries::insert_request(&mut *tx, &new).await?;
+            AuditWork::Request(_, mut entry) => {
+                let row = inserted.next().ok_or_else(mismatched)?;
                 entry.request_id = Some(row.id);
                 (entry, Written::Requested(Box::new(row)))
             }
             AuditWork::Finish(f, entry) => {
-                let moved = Queries::finish_request(&mut *tx, &f).await?;
+                let moved = moved.next().ok_or_else(mismatched)?;
                 states.extend(f.sandbox);
                 (entry, Written::Finished(moved))
             }

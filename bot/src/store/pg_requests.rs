@@ -1,0 +1,147 @@
+//! The request writes of one audit group on PostgreSQL: every new request of the group in
+//! one INSERT and every finish in one UPDATE, whatever the group's size. The audit writer
+//! is the one serial step on the audited path, and its time goes in round trips.
+
+use sqlx::postgres::Postgres;
+
+use super::common::{RequestRaw, convert, request_cols};
+use super::*;
+
+/// The multi-row form of `INSERT_REQUEST`. The ids are drawn from the column's sequence
+/// beside each input row's ordinal (a CTE with a volatile function is evaluated once), so
+/// the rows come back in input order without relying on the order of RETURNING.
+const INSERT_REQUESTS: &str = concat!(
+    "WITH input AS (SELECT nextval(pg_get_serial_sequence('requests', 'id')) AS id, i.* \
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::boolean[], $14::text[]) \
+         WITH ORDINALITY AS i(created_at, expires_at, requester_platform, requester_id, \
+             requester_name, channel, command_text, operation, environment, command_json, \
+             approvals_json, state, break_glass, owner, ord)), \
+     inserted AS (INSERT INTO requests (id, created_at, expires_at, updated_at, \
+             requester_platform, requester_id, requester_name, channel, command_text, \
+             operation, environment, command_json, approvals_json, state, break_glass, owner) \
+         OVERRIDING SYSTEM VALUE \
+         SELECT id, created_at, expires_at, created_at, requester_platform, requester_id, \
+             requester_name, channel, command_text, operation, environment, command_json, \
+             approvals_json, state, break_glass, owner FROM input \
+         RETURNING ",
+    request_cols!(),
+    ") SELECT inserted.* FROM inserted JOIN input USING (id) ORDER BY input.ord"
+);
+
+/// The multi-row form of `FINISH_REQUEST`, with the same compare-and-set: a request that is
+/// no longer executing is left alone, and its id is missing from the rows returned. One
+/// UPDATE changes a row at most once, so a group's ids must be distinct (see
+/// [`finish_requests`]).
+const FINISH_REQUESTS: &str = "UPDATE requests AS r SET state = f.state, outcome = f.outcome, \
+         updated_at = f.at, last_progress = COALESCE(f.progress, r.last_progress) \
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+         AS f(id, state, outcome, at, progress) \
+     WHERE r.id = f.id AND r.state = 'executing' \
+     RETURNING r.id";
+
+/// Inserts `news`, answering their rows in the same order.
+pub(super) async fn insert_requests(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    news: &[&NewRequest],
+) -> StoreResult<Vec<RequestRow>> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&NewRequest) -> String| news.iter().map(|n| f(n)).collect::<Vec<_>>();
+    let raw: Vec<RequestRaw> = sqlx::query_as(INSERT_REQUESTS)
+        .bind(news.iter().map(|n| to_ms(n.created_at)).collect::<Vec<_>>())
+        .bind(news.iter().map(|n| to_ms(n.expires_at)).collect::<Vec<_>>())
+        .bind(column(|n| n.requester.platform.clone()))
+        .bind(column(|n| n.requester.user_id.clone()))
+        .bind(column(|n| n.requester.display_name.clone()))
+        .bind(column(|n| n.channel.clone()))
+        .bind(column(|n| n.command_text.clone()))
+        .bind(column(|n| n.operation.clone()))
+        .bind(
+            news.iter()
+                .map(|n| n.environment.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|n| n.command_json.clone()))
+        .bind(column(|n| n.approvals_json.clone()))
+        .bind(column(|n| n.state.as_str().to_string()))
+        .bind(news.iter().map(|n| n.break_glass).collect::<Vec<_>>())
+        .bind(news.iter().map(|n| n.owner.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if raw.len() != news.len() {
+        return Err(StoreError::Database(format!(
+            "internal error: {} requests inserted, {} asked",
+            raw.len(),
+            news.len()
+        )));
+    }
+    convert(raw)
+}
+
+/// Applies `finishes` as if one after another, answering for each whether it moved its
+/// request. A group rarely names a request twice; when it does, the later finish goes in a
+/// later statement, so it sees the state the earlier one left, as it would alone.
+pub(super) async fn finish_requests(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    finishes: &[&FinishRequest],
+) -> StoreResult<Vec<bool>> {
+    let rounds = rounds(finishes.iter().map(|f| f.id));
+    let mut moved = vec![false; finishes.len()];
+    for round in 0..rounds.iter().copied().max().map_or(0, |r| r + 1) {
+        let these: Vec<usize> = (0..finishes.len())
+            .filter(|&i| rounds[i] == round)
+            .collect();
+        let pick = |f: fn(&FinishRequest) -> Option<String>| {
+            these.iter().map(|&i| f(finishes[i])).collect::<Vec<_>>()
+        };
+        let ids: Vec<i64> = sqlx::query_scalar(FINISH_REQUESTS)
+            .bind(these.iter().map(|&i| finishes[i].id.0).collect::<Vec<_>>())
+            .bind(pick(|f| Some(f.to.as_str().to_string())))
+            .bind(pick(|f| Some(f.outcome.clone())))
+            .bind(
+                these
+                    .iter()
+                    .map(|&i| to_ms(finishes[i].at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(pick(|f| f.progress.clone()))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        for &i in &these {
+            moved[i] = ids.contains(&finishes[i].id.0);
+        }
+    }
+    Ok(moved)
+}
+
+/// For each id, how many times it came before: the statement each finish goes in.
+fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
+    let mut seen: Vec<(RequestId, usize)> = Vec::new();
+    ids.map(|id| match seen.iter_mut().find(|(s, _)| *s == id) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            seen.push((id, 0));
+            0
+        }
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_id_goes_in_a_later_round() {
+        let ids = [1, 2, 1, 3, 1, 2].map(RequestId);
+        assert_eq!(rounds(ids.into_iter()), vec![0, 0, 1, 0, 2, 1]);
+    }
+}
