@@ -14,8 +14,8 @@ use crate::checkpoint::{Checkpoint, CheckpointKind};
 
 pub mod audit;
 mod batch;
-mod job_batch;
 pub(crate) mod common;
+mod job_batch;
 mod pg_deliveries;
 mod pg_requests;
 pub mod postgres;
