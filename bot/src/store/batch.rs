@@ -36,6 +36,29 @@ impl Written {
     }
 }
 
+impl Done {
+    pub(crate) fn appended(self) -> StoreResult<AuditRow> {
+        match self {
+            Done::Appended(row) => Ok(row),
+            _ => Err(mismatched()),
+        }
+    }
+
+    pub(crate) fn requested(self) -> StoreResult<(RequestRow, AuditRow)> {
+        match self {
+            Done::Requested(row, audit) => Ok((*row, audit)),
+            _ => Err(mismatched()),
+        }
+    }
+
+    pub(crate) fn finished(self) -> StoreResult<(bool, AuditRow)> {
+        match self {
+            Done::Finished(moved, audit) => Ok((moved, audit)),
+            _ => Err(mismatched()),
+        }
+    }
+}
+
 pub(crate) fn mismatched() -> StoreError {
     StoreError::Database("internal error: the audit writer answered another kind of write".into())
 }

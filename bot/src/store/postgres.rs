@@ -328,10 +328,7 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        match self.audited(AuditWork::Append(entry)).await? {
-            Done::Appended(row) => Ok(row),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Append(entry)).await?.appended()
     }
 
     async fn insert_request_audited(
@@ -339,10 +336,9 @@ impl Store for PgStore {
         new: NewRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(RequestRow, AuditRow)> {
-        match self.audited(AuditWork::Request(new, entry)).await? {
-            Done::Requested(row, audit) => Ok((*row, audit)),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Request(new, entry))
+            .await?
+            .requested()
     }
 
     async fn finish_request_audited(
@@ -350,10 +346,9 @@ impl Store for PgStore {
         finish: FinishRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(bool, AuditRow)> {
-        match self.audited(AuditWork::Finish(finish, entry)).await? {
-            Done::Finished(moved, audit) => Ok((moved, audit)),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Finish(finish, entry))
+            .await?
+            .finished()
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {

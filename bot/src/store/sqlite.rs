@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{self, AuditWork, Done, Written, mismatched};
+use super::batch::{self, AuditWork, Done, Written};
 use super::common::{self, *};
 use super::*;
 
@@ -633,10 +633,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
-        match self.audited(AuditWork::Append(entry)).await? {
-            Done::Appended(row) => Ok(row),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Append(entry)).await?.appended()
     }
 
     async fn insert_request_audited(
@@ -644,10 +641,9 @@ impl Store for SqliteStore {
         new: NewRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(RequestRow, AuditRow)> {
-        match self.audited(AuditWork::Request(new, entry)).await? {
-            Done::Requested(row, audit) => Ok((*row, audit)),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Request(new, entry))
+            .await?
+            .requested()
     }
 
     async fn finish_request_audited(
@@ -655,10 +651,9 @@ impl Store for SqliteStore {
         finish: FinishRequest,
         entry: NewAuditEntry,
     ) -> StoreResult<(bool, AuditRow)> {
-        match self.audited(AuditWork::Finish(finish, entry)).await? {
-            Done::Finished(moved, audit) => Ok((moved, audit)),
-            _ => Err(mismatched()),
-        }
+        self.audited(AuditWork::Finish(finish, entry))
+            .await?
+            .finished()
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
