@@ -102,73 +102,76 @@ const PG_APPEND_EVENTS: &str = concat!(
      AS u(incident_id, at, kind, who_platform, who_id, who_name, text, ord)"
 );
 
-fn ids_json(ids: &[IncidentId]) -> String {
+/// The rows `sql` reads for `ids`, bound as one JSON array (`json_each`).
+async fn sqlite_by_ids<R, T>(
+    pool: &SqlitePool,
+    sql: &'static str,
+    ids: &[IncidentId],
+) -> StoreResult<Vec<T>>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    T: TryFrom<R, Error = StoreError>,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
-    serde_json::Value::from(ids).to_string()
+    let raw: Vec<R> = sqlx::query_as::<Sqlite, R>(sql)
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    convert(raw)
 }
 
-fn raw_ids(ids: &[IncidentId]) -> Vec<i64> {
-    ids.iter().map(|i| i.0).collect()
+/// The rows `sql` reads for `ids`, bound as one array (`= ANY`).
+async fn pg_by_ids<R, T>(
+    pool: &PgPool,
+    sql: &'static str,
+    ids: &[IncidentId],
+) -> StoreResult<Vec<T>>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    T: TryFrom<R, Error = StoreError>,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    let raw: Vec<R> = sqlx::query_as::<Postgres, R>(sql)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    convert(raw)
 }
 
 pub(super) async fn sqlite_incidents_by_id(
     pool: &SqlitePool,
     ids: &[IncidentId],
 ) -> StoreResult<Vec<IncidentRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let raw: Vec<IncidentRaw> = sqlx::query_as::<Sqlite, _>(SQLITE_INCIDENTS_BY_ID)
-        .bind(ids_json(ids))
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    convert(raw)
+    sqlite_by_ids::<IncidentRaw, _>(pool, SQLITE_INCIDENTS_BY_ID, ids).await
 }
 
 pub(super) async fn sqlite_events_of_incidents(
     pool: &SqlitePool,
     ids: &[IncidentId],
 ) -> StoreResult<Vec<IncidentEventRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let raw: Vec<IncidentEventRaw> = sqlx::query_as::<Sqlite, _>(SQLITE_EVENTS_OF_INCIDENTS)
-        .bind(ids_json(ids))
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    convert(raw)
+    sqlite_by_ids::<IncidentEventRaw, _>(pool, SQLITE_EVENTS_OF_INCIDENTS, ids).await
 }
 
 pub(super) async fn pg_incidents_by_id(
     pool: &PgPool,
     ids: &[IncidentId],
 ) -> StoreResult<Vec<IncidentRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let raw: Vec<IncidentRaw> = sqlx::query_as::<Postgres, _>(PG_INCIDENTS_BY_ID)
-        .bind(raw_ids(ids))
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    convert(raw)
+    pg_by_ids::<IncidentRaw, _>(pool, PG_INCIDENTS_BY_ID, ids).await
 }
 
 pub(super) async fn pg_events_of_incidents(
     pool: &PgPool,
     ids: &[IncidentId],
 ) -> StoreResult<Vec<IncidentEventRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let raw: Vec<IncidentEventRaw> = sqlx::query_as::<Postgres, _>(PG_EVENTS_OF_INCIDENTS)
-        .bind(raw_ids(ids))
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    convert(raw)
+    pg_by_ids::<IncidentEventRaw, _>(pool, PG_EVENTS_OF_INCIDENTS, ids).await
 }
 
 /// Inside the SQLite writer's transaction: three statements for the whole chunk, as each
