@@ -940,37 +940,6 @@ where
             .map_err(db_err)
     }
 
-    /// One row on its own; the writers insert theirs several at a time.
-    #[cfg(test)]
-    pub async fn insert_audit<'c>(
-        e: impl Executor<'c, Database = DB>,
-        row: &AuditRow,
-    ) -> StoreResult<()> {
-        let entry = &row.entry;
-        sqlx::query(INSERT_AUDIT)
-            .bind(row.seq)
-            .bind(to_ms(entry.at))
-            .bind(&entry.action)
-            .bind(&entry.who.platform)
-            .bind(&entry.who.user_id)
-            .bind(&entry.who.display_name)
-            .bind(&entry.channel)
-            .bind(&entry.operation)
-            .bind(&entry.arguments)
-            .bind(&entry.environment)
-            .bind(entry.request_id.map(|r| r.0))
-            .bind(&entry.decision)
-            .bind(&entry.reason)
-            .bind(&entry.votes)
-            .bind(&entry.outcome)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(e)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
     pub async fn audit_page<'c>(
         e: impl Executor<'c, Database = DB>,
         after: i64,

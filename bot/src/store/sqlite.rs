@@ -152,22 +152,6 @@ impl SqliteStore {
             .map_err(|_| writer_gone())?;
         rx.await.map_err(|_| writer_gone())?
     }
-
-    /// One `append_audit` in its own transaction, without batching: kept to measure what
-    /// batching buys.
-    #[cfg(test)]
-    pub(crate) async fn append_audit_unbatched(
-        &self,
-        entry: NewAuditEntry,
-    ) -> StoreResult<AuditRow> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        let last = Queries::last_audit(&mut *tx).await?;
-        let row = audit::next_row(entry, last)?;
-        Queries::insert_audit(&mut *tx, &row).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(row)
-    }
 }
 
 fn connect_err(e: sqlx::Error, url: &str) -> StoreError {
