@@ -176,13 +176,15 @@ impl SandboxTarget {
         }
     }
 
-    /// Creates the environment's simulated workload on first use, with its history.
+    /// Creates the environment's simulated workload on first use, with its history. The
+    /// writes go side by side so the store commits them together: at a fresh start every
+    /// environment is seeded before the bot is ready, and each commit is a sync.
     async fn seed_env(&self, env: &EnvironmentSpec) -> Result<Workload, TargetError> {
         let (w, deployments) = seed(&env.name, env.replicas.unwrap_or(3));
         let now = self.clock.now();
-        for (version, hours_ago) in deployments {
-            self.store
-                .record_deployment(DeploymentRecord {
+        let history =
+            futures::future::try_join_all(deployments.into_iter().map(|(version, hours_ago)| {
+                self.store.record_deployment(DeploymentRecord {
                     environment: env.name.clone(),
                     version,
                     kind: "deploy".into(),
@@ -190,10 +192,10 @@ impl SandboxTarget {
                     request_id: None,
                     at: now - chrono::Duration::hours(hours_ago),
                 })
-                .await
-                .map_err(|e| TargetError::Unavailable(e.to_string()))?;
-        }
-        self.save(&env.name, &w).await?;
+            }));
+        let (history, saved) = futures::future::join(history, self.save(&env.name, &w)).await;
+        history.map_err(|e| TargetError::Unavailable(e.to_string()))?;
+        saved?;
         Ok(w)
     }
 
