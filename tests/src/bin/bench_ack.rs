@@ -12,7 +12,7 @@
 //! Output follows the shared benchmark contract: `BENCH\tsection\trow\tcolumn\tvalue` lines
 //! on stdout, everything else on stderr.
 //!
-//! cargo build --release -p erlmcp-bot -p erlmcp-tests --bins
+//! cargo build --release -p erlmcp-bot && cargo build --release -p erlmcp-tests --bins
 //! target/release/bench_ack [--runs 3] [--quick] [--postgres URL] [--bot PATH]
 //!     [--rates 100,500,2000] [--seconds 3] [--warmup 1] [--platforms slack,discord]
 
