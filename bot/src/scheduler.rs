@@ -15,7 +15,9 @@ use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
 use crate::engine::Engine;
-use crate::incidents::{DueUpdate, PassStatuses, STATUS_UPDATE_JOB, UpdateOutcome};
+use crate::incidents::{
+    DueUpdate, PassStatuses, PreparedUpdates, STATUS_UPDATE_JOB, UpdateOutcome,
+};
 use crate::store::{JobRow, StoreError, StoreResult};
 
 /// How often every replica looks for due jobs: an update is at most this late, plus the
@@ -110,15 +112,26 @@ impl Engine {
 }
 
 impl Engine {
-    /// The status updates due in a pass, as one batch: see
-    /// [`Incidents::post_status_updates`](crate::incidents::Incidents::post_status_updates).
-    pub async fn on_status_updates(
+    /// A batch of status updates due in a pass, read and composed: see
+    /// [`Incidents::prepare_status_updates`](crate::incidents::Incidents::prepare_status_updates).
+    pub async fn prepare_status_updates(
         &self,
-        owner: &str,
         due: &[DueUpdate],
         pass: &PassStatuses,
+    ) -> Result<PreparedUpdates, StoreError> {
+        self.incidents().prepare_status_updates(due, pass).await
+    }
+
+    /// The batch stored and posted: see
+    /// [`Incidents::finish_status_updates`](crate::incidents::Incidents::finish_status_updates).
+    pub async fn finish_status_updates(
+        &self,
+        owner: &str,
+        prepared: PreparedUpdates,
     ) -> Result<Vec<UpdateOutcome>, StoreError> {
-        self.incidents().post_status_updates(owner, due, pass).await
+        self.incidents()
+            .finish_status_updates(owner, prepared)
+            .await
     }
 }
 
@@ -136,6 +149,15 @@ fn update_of(job: &JobRow) -> Option<IncidentId> {
 pub fn next_due(due_at: Timestamp, now: Timestamp, every: Duration) -> Timestamp {
     let next = due_at + every;
     if next <= now { now + every } else { next }
+}
+
+/// One claimed batch of due jobs, its status updates already read and composed.
+struct Claimed {
+    /// The claim took a whole batch: more may be due.
+    full: bool,
+    /// `None` when the batch holds no status update.
+    updates: Option<Result<PreparedUpdates, StoreError>>,
+    others: Vec<JobRow>,
 }
 
 pub struct Scheduler {
@@ -302,83 +324,121 @@ impl Scheduler {
         }
     }
 
-    /// Runs a claimed batch of status update jobs together (see
-    /// [`Engine::on_status_updates`]); returns how many ran. When the batch fails, none
-    /// did: each job is retried once its lease runs out.
-    async fn run_status_updates(&self, jobs: &[&JobRow], pass: &PassStatuses) -> usize {
-        if jobs.is_empty() {
-            return 0;
-        }
+    /// Claims a batch and prepares its status updates as one (see
+    /// [`Engine::prepare_status_updates`]). Only a failed claim is an error: a batch whose
+    /// updates could not be prepared carries that failure to [`Scheduler::run_claimed`].
+    async fn claim_and_prepare(&self, pass: &PassStatuses) -> StoreResult<Claimed> {
+        let jobs = self.claim().await?;
+        let full = jobs.len() as u32 >= self.batch;
         let now = self.engine.now();
         let every = self.engine.config().bot.status_update_interval.as_chrono();
-        let due: Vec<DueUpdate> = jobs
-            .iter()
-            .filter_map(|job| {
-                let incident = update_of(job)?;
-                let lag = (now - job.due_at).to_std().unwrap_or_default();
-                self.engine.metrics().scheduler_lag(STATUS_UPDATE_JOB, lag);
-                Some(DueUpdate {
-                    job_id: job.id,
-                    incident,
-                    next_due: next_due(job.due_at, now, every),
-                })
-            })
-            .collect();
-        match self.engine.on_status_updates(&self.owner, &due, pass).await {
-            Ok(outcomes) => {
-                let lost = outcomes
-                    .iter()
-                    .filter(|o| **o == UpdateOutcome::LeaseLost)
-                    .count();
-                if lost > 0 {
-                    warn!(
-                        jobs = lost,
-                        "lease lost before the status updates were written; another replica took them over"
-                    );
+        let mut due = Vec::new();
+        let mut others = Vec::new();
+        for job in jobs {
+            match update_of(&job) {
+                Some(incident) => {
+                    let lag = (now - job.due_at).to_std().unwrap_or_default();
+                    self.engine.metrics().scheduler_lag(STATUS_UPDATE_JOB, lag);
+                    due.push(DueUpdate {
+                        job_id: job.id,
+                        incident,
+                        next_due: next_due(job.due_at, now, every),
+                    });
                 }
-                outcomes.len()
-            }
-            Err(e) => {
-                warn!(jobs = due.len(), error = %e, "status updates failed; retried after their lease");
-                0
+                None => others.push(job),
             }
         }
+        let updates = if due.is_empty() {
+            None
+        } else {
+            Some(self.engine.prepare_status_updates(&due, pass).await)
+        };
+        Ok(Claimed {
+            full,
+            updates,
+            others,
+        })
     }
 
-    /// One pass: claims due jobs batch by batch; a batch's status updates run as one (the
-    /// bulk of any pass), its other jobs up to `RUN_AT_ONCE` at a time. Returns how many
-    /// ran.
+    /// Stores and posts a claimed batch's status updates while its other jobs run up to
+    /// `RUN_AT_ONCE` at a time; returns how many ran. When the updates fail, none of them
+    /// did: each is retried once its lease runs out.
+    async fn run_claimed(&self, claimed: Claimed) -> usize {
+        let updates = async {
+            let prepared = match claimed.updates {
+                None => return 0,
+                Some(Ok(prepared)) => prepared,
+                Some(Err(e)) => {
+                    warn!(error = %e, "status updates failed; retried after their lease");
+                    return 0;
+                }
+            };
+            let jobs = prepared.len();
+            match self
+                .engine
+                .finish_status_updates(&self.owner, prepared)
+                .await
+            {
+                Ok(outcomes) => {
+                    let lost = outcomes
+                        .iter()
+                        .filter(|o| **o == UpdateOutcome::LeaseLost)
+                        .count();
+                    if lost > 0 {
+                        warn!(
+                            jobs = lost,
+                            "lease lost before the status updates were written; another replica took them over"
+                        );
+                    }
+                    outcomes.len()
+                }
+                Err(e) => {
+                    warn!(jobs, error = %e, "status updates failed; retried after their lease");
+                    0
+                }
+            }
+        };
+        // One after another, each job's durable writes would cost a commit apiece; at once,
+        // the store commits them together.
+        let others = async {
+            let runs: Vec<_> = claimed.others.iter().map(|job| self.run(job)).collect();
+            let mut running = stream::iter(runs).buffer_unordered(RUN_AT_ONCE);
+            let mut ran = 0;
+            while let Some(done) = running.next().await {
+                ran += usize::from(done);
+            }
+            ran
+        };
+        let (updated, others) = tokio::join!(updates, others);
+        updated + others
+    }
+
+    /// One pass: claims due jobs batch by batch; a batch's status updates are stored and
+    /// posted as one (the bulk of any pass), its other jobs run up to `RUN_AT_ONCE` at a
+    /// time. Returns how many ran.
     pub async fn tick(&self) -> usize {
         // Environments' status as read in this pass, so no update says more than it.
         let pass = PassStatuses::default();
         let mut ran = 0;
+        let mut next = self.claim_and_prepare(&pass).await;
         loop {
-            let jobs = match self.claim().await {
-                Ok(j) => j,
+            let claimed = match next {
+                Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "could not claim scheduled jobs");
                     return ran;
                 }
             };
-            let full = jobs.len() as u32 >= self.batch;
-            let (updates, others): (Vec<&JobRow>, Vec<&JobRow>) =
-                jobs.iter().partition(|job| update_of(job).is_some());
-            // One after another, each job's durable writes would cost a commit apiece; at
-            // once, the store commits them together.
-            let others = async {
-                let runs: Vec<_> = others.iter().map(|job| self.run(job)).collect();
-                let mut running = stream::iter(runs).buffer_unordered(RUN_AT_ONCE);
-                let mut ran = 0;
-                while let Some(done) = running.next().await {
-                    ran += usize::from(done);
-                }
-                ran
-            };
-            let (updated, others) = tokio::join!(self.run_status_updates(&updates, &pass), others);
-            ran += updated + others;
-            if !full {
-                return ran;
+            if !claimed.full {
+                return ran + self.run_claimed(claimed).await;
             }
+            // The next batch is claimed and read while this one commits and posts: the
+            // database and the bot each work while the other does. The batches cannot
+            // overlap, as this one's jobs stay leased until its commit.
+            let (done, following) =
+                tokio::join!(self.run_claimed(claimed), self.claim_and_prepare(&pass));
+            ran += done;
+            next = following;
         }
     }
 }

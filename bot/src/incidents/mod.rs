@@ -41,7 +41,7 @@ mod resolve;
 mod status_updates;
 
 pub use notify::{Notifiers, OperationNote};
-pub use status_updates::{DueUpdate, PassStatuses, UpdateOutcome};
+pub use status_updates::{DueUpdate, PassStatuses, PreparedUpdates, UpdateOutcome};
 
 /// Job kind and key of an incident's periodic status update.
 pub const STATUS_UPDATE_JOB: &str = "incident_update";

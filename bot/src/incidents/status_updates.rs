@@ -1,7 +1,7 @@
 //! The periodic status update of an open incident, from live data: the scheduler calls
-//! [`Incidents::post_status_updates`] for the updates due in a pass (or
-//! [`Incidents::post_status_update`] for one) every `bot.status_update_interval` until
-//! resolution.
+//! [`Incidents::prepare_status_updates`] then [`Incidents::finish_status_updates`] for the
+//! updates due in a pass (or [`Incidents::post_status_update`] for one) every
+//! `bot.status_update_interval` until resolution.
 
 use std::collections::HashMap;
 
@@ -41,6 +41,25 @@ pub enum UpdateOutcome {
     LeaseLost,
 }
 
+/// A batch of updates read and composed, not yet stored or posted: the job completions
+/// in the order of the batch's `due`, each with its message (none when the incident is over
+/// or gone) and the open incidents the messages go to.
+pub struct PreparedUpdates {
+    done: Vec<JobDone>,
+    messages: Vec<Option<(IncidentId, Message)>>,
+    open: HashMap<IncidentId, IncidentRow>,
+}
+
+impl PreparedUpdates {
+    pub fn len(&self) -> usize {
+        self.done.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+}
+
 /// Environments' status lines as read in one scheduler pass: each environment is asked
 /// once per pass, whatever the number of incidents, and a new pass asks again, so no
 /// update says more than the pass's own reading.
@@ -74,16 +93,14 @@ impl Incidents {
         Ok(true)
     }
 
-    /// The updates of a batch: their incidents and events read together, each environment
-    /// asked once (per `pass`), every event and job completion written in one transaction,
-    /// then the posts, `POSTS_AT_ONCE` at a time. Outcomes come in the order of `due`. On
-    /// error nothing was written or posted and the jobs stay leased to `owner`.
-    pub async fn post_status_updates(
+    /// The first half of a batch of updates: their incidents and events read together,
+    /// each environment asked once (per `pass`), every message composed. Nothing is
+    /// stored or posted yet; [`Incidents::finish_status_updates`] does that.
+    pub async fn prepare_status_updates(
         &self,
-        owner: &str,
         due: &[DueUpdate],
         pass: &PassStatuses,
-    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+    ) -> Result<PreparedUpdates, StoreError> {
         let ids: Vec<IncidentId> = due.iter().map(|d| d.incident).collect();
         let open: HashMap<IncidentId, IncidentRow> = self
             .store
@@ -142,8 +159,29 @@ impl Incidents {
                     text: message.plain(),
                 }),
             });
-            messages.push(Some((inc, message)));
+            messages.push(Some((d.incident, message)));
         }
+        Ok(PreparedUpdates {
+            done,
+            messages,
+            open,
+        })
+    }
+
+    /// The second half: every event and job completion written in one transaction, then
+    /// the posts, `POSTS_AT_ONCE` at a time. Outcomes come in the order of the `due` the
+    /// batch was prepared from. On error nothing was written or posted and the jobs stay
+    /// leased to `owner`.
+    pub async fn finish_status_updates(
+        &self,
+        owner: &str,
+        prepared: PreparedUpdates,
+    ) -> Result<Vec<UpdateOutcome>, StoreError> {
+        let PreparedUpdates {
+            done,
+            messages,
+            open,
+        } = prepared;
         let held = self.store.complete_jobs_with_events(owner, done).await?;
 
         let outcomes: Vec<UpdateOutcome> = held
@@ -159,7 +197,8 @@ impl Incidents {
             .iter()
             .zip(&held)
             .filter(|(_, held)| **held)
-            .filter_map(|(message, _)| message.as_ref());
+            .filter_map(|(message, _)| message.as_ref())
+            .filter_map(|(id, message)| Some((open.get(id)?, message)));
         stream::iter(posts)
             .for_each_concurrent(POSTS_AT_ONCE, |(inc, message)| {
                 self.post_to_incident(inc, message, None)

@@ -490,12 +490,13 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<JobRow>> {
         // SKIP LOCKED: replicas claiming at the same moment each take different rows instead
         // of queueing behind one another; a row whose lease changed under us is re-checked
-        // against the WHERE clause before it is locked.
+        // against the WHERE clause before it is locked. The ids as an array: the rows are
+        // then found by primary key, where `IN (subquery)` planned a scan of every job.
         const CLAIM: &str = concat!(
-            "UPDATE scheduled_jobs SET lease_owner = $1, lease_until = $2 WHERE id IN \
-             (SELECT id FROM scheduled_jobs WHERE due_at <= $3 \
+            "UPDATE scheduled_jobs SET lease_owner = $1, lease_until = $2 WHERE id = ANY(ARRAY(\
+             SELECT id FROM scheduled_jobs WHERE due_at <= $3 \
              AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at, id LIMIT $4 \
-             FOR UPDATE SKIP LOCKED) RETURNING ",
+             FOR UPDATE SKIP LOCKED)) RETURNING ",
             job_cols!()
         );
         let raw =
