@@ -5,7 +5,8 @@
 //! For each inbound message: replays are dropped (the delivery key is remembered in the
 //! store, so every replica knows it), the command is parsed once, the immediate answer is
 //! chosen (a parse error or "working on it" privately, else nothing), and the command runs
-//! in a task the engine tracks. Its reply then goes privately to the asker (refusals, parse
+//! in a task the engine tracks. A read answered in the acknowledgement starts while its key
+//! is written, and its answer is held until the key is known to be new. Its reply then goes privately to the asker (refusals, parse
 //! errors, lookups) or into the channel; progress of a long operation goes into a thread
 //! under a message opened for it, which is redrawn with the outcome; a new approval card is
 //! posted and remembered so that [`redraw`] keeps it current. Delivery failures are logged
@@ -25,6 +26,7 @@ use erlmcp_adapters::chat::{
 };
 use erlmcp_commands::grammar::ParseError;
 use erlmcp_commands::message::{Handle, Line};
+use erlmcp_commands::policy::{self, Access};
 use erlmcp_commands::render::{Reply, ReplyKind, Visibility};
 use erlmcp_commands::replies;
 use erlmcp_commands::{Actor, Command, GroupMembership, RequestId};
@@ -144,26 +146,67 @@ fn count_failure(metrics: &Metrics, platform: Platform) {
         .inc();
 }
 
+/// A read whose answer goes back in the acknowledgement itself (Discord's response): it
+/// changes nothing, so it may start before its delivery is known to be the first.
+fn answered_read(inbound: &Inbound, parsed: &Result<Command, ParseError>) -> bool {
+    inbound.ack_carries_text
+        && matches!(inbound.asked, Asked::Command(_))
+        && parsed
+            .as_ref()
+            .is_ok_and(|cmd| matches!(policy::access(cmd), Access::Open | Access::AnyRole))
+}
+
 #[async_trait]
 impl InboundHandler for Conversation {
     async fn receive(&self, inbound: Inbound) -> Result<Ack, Unavailable> {
         let platform = inbound.platform;
-        if let Some(key) = &inbound.delivery
-            && !self.first_delivery(platform, key).await?
-        {
-            info!(%platform, user = %inbound.user.id, "replayed delivery ignored");
-            return Ok(Ack::Replayed);
-        }
-        let Some(chat) = self.chat(platform).cloned() else {
-            warn!(%platform, "inbound message from a platform the bot has no client for");
-            return Ok(Ack::Nothing);
-        };
         let text = inbound.asked.text();
         let parsed = self.engine.parse(&text);
+        let Some(key) = inbound.delivery.clone() else {
+            return Ok(self.accept(inbound, text, parsed, None));
+        };
+        let user = inbound.user.id.clone();
+        if !answered_read(&inbound, &parsed) {
+            if !self.first_delivery(platform, &key).await? {
+                info!(%platform, %user, "replayed delivery ignored");
+                return Ok(Ack::Replayed);
+            }
+            return Ok(self.accept(inbound, text, parsed, None));
+        }
+        // The read runs while the key is written, so the answer waits for one durable write
+        // instead of that write and then the read's own round trips. It is delivered only
+        // once the key is known to be new; a replay's answer goes nowhere, and so does the
+        // answer of a delivery that could not be recorded (the sender dropped).
+        let (first, gate) = tokio::sync::oneshot::channel();
+        let ack = self.accept(inbound, text, parsed, Some(gate));
+        if !self.first_delivery(platform, &key).await? {
+            info!(%platform, %user, "replayed delivery ignored");
+            return Ok(Ack::Replayed);
+        }
+        let _ = first.send(());
+        Ok(ack)
+    }
+}
+
+impl Conversation {
+    /// Chooses the immediate answer and starts the command in a task the engine tracks.
+    /// With `gate`, its reply is held until the gate opens, and dropped if it closes.
+    fn accept(
+        &self,
+        inbound: Inbound,
+        text: String,
+        parsed: Result<Command, ParseError>,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Ack {
+        let platform = inbound.platform;
+        let Some(chat) = self.chat(platform).cloned() else {
+            warn!(%platform, "inbound message from a platform the bot has no client for");
+            return Ack::Nothing;
+        };
         let ack = match (&parsed, &inbound.asked) {
             // Answered in the acknowledgement itself; nothing runs.
             (Err(e), _) if inbound.ack_carries_text => {
-                return Ok(Ack::Private(Reply::usage(e.render())));
+                return Ack::Private(Reply::usage(e.render()));
             }
             // A change to a workload can take minutes: say at once that it was heard.
             // Lookups answer within a second, and a second message would only be noise.
@@ -176,20 +219,18 @@ impl InboundHandler for Conversation {
         // call retried, a delivery given up) names the request.
         let span = info_span!("chat_command", %platform, user = %inbound.user.id, channel = %inbound.channel, request = tracing::field::Empty);
         let Some(this) = self.me.upgrade() else {
-            return Ok(Ack::Nothing);
+            return Ack::Nothing;
         };
         // Tracked by the engine, so waiting for it to be idle covers this command too.
         self.engine.spawn_tracked(
             async move {
-                this.run(chat, inbound, text, parsed).await;
+                this.run(chat, inbound, text, parsed, gate).await;
             }
             .instrument(span),
         );
-        Ok(ack)
+        ack
     }
-}
 
-impl Conversation {
     /// Runs one inbound command and delivers its reply.
     async fn run(
         &self,
@@ -197,6 +238,7 @@ impl Conversation {
         inbound: Inbound,
         text: String,
         parsed: Result<Command, ParseError>,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
     ) {
         let platform = inbound.platform;
         let thread = match &inbound.thread {
@@ -251,6 +293,11 @@ impl Conversation {
             .await;
         if let Ok(thread) = forwarder.await {
             dest.thread = thread;
+        }
+        if let Some(gate) = gate
+            && gate.await.is_err()
+        {
+            return;
         }
         if let Some(card) = reply.approval() {
             dest.label = card.id.to_string();

@@ -1,5 +1,7 @@
 //! Commands that only read: help, whoami, status, requests, pods, logs, audit.
 
+use erlmcp_commands::config::EnvironmentSpec;
+
 use super::*;
 
 /// What a set of roles may do, as `whoami` lists it.
@@ -91,29 +93,35 @@ impl Engine {
             Some(e) => self.cfg.environment(e).into_iter().collect(),
             None => self.cfg.environments.values().collect(),
         };
-        let mut parts = Vec::new();
-        for e in envs {
-            match self.target_for(e) {
-                Ok(t) => match t.status(e).await {
-                    Ok(s) => parts.push(replies::status(&s)),
-                    Err(err) => parts.push(replies::environment_unavailable(
-                        &e.name,
-                        &replies::status_unavailable(&err),
-                    )),
-                },
-                Err(err) => parts.push(replies::environment_unavailable(&e.name, &err)),
-            }
-        }
         // An interrupted request there is news until someone acknowledges it.
-        match env {
-            None => parts.extend(self.interrupted_lines(None).await?),
-            Some(e) => {
-                if let Some(spec) = self.cfg.environment(e) {
-                    parts.extend(self.interrupted_lines(Some(&spec.name)).await?);
-                }
+        let interrupted = async {
+            match env {
+                None => self.interrupted_lines(None).await,
+                Some(e) => match self.cfg.environment(e) {
+                    Some(spec) => self.interrupted_lines(Some(&spec.name)).await,
+                    None => Ok(Vec::new()),
+                },
             }
-        }
+        };
+        // None of these reads depends on another: side by side, the answer waits for the
+        // slowest of them rather than for their sum (a store or cluster round trip each).
+        let workloads = futures::future::join_all(envs.into_iter().map(|e| self.status_line(e)));
+        let (mut parts, interrupted) = tokio::join!(workloads, interrupted);
+        parts.extend(interrupted?);
         Ok(Reply::private(parts.join("\n")))
+    }
+
+    /// One environment's line of `status`, or why it cannot be read.
+    async fn status_line(&self, e: &EnvironmentSpec) -> String {
+        match self.target_for(e) {
+            Ok(t) => match t.status(e).await {
+                Ok(s) => replies::status(&s),
+                Err(err) => {
+                    replies::environment_unavailable(&e.name, &replies::status_unavailable(&err))
+                }
+            },
+            Err(err) => replies::environment_unavailable(&e.name, &err),
+        }
     }
 
     pub(super) async fn requests(&self, actor: &Actor) -> Result<Reply, StoreError> {
