@@ -174,12 +174,14 @@ impl Operation {
     }
 }
 
-/// Who may run a command at all.
+/// Who may run a command at all. `Open` and `AnyRole` commands change nothing (every change
+/// is granted by a rule, and so audited): the conversation relies on that to start them
+/// before their delivery is known not to be a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// help, whoami: everyone.
     Open,
-    /// status, requests, incident list/timeline: anyone holding a role.
+    /// status, requests, incident list/timeline, blue-green status: anyone holding a role.
     AnyRole,
     /// Needs a rule granting this operation.
     Rule(Operation),

@@ -5,12 +5,12 @@
 //! For each inbound message: replays are dropped (the delivery key is remembered in the
 //! store, so every replica knows it), the command is parsed once, the immediate answer is
 //! chosen (a parse error or "working on it" privately, else nothing), and the command runs
-//! in a task the engine tracks. A read answered in the acknowledgement starts while its key
-//! is written, and its answer is held until the key is known to be new. Its reply then goes privately to the asker (refusals, parse
-//! errors, lookups) or into the channel; progress of a long operation goes into a thread
-//! under a message opened for it, which is redrawn with the outcome; a new approval card is
-//! posted and remembered so that [`redraw`] keeps it current. Delivery failures are logged
-//! and counted by platform.
+//! in a task the engine tracks (a read answered in the acknowledgement starts while its key
+//! is written; its answer is held until the key is known to be new). Its reply then goes
+//! privately to the asker (refusals, parse errors, lookups) or into the channel; progress of
+//! a long operation goes into a thread under a message opened for it, which is redrawn with
+//! the outcome; a new approval card is posted and remembered so that [`redraw`] keeps it
+//! current. Delivery failures are logged and counted by platform.
 
 mod progress;
 mod redraw;
