@@ -52,7 +52,7 @@ pub enum ServeLockError {
 /// Locks the SQLite file named by `url` for this process; `None` for an in-memory database,
 /// which no other process can open.
 pub fn lock_sqlite_for_serve(url: &str) -> Result<Option<ServeLock>, ServeLockError> {
-    if url.contains(":memory:") || url.contains("mode=memory") {
+    if super::sqlite::is_in_memory(url) {
         return Ok(None);
     }
     let options = SqliteConnectOptions::from_str(url)

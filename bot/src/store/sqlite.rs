@@ -164,7 +164,7 @@ impl SqliteStore {
 /// hold is acknowledged. The WAL itself, and the directory entries with it, are synced by
 /// SQLite at the first durable commit.
 async fn create_in_wal_mode(url: &str, options: &SqliteConnectOptions) -> StoreResult<()> {
-    if url.contains(":memory:") || url.contains("mode=memory") {
+    if is_in_memory(url) {
         return Ok(());
     }
     let path = options.get_filename().to_path_buf();
@@ -196,6 +196,11 @@ async fn create_in_wal_mode(url: &str, options: &SqliteConnectOptions) -> StoreR
             path.display()
         ))
     })
+}
+
+/// Whether `url` names an in-memory database, which has no file on disk.
+pub(crate) fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 fn connect_err(e: sqlx::Error, url: &str) -> StoreError {
