@@ -66,6 +66,10 @@ impl SqliteStore {
         let probe_options = options.clone().busy_timeout(PROBE_BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // The pool's default ping before every read is a round trip to the connection's
+            // thread, and proves nothing here: an in-process connection has no server to
+            // lose, and a failing file fails the read itself with its own error.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| connect_err(e, url))?;
@@ -220,6 +224,11 @@ pub(crate) struct Writer {
     audit_tip: Option<Option<(i64, String)>>,
     /// When delivery keys past their hour were last deleted (the bot's clock, ms).
     forgotten_at: Option<i64>,
+    /// Nothing has been written yet in the current transaction.
+    fresh: bool,
+    /// A unit failed with no savepoint under it (it was first in the transaction): the
+    /// transaction is rolled back, not committed.
+    roll_back: bool,
 }
 
 impl Writer {
@@ -230,6 +239,17 @@ impl Writer {
         &mut self,
         f: impl for<'w> FnOnce(&'w mut Writer) -> BoxFuture<'w, StoreResult<T>>,
     ) -> StoreResult<T> {
+        if self.fresh {
+            // First in its transaction: rolling the whole transaction back undoes exactly
+            // this unit, which saves the savepoint's two statements, each a round trip to
+            // the connection's thread.
+            let result = f(self).await;
+            if result.is_err() {
+                self.audit_tip = None;
+                self.roll_back = true;
+            }
+            return result;
+        }
         exec(&mut self.conn, "SAVEPOINT job").await?;
         match f(self).await {
             Ok(v) => {
@@ -379,6 +399,8 @@ async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         conn,
         audit_tip: None,
         forgotten_at: None,
+        fresh: false,
+        roll_back: false,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -401,10 +423,10 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()>
 /// reports that to every job in it. Audited work queued side by side is written as one unit:
 /// when it fails, every write in it fails and none of them is kept.
 async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
+    let audits = batch.iter().any(|j| matches!(j, Job::Audited(..)));
     let mut jobs = batch.drain(..).peekable();
     while jobs.peek().is_some() {
-        w.audit_tip = None;
-        if let Err(e) = exec(&mut w.conn, "BEGIN IMMEDIATE").await {
+        if let Err(e) = begin(w, audits).await {
             for job in jobs {
                 job.abort(e.clone());
             }
@@ -439,8 +461,15 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
             if !ok {
                 break;
             }
+            w.fresh = false;
         }
-        let failure = exec(&mut w.conn, "COMMIT").await.err();
+        let failure = if w.roll_back {
+            // The failed unit was alone in the transaction and has its error already.
+            let _ = exec(&mut w.conn, "ROLLBACK").await;
+            None
+        } else {
+            exec(&mut w.conn, "COMMIT").await.err()
+        };
         if failure.is_some() {
             let _ = exec(&mut w.conn, "ROLLBACK").await;
         }
@@ -449,6 +478,43 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
             complete(failure.as_ref());
         }
     }
+}
+
+/// `BEGIN IMMEDIATE`, then `common::LAST_AUDIT` (a test keeps the two the same).
+const BEGIN_AND_TIP: &str =
+    "BEGIN IMMEDIATE; SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
+/// Opens the writer's transaction. With audited work in the batch, the chain's tip is read
+/// in the same call: one round trip to the connection's thread instead of two.
+async fn begin(w: &mut Writer, audits: bool) -> StoreResult<()> {
+    w.audit_tip = None;
+    w.fresh = true;
+    w.roll_back = false;
+    if !audits {
+        return exec(&mut w.conn, "BEGIN IMMEDIATE").await;
+    }
+    let tip = sqlx::raw_sql(BEGIN_AND_TIP)
+        .fetch_optional(&mut w.conn)
+        .await;
+    match tip {
+        Ok(row) => {
+            w.audit_tip = Some(row.map(|r| tip_of(&r)).transpose()?);
+            Ok(())
+        }
+        Err(e) => {
+            // The BEGIN may have succeeded before the read failed.
+            let _ = exec(&mut w.conn, "ROLLBACK").await;
+            Err(db_err(e))
+        }
+    }
+}
+
+fn tip_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, String)> {
+    use sqlx::Row;
+    Ok((
+        row.try_get("seq").map_err(db_err)?,
+        row.try_get("hash").map_err(db_err)?,
+    ))
 }
 
 /// Answers each caller of a run of audited work once its transaction's fate is known.
@@ -954,6 +1020,109 @@ mod tests {
             .await
             .unwrap();
         assert!(migrated > 0);
+        store.close().await;
+    }
+
+    #[test]
+    fn the_transactions_first_read_is_the_chains_tip() {
+        assert_eq!(
+            BEGIN_AND_TIP.strip_prefix("BEGIN IMMEDIATE; "),
+            Some(common::LAST_AUDIT)
+        );
+    }
+
+    fn plain_entry(n: i64) -> NewAuditEntry {
+        NewAuditEntry {
+            at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + n).unwrap(),
+            action: "executed".into(),
+            who: Who {
+                platform: "local".into(),
+                user_id: "u".into(),
+                display_name: "u".into(),
+            },
+            channel: "local:c".into(),
+            operation: "scale".into(),
+            arguments: format!(r#"{{"n":{n}}}"#),
+            environment: Some("prod".into()),
+            request_id: None,
+            decision: "allow".into(),
+            reason: String::new(),
+            votes: "[]".into(),
+            outcome: "ok".into(),
+        }
+    }
+
+    fn write_job<T, F>(f: F) -> (Job, oneshot::Receiver<StoreResult<T>>)
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Writer) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        (Job::Write(Box::new(TypedJob { f, reply })), rx)
+    }
+
+    /// A unit that writes, then fails: its write must not outlive it.
+    fn failing_unit(env: &'static str) -> (Job, oneshot::Receiver<StoreResult<()>>) {
+        write_job(move |w| {
+            Box::pin(w.atomically(move |w| {
+                Box::pin(async move {
+                    let row = SandboxRow {
+                        environment: env.into(),
+                        state_json: "{}".into(),
+                        updated_at: chrono::Utc::now(),
+                    };
+                    Queries::sandbox_put(&mut w.conn, &row).await?;
+                    exec(&mut w.conn, "INSERT INTO no_such_table VALUES (1)").await
+                })
+            }))
+        })
+    }
+
+    fn append(n: i64) -> (Job, oneshot::Receiver<StoreResult<Done>>) {
+        let (reply, rx) = oneshot::channel();
+        let work = AuditWork::Append(plain_entry(n));
+        (Job::Audited(Box::new(work), reply), rx)
+    }
+
+    /// First in its transaction a unit runs without a savepoint; after other work, under
+    /// one. Either way a failed unit leaves nothing and its neighbours are committed.
+    #[tokio::test]
+    async fn a_failed_unit_leaves_nothing_first_in_its_transaction_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let conn = SqliteStore::connect_options(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut w = Writer {
+            conn,
+            audit_tip: None,
+            forgotten_at: None,
+            fresh: false,
+            roll_back: false,
+        };
+
+        let (first_fails, failed) = failing_unit("first");
+        let (then_append, appended) = append(1);
+        run_batch(&mut w, &mut vec![first_fails, then_append]).await;
+        assert!(failed.await.unwrap().is_err());
+        assert!(appended.await.unwrap().is_ok());
+
+        let (append_first, appended) = append(2);
+        let (then_fails, failed) = failing_unit("second");
+        let (last_append, appended_last) = append(3);
+        run_batch(&mut w, &mut vec![append_first, then_fails, last_append]).await;
+        assert!(appended.await.unwrap().is_ok());
+        assert!(failed.await.unwrap().is_err());
+        assert!(appended_last.await.unwrap().is_ok());
+
+        for env in ["first", "second"] {
+            assert_eq!(store.sandbox_get(env).await.unwrap(), None, "{env}");
+        }
+        let report = audit::verify(&store).await.unwrap();
+        assert!(report.is_ok() && report.count == 3, "{report:?}");
         store.close().await;
     }
 }
