@@ -79,6 +79,22 @@ pub(crate) fn newest_states(states: Vec<SandboxRow>) -> Vec<SandboxRow> {
     newest
 }
 
+/// For each id, how many times it came before: the statement each finish goes in.
+pub(crate) fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
+    let mut seen: Vec<(RequestId, usize)> = Vec::new();
+    ids.map(|id| match seen.iter_mut().find(|(s, _)| *s == id) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            seen.push((id, 0));
+            0
+        }
+    })
+    .collect()
+}
+
 /// At most this many rows in one multi-row statement: an audit row binds 17 parameters,
 /// and PostgreSQL takes at most 65,535 a statement (SQLite 32,766).
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
@@ -143,6 +159,12 @@ mod tests {
             state_json: json.into(),
             updated_at: chrono::DateTime::from_timestamp_millis(0).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_repeated_id_goes_in_a_later_round() {
+        let ids = [1, 2, 1, 3, 1, 2].map(RequestId);
+        assert_eq!(rounds(ids.into_iter()), vec![0, 0, 1, 0, 2, 1]);
     }
 
     #[test]

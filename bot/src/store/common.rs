@@ -80,9 +80,6 @@ pub const TRANSITION_REQUEST: &str = "UPDATE requests SET state = $1, \
      outcome = COALESCE($2, outcome), updated_at = $3 WHERE id = $4 AND state = $5";
 // The end of an executing request: its last progress line (kept when none is given) and
 // its outcome in one statement.
-pub const FINISH_REQUEST: &str = "UPDATE requests SET state = $1, outcome = $2, \
-     updated_at = $3, last_progress = COALESCE($4, last_progress) \
-     WHERE id = $5 AND state = 'executing'";
 pub const SET_REQUEST_MESSAGE: &str = "UPDATE requests SET message_ref = $1 WHERE id = $2";
 pub const START_EXECUTING: &str = "UPDATE requests SET state = 'executing', owner = $1, \
      updated_at = $2 WHERE id = $3 AND state = $4";
@@ -708,22 +705,6 @@ where
             .bind(to_ms(at))
             .bind(id.0)
             .bind(from.as_str())
-            .execute(e)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn finish_request<'c>(
-        e: impl Executor<'c, Database = DB>,
-        f: &FinishRequest,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(FINISH_REQUEST)
-            .bind(f.to.as_str())
-            .bind(f.outcome.as_str())
-            .bind(to_ms(f.at))
-            .bind(f.progress.as_deref())
-            .bind(f.id.0)
             .execute(e)
             .await
             .map_err(db_err)?;

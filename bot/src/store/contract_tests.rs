@@ -2165,13 +2165,40 @@ async fn postgres_write_probe_reports_unreachable() {
 /// the writer directly, since whether concurrent callers share a group is up to timing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_group_answers_each_request_and_finish() {
-    use super::batch::{AuditWork, Done};
-
     let name = "store::contract_tests::postgres_group_answers_each_request_and_finish";
     let Some(url) = testdb::fresh_postgres_url(name).await else {
         return;
     };
     let store = PgStore::open(&url).await.unwrap();
+    let pool = store.pool().clone();
+    group_answers_each_request_and_finish(&store, |work| async move {
+        super::postgres::write_batch(&pool, work).await
+    })
+    .await;
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// The same of one run of the SQLite writer.
+#[tokio::test]
+async fn sqlite_run_answers_each_request_and_finish() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let store = SqliteStore::open(&url).await.unwrap();
+    let at = url.clone();
+    group_answers_each_request_and_finish(&store, |work| async move {
+        super::sqlite::write_run(&at, work).await
+    })
+    .await;
+    store.close().await;
+}
+
+async fn group_answers_each_request_and_finish<F, Fut>(store: &dyn Store, write: F)
+where
+    F: FnOnce(Vec<super::batch::AuditWork>) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<Vec<super::batch::Done>>>,
+{
+    use super::batch::{AuditWork, Done};
+
     let [a, b, c] = [1, 2, 3].map(|_| executing_request(Some("me"), T0));
     let a = store.insert_request(a).await.unwrap().id;
     let b = store.insert_request(b).await.unwrap().id;
@@ -2209,9 +2236,7 @@ async fn postgres_group_answers_each_request_and_finish() {
         AuditWork::Finish(finish(a, RequestState::Failed, Some("again")), entry(7)),
         AuditWork::Request(executing_request(None, T0), fresh(8)),
     ];
-    let done = super::postgres::write_batch(store.pool(), work)
-        .await
-        .unwrap();
+    let done = write(work).await.unwrap();
     assert_eq!(done.len(), 8);
 
     let mut inserted = Vec::new();
@@ -2221,7 +2246,7 @@ async fn postgres_group_answers_each_request_and_finish() {
             Done::Appended(audit) => audit,
             Done::Requested(row, audit) => {
                 assert_eq!(audit.entry.request_id, Some(row.id));
-                assert_eq!(db_request(&store, row.id).await, **row);
+                assert_eq!(db_request(store, row.id).await, **row);
                 inserted.push((**row).clone());
                 audit
             }
@@ -2241,14 +2266,14 @@ async fn postgres_group_answers_each_request_and_finish() {
     assert!(inserted.windows(2).all(|w| w[0].id < w[1].id));
     assert!(inserted[0].id.0 > c.0);
 
-    let a_now = db_request(&store, a).await;
+    let a_now = db_request(store, a).await;
     assert_eq!(a_now.state, RequestState::Succeeded);
     assert_eq!(a_now.outcome.as_deref(), Some(&*format!("{a} succeeded")));
     assert_eq!(a_now.last_progress.as_deref(), Some("a done"));
-    let b_now = db_request(&store, b).await;
+    let b_now = db_request(store, b).await;
     assert_eq!(b_now.state, RequestState::Succeeded);
     assert_eq!(b_now.last_progress.as_deref(), Some("2 of 2"));
-    let c_now = db_request(&store, c).await;
+    let c_now = db_request(store, c).await;
     assert_eq!(c_now.state, RequestState::Failed);
     assert_eq!(c_now.outcome.as_deref(), Some("x"));
     assert_eq!(c_now.last_progress, None);
@@ -2256,12 +2281,10 @@ async fn postgres_group_answers_each_request_and_finish() {
         store.sandbox_get("prod").await.unwrap(),
         Some(sandbox_state("prod", 7))
     );
-    let report = audit::verify(&store).await.unwrap();
+    let report = audit::verify(store).await.unwrap();
     assert!(report.is_ok() && report.count == 8, "{report:?}");
-    store.close().await;
-    testdb::drop_postgres_database(&url).await;
 }
 
-async fn db_request(store: &PgStore, id: RequestId) -> RequestRow {
+async fn db_request(store: &dyn Store, id: RequestId) -> RequestRow {
     store.get_request(id).await.unwrap().unwrap()
 }

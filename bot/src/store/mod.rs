@@ -21,6 +21,7 @@ mod pg_requests;
 pub mod postgres;
 pub mod serve_lock;
 pub mod sqlite;
+mod sqlite_requests;
 // Kept out of the shipped library: only unit tests and the `test-support` feature (enabled
 // by dev-dependencies) build it.
 #[cfg(any(test, feature = "test-support"))]

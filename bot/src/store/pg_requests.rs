@@ -4,6 +4,7 @@
 
 use sqlx::postgres::Postgres;
 
+use super::batch;
 use super::common::{RequestRaw, convert, request_cols};
 use super::*;
 
@@ -30,7 +31,7 @@ const INSERT_REQUESTS: &str = concat!(
     ") SELECT inserted.* FROM inserted JOIN input USING (id) ORDER BY input.ord"
 );
 
-/// The multi-row form of `FINISH_REQUEST`, with the same compare-and-set: a request that is
+/// A request's outcome, for many requests at once, as a compare-and-set: a request that is
 /// no longer executing is left alone, and its id is missing from the rows returned. One
 /// UPDATE changes a row at most once, so a group's ids must be distinct (see
 /// [`finish_requests`]).
@@ -89,7 +90,7 @@ pub(super) async fn finish_requests(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     finishes: &[&FinishRequest],
 ) -> StoreResult<Vec<bool>> {
-    let rounds = rounds(finishes.iter().map(|f| f.id));
+    let rounds = batch::rounds(finishes.iter().map(|f| f.id));
     let mut moved = vec![false; finishes.len()];
     for round in 0..rounds.iter().copied().max().map_or(0, |r| r + 1) {
         let these: Vec<usize> = (0..finishes.len())
@@ -117,31 +118,4 @@ pub(super) async fn finish_requests(
         }
     }
     Ok(moved)
-}
-
-/// For each id, how many times it came before: the statement each finish goes in.
-fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
-    let mut seen: Vec<(RequestId, usize)> = Vec::new();
-    ids.map(|id| match seen.iter_mut().find(|(s, _)| *s == id) {
-        Some((_, n)) => {
-            *n += 1;
-            *n
-        }
-        None => {
-            seen.push((id, 0));
-            0
-        }
-    })
-    .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_id_goes_in_a_later_round() {
-        let ids = [1, 2, 1, 3, 1, 2].map(RequestId);
-        assert_eq!(rounds(ids.into_iter()), vec![0, 0, 1, 0, 2, 1]);
-    }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, AuditWork, Done, Written};
 use super::common::{self, *};
+use super::sqlite_requests;
 use super::*;
 
 type Queries = common::Queries<Sqlite>;
@@ -266,10 +267,30 @@ impl Writer {
         }
     }
 
-    /// Audited work queued together, as one unit (see `atomically`): each request write
-    /// is one statement, the audit rows and the sandbox's states one statement each for the
+    /// Audited work queued together, as one unit (see `atomically`): its new requests,
+    /// its finishes, its audit rows and the sandbox's states one statement each for the
     /// whole run. The writer is the one serial step, and its time goes in statements.
     async fn write_audited(&mut self, works: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+        // A finish names a request its caller was given, so committed before this run
+        // began: none names a request inserted here, and the two statements may run in
+        // either order.
+        let finishes: Vec<&FinishRequest> = works
+            .iter()
+            .filter_map(|w| match w {
+                AuditWork::Finish(f, _) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let moved = sqlite_requests::finish_requests(&mut self.conn, &finishes).await?;
+        let news: Vec<&NewRequest> = works
+            .iter()
+            .filter_map(|w| match w {
+                AuditWork::Request(new, _) => Some(new),
+                _ => None,
+            })
+            .collect();
+        let inserted = sqlite_requests::insert_requests(&mut self.conn, &news).await?;
+        let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
         let mut last = match self.audit_tip.take() {
             Some(tip) => tip,
             None => Queries::last_audit(&mut self.conn).await?,
@@ -279,13 +300,13 @@ impl Writer {
         for work in works {
             let (entry, before) = match work {
                 AuditWork::Append(entry) => (entry, Written::Appended),
-                AuditWork::Request(new, mut entry) => {
-                    let row = Queries::insert_request(&mut self.conn, &new).await?;
+                AuditWork::Request(_, mut entry) => {
+                    let row = inserted.next().ok_or_else(batch::mismatched)?;
                     entry.request_id = Some(row.id);
                     (entry, Written::Requested(Box::new(row)))
                 }
                 AuditWork::Finish(f, entry) => {
-                    let moved = Queries::finish_request(&mut self.conn, &f).await?;
+                    let moved = moved.next().ok_or_else(batch::mismatched)?;
                     states.extend(f.sandbox);
                     (entry, Written::Finished(moved))
                 }
@@ -515,6 +536,26 @@ fn tip_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, String)> {
         row.try_get("seq").map_err(db_err)?,
         row.try_get("hash").map_err(db_err)?,
     ))
+}
+
+/// Writes `works` as one run of the writer, on a connection of its own, and commits it.
+#[cfg(test)]
+pub(crate) async fn write_run(url: &str, works: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+    let conn = SqliteStore::connect_options(url)?
+        .connect()
+        .await
+        .map_err(db_err)?;
+    let mut w = Writer {
+        conn,
+        audit_tip: None,
+        forgotten_at: None,
+        fresh: false,
+        roll_back: false,
+    };
+    begin(&mut w, true).await?;
+    let done = w.write_audited(works).await?;
+    exec(&mut w.conn, "COMMIT").await?;
+    Ok(done)
 }
 
 /// Answers each caller of a run of audited work once its transaction's fate is known.
