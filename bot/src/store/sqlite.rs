@@ -485,15 +485,19 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
             w.fresh = false;
         }
         let failure = if w.roll_back {
-            // The failed unit was alone in the transaction and has its error already.
+            // A unit failed first in its transaction. It keeps its own error; anything that
+            // answered Ok around it would be told its writes are gone, as they are.
             let _ = exec(&mut w.conn, "ROLLBACK").await;
-            None
+            Some(StoreError::Database(
+                "the transaction was rolled back after a failed write".into(),
+            ))
         } else {
-            exec(&mut w.conn, "COMMIT").await.err()
+            let failure = exec(&mut w.conn, "COMMIT").await.err();
+            if failure.is_some() {
+                let _ = exec(&mut w.conn, "ROLLBACK").await;
+            }
+            failure
         };
-        if failure.is_some() {
-            let _ = exec(&mut w.conn, "ROLLBACK").await;
-        }
         w.audit_tip = None;
         for complete in done {
             complete(failure.as_ref());
@@ -517,15 +521,18 @@ async fn begin(w: &mut Writer, audits: bool) -> StoreResult<()> {
     let tip = sqlx::raw_sql(BEGIN_AND_TIP)
         .fetch_optional(&mut w.conn)
         .await;
-    match tip {
-        Ok(row) => {
-            w.audit_tip = Some(row.map(|r| tip_of(&r)).transpose()?);
+    match tip
+        .map_err(db_err)
+        .and_then(|row| row.map(|r| tip_of(&r)).transpose())
+    {
+        Ok(tip) => {
+            w.audit_tip = Some(tip);
             Ok(())
         }
         Err(e) => {
             // The BEGIN may have succeeded before the read failed.
             let _ = exec(&mut w.conn, "ROLLBACK").await;
-            Err(db_err(e))
+            Err(e)
         }
     }
 }
