@@ -79,8 +79,99 @@ pub(crate) fn newest_states(states: Vec<SandboxRow>) -> Vec<SandboxRow> {
     newest
 }
 
+/// The request writes among `works`, for their backend's two statements: the finishes and
+/// the new requests, each in the order queued.
+pub(crate) fn request_writes(works: &[AuditWork]) -> (Vec<&FinishRequest>, Vec<&NewRequest>) {
+    let (mut finishes, mut news) = (Vec::new(), Vec::new());
+    for work in works {
+        match work {
+            AuditWork::Finish(f, _) => finishes.push(f),
+            AuditWork::Request(new, _) => news.push(new),
+            AuditWork::Append(_) => {}
+        }
+    }
+    (finishes, news)
+}
+
+/// A run of audited work chained onto the audit log, once its request writes are made.
+pub(crate) struct Chained {
+    /// The audit rows to insert, one per work, in order.
+    pub(crate) rows: Vec<AuditRow>,
+    /// The sandbox states the finishes carry, in order.
+    pub(crate) states: Vec<SandboxRow>,
+    /// `(seq, hash)` of the chain's newest row once `rows` are in.
+    pub(crate) tip: Option<(i64, String)>,
+    written: Vec<Written>,
+}
+
+impl Chained {
+    /// Each work's answer, once its rows are written.
+    pub(crate) fn done(self) -> Vec<Done> {
+        self.written
+            .into_iter()
+            .zip(self.rows)
+            .map(|(before, row)| before.with(row))
+            .collect()
+    }
+}
+
+/// Chains `works` after `tip`. `moved` answers their finishes and `inserted` their new
+/// requests, in the order of [`request_writes`]. A finish names a request its caller was
+/// given, so committed before this run began: none names a request inserted in it, and the
+/// backend may make the two statements in either order.
+pub(crate) fn chain(
+    works: Vec<AuditWork>,
+    moved: Vec<bool>,
+    inserted: Vec<RequestRow>,
+    tip: Option<(i64, String)>,
+) -> StoreResult<Chained> {
+    let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
+    let mut last = tip;
+    let (mut rows, mut written) = (Vec::with_capacity(works.len()), Vec::new());
+    let mut states = Vec::new();
+    for work in works {
+        let (entry, before) = match work {
+            AuditWork::Append(entry) => (entry, Written::Appended),
+            AuditWork::Request(_, mut entry) => {
+                let row = inserted.next().ok_or_else(mismatched)?;
+                entry.request_id = Some(row.id);
+                (entry, Written::Requested(Box::new(row)))
+            }
+            AuditWork::Finish(f, entry) => {
+                let moved = moved.next().ok_or_else(mismatched)?;
+                states.extend(f.sandbox);
+                (entry, Written::Finished(moved))
+            }
+        };
+        let row = audit::next_row(entry, last.take())?;
+        last = Some((row.seq, row.hash.clone()));
+        rows.push(row);
+        written.push(before);
+    }
+    Ok(Chained {
+        rows,
+        states,
+        tip: last,
+        written,
+    })
+}
+
+/// The finishes that go in each statement, as indexes into `finishes`. A run rarely names
+/// a request twice; when it does, the later finish goes in a later statement, so it sees
+/// the state the earlier one left, as it would alone.
+pub(crate) fn finish_rounds(finishes: &[&FinishRequest]) -> Vec<Vec<usize>> {
+    let rounds = rounds(finishes.iter().map(|f| f.id));
+    (0..rounds.iter().copied().max().map_or(0, |r| r + 1))
+        .map(|round| {
+            (0..finishes.len())
+                .filter(|&i| rounds[i] == round)
+                .collect()
+        })
+        .collect()
+}
+
 /// For each id, how many times it came before: the statement each finish goes in.
-pub(crate) fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
+fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
     let mut seen: Vec<(RequestId, usize)> = Vec::new();
     ids.map(|id| match seen.iter_mut().find(|(s, _)| *s == id) {
         Some((_, n)) => {

@@ -83,19 +83,14 @@ pub(super) async fn insert_requests(
     convert(raw)
 }
 
-/// Applies `finishes` as if one after another, answering for each whether it moved its
-/// request. A group rarely names a request twice; when it does, the later finish goes in a
-/// later statement, so it sees the state the earlier one left, as it would alone.
+/// Applies `finishes` as if one after another (see [`batch::finish_rounds`]), answering for
+/// each whether it moved its request.
 pub(super) async fn finish_requests(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     finishes: &[&FinishRequest],
 ) -> StoreResult<Vec<bool>> {
-    let rounds = batch::rounds(finishes.iter().map(|f| f.id));
     let mut moved = vec![false; finishes.len()];
-    for round in 0..rounds.iter().copied().max().map_or(0, |r| r + 1) {
-        let these: Vec<usize> = (0..finishes.len())
-            .filter(|&i| rounds[i] == round)
-            .collect();
+    for these in batch::finish_rounds(finishes) {
         let pick = |f: fn(&FinishRequest) -> Option<String>| {
             these.iter().map(|&i| f(finishes[i])).collect::<Vec<_>>()
         };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::{ConnectOptions, Connection};
 
-use super::batch::{self, AuditWork, Done, Written, mismatched};
+use super::batch::{self, AuditWork, Done};
 use super::common::{self, *};
 use super::pg_requests;
 use super::*;
@@ -82,62 +82,22 @@ pub(super) async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreRes
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-    // A finish names a request its caller was given, so committed before this group began:
-    // none names a request inserted here, and the two statements may run in either order.
-    let finishes: Vec<&FinishRequest> = work
-        .iter()
-        .filter_map(|w| match w {
-            AuditWork::Finish(f, _) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let (finishes, news) = batch::request_writes(&work);
     let moved = pg_requests::finish_requests(&mut tx, &finishes).await?;
-    let news: Vec<&NewRequest> = work
-        .iter()
-        .filter_map(|w| match w {
-            AuditWork::Request(new, _) => Some(new),
-            _ => None,
-        })
-        .collect();
     let inserted = pg_requests::insert_requests(&mut tx, &news).await?;
-    let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
-    let mut last = Queries::last_audit(&mut *tx).await?;
-    let (mut rows, mut written) = (Vec::with_capacity(work.len()), Vec::new());
-    let mut states = Vec::new();
-    for w in work {
-        // What the request writes returned, completed by the audit row below.
-        let (entry, before) = match w {
-            AuditWork::Append(entry) => (entry, Written::Appended),
-            AuditWork::Request(_, mut entry) => {
-                let row = inserted.next().ok_or_else(mismatched)?;
-                entry.request_id = Some(row.id);
-                (entry, Written::Requested(Box::new(row)))
-            }
-            AuditWork::Finish(f, entry) => {
-                let moved = moved.next().ok_or_else(mismatched)?;
-                states.extend(f.sandbox);
-                (entry, Written::Finished(moved))
-            }
-        };
-        let row = audit::next_row(entry, last.take())?;
-        last = Some((row.seq, row.hash.clone()));
-        rows.push(row);
-        written.push(before);
-    }
+    let tip = Queries::last_audit(&mut *tx).await?;
+    let mut chained = batch::chain(work, moved, inserted, tip)?;
     // Every audit row of the batch in one statement: the writer is the one serial step on
     // this path, and its time goes in round trips.
-    for chunk in rows.chunks(batch::ROWS_PER_INSERT) {
+    for chunk in chained.rows.chunks(batch::ROWS_PER_INSERT) {
         insert_audit_rows(&mut tx, chunk).await?;
     }
-    for chunk in batch::newest_states(states).chunks(batch::ROWS_PER_INSERT) {
+    let states = batch::newest_states(std::mem::take(&mut chained.states));
+    for chunk in states.chunks(batch::ROWS_PER_INSERT) {
         let mut q = batch::upsert_sandboxes!(Postgres, chunk);
         q.build().execute(&mut *tx).await.map_err(db_err)?;
     }
-    let done = written
-        .into_iter()
-        .zip(rows)
-        .map(|(before, row)| before.with(row))
-        .collect();
+    let done = chained.done();
     tx.commit().await.map_err(db_err)?;
     Ok(done)
 }

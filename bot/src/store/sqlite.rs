@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{self, AuditWork, Done, Written};
+use super::batch::{self, AuditWork, Done};
 use super::common::{self, *};
 use super::sqlite_requests;
 use super::*;
@@ -233,6 +233,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    fn new(conn: SqliteConnection) -> Writer {
+        Writer {
+            conn,
+            audit_tip: None,
+            forgotten_at: None,
+            fresh: false,
+            roll_back: false,
+        }
+    }
+
     /// Runs `f` as one unit inside the batch's transaction: a later statement's failure
     /// takes back the earlier ones (see `SqliteStore::write`), so a job of several writes
     /// leaves all or nothing.
@@ -271,65 +281,25 @@ impl Writer {
     /// its finishes, its audit rows and the sandbox's states one statement each for the
     /// whole run. The writer is the one serial step, and its time goes in statements.
     async fn write_audited(&mut self, works: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
-        // A finish names a request its caller was given, so committed before this run
-        // began: none names a request inserted here, and the two statements may run in
-        // either order.
-        let finishes: Vec<&FinishRequest> = works
-            .iter()
-            .filter_map(|w| match w {
-                AuditWork::Finish(f, _) => Some(f),
-                _ => None,
-            })
-            .collect();
+        let (finishes, news) = batch::request_writes(&works);
         let moved = sqlite_requests::finish_requests(&mut self.conn, &finishes).await?;
-        let news: Vec<&NewRequest> = works
-            .iter()
-            .filter_map(|w| match w {
-                AuditWork::Request(new, _) => Some(new),
-                _ => None,
-            })
-            .collect();
         let inserted = sqlite_requests::insert_requests(&mut self.conn, &news).await?;
-        let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
-        let mut last = match self.audit_tip.take() {
+        let tip = match self.audit_tip.take() {
             Some(tip) => tip,
             None => Queries::last_audit(&mut self.conn).await?,
         };
-        let (mut rows, mut written) = (Vec::with_capacity(works.len()), Vec::new());
-        let mut states = Vec::new();
-        for work in works {
-            let (entry, before) = match work {
-                AuditWork::Append(entry) => (entry, Written::Appended),
-                AuditWork::Request(_, mut entry) => {
-                    let row = inserted.next().ok_or_else(batch::mismatched)?;
-                    entry.request_id = Some(row.id);
-                    (entry, Written::Requested(Box::new(row)))
-                }
-                AuditWork::Finish(f, entry) => {
-                    let moved = moved.next().ok_or_else(batch::mismatched)?;
-                    states.extend(f.sandbox);
-                    (entry, Written::Finished(moved))
-                }
-            };
-            let row = audit::next_row(entry, last.take())?;
-            last = Some((row.seq, row.hash.clone()));
-            rows.push(row);
-            written.push(before);
-        }
-        for chunk in rows.chunks(batch::ROWS_PER_INSERT) {
+        let mut chained = batch::chain(works, moved, inserted, tip)?;
+        for chunk in chained.rows.chunks(batch::ROWS_PER_INSERT) {
             let mut q = batch::insert_audit_rows!(Sqlite, chunk);
             q.build().execute(&mut self.conn).await.map_err(db_err)?;
         }
-        for chunk in batch::newest_states(states).chunks(batch::ROWS_PER_INSERT) {
+        let states = batch::newest_states(std::mem::take(&mut chained.states));
+        for chunk in states.chunks(batch::ROWS_PER_INSERT) {
             let mut q = batch::upsert_sandboxes!(Sqlite, chunk);
             q.build().execute(&mut self.conn).await.map_err(db_err)?;
         }
-        self.audit_tip = Some(last);
-        Ok(written
-            .into_iter()
-            .zip(rows)
-            .map(|(before, row)| before.with(row))
-            .collect())
+        self.audit_tip = Some(chained.tip.clone());
+        Ok(chained.done())
     }
 }
 
@@ -416,13 +386,7 @@ where
 }
 
 async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut w = Writer {
-        conn,
-        audit_tip: None,
-        forgotten_at: None,
-        fresh: false,
-        roll_back: false,
-    };
+    let mut w = Writer::new(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         run_batch(&mut w, &mut batch).await;
@@ -552,13 +516,7 @@ pub(crate) async fn write_run(url: &str, works: Vec<AuditWork>) -> StoreResult<V
         .connect()
         .await
         .map_err(db_err)?;
-    let mut w = Writer {
-        conn,
-        audit_tip: None,
-        forgotten_at: None,
-        fresh: false,
-        roll_back: false,
-    };
+    let mut w = Writer::new(conn);
     begin(&mut w, true).await?;
     let done = w.write_audited(works).await?;
     exec(&mut w.conn, "COMMIT").await?;
@@ -1144,13 +1102,7 @@ mod tests {
             .connect()
             .await
             .unwrap();
-        let mut w = Writer {
-            conn,
-            audit_tip: None,
-            forgotten_at: None,
-            fresh: false,
-            roll_back: false,
-        };
+        let mut w = Writer::new(conn);
 
         let (first_fails, failed) = failing_unit("first");
         let (then_append, appended) = append(1);

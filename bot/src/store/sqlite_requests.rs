@@ -71,19 +71,14 @@ pub(super) async fn insert_requests(
     Ok(rows)
 }
 
-/// Applies `finishes` as if one after another, answering for each whether it moved its
-/// request. A run rarely names a request twice; when it does, the later finish goes in a
-/// later statement, so it sees the state the earlier one left, as it would alone.
+/// Applies `finishes` as if one after another (see [`batch::finish_rounds`]), answering for
+/// each whether it moved its request.
 pub(super) async fn finish_requests(
     conn: &mut SqliteConnection,
     finishes: &[&FinishRequest],
 ) -> StoreResult<Vec<bool>> {
-    let rounds = batch::rounds(finishes.iter().map(|f| f.id));
     let mut moved = vec![false; finishes.len()];
-    for round in 0..rounds.iter().copied().max().map_or(0, |r| r + 1) {
-        let these: Vec<usize> = (0..finishes.len())
-            .filter(|&i| rounds[i] == round)
-            .collect();
+    for these in batch::finish_rounds(finishes) {
         for chunk in these.chunks(REQUESTS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::<Sqlite>::new(FINISH_HEAD);
             q.push_values(chunk, |mut b, &i| {
