@@ -20,14 +20,14 @@ pub(crate) enum Done {
 }
 
 /// The request writes' part of a [`Done`], before its audit row exists.
-pub(crate) enum Written {
+enum Written {
     Appended,
     Requested(Box<RequestRow>),
     Finished(bool),
 }
 
 impl Written {
-    pub(crate) fn with(self, row: AuditRow) -> Done {
+    fn with(self, row: AuditRow) -> Done {
         match self {
             Written::Appended => Done::Appended(row),
             Written::Requested(r) => Done::Requested(r, row),
@@ -59,7 +59,7 @@ impl Done {
     }
 }
 
-pub(crate) fn mismatched() -> StoreError {
+fn mismatched() -> StoreError {
     StoreError::Database("internal error: the audit writer answered another kind of write".into())
 }
 

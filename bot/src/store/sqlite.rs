@@ -298,7 +298,7 @@ impl Writer {
             let mut q = batch::upsert_sandboxes!(Sqlite, chunk);
             q.build().execute(&mut self.conn).await.map_err(db_err)?;
         }
-        self.audit_tip = Some(chained.tip.clone());
+        self.audit_tip = Some(chained.tip.take());
         Ok(chained.done())
     }
 }
