@@ -193,11 +193,17 @@ pub(crate) const ROWS_PER_INSERT: usize = 1000;
 /// One multi-row INSERT of audit rows, built for the backend `$db`.
 macro_rules! insert_audit_rows {
     ($db:ty, $rows:expr) => {{
+        let mut q = sqlx::QueryBuilder::<$db>::new("");
+        $crate::store::batch::insert_audit_rows!(into q, $rows);
+        q
+    }};
+    // Appended to a query under construction, which may hold other statements.
+    (into $q:ident, $rows:expr) => {{
         let head = &$crate::store::common::INSERT_AUDIT[..$crate::store::common::INSERT_AUDIT
             .find(" VALUES")
             .unwrap_or($crate::store::common::INSERT_AUDIT.len())];
-        let mut q = sqlx::QueryBuilder::<$db>::new(head);
-        q.push_values($rows, |mut b, row: &AuditRow| {
+        $q.push(head);
+        $q.push_values($rows, |mut b, row: &AuditRow| {
             let e = &row.entry;
             b.push_bind(row.seq)
                 .push_bind($crate::store::to_ms(e.at))
@@ -217,7 +223,6 @@ macro_rules! insert_audit_rows {
                 .push_bind(row.prev_hash.clone())
                 .push_bind(row.hash.clone());
         });
-        q
     }};
 }
 pub(crate) use insert_audit_rows;
@@ -225,17 +230,22 @@ pub(crate) use insert_audit_rows;
 /// One multi-row upsert of sandbox states (distinct environments), built for `$db`.
 macro_rules! upsert_sandboxes {
     ($db:ty, $states:expr) => {{
+        let mut q = sqlx::QueryBuilder::<$db>::new("");
+        $crate::store::batch::upsert_sandboxes!(into q, $states);
+        q
+    }};
+    // Appended to a query under construction, which may hold other statements.
+    (into $q:ident, $states:expr) => {{
         let sql = $crate::store::common::SANDBOX_PUT;
         let values = sql.find(" VALUES").unwrap_or(sql.len());
         let conflict = sql.find(" ON CONFLICT").unwrap_or(sql.len());
-        let mut q = sqlx::QueryBuilder::<$db>::new(&sql[..values]);
-        q.push_values($states, |mut b, s: &SandboxRow| {
+        $q.push(&sql[..values]);
+        $q.push_values($states, |mut b, s: &SandboxRow| {
             b.push_bind(s.environment.clone())
                 .push_bind(s.state_json.clone())
                 .push_bind($crate::store::to_ms(s.updated_at));
         });
-        q.push(&sql[conflict..]);
-        q
+        $q.push(&sql[conflict..]);
     }};
 }
 pub(crate) use upsert_sandboxes;

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, AuditWork, Done};
 use super::common::{self, *};
-use super::sqlite_requests;
+use super::sqlite_requests::{self, Call};
 use super::*;
 
 type Queries = common::Queries<Sqlite>;
@@ -278,26 +278,43 @@ impl Writer {
     }
 
     /// Audited work queued together, as one unit (see `atomically`): its new requests,
-    /// its finishes, its audit rows and the sandbox's states one statement each for the
-    /// whole run. The writer is the one serial step, and its time goes in statements.
-    async fn write_audited(&mut self, works: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+    /// finishes and audit rows, in two calls to the connection's thread. The first makes the
+    /// request writes (and reads the chain's tip, unless this transaction already has);
+    /// the second inserts the audit rows chained onto the ids and outcomes it answered, and
+    /// the sandbox's new states. `alone`: the run has its transaction to itself, so the
+    /// first call also opens it and the second commits it; on an error the caller rolls back.
+    async fn write_audited(
+        &mut self,
+        works: Vec<AuditWork>,
+        alone: bool,
+    ) -> StoreResult<Vec<Done>> {
         let (finishes, news) = batch::request_writes(&works);
-        let moved = sqlite_requests::finish_requests(&mut self.conn, &finishes).await?;
-        let inserted = sqlite_requests::insert_requests(&mut self.conn, &news).await?;
-        let tip = match self.audit_tip.take() {
+        let known_tip = self.audit_tip.take();
+        let mut first = Call::new();
+        if alone {
+            first.push("BEGIN IMMEDIATE");
+        }
+        if known_tip.is_none() {
+            sqlite_requests::push_tip(&mut first);
+        }
+        let pushed = sqlite_requests::push_request_writes(&mut first, &finishes, &news);
+        let mut answers = first.send(&mut self.conn).await?;
+        if alone {
+            answers.next()?;
+        }
+        let tip = match known_tip {
             Some(tip) => tip,
-            None => Queries::last_audit(&mut self.conn).await?,
+            None => sqlite_requests::tip(&mut answers)?,
         };
+        let (moved, inserted) = pushed.answers(&finishes, &mut answers)?;
         let mut chained = batch::chain(works, moved, inserted, tip)?;
-        for chunk in chained.rows.chunks(batch::ROWS_PER_INSERT) {
-            let mut q = batch::insert_audit_rows!(Sqlite, chunk);
-            q.build().execute(&mut self.conn).await.map_err(db_err)?;
-        }
         let states = batch::newest_states(std::mem::take(&mut chained.states));
-        for chunk in states.chunks(batch::ROWS_PER_INSERT) {
-            let mut q = batch::upsert_sandboxes!(Sqlite, chunk);
-            q.build().execute(&mut self.conn).await.map_err(db_err)?;
+        let mut second = Call::new();
+        sqlite_requests::push_chain_writes(&mut second, &chained.rows, &states);
+        if alone {
+            second.push("COMMIT");
         }
+        second.send(&mut self.conn).await?;
         self.audit_tip = Some(chained.tip.take());
         Ok(chained.done())
     }
@@ -408,6 +425,9 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()>
 /// reports that to every job in it. Audited work queued side by side is written as one unit:
 /// when it fails, every write in it fails and none of them is kept.
 async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
+    if !batch.is_empty() && batch.iter().all(|j| matches!(j, Job::Audited(..))) {
+        return run_audited_alone(w, batch).await;
+    }
     let audits = batch.iter().any(|j| matches!(j, Job::Audited(..)));
     let mut jobs = batch.drain(..).peekable();
     while jobs.peek().is_some() {
@@ -434,7 +454,7 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
                         }
                     }
                     let result = w
-                        .atomically(move |w| Box::pin(w.write_audited(works)))
+                        .atomically(move |w| Box::pin(w.write_audited(works, false)))
                         .await;
                     let ok = result.is_ok();
                     done.push(Box::new(move |commit_err: Option<&StoreError>| {
@@ -467,6 +487,29 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
             complete(failure.as_ref());
         }
     }
+}
+
+/// A batch of nothing but audited work: one unit in a transaction of its own, which its two
+/// calls open and commit (see `Writer::write_audited`). The common batch under load, and the
+/// one the audited path waits on twice per operation.
+async fn run_audited_alone(w: &mut Writer, batch: &mut Vec<Job>) {
+    let (mut works, mut replies) = (Vec::with_capacity(batch.len()), Vec::new());
+    for job in batch.drain(..) {
+        if let Job::Audited(work, reply) = job {
+            works.push(*work);
+            replies.push(reply);
+        }
+    }
+    w.audit_tip = None;
+    let result = w.write_audited(works, true).await;
+    if result.is_err() {
+        // Whatever ran of the BEGIN and the writes, and a COMMIT that failed, is undone; with
+        // no transaction left open this fails, harmlessly.
+        let _ = exec(&mut w.conn, "ROLLBACK").await;
+    }
+    // Another process may append to the chain once this transaction is over.
+    w.audit_tip = None;
+    answer_audited(replies, result, None);
 }
 
 /// `BEGIN IMMEDIATE`, then `common::LAST_AUDIT` (a test keeps the two the same).
@@ -517,10 +560,11 @@ pub(crate) async fn write_run(url: &str, works: Vec<AuditWork>) -> StoreResult<V
         .await
         .map_err(db_err)?;
     let mut w = Writer::new(conn);
-    begin(&mut w, true).await?;
-    let done = w.write_audited(works).await?;
-    exec(&mut w.conn, "COMMIT").await?;
-    Ok(done)
+    let done = w.write_audited(works, true).await;
+    if done.is_err() {
+        let _ = exec(&mut w.conn, "ROLLBACK").await;
+    }
+    done
 }
 
 /// Answers each caller of a run of audited work once its transaction's fate is known.
