@@ -544,7 +544,7 @@ async fn begin(w: &mut Writer, audits: bool) -> StoreResult<()> {
     }
 }
 
-fn tip_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, String)> {
+pub(super) fn tip_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, String)> {
     use sqlx::Row;
     Ok((
         row.try_get("seq").map_err(db_err)?,

@@ -101,16 +101,10 @@ pub(super) fn push_tip(call: &mut Call) {
 }
 
 pub(super) fn tip(answers: &mut Statements) -> StoreResult<Option<(i64, String)>> {
-    use sqlx::Row;
     answers
         .next()?
         .first()
-        .map(|r| {
-            Ok((
-                r.try_get("seq").map_err(db_err)?,
-                r.try_get("hash").map_err(db_err)?,
-            ))
-        })
+        .map(super::sqlite::tip_of)
         .transpose()
 }
 
