@@ -428,10 +428,9 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
     if !batch.is_empty() && batch.iter().all(|j| matches!(j, Job::Audited(..))) {
         return run_audited_alone(w, batch).await;
     }
-    let audits = batch.iter().any(|j| matches!(j, Job::Audited(..)));
     let mut jobs = batch.drain(..).peekable();
     while jobs.peek().is_some() {
-        if let Err(e) = begin(w, audits).await {
+        if let Err(e) = begin(w).await {
             for job in jobs {
                 job.abort(e.clone());
             }
@@ -512,44 +511,13 @@ async fn run_audited_alone(w: &mut Writer, batch: &mut Vec<Job>) {
     answer_audited(replies, result, None);
 }
 
-/// `BEGIN IMMEDIATE`, then `common::LAST_AUDIT` (a test keeps the two the same).
-const BEGIN_AND_TIP: &str =
-    "BEGIN IMMEDIATE; SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-
-/// Opens the writer's transaction. With audited work in the batch, the chain's tip is read
-/// in the same call: one round trip to the connection's thread instead of two.
-async fn begin(w: &mut Writer, audits: bool) -> StoreResult<()> {
+/// Opens the writer's transaction. The chain's tip is read by the first audited work in it,
+/// in the same call as its request writes.
+async fn begin(w: &mut Writer) -> StoreResult<()> {
     w.audit_tip = None;
     w.fresh = true;
     w.roll_back = false;
-    if !audits {
-        return exec(&mut w.conn, "BEGIN IMMEDIATE").await;
-    }
-    let tip = sqlx::raw_sql(BEGIN_AND_TIP)
-        .fetch_optional(&mut w.conn)
-        .await;
-    match tip
-        .map_err(db_err)
-        .and_then(|row| row.map(|r| tip_of(&r)).transpose())
-    {
-        Ok(tip) => {
-            w.audit_tip = Some(tip);
-            Ok(())
-        }
-        Err(e) => {
-            // The BEGIN may have succeeded before the read failed.
-            let _ = exec(&mut w.conn, "ROLLBACK").await;
-            Err(e)
-        }
-    }
-}
-
-pub(super) fn tip_of(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(i64, String)> {
-    use sqlx::Row;
-    Ok((
-        row.try_get("seq").map_err(db_err)?,
-        row.try_get("hash").map_err(db_err)?,
-    ))
+    exec(&mut w.conn, "BEGIN IMMEDIATE").await
 }
 
 /// Writes `works` as one run of the writer, on a connection of its own, and commits it.
@@ -1071,14 +1039,6 @@ mod tests {
             .unwrap();
         assert!(migrated > 0);
         store.close().await;
-    }
-
-    #[test]
-    fn the_transactions_first_read_is_the_chains_tip() {
-        assert_eq!(
-            BEGIN_AND_TIP.strip_prefix("BEGIN IMMEDIATE; "),
-            Some(common::LAST_AUDIT)
-        );
     }
 
     fn plain_entry(n: i64) -> NewAuditEntry {

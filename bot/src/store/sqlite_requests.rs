@@ -100,12 +100,17 @@ pub(super) fn push_tip(call: &mut Call) {
     call.push(common::LAST_AUDIT);
 }
 
+/// The chain's newest row, `(seq, hash)`, from the answer to [`push_tip`]'s read.
 pub(super) fn tip(answers: &mut Statements) -> StoreResult<Option<(i64, String)>> {
-    answers
-        .next()?
-        .first()
-        .map(super::sqlite::tip_of)
-        .transpose()
+    answers.next()?.first().map(tip_of).transpose()
+}
+
+fn tip_of(row: &SqliteRow) -> StoreResult<(i64, String)> {
+    use sqlx::Row;
+    Ok((
+        row.try_get("seq").map_err(db_err)?,
+        row.try_get("hash").map_err(db_err)?,
+    ))
 }
 
 /// The request writes of a run, as pushed: which finishes and how many new requests each
