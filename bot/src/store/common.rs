@@ -49,7 +49,7 @@ macro_rules! job_cols {
         "id, key, kind, payload, due_at, lease_owner, lease_until"
     };
 }
-pub(crate) use {event_cols, incident_cols, job_cols, request_cols};
+pub(crate) use {audit_cols, event_cols, incident_cols, job_cols, request_cols};
 
 pub const INSERT_REQUEST: &str = concat!(
     "INSERT INTO requests (created_at, expires_at, updated_at, requester_platform, \
@@ -912,15 +912,6 @@ where
     // --- audit log ---
 
     /// `(seq, hash)` of the newest row; callers hold whatever keeps it the newest.
-    pub async fn last_audit<'c>(
-        e: impl Executor<'c, Database = DB>,
-    ) -> StoreResult<Option<(i64, String)>> {
-        sqlx::query_as(LAST_AUDIT)
-            .fetch_optional(e)
-            .await
-            .map_err(db_err)
-    }
-
     pub async fn audit_page<'c>(
         e: impl Executor<'c, Database = DB>,
         after: i64,

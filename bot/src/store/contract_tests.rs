@@ -2182,9 +2182,59 @@ async fn postgres_group_answers_each_request_and_finish() {
     let store = PgStore::open(&url).await.unwrap();
     let pool = store.pool().clone();
     group_answers_each_request_and_finish(&store, |work| async move {
-        super::postgres::write_batch(&pool, work).await
+        super::pg_writer::Writer::new(pool).write(work).await
     })
     .await;
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// The PostgreSQL audit writer keeps its connection from group to group. A group that fails
+/// leaves nothing behind and the next goes through; a connection cut between groups (a
+/// server restart) costs no caller an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_writer_recovers_its_connection() {
+    use sqlx::Connection;
+    let name = "store::contract_tests::postgres_audit_writer_recovers_its_connection";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let store = PgStore::open(&url).await.unwrap();
+    let first = store.append_audit(entry(1)).await.unwrap();
+
+    // PostgreSQL refuses a NUL in text, so the group fails at its audit rows, after its
+    // request was inserted.
+    let mut bad = entry(2);
+    bad.outcome = "nul \0 here".into();
+    let err = store
+        .insert_request_audited(new_request(T0 + 60_000), bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    assert!(store.pending_requests().await.unwrap().is_empty());
+    let second = store.append_audit(entry(3)).await.unwrap();
+    assert_eq!((second.seq, &second.prev_hash), (2, &first.hash));
+
+    let admin_url = std::env::var(testdb::POSTGRES_URL_VAR).unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let cut = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    )))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        !cut.is_empty(),
+        "the writer's connection is open between groups"
+    );
+    let third = store.append_audit(entry(4)).await.unwrap();
+    assert_eq!((third.seq, &third.prev_hash), (3, &second.hash));
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.count, 3);
+
+    let _ = admin.close().await;
     store.close().await;
     testdb::drop_postgres_database(&url).await;
 }

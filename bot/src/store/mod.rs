@@ -18,6 +18,7 @@ pub(crate) mod common;
 mod job_batch;
 mod pg_deliveries;
 mod pg_requests;
+mod pg_writer;
 pub mod postgres;
 pub mod serve_lock;
 pub mod sqlite;

@@ -2,7 +2,7 @@
 //! one INSERT and every finish in one UPDATE, whatever the group's size. The audit writer
 //! is the one serial step on the audited path, and its time goes in round trips.
 
-use sqlx::postgres::Postgres;
+use sqlx::postgres::PgConnection;
 
 use super::batch;
 use super::common::{RequestRaw, convert, request_cols};
@@ -44,7 +44,7 @@ const FINISH_REQUESTS: &str = "UPDATE requests AS r SET state = f.state, outcome
 
 /// Inserts `news`, answering their rows in the same order.
 pub(super) async fn insert_requests(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     news: &[&NewRequest],
 ) -> StoreResult<Vec<RequestRow>> {
     if news.is_empty() {
@@ -70,7 +70,7 @@ pub(super) async fn insert_requests(
         .bind(column(|n| n.state.as_str().to_string()))
         .bind(news.iter().map(|n| n.break_glass).collect::<Vec<_>>())
         .bind(news.iter().map(|n| n.owner.clone()).collect::<Vec<_>>())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
     if raw.len() != news.len() {
@@ -86,7 +86,7 @@ pub(super) async fn insert_requests(
 /// Applies `finishes` as if one after another (see [`batch::finish_rounds`]), answering for
 /// each whether it moved its request.
 pub(super) async fn finish_requests(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     finishes: &[&FinishRequest],
 ) -> StoreResult<Vec<bool>> {
     let mut moved = vec![false; finishes.len()];
@@ -105,7 +105,7 @@ pub(super) async fn finish_requests(
                     .collect::<Vec<_>>(),
             )
             .bind(pick(|f| f.progress.clone()))
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
         for &i in &these {

@@ -9,16 +9,12 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::{ConnectOptions, Connection};
 
-use super::batch::{self, AuditWork, Done};
+use super::batch::{AuditWork, Done};
 use super::common::{self, *};
-use super::pg_requests;
+use super::pg_writer::{self, AUDIT_BATCH, AuditJob};
 use super::*;
 
 type Queries = common::Queries<Postgres>;
-
-/// Key of the transaction-scoped advisory lock that serialises audit appends across replicas
-/// (ASCII "erlmcpau").
-const AUDIT_LOCK: i64 = 0x65726c6d_63706175;
 
 /// Retries of an incident event append that lost the race for the next seq.
 const EVENT_SEQ_RETRIES: usize = 20;
@@ -30,76 +26,6 @@ pub struct PgStore {
     /// clock, ms; `i64::MIN` = not yet).
     forgotten_at: std::sync::atomic::AtomicI64,
     deliveries: super::pg_deliveries::Deliveries,
-}
-
-/// Work waiting for the audit writer.
-struct AuditJob {
-    work: AuditWork,
-    reply: tokio::sync::oneshot::Sender<StoreResult<Done>>,
-}
-
-/// Most appends one transaction carries.
-const AUDIT_BATCH: usize = 256;
-
-/// Group commit for the audit chain: work that arrives together shares one transaction
-/// (one advisory lock, one WAL flush) instead of queueing on the lock one commit at a time.
-/// Each caller still returns only after its rows are committed; when the transaction fails,
-/// every caller in it gets the error and none of its rows exist.
-async fn audit_writer(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
-    let mut jobs = Vec::with_capacity(AUDIT_BATCH);
-    while rx.recv_many(&mut jobs, AUDIT_BATCH).await > 0 {
-        let (work, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.work, j.reply)).unzip();
-        match write_batch(&pool, work).await {
-            Ok(done) => {
-                for (reply, done) in replies.into_iter().zip(done) {
-                    let _ = reply.send(Ok(done));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-async fn insert_audit_rows(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    rows: &[AuditRow],
-) -> StoreResult<()> {
-    let mut q = batch::insert_audit_rows!(Postgres, rows);
-    q.build().execute(&mut **tx).await.map_err(db_err)?;
-    Ok(())
-}
-
-pub(super) async fn write_batch(pool: &PgPool, work: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
-    let mut tx = pool.begin().await.map_err(db_err)?;
-    // Held until commit: reading the last hash and inserting its successors is one step for
-    // every replica.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    let (finishes, news) = batch::request_writes(&work);
-    let moved = pg_requests::finish_requests(&mut tx, &finishes).await?;
-    let inserted = pg_requests::insert_requests(&mut tx, &news).await?;
-    let tip = Queries::last_audit(&mut *tx).await?;
-    let mut chained = batch::chain(work, moved, inserted, tip)?;
-    // Every audit row of the batch in one statement: the writer is the one serial step on
-    // this path, and its time goes in round trips.
-    for chunk in chained.rows.chunks(batch::ROWS_PER_INSERT) {
-        insert_audit_rows(&mut tx, chunk).await?;
-    }
-    let states = batch::newest_states(std::mem::take(&mut chained.states));
-    for chunk in states.chunks(batch::ROWS_PER_INSERT) {
-        let mut q = batch::upsert_sandboxes!(Postgres, chunk);
-        q.build().execute(&mut *tx).await.map_err(db_err)?;
-    }
-    let done = chained.done();
-    tx.commit().await.map_err(db_err)?;
-    Ok(done)
 }
 
 impl PgStore {
@@ -121,7 +47,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let (audit, rx) = tokio::sync::mpsc::channel(4 * AUDIT_BATCH);
-        tokio::spawn(audit_writer(pool.clone(), rx));
+        tokio::spawn(pg_writer::run(pool.clone(), rx));
         let deliveries = super::pg_deliveries::Deliveries::start(pool.clone());
         Ok(PgStore {
             pool,

@@ -1,0 +1,269 @@
+//! The audit chain's writer on PostgreSQL. Work that arrives together shares one
+//! transaction (one advisory lock, one WAL flush) instead of queueing on the lock one commit
+//! at a time. Each caller still returns only after its rows are committed; when the
+//! transaction fails, every caller in it gets the error and none of its rows exist.
+//!
+//! The writer is the one serial step on the audited path, and its time goes in round trips,
+//! so a group costs a fixed few whatever it carries: the opening (transaction, lock and the
+//! chain's tip), the finishes, the new requests, the audit rows with the sandbox's states,
+//! and the commit.
+
+use std::sync::LazyLock;
+
+use futures::TryStreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool, Postgres};
+use sqlx::{Either, Executor, Row};
+
+use super::batch::{self, AuditWork, Done};
+use super::common::{LAST_AUDIT, audit_cols};
+use super::pg_requests;
+use super::*;
+
+/// Key of the transaction-scoped advisory lock that serialises audit appends across replicas
+/// (ASCII "erlmcpau").
+const AUDIT_LOCK: i64 = 0x65726c6d_63706175;
+
+/// Most appends one transaction carries.
+pub(super) const AUDIT_BATCH: usize = 256;
+
+/// Opens a group's transaction, takes the audit lock and reads the chain's tip, in one
+/// round trip: a simple query may carry several statements when none binds a parameter.
+/// Under READ COMMITTED each statement takes a fresh snapshot, so the tip is read once the
+/// lock is held, after the last append of whichever replica held it before.
+static OPEN: LazyLock<String> =
+    LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({AUDIT_LOCK}); {LAST_AUDIT}"));
+
+/// How many statements [`OPEN`] holds: the tip's row comes after the others' results.
+const OPEN_STATEMENTS: usize = 3;
+
+/// A group's audit rows and the sandbox states its finishes carry, in one statement of
+/// fixed text (so prepared once per connection, whatever the group's size): the audit INSERT
+/// is a CTE of the upsert, and PostgreSQL runs every data-modifying CTE whether or not its
+/// output is read. Either list may be empty.
+const WRITE_ROWS: &str = concat!(
+    "WITH audit AS (INSERT INTO audit_log (",
+    audit_cols!(),
+    ") SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
+         $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])) \
+     INSERT INTO sandbox (environment, state_json, updated_at) \
+     SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[]) \
+     ON CONFLICT (environment) DO UPDATE \
+     SET state_json = excluded.state_json, updated_at = excluded.updated_at"
+);
+
+/// Work waiting for the audit writer.
+pub(super) struct AuditJob {
+    pub(super) work: AuditWork,
+    pub(super) reply: tokio::sync::oneshot::Sender<StoreResult<Done>>,
+}
+
+/// Takes whatever is queued, up to [`AUDIT_BATCH`], and writes it as one group. Gives its
+/// connection back once the pool is closing, since closing waits for every connection; work
+/// that comes later finds the pool closed and is refused.
+pub(super) async fn run(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
+    let mut closed = std::pin::pin!(pool.close_event());
+    let mut writer = Writer::new(pool.clone());
+    let mut jobs = Vec::with_capacity(AUDIT_BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut jobs, AUDIT_BATCH) => if n == 0 {
+                return;
+            },
+            () = &mut closed, if writer.conn.is_some() => {
+                writer.conn = None;
+                continue;
+            }
+        }
+        let (work, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.work, j.reply)).unzip();
+        match writer.write(work).await {
+            Ok(done) => {
+                for (reply, done) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The writer keeps one connection from group to group. Taking it from the pool each time
+/// would cost two more round trips a group (the pool checks a connection when it hands it
+/// out and again when it takes it back), on the path every audited operation waits on twice.
+pub(super) struct Writer {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Writer {
+    pub(super) fn new(pool: PgPool) -> Self {
+        Writer { pool, conn: None }
+    }
+
+    /// Writes `work` in one transaction, answering each work in order.
+    pub(super) async fn write(&mut self, work: Vec<AuditWork>) -> StoreResult<Vec<Done>> {
+        let (conn, tip) = self.open().await?;
+        match write_group(conn, work, tip).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Whatever the statement that failed, nothing of the group may stay: the
+                // transaction is rolled back, or the connection goes and takes it with it.
+                if conn.execute("ROLLBACK").await.is_err() {
+                    self.discard();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a group on the kept connection. One that died since the last group (the
+    /// server restarted, something cut it while idle) fails here, before anything is
+    /// written, so the opening is tried once more on a connection the pool has checked.
+    async fn open(&mut self) -> StoreResult<(&mut PgConnection, Option<(i64, String)>)> {
+        let mut last = None;
+        for _ in 0..2 {
+            let conn = match &mut self.conn {
+                Some(conn) => conn,
+                None => self.conn.insert(self.pool.acquire().await.map_err(db_err)?),
+            };
+            match open(conn).await {
+                Ok(tip) => {
+                    let conn = self.conn.as_deref_mut().ok_or_else(lost)?;
+                    return Ok((conn, tip));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the audit writer's connection failed; taking another");
+                    self.discard();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(lost))
+    }
+
+    /// Closes the kept connection rather than giving it back: its state is not known.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+fn lost() -> StoreError {
+    StoreError::Database("internal error: the audit writer lost its connection".into())
+}
+
+/// Sends [`OPEN`], answering the chain's tip.
+async fn open(conn: &mut PgConnection) -> StoreResult<Option<(i64, String)>> {
+    let mut results = 0;
+    let mut tip = None;
+    let mut stream = sqlx::raw_sql(OPEN.as_str()).fetch_many(&mut *conn);
+    while let Some(item) = stream.try_next().await.map_err(db_err)? {
+        match item {
+            Either::Left(_) => results += 1,
+            Either::Right(row) if results == OPEN_STATEMENTS - 1 => {
+                tip = Some((
+                    row.try_get::<i64, _>(0).map_err(db_err)?,
+                    row.try_get::<String, _>(1).map_err(db_err)?,
+                ));
+            }
+            Either::Right(_) => {}
+        }
+    }
+    if results != OPEN_STATEMENTS {
+        return Err(StoreError::Database(format!(
+            "internal error: opening the audit group answered {results} results, not {OPEN_STATEMENTS}"
+        )));
+    }
+    Ok(tip)
+}
+
+/// Everything of a group after its opening, through the commit.
+async fn write_group(
+    conn: &mut PgConnection,
+    work: Vec<AuditWork>,
+    tip: Option<(i64, String)>,
+) -> StoreResult<Vec<Done>> {
+    let (finishes, news) = batch::request_writes(&work);
+    let moved = pg_requests::finish_requests(conn, &finishes).await?;
+    let inserted = pg_requests::insert_requests(conn, &news).await?;
+    let mut chained = batch::chain(work, moved, inserted, tip)?;
+    let states = batch::newest_states(std::mem::take(&mut chained.states));
+    write_rows(conn, &chained.rows, &states).await?;
+    let done = chained.done();
+    conn.execute("COMMIT").await.map_err(db_err)?;
+    Ok(done)
+}
+
+/// Binds `rows` and `states` to [`WRITE_ROWS`], column by column.
+async fn write_rows(
+    conn: &mut PgConnection,
+    rows: &[AuditRow],
+    states: &[SandboxRow],
+) -> StoreResult<()> {
+    let text = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(WRITE_ROWS)
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| to_ms(r.entry.at)).collect::<Vec<_>>())
+        .bind(text(|r| &r.entry.action))
+        .bind(text(|r| &r.entry.who.platform))
+        .bind(text(|r| &r.entry.who.user_id))
+        .bind(text(|r| &r.entry.who.display_name))
+        .bind(text(|r| &r.entry.channel))
+        .bind(text(|r| &r.entry.operation))
+        .bind(text(|r| &r.entry.arguments))
+        .bind(
+            rows.iter()
+                .map(|r| r.entry.environment.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.entry.request_id.map(|id| id.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(|r| &r.entry.decision))
+        .bind(text(|r| &r.entry.reason))
+        .bind(text(|r| &r.entry.votes))
+        .bind(text(|r| &r.entry.outcome))
+        .bind(text(|r| &r.prev_hash))
+        .bind(text(|r| &r.hash))
+        .bind(
+            states
+                .iter()
+                .map(|s| s.environment.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            states
+                .iter()
+                .map(|s| s.state_json.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            states
+                .iter()
+                .map(|s| to_ms(s.updated_at))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opening_holds_the_statements_it_counts() {
+        assert_eq!(OPEN.split("; ").count(), OPEN_STATEMENTS);
+        assert!(OPEN.contains(&AUDIT_LOCK.to_string()));
+    }
+}
