@@ -19,20 +19,21 @@ pub(crate) enum Done {
     Finished(bool, AuditRow),
 }
 
-/// The request writes' part of a [`Done`], before its audit row exists.
+/// The request writes' part of a [`Done`], before its audit row exists and, for a
+/// finish, before whether it moved its request is known.
 enum Written {
     Appended,
     Requested(Box<RequestRow>),
-    Finished(bool),
+    Finished,
 }
 
 impl Written {
-    fn with(self, row: AuditRow) -> Done {
-        match self {
+    fn with(self, row: AuditRow, moved: &mut impl Iterator<Item = bool>) -> StoreResult<Done> {
+        Ok(match self {
             Written::Appended => Done::Appended(row),
             Written::Requested(r) => Done::Requested(r, row),
-            Written::Finished(moved) => Done::Finished(moved, row),
-        }
+            Written::Finished => Done::Finished(moved.next().ok_or_else(mismatched)?, row),
+        })
     }
 }
 
@@ -105,27 +106,29 @@ pub(crate) struct Chained {
 }
 
 impl Chained {
-    /// Each work's answer, once its rows are written.
-    pub(crate) fn done(self) -> Vec<Done> {
+    /// Each work's answer, once its rows are written. `moved` answers the finishes, in the
+    /// order of [`request_writes`]: the audit rows do not depend on it, so a backend may
+    /// learn it in the statement that writes them.
+    pub(crate) fn done(self, moved: Vec<bool>) -> StoreResult<Vec<Done>> {
+        let mut moved = moved.into_iter();
         self.written
             .into_iter()
             .zip(self.rows)
-            .map(|(before, row)| before.with(row))
+            .map(|(before, row)| before.with(row, &mut moved))
             .collect()
     }
 }
 
-/// Chains `works` after `tip`. `moved` answers their finishes and `inserted` their new
-/// requests, in the order of [`request_writes`]. A finish names a request its caller was
+/// Chains `works` after `tip`. `inserted` answers their new requests, in the order of
+/// [`request_writes`]. A finish names a request its caller was
 /// given, so committed before this run began: none names a request inserted in it, and the
 /// backend may make the two statements in either order.
 pub(crate) fn chain(
     works: Vec<AuditWork>,
-    moved: Vec<bool>,
     inserted: Vec<RequestRow>,
     tip: Option<(i64, String)>,
 ) -> StoreResult<Chained> {
-    let (mut moved, mut inserted) = (moved.into_iter(), inserted.into_iter());
+    let mut inserted = inserted.into_iter();
     let mut last = tip;
     let (mut rows, mut written) = (Vec::with_capacity(works.len()), Vec::new());
     let mut states = Vec::new();
@@ -138,9 +141,8 @@ pub(crate) fn chain(
                 (entry, Written::Requested(Box::new(row)))
             }
             AuditWork::Finish(f, entry) => {
-                let moved = moved.next().ok_or_else(mismatched)?;
                 states.extend(f.sandbox);
-                (entry, Written::Finished(moved))
+                (entry, Written::Finished)
             }
         };
         let row = audit::next_row(entry, last.take())?;

@@ -2,7 +2,7 @@
 //! one INSERT and every finish in one UPDATE, whatever the group's size. The audit writer
 //! is the one serial step on the audited path, and its time goes in round trips.
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgArguments, PgConnection, Postgres};
 
 use super::batch;
 use super::common::{RequestRaw, convert, request_cols};
@@ -34,13 +34,18 @@ const INSERT_REQUESTS: &str = concat!(
 /// A request's outcome, for many requests at once, as a compare-and-set: a request that is
 /// no longer executing is left alone, and its id is missing from the rows returned. One
 /// UPDATE changes a row at most once, so a group's ids must be distinct (see
-/// [`finish_requests`]).
-const FINISH_REQUESTS: &str = "UPDATE requests AS r SET state = f.state, outcome = f.outcome, \
-         updated_at = f.at, last_progress = COALESCE(f.progress, r.last_progress) \
-     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
-         AS f(id, state, outcome, at, progress) \
-     WHERE r.id = f.id AND r.state = 'executing' \
-     RETURNING r.id";
+/// [`finish_requests`]). Its parameters are `$1` to `$5`, so it may open a larger statement.
+macro_rules! finish_requests_sql {
+    () => {
+        "UPDATE requests AS r SET state = f.state, outcome = f.outcome, \
+             updated_at = f.at, last_progress = COALESCE(f.progress, r.last_progress) \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+             AS f(id, state, outcome, at, progress) \
+         WHERE r.id = f.id AND r.state = 'executing' \
+         RETURNING r.id"
+    };
+}
+pub(super) use finish_requests_sql;
 
 /// Inserts `news`, answering their rows in the same order.
 pub(super) async fn insert_requests(
@@ -83,34 +88,61 @@ pub(super) async fn insert_requests(
     convert(raw)
 }
 
-/// Applies `finishes` as if one after another (see [`batch::finish_rounds`]), answering for
-/// each whether it moved its request.
-pub(super) async fn finish_requests(
+/// [`finish_requests_sql`] on its own.
+const FINISH_REQUESTS: &str = finish_requests_sql!();
+
+/// A statement that returns the ids of the requests it moved.
+pub(super) type Ids<'q> = sqlx::query::QueryScalar<'q, Postgres, i64, PgArguments>;
+
+/// Applies every round of `finishes` but the last (see [`batch::finish_rounds`]), each in
+/// its own statement, answering for each finish whether it moved its request so far, and
+/// the last round's finishes: the caller binds them with [`bind_finishes`] into the
+/// statement that opens with [`finish_requests_sql`], and notes its answer with
+/// [`note_moved`]. A group rarely names a request twice, so there is rarely a round before
+/// the last.
+pub(super) async fn finish_early_rounds(
     conn: &mut PgConnection,
     finishes: &[&FinishRequest],
-) -> StoreResult<Vec<bool>> {
+) -> StoreResult<(Vec<bool>, Vec<usize>)> {
     let mut moved = vec![false; finishes.len()];
-    for these in batch::finish_rounds(finishes) {
-        let pick = |f: fn(&FinishRequest) -> Option<String>| {
-            these.iter().map(|&i| f(finishes[i])).collect::<Vec<_>>()
-        };
-        let ids: Vec<i64> = sqlx::query_scalar(FINISH_REQUESTS)
-            .bind(these.iter().map(|&i| finishes[i].id.0).collect::<Vec<_>>())
-            .bind(pick(|f| Some(f.to.as_str().to_string())))
-            .bind(pick(|f| Some(f.outcome.clone())))
-            .bind(
-                these
-                    .iter()
-                    .map(|&i| to_ms(finishes[i].at))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(pick(|f| f.progress.clone()))
+    let mut rounds = batch::finish_rounds(finishes);
+    let last = rounds.pop().unwrap_or_default();
+    let finish_ids: Vec<i64> = finishes.iter().map(|f| f.id.0).collect();
+    for these in rounds {
+        let ids = bind_finishes(sqlx::query_scalar(FINISH_REQUESTS), finishes, &these)
             .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
-        for &i in &these {
-            moved[i] = ids.contains(&finishes[i].id.0);
-        }
+        note_moved(&mut moved, &finish_ids, &these, &ids);
     }
-    Ok(moved)
+    Ok((moved, last))
+}
+
+/// Binds `$1` to `$5` of [`finish_requests_sql`] to the finishes at `these`.
+pub(super) fn bind_finishes<'q>(
+    q: Ids<'q>,
+    finishes: &[&FinishRequest],
+    these: &[usize],
+) -> Ids<'q> {
+    let pick = |f: fn(&FinishRequest) -> Option<String>| {
+        these.iter().map(|&i| f(finishes[i])).collect::<Vec<_>>()
+    };
+    q.bind(these.iter().map(|&i| finishes[i].id.0).collect::<Vec<_>>())
+        .bind(pick(|f| Some(f.to.as_str().to_string())))
+        .bind(pick(|f| Some(f.outcome.clone())))
+        .bind(
+            these
+                .iter()
+                .map(|&i| to_ms(finishes[i].at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(pick(|f| f.progress.clone()))
+}
+
+/// Records which of the finishes at `these` moved their request: those whose id came back.
+/// `finish_ids` holds each finish's request id.
+pub(super) fn note_moved(moved: &mut [bool], finish_ids: &[i64], these: &[usize], ids: &[i64]) {
+    for &i in these {
+        moved[i] = ids.contains(&finish_ids[i]);
+    }
 }

@@ -5,8 +5,8 @@
 //!
 //! The writer is the one serial step on the audited path, and its time goes in round trips,
 //! so a group costs a fixed few whatever it carries: the opening (transaction, lock and the
-//! chain's tip), the finishes, the new requests, the audit rows with the sandbox's states,
-//! and the commit.
+//! chain's tip), the new requests, the finishes with the audit rows and the sandbox's
+//! states, and the commit.
 
 use std::sync::LazyLock;
 
@@ -17,7 +17,7 @@ use sqlx::{Either, Executor, Row};
 
 use super::batch::{self, AuditWork, Done};
 use super::common::{LAST_AUDIT, audit_cols};
-use super::pg_requests;
+use super::pg_requests::{self, finish_requests_sql};
 use super::*;
 
 /// Key of the transaction-scoped advisory lock that serialises audit appends across replicas
@@ -37,20 +37,25 @@ static OPEN: LazyLock<String> =
 /// How many statements [`OPEN`] holds: the tip's row comes after the others' results.
 const OPEN_STATEMENTS: usize = 3;
 
-/// A group's audit rows and the sandbox states its finishes carry, in one statement of
-/// fixed text (so prepared once per connection, whatever the group's size): the audit INSERT
-/// is a CTE of the upsert, and PostgreSQL runs every data-modifying CTE whether or not its
-/// output is read. Either list may be empty.
-const WRITE_ROWS: &str = concat!(
-    "WITH audit AS (INSERT INTO audit_log (",
+/// A group's last round of finishes, its audit rows and the sandbox states its finishes
+/// carry, in one statement of fixed text (so prepared once per connection, whatever the
+/// group's size), answering the ids of the requests the finishes moved. The audit rows'
+/// chain does not depend on which finishes moved, and no finish names a request inserted in
+/// the same group, so all three can go together, after the new requests. PostgreSQL runs
+/// every data-modifying CTE whether or not its output is read. Any list may be empty.
+const WRITE_GROUP: &str = concat!(
+    "WITH finished AS (",
+    finish_requests_sql!(),
+    "), audit AS (INSERT INTO audit_log (",
     audit_cols!(),
-    ") SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
-         $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[])) \
-     INSERT INTO sandbox (environment, state_json, updated_at) \
-     SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[]) \
-     ON CONFLICT (environment) DO UPDATE \
-     SET state_json = excluded.state_json, updated_at = excluded.updated_at"
+    ") SELECT * FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], \
+         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], \
+         $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[])), \
+     sandbox AS (INSERT INTO sandbox (environment, state_json, updated_at) \
+         SELECT * FROM unnest($23::text[], $24::text[], $25::bigint[]) \
+         ON CONFLICT (environment) DO UPDATE \
+         SET state_json = excluded.state_json, updated_at = excluded.updated_at) \
+     SELECT id FROM finished"
 );
 
 /// Work waiting for the audit writer.
@@ -190,25 +195,30 @@ async fn write_group(
     tip: Option<(i64, String)>,
 ) -> StoreResult<Vec<Done>> {
     let (finishes, news) = batch::request_writes(&work);
-    let moved = pg_requests::finish_requests(conn, &finishes).await?;
+    let (mut moved, last_round) = pg_requests::finish_early_rounds(conn, &finishes).await?;
     let inserted = pg_requests::insert_requests(conn, &news).await?;
-    let mut chained = batch::chain(work, moved, inserted, tip)?;
+    let q = pg_requests::bind_finishes(sqlx::query_scalar(WRITE_GROUP), &finishes, &last_round);
+    let finish_ids: Vec<i64> = finishes.iter().map(|f| f.id.0).collect();
+    let mut chained = batch::chain(work, inserted, tip)?;
     let states = batch::newest_states(std::mem::take(&mut chained.states));
-    write_rows(conn, &chained.rows, &states).await?;
-    let done = chained.done();
+    let ids = bind_rows(q, &chained.rows, &states)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    pg_requests::note_moved(&mut moved, &finish_ids, &last_round, &ids);
+    let done = chained.done(moved)?;
     conn.execute("COMMIT").await.map_err(db_err)?;
     Ok(done)
 }
 
-/// Binds `rows` and `states` to [`WRITE_ROWS`], column by column.
-async fn write_rows(
-    conn: &mut PgConnection,
-    rows: &[AuditRow],
-    states: &[SandboxRow],
-) -> StoreResult<()> {
+/// Binds `rows` and `states` to `$6` to `$25` of [`WRITE_GROUP`], column by column.
+fn bind_rows<'q>(
+    q: pg_requests::Ids<'q>,
+    rows: &'q [AuditRow],
+    states: &'q [SandboxRow],
+) -> pg_requests::Ids<'q> {
     let text = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(WRITE_ROWS)
-        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+    q.bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| to_ms(r.entry.at)).collect::<Vec<_>>())
         .bind(text(|r| &r.entry.action))
         .bind(text(|r| &r.entry.who.platform))
@@ -251,10 +261,6 @@ async fn write_rows(
                 .map(|s| to_ms(s.updated_at))
                 .collect::<Vec<_>>(),
         )
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ impl Writer {
             None => sqlite_requests::tip(&mut answers)?,
         };
         let (moved, inserted) = pushed.answers(&finishes, &mut answers)?;
-        let mut chained = batch::chain(works, moved, inserted, tip)?;
+        let mut chained = batch::chain(works, inserted, tip)?;
         let states = batch::newest_states(std::mem::take(&mut chained.states));
         let mut second = Call::new();
         sqlite_requests::push_chain_writes(&mut second, &chained.rows, &states);
@@ -316,7 +316,7 @@ impl Writer {
         }
         second.send(&mut self.conn).await?;
         self.audit_tip = Some(chained.tip.take());
-        Ok(chained.done())
+        chained.done(moved)
     }
 }
 
