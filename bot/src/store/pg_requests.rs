@@ -1,6 +1,7 @@
 //! The request writes of one audit group on PostgreSQL: every new request of the group in
-//! one INSERT and every finish in one UPDATE, whatever the group's size. The audit writer
-//! is the one serial step on the audited path, and its time goes in round trips.
+//! one INSERT and every round of finishes in one UPDATE (the last round inside the writer's
+//! audit-row statement), whatever the group's size. The audit writer is the one serial step
+//! on the audited path, and its time goes in round trips.
 
 use sqlx::postgres::{PgArguments, PgConnection, Postgres};
 
@@ -33,8 +34,8 @@ const INSERT_REQUESTS: &str = concat!(
 
 /// A request's outcome, for many requests at once, as a compare-and-set: a request that is
 /// no longer executing is left alone, and its id is missing from the rows returned. One
-/// UPDATE changes a row at most once, so a group's ids must be distinct (see
-/// [`finish_requests`]). Its parameters are `$1` to `$5`, so it may open a larger statement.
+/// UPDATE changes a row at most once, so a round's ids must be distinct (see
+/// [`finish_early_rounds`]). Its parameters are `$1` to `$5`, so it may open a larger statement.
 macro_rules! finish_requests_sql {
     () => {
         "UPDATE requests AS r SET state = f.state, outcome = f.outcome, \
