@@ -277,12 +277,7 @@ async fn database_gone_means_a_clear_reply_and_no_execution() {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    testdb::end_sessions(&url).await;
 
     let r = bot.say("dave", "deploy staging v3.0.2").await;
     assert_eq!(r.kind, ReplyKind::Failed, "{}", r.text());

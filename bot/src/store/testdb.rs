@@ -95,6 +95,27 @@ pub async fn drop_postgres_database(url: &str) {
     }
 }
 
+/// Ends every session on the database of `url` (made by [`fresh_postgres_url`]), as a server
+/// restart would, answering how many there were. From the server's admin database: a
+/// database cannot close its own doors.
+pub async fn end_sessions(url: &str) -> usize {
+    let name = database_name(url).expect("a database in the URL");
+    assert!(name.starts_with(DB_PREFIX), "not a test database: {name}");
+    let admin = std::env::var(POSTGRES_URL_VAR).expect("the admin URL");
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("admin connection");
+    // Names are generated here (prefix, digits, underscores): nothing to inject.
+    let ended = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .expect("ending sessions");
+    let _ = conn.close().await;
+    ended.len()
+}
+
 async fn create_database(admin: &str, name: &str) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect(admin).await?;
     sweep_stale(&mut conn).await;
