@@ -1,7 +1,6 @@
 //! Audited writes as both backends' writers group them: whatever arrives together is
-//! written in one transaction with a fixed number of statements for the audit rows and the
-//! sandbox's states (on PostgreSQL also for the requests inserted and finished), however
-//! many operations it carries.
+//! written in one transaction with a fixed number of statements for its requests, audit rows
+//! and sandbox states, however many operations it carries.
 
 use super::*;
 
@@ -187,70 +186,6 @@ fn rounds(ids: impl Iterator<Item = RequestId>) -> Vec<usize> {
     })
     .collect()
 }
-
-/// At most this many rows in one multi-row statement: an audit row binds 17 parameters,
-/// and PostgreSQL takes at most 65,535 a statement (SQLite 32,766).
-pub(crate) const ROWS_PER_INSERT: usize = 1000;
-
-/// One multi-row INSERT of audit rows, built for the backend `$db`.
-macro_rules! insert_audit_rows {
-    ($db:ty, $rows:expr) => {{
-        let mut q = sqlx::QueryBuilder::<$db>::new("");
-        $crate::store::batch::insert_audit_rows!(into q, $rows);
-        q
-    }};
-    // Appended to a query under construction, which may hold other statements.
-    (into $q:ident, $rows:expr) => {{
-        let head = &$crate::store::common::INSERT_AUDIT[..$crate::store::common::INSERT_AUDIT
-            .find(" VALUES")
-            .unwrap_or($crate::store::common::INSERT_AUDIT.len())];
-        $q.push(head);
-        $q.push_values($rows, |mut b, row: &AuditRow| {
-            let e = &row.entry;
-            b.push_bind(row.seq)
-                .push_bind($crate::store::to_ms(e.at))
-                .push_bind(e.action.clone())
-                .push_bind(e.who.platform.clone())
-                .push_bind(e.who.user_id.clone())
-                .push_bind(e.who.display_name.clone())
-                .push_bind(e.channel.clone())
-                .push_bind(e.operation.clone())
-                .push_bind(e.arguments.clone())
-                .push_bind(e.environment.clone())
-                .push_bind(e.request_id.map(|r| r.0))
-                .push_bind(e.decision.clone())
-                .push_bind(e.reason.clone())
-                .push_bind(e.votes.clone())
-                .push_bind(e.outcome.clone())
-                .push_bind(row.prev_hash.clone())
-                .push_bind(row.hash.clone());
-        });
-    }};
-}
-pub(crate) use insert_audit_rows;
-
-/// One multi-row upsert of sandbox states (distinct environments), built for `$db`.
-macro_rules! upsert_sandboxes {
-    ($db:ty, $states:expr) => {{
-        let mut q = sqlx::QueryBuilder::<$db>::new("");
-        $crate::store::batch::upsert_sandboxes!(into q, $states);
-        q
-    }};
-    // Appended to a query under construction, which may hold other statements.
-    (into $q:ident, $states:expr) => {{
-        let sql = $crate::store::common::SANDBOX_PUT;
-        let values = sql.find(" VALUES").unwrap_or(sql.len());
-        let conflict = sql.find(" ON CONFLICT").unwrap_or(sql.len());
-        $q.push(&sql[..values]);
-        $q.push_values($states, |mut b, s: &SandboxRow| {
-            b.push_bind(s.environment.clone())
-                .push_bind(s.state_json.clone())
-                .push_bind($crate::store::to_ms(s.updated_at));
-        });
-        $q.push(&sql[conflict..]);
-    }};
-}
-pub(crate) use upsert_sandboxes;
 
 #[cfg(test)]
 mod tests {

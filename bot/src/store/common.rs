@@ -911,7 +911,6 @@ where
 
     // --- audit log ---
 
-    /// `(seq, hash)` of the newest row; callers hold whatever keeps it the newest.
     pub async fn audit_page<'c>(
         e: impl Executor<'c, Database = DB>,
         after: i64,

@@ -220,16 +220,56 @@ impl RequestStatements {
     }
 }
 
+/// At most this many rows in one multi-row statement: an audit row binds 17 parameters, and
+/// SQLite takes at most 32,766 a statement.
+const ROWS_PER_INSERT: usize = 1000;
+
 /// Appends the inserts of a run's audit rows and the upserts of its sandbox states.
 pub(super) fn push_chain_writes(call: &mut Call, rows: &[AuditRow], states: &[SandboxRow]) {
-    for chunk in rows.chunks(batch::ROWS_PER_INSERT) {
-        let q = call.statement();
-        batch::insert_audit_rows!(into q, chunk);
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        push_audit_rows(call.statement(), chunk);
     }
-    for chunk in states.chunks(batch::ROWS_PER_INSERT) {
-        let q = call.statement();
-        batch::upsert_sandboxes!(into q, chunk);
+    for chunk in states.chunks(ROWS_PER_INSERT) {
+        push_sandbox_states(call.statement(), chunk);
     }
+}
+
+/// One multi-row INSERT of audit rows.
+fn push_audit_rows(q: &mut QueryBuilder<Sqlite>, rows: &[AuditRow]) {
+    let sql = common::INSERT_AUDIT;
+    q.push(&sql[..sql.find(" VALUES").unwrap_or(sql.len())]);
+    q.push_values(rows, |mut b, row| {
+        let e = &row.entry;
+        b.push_bind(row.seq)
+            .push_bind(to_ms(e.at))
+            .push_bind(e.action.clone())
+            .push_bind(e.who.platform.clone())
+            .push_bind(e.who.user_id.clone())
+            .push_bind(e.who.display_name.clone())
+            .push_bind(e.channel.clone())
+            .push_bind(e.operation.clone())
+            .push_bind(e.arguments.clone())
+            .push_bind(e.environment.clone())
+            .push_bind(e.request_id.map(|r| r.0))
+            .push_bind(e.decision.clone())
+            .push_bind(e.reason.clone())
+            .push_bind(e.votes.clone())
+            .push_bind(e.outcome.clone())
+            .push_bind(row.prev_hash.clone())
+            .push_bind(row.hash.clone());
+    });
+}
+
+/// One multi-row upsert of sandbox states (distinct environments).
+fn push_sandbox_states(q: &mut QueryBuilder<Sqlite>, states: &[SandboxRow]) {
+    let sql = common::SANDBOX_PUT;
+    q.push(&sql[..sql.find(" VALUES").unwrap_or(sql.len())]);
+    q.push_values(states, |mut b, s| {
+        b.push_bind(s.environment.clone())
+            .push_bind(s.state_json.clone())
+            .push_bind(to_ms(s.updated_at));
+    });
+    q.push(&sql[sql.find(" ON CONFLICT").unwrap_or(sql.len())..]);
 }
 
 #[cfg(test)]
