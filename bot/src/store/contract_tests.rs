@@ -1485,19 +1485,30 @@ async fn write_probe_upserts_one_row(db: &Db) {
     );
 }
 
-/// A second connection holding SQLite's write lock: the probe says "locked" within about a
-/// second, however long the store's own writers would wait, and recovers once it is gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_write_probe_reports_a_held_lock() {
+/// A second connection to `url`, holding SQLite's write lock until it rolls back.
+async fn hold_write_lock(url: &str) -> sqlx::SqliteConnection {
     use sqlx::Connection;
-    let (url, _dir) = testdb::fresh_sqlite_url();
-    let store = SqliteStore::open(&url).await.unwrap();
-    store.check_writable(t(T0)).await.unwrap();
-    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut other = sqlx::SqliteConnection::connect(url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
         .unwrap();
+    other
+}
+
+/// Fails unless `started` was less than `limit` ago.
+fn within(started: Instant, limit: std::time::Duration) {
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+}
+
+/// A second connection holding SQLite's write lock: the probe says "locked" within about a
+/// second, however long the store's own writers would wait, and recovers once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_probe_reports_a_held_lock() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.check_writable(t(T0)).await.unwrap();
+    let mut other = hold_write_lock(&url).await;
     let started = Instant::now();
     let err = store.check_writable(t(T0 + 1)).await.unwrap_err();
     assert!(
@@ -1505,17 +1516,100 @@ async fn sqlite_write_probe_reports_a_held_lock() {
         "{err:?}"
     );
     assert_eq!(err.to_string(), "database locked");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    within(started, std::time::Duration::from_secs(3));
     assert!(
         store.ping().await.is_ok(),
         "reads still work, which is why ping is not enough"
     );
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     store.check_writable(t(T0 + 2)).await.unwrap();
+    store.close().await;
+}
+
+/// The audit table is renamed under the writer by another connection. Every write that needs
+/// it fails with SQLite's own error, and none of them hangs: the writer forgets its prepared
+/// statements whenever it rolls back. Kept, a statement that the rollback marked as expired
+/// and that then fails to re-prepare makes sqlx 0.9 panic on the connection's thread as it
+/// resets a multi-statement call, and the writer's next request to that thread is never
+/// answered. The sequence is the one that led there: a kept call fails, a call of a new
+/// shape fails as it prepares, the kept call runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_survives_a_schema_changed_under_it() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.append_audit(entry(1)).await.unwrap();
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    sqlx::query(sqlx::AssertSqlSafe(rename(
+        "audit_log",
+        "audit_log_elsewhere",
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let guard = std::time::Duration::from_secs(30);
+    for round in 0..3 {
+        let kept = tokio::time::timeout(guard, store.append_audit(entry(2)))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the writer stopped answering"));
+        let err = kept.unwrap_err();
+        assert!(
+            err.to_string().contains("no such table: audit_log"),
+            "{err}"
+        );
+        let new_shape = store.insert_request_audited(new_request(T0 + 60), entry(3));
+        let err = tokio::time::timeout(guard, new_shape)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the writer stopped answering"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no such table: audit_log"),
+            "{err}"
+        );
+    }
+    sqlx::query(sqlx::AssertSqlSafe(rename(
+        "audit_log_elsewhere",
+        "audit_log",
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.append_audit(entry(4)).await.unwrap();
+    store
+        .insert_request_audited(new_request(T0 + 60), entry(5))
+        .await
+        .unwrap();
+    assert_eq!(store.pending_requests().await.unwrap().len(), 1);
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(store.audit_tail(10).await.unwrap().len(), 3);
+    store.close().await;
+}
+
+/// A batch whose connection stops answering: its caller is told the write was not confirmed
+/// once the writer stops waiting, rather than never, and the writes after it go through on a
+/// new connection. Here the stall is a lock held past the writer's patience; in the field it
+/// is a connection thread that died with a write in its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_gives_up_on_a_stalled_batch_and_reconnects() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    drop(SqliteStore::open(&url).await.unwrap());
+    let stalled = std::time::Duration::from_millis(300);
+    let store = SqliteStore::connect_stalling_after(&url, stalled)
+        .await
+        .unwrap();
+    store.append_audit(entry(1)).await.unwrap();
+    let mut other = hold_write_lock(&url).await;
+    let started = Instant::now();
+    let err = store.append_audit(entry(2)).await.unwrap_err();
+    within(started, std::time::Duration::from_secs(5));
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("not confirmed"), "{err}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+    store.append_audit(entry(3)).await.unwrap();
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(store.audit_tail(10).await.unwrap().len(), 2);
     store.close().await;
 }
 

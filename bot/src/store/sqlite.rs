@@ -35,6 +35,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the readiness write waits for another writer's lock: well inside the probe's
 /// deadline, so a locked file is reported as locked rather than as a timeout.
 const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one batch may take before the writer stops waiting for its connection: far past
+/// the busy wait and any sync a working disk needs. Past it, the connection's thread is taken
+/// to be lost (a panic there leaves what was sent to it unanswered), and the writer carries
+/// on with a new connection rather than holding every write after it.
+const STALLED: Duration = Duration::from_secs(60);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -60,11 +65,17 @@ impl SqliteStore {
 
     /// Opens (creating the file if missing) without touching the schema.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_stalling_after(url, STALLED).await
+    }
+
+    /// `connect`, with the writer giving up on a batch after `stalled`.
+    pub(crate) async fn connect_stalling_after(url: &str, stalled: Duration) -> StoreResult<Self> {
         let options = Self::connect_options(url)?;
         create_in_wal_mode(url, &options).await?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
         let conn = options.connect().await.map_err(|e| connect_err(e, url))?;
         let probe_options = options.clone().busy_timeout(PROBE_BUSY_TIMEOUT);
+        let writer_options = options.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // The pool's default ping before every read is a round trip to the connection's
@@ -75,7 +86,7 @@ impl SqliteStore {
             .await
             .map_err(|e| connect_err(e, url))?;
         let (writer, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer_loop(conn, rx));
+        tokio::spawn(writer_loop(conn, writer_options, stalled, rx));
         Ok(SqliteStore {
             pool,
             writer,
@@ -145,7 +156,7 @@ impl SqliteStore {
             .send(Job::Write(Box::new(TypedJob { f, reply })))
             .await
             .map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
+        rx.await.map_err(|_| unconfirmed())?
     }
 
     /// Hands `work` to the writer, which writes it with the audited work queued beside it
@@ -156,7 +167,7 @@ impl SqliteStore {
             .send(Job::Audited(Box::new(work), reply))
             .await
             .map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
+        rx.await.map_err(|_| unconfirmed())?
     }
 }
 
@@ -216,6 +227,13 @@ fn writer_gone() -> StoreError {
     StoreError::Unavailable("the SQLite writer task has stopped".into())
 }
 
+/// The writer dropped a write without answering it: it gave up on a stalled batch.
+fn unconfirmed() -> StoreError {
+    StoreError::Unavailable(
+        "the SQLite database did not answer in time; this write was not confirmed".into(),
+    )
+}
+
 /// The writer task's connection and what it knows inside the current transaction.
 pub(crate) struct Writer {
     conn: SqliteConnection,
@@ -270,11 +288,37 @@ impl Writer {
             Err(e) => {
                 // The chain's tip may have moved inside the undone part.
                 self.audit_tip = None;
-                let _ = exec(&mut self.conn, "ROLLBACK TO job").await;
-                let _ = exec(&mut self.conn, "RELEASE job").await;
+                self.rollback_unit().await;
                 Err(e)
             }
         }
+    }
+
+    /// Rolls the transaction back, then forgets every prepared statement (see
+    /// [`Writer::forget_statements`]). With no transaction left open (a failed COMMIT may
+    /// have ended it) the ROLLBACK fails, harmlessly.
+    async fn rollback(&mut self) {
+        let _ = exec(&mut self.conn, "ROLLBACK").await;
+        self.forget_statements().await;
+    }
+
+    /// Undoes the current unit's part of the transaction (see `atomically`), then forgets
+    /// every prepared statement.
+    async fn rollback_unit(&mut self) {
+        let _ = exec(&mut self.conn, "ROLLBACK TO job").await;
+        let _ = exec(&mut self.conn, "RELEASE job").await;
+        self.forget_statements().await;
+    }
+
+    /// A rollback over a schema another connection changed marks this connection's prepared
+    /// statements as expired. When one of them is a later statement of a multi-statement
+    /// call and no longer compiles, sqlx 0.9 panics on the connection's thread as it resets
+    /// that call, and nothing sent to the thread after it is answered. Statements prepared
+    /// afresh fail as they prepare instead. Rollbacks are rare, so preparing again after one
+    /// costs nothing that matters; keeping statements prepared is worth a quarter of the
+    /// audited path's throughput, so they are kept otherwise.
+    async fn forget_statements(&mut self) {
+        let _ = self.conn.clear_cached_statements().await;
     }
 
     /// Audited work queued together, as one unit (see `atomically`): its new requests,
@@ -402,13 +446,48 @@ where
     }
 }
 
-async fn writer_loop(conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut w = Writer::new(conn);
+async fn writer_loop(
+    conn: SqliteConnection,
+    options: SqliteConnectOptions,
+    stalled: Duration,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let mut writer = Some(Writer::new(conn));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        run_batch(&mut w, &mut batch).await;
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => match options.connect().await {
+                Ok(conn) => writer.insert(Writer::new(conn)),
+                Err(e) => {
+                    let err = StoreError::Unavailable(format!(
+                        "the SQLite writer could not reconnect: {e}"
+                    ));
+                    for job in batch.drain(..) {
+                        job.abort(err.clone());
+                    }
+                    continue;
+                }
+            },
+        };
+        if tokio::time::timeout(stalled, run_batch(w, &mut batch))
+            .await
+            .is_err()
+        {
+            // The batch's callers were dropped with it and are told their writes were not
+            // confirmed. Whatever the old connection had not committed is rolled back when
+            // SQLite closes it; the next batch opens a new one.
+            tracing::error!(
+                after_secs = stalled.as_secs_f64(),
+                "the SQLite writer's connection stopped answering; reconnecting"
+            );
+            batch.clear();
+            writer = None;
+        }
     }
-    let _ = w.conn.close().await;
+    if let Some(w) = writer {
+        let _ = w.conn.close().await;
+    }
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()> {
@@ -470,14 +549,14 @@ async fn run_batch(w: &mut Writer, batch: &mut Vec<Job>) {
         let failure = if w.roll_back {
             // A unit failed first in its transaction. It keeps its own error; anything that
             // answered Ok around it would be told its writes are gone, as they are.
-            let _ = exec(&mut w.conn, "ROLLBACK").await;
+            w.rollback().await;
             Some(StoreError::Database(
                 "the transaction was rolled back after a failed write".into(),
             ))
         } else {
             let failure = exec(&mut w.conn, "COMMIT").await.err();
             if failure.is_some() {
-                let _ = exec(&mut w.conn, "ROLLBACK").await;
+                w.rollback().await;
             }
             failure
         };
@@ -502,9 +581,8 @@ async fn run_audited_alone(w: &mut Writer, batch: &mut Vec<Job>) {
     w.audit_tip = None;
     let result = w.write_audited(works, true).await;
     if result.is_err() {
-        // Whatever ran of the BEGIN and the writes, and a COMMIT that failed, is undone; with
-        // no transaction left open this fails, harmlessly.
-        let _ = exec(&mut w.conn, "ROLLBACK").await;
+        // Whatever ran of the BEGIN and the writes, and a COMMIT that failed, is undone.
+        w.rollback().await;
     }
     // Another process may append to the chain once this transaction is over.
     w.audit_tip = None;
