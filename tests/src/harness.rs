@@ -39,6 +39,9 @@ pub struct Bot {
     pub chats: Vec<FakeChat>,
 }
 
+/// Far longer than any command takes here, even on a loaded machine.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// 2026-11-02 09:00 UTC: a Monday morning.
 pub fn start_time() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
@@ -75,17 +78,20 @@ impl Bot {
         }
     }
 
-    /// `who` types `text` in the test channel.
+    /// `who` types `text` in the test channel. A command that gets no reply within
+    /// [`STALL`] fails the test there, naming the command, rather than holding the whole
+    /// suite until its runner gives up.
     pub async fn say(&self, who: &str, text: &str) -> Reply {
         let engine = &self.app.engine;
-        engine
-            .handle(Invocation {
-                actor: engine.actor("local", who, who, &[]),
-                channel: "local:test".into(),
-                text: text.into(),
-                progress: Arc::new(self.progress.clone()),
-            })
+        let handled = engine.handle(Invocation {
+            actor: engine.actor("local", who, who, &[]),
+            channel: "local:test".into(),
+            text: text.into(),
+            progress: Arc::new(self.progress.clone()),
+        });
+        tokio::time::timeout(STALL, handled)
             .await
+            .unwrap_or_else(|_| panic!("{who}: `{text}` got no reply within {STALL:?}"))
     }
 
     pub fn advance(&self, by: chrono::Duration) {
@@ -95,7 +101,9 @@ impl Bot {
     /// Ends a test: waits until the engine is idle, then fails when background work
     /// panicked or a chat received a message the test never read.
     pub async fn finish(&self) {
-        self.app.engine.wait_idle().await;
+        tokio::time::timeout(STALL, self.app.engine.wait_idle())
+            .await
+            .unwrap_or_else(|_| panic!("the engine was still busy after {STALL:?}"));
         let panics = self.app.engine.take_panics();
         assert!(panics.is_empty(), "background work panicked: {panics:?}");
         for chat in &self.chats {
