@@ -2271,7 +2271,9 @@ async fn postgres_group_answers_each_request_and_finish() {
     let store = PgStore::open(&url).await.unwrap();
     let pool = store.pool().clone();
     group_answers_each_request_and_finish(&store, |work| async move {
-        super::pg_writer::Writer::new(pool).write(work).await
+        super::pg_writer::Writer::new(pool, super::pg_writer::STATEMENT_TIMEOUT)
+            .write(work)
+            .await
     })
     .await;
     store.close().await;
@@ -2281,6 +2283,45 @@ async fn postgres_group_answers_each_request_and_finish() {
 /// The PostgreSQL audit writer keeps its connection from group to group. A group that fails
 /// leaves nothing behind and the next goes through; a connection cut between groups (a
 /// server restart) costs no caller an error.
+/// A session holds a lock the audit writer needs and keeps it: the writer's group is
+/// cancelled by the server once its statement has waited too long, the caller gets that
+/// error, nothing of the group stays, and the next append goes through once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_writer_gives_up_on_a_held_lock() {
+    use sqlx::Connection;
+    let name = "store::contract_tests::postgres_audit_writer_gives_up_on_a_held_lock";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let timeout = std::time::Duration::from_millis(300);
+    let store = PgStore::connect_stalling_after(&url, timeout)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let first = store.append_audit(entry(1)).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = store
+        .insert_request_audited(new_request(T0 + 60_000), entry(2))
+        .await
+        .unwrap_err();
+    within(started, std::time::Duration::from_secs(5));
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+    assert!(store.pending_requests().await.unwrap().is_empty());
+    let second = store.append_audit(entry(3)).await.unwrap();
+    assert_eq!((second.seq, &second.prev_hash), (2, &first.hash));
+    let report = audit::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_writer_recovers_its_connection() {
     let name = "store::contract_tests::postgres_audit_writer_recovers_its_connection";

@@ -8,7 +8,7 @@
 //! chain's tip), the new requests, the finishes with the audit rows and the sandbox's
 //! states, and the commit.
 
-use std::sync::LazyLock;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
@@ -27,15 +27,26 @@ const AUDIT_LOCK: i64 = 0x65726c6d_63706175;
 /// Most appends one transaction carries.
 pub(super) const AUDIT_BATCH: usize = 256;
 
-/// Opens a group's transaction, takes the audit lock and reads the chain's tip, in one
-/// round trip: a simple query may carry several statements when none binds a parameter.
-/// Under READ COMMITTED each statement takes a fresh snapshot, so the tip is read once the
-/// lock is held, after the last append of whichever replica held it before.
-static OPEN: LazyLock<String> =
-    LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({AUDIT_LOCK}); {LAST_AUDIT}"));
+/// Longest any statement of a group may run, waits for locks included: far past what a
+/// working server needs. A group held up longer (a lock another session keeps, the audit
+/// lock held by a replica that hangs) is cancelled by the server and rolled back, and its
+/// callers get an error, rather than every audited operation after it waiting for ever.
+pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How many statements [`OPEN`] holds: the tip's row comes after the others' results.
-const OPEN_STATEMENTS: usize = 3;
+/// Opens a group's transaction, bounds its statements' time, takes the audit lock and reads
+/// the chain's tip, in one round trip: a simple query may carry several statements when none
+/// binds a parameter. Under READ COMMITTED each statement takes a fresh snapshot, so the tip
+/// is read once the lock is held, after the last append of whichever replica held it before.
+fn open_sql(statement_timeout: Duration) -> String {
+    format!(
+        "BEGIN; SET LOCAL statement_timeout = {}; SELECT pg_advisory_xact_lock({AUDIT_LOCK}); \
+         {LAST_AUDIT}",
+        statement_timeout.as_millis().max(1)
+    )
+}
+
+/// How many statements [`open_sql`] holds: the tip's row comes after the others' results.
+const OPEN_STATEMENTS: usize = 4;
 
 /// A group's last round of finishes, its audit rows and the sandbox states its finishes
 /// carry, in one statement of fixed text (so prepared once per connection, whatever the
@@ -67,9 +78,13 @@ pub(super) struct AuditJob {
 /// Takes whatever is queued, up to [`AUDIT_BATCH`], and writes it as one group. Gives its
 /// connection back once the pool is closing, since closing waits for every connection; work
 /// that comes later finds the pool closed and is refused.
-pub(super) async fn run(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJob>) {
+pub(super) async fn run(
+    pool: PgPool,
+    statement_timeout: Duration,
+    mut rx: tokio::sync::mpsc::Receiver<AuditJob>,
+) {
     let mut closed = std::pin::pin!(pool.close_event());
-    let mut writer = Writer::new(pool.clone());
+    let mut writer = Writer::new(pool.clone(), statement_timeout);
     let mut jobs = Vec::with_capacity(AUDIT_BATCH);
     loop {
         tokio::select! {
@@ -103,11 +118,17 @@ pub(super) async fn run(pool: PgPool, mut rx: tokio::sync::mpsc::Receiver<AuditJ
 pub(super) struct Writer {
     pool: PgPool,
     conn: Option<PoolConnection<Postgres>>,
+    /// [`open_sql`]'s text, made once.
+    open: String,
 }
 
 impl Writer {
-    pub(super) fn new(pool: PgPool) -> Self {
-        Writer { pool, conn: None }
+    pub(super) fn new(pool: PgPool, statement_timeout: Duration) -> Self {
+        Writer {
+            pool,
+            conn: None,
+            open: open_sql(statement_timeout),
+        }
     }
 
     /// Writes `work` in one transaction, answering each work in order.
@@ -136,7 +157,7 @@ impl Writer {
                 Some(conn) => conn,
                 None => self.conn.insert(self.pool.acquire().await.map_err(db_err)?),
             };
-            match open(conn).await {
+            match open(conn, &self.open).await {
                 Ok(tip) => {
                     let conn = self.conn.as_deref_mut().ok_or_else(lost)?;
                     return Ok((conn, tip));
@@ -163,11 +184,11 @@ fn lost() -> StoreError {
     StoreError::Database("internal error: the audit writer lost its connection".into())
 }
 
-/// Sends [`OPEN`], answering the chain's tip.
-async fn open(conn: &mut PgConnection) -> StoreResult<Option<(i64, String)>> {
+/// Sends [`open_sql`]'s text, answering the chain's tip.
+async fn open(conn: &mut PgConnection, sql: &str) -> StoreResult<Option<(i64, String)>> {
     let mut results = 0;
     let mut tip = None;
-    let mut stream = sqlx::raw_sql(OPEN.as_str()).fetch_many(&mut *conn);
+    let mut stream = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_many(&mut *conn);
     while let Some(item) = stream.try_next().await.map_err(db_err)? {
         match item {
             Either::Left(_) => results += 1,
@@ -269,7 +290,9 @@ mod tests {
 
     #[test]
     fn the_opening_holds_the_statements_it_counts() {
-        assert_eq!(OPEN.split("; ").count(), OPEN_STATEMENTS);
-        assert!(OPEN.contains(&AUDIT_LOCK.to_string()));
+        let open = open_sql(Duration::from_secs(60));
+        assert_eq!(open.split("; ").count(), OPEN_STATEMENTS);
+        assert!(open.contains(&AUDIT_LOCK.to_string()));
+        assert!(open.contains("statement_timeout = 60000;"), "{open}");
     }
 }

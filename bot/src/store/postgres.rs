@@ -31,6 +31,14 @@ pub struct PgStore {
 impl PgStore {
     /// Connects without touching the schema.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_stalling_after(url, pg_writer::STATEMENT_TIMEOUT).await
+    }
+
+    /// `connect`, with the audit writer's statements cancelled after `statement_timeout`.
+    pub(crate) async fn connect_stalling_after(
+        url: &str,
+        statement_timeout: Duration,
+    ) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         // One direct connection first: the pool would retry until its timeout and then report
@@ -47,7 +55,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let (audit, rx) = tokio::sync::mpsc::channel(4 * AUDIT_BATCH);
-        tokio::spawn(pg_writer::run(pool.clone(), rx));
+        tokio::spawn(pg_writer::run(pool.clone(), statement_timeout, rx));
         let deliveries = super::pg_deliveries::Deliveries::start(pool.clone());
         Ok(PgStore {
             pool,
