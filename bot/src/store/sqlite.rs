@@ -608,7 +608,7 @@ pub(crate) async fn write_run(url: &str, works: Vec<AuditWork>) -> StoreResult<V
     let mut w = Writer::new(conn);
     let done = w.write_audited(works, true).await;
     if done.is_err() {
-        let _ = exec(&mut w.conn, "ROLLBACK").await;
+        w.rollback().await;
     }
     done
 }
