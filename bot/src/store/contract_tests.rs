@@ -2313,6 +2313,90 @@ async fn postgres_audit_writer_gives_up_on_a_held_lock() {
     testdb::drop_postgres_database(&url).await;
 }
 
+/// The same bound holds for the pool's reads and writes, so a lock held elsewhere fails
+/// one command instead of holding it and its connection for ever. Pruning may run long but
+/// still waits on a lock only that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statements_give_up_on_a_held_lock() {
+    use sqlx::Connection;
+    let name = "store::contract_tests::postgres_statements_give_up_on_a_held_lock";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let store = PgStore::connect_stalling_after(&url, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let row = store
+        .insert_request(new_request(T0 + 60_000))
+        .await
+        .unwrap();
+    store.append_audit(entry(1)).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE requests, audit_log IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let read = store.get_request(row.id).await.unwrap_err();
+    assert!(read.to_string().contains("statement timeout"), "{read}");
+    let write = store
+        .insert_request(new_request(T0 + 60_000))
+        .await
+        .unwrap_err();
+    assert!(write.to_string().contains("statement timeout"), "{write}");
+    let prune = store.prune_audit(1).await.unwrap_err();
+    assert!(prune.to_string().contains("lock timeout"), "{prune}");
+    within(started, std::time::Duration::from_secs(10));
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+    assert_eq!(store.pending_requests().await.unwrap().len(), 1);
+    assert_eq!(store.prune_audit(1).await.unwrap(), 1);
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// Migrations are not bounded: a replica waits out another one's, however long they take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_wait_for_a_held_lock() {
+    use sqlx::Connection;
+    let name = "store::contract_tests::postgres_migrations_wait_for_a_held_lock";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let timeout = std::time::Duration::from_millis(300);
+    let store = PgStore::connect_stalling_after(&url, timeout)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let held = 4 * timeout;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    });
+    let started = Instant::now();
+    store.migrate().await.unwrap();
+    assert!(started.elapsed() >= held, "{:?}", started.elapsed());
+    release.await.unwrap();
+
+    // The connection the migrations ran on went back to the pool bounded again.
+    let mut conn = store.pool().acquire().await.unwrap();
+    let bound: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(bound, "300ms");
+    drop(conn);
+    store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_writer_recovers_its_connection() {
     let name = "store::contract_tests::postgres_audit_writer_recovers_its_connection";

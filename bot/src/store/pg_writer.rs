@@ -31,6 +31,9 @@ pub(super) const AUDIT_BATCH: usize = 256;
 /// working server needs. A group held up longer (a lock another session keeps, the audit
 /// lock held by a replica that hangs) is cancelled by the server and rolled back, and its
 /// callers get an error, rather than every audited operation after it waiting for ever.
+/// Every pool connection has the same bound for the session; the writer sets its own for
+/// each group as well, so the audit path keeps it behind a pooler in transaction mode,
+/// which does not carry a session's settings from one transaction to the next.
 pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Opens a group's transaction, bounds its statements' time, takes the audit lock and reads
@@ -41,8 +44,14 @@ fn open_sql(statement_timeout: Duration) -> String {
     format!(
         "BEGIN; SET LOCAL statement_timeout = {}; SELECT pg_advisory_xact_lock({AUDIT_LOCK}); \
          {LAST_AUDIT}",
-        statement_timeout.as_millis().max(1)
+        millis(statement_timeout)
     )
+}
+
+/// `d` as PostgreSQL's timeout settings take it (milliseconds); at least 1, since 0 turns
+/// the bound off.
+pub(super) fn millis(d: Duration) -> u128 {
+    d.as_millis().max(1)
 }
 
 /// How many statements [`open_sql`] holds: the tip's row comes after the others' results.

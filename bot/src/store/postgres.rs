@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::batch::{AuditWork, Done};
 use super::common::{self, *};
-use super::pg_writer::{self, AUDIT_BATCH, AuditJob};
+use super::pg_writer::{self, AUDIT_BATCH, AuditJob, millis};
 use super::*;
 
 type Queries = common::Queries<Postgres>;
@@ -21,6 +21,8 @@ const EVENT_SEQ_RETRIES: usize = 20;
 
 pub struct PgStore {
     pool: PgPool,
+    /// Longest a statement through the store may run, lock waits included.
+    statement_timeout: Duration,
     audit: tokio::sync::mpsc::Sender<AuditJob>,
     /// When delivery keys past their hour were last deleted by this process (the bot's
     /// clock, ms; `i64::MIN` = not yet).
@@ -34,7 +36,8 @@ impl PgStore {
         Self::connect_stalling_after(url, pg_writer::STATEMENT_TIMEOUT).await
     }
 
-    /// `connect`, with the audit writer's statements cancelled after `statement_timeout`.
+    /// `connect`, with every statement through the store cancelled after `statement_timeout`
+    /// (migrations and pruning aside, see [`Self::migrate`] and `prune_audit`).
     pub(crate) async fn connect_stalling_after(
         url: &str,
         statement_timeout: Duration,
@@ -48,9 +51,19 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let _ = probe.close().await;
+        // Bounded like the audit writer's groups, for the same reason: a read or write held
+        // up by a lock another session keeps would otherwise hold the request waiting on it,
+        // and the pool connection under it, for ever. Set once per connection, as it opens.
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(set_statement_timeout(statement_timeout))
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
@@ -59,18 +72,32 @@ impl PgStore {
         let deliveries = super::pg_deliveries::Deliveries::start(pool.clone());
         Ok(PgStore {
             pool,
+            statement_timeout,
             audit,
             forgotten_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             deliveries,
         })
     }
 
-    /// Safe to run from several replicas at once: sqlx takes an advisory lock.
+    /// Safe to run from several replicas at once: sqlx takes an advisory lock. Not bounded by
+    /// the statement timeout: a replica waits for another one's migrations however long they
+    /// take, and a migration over a large table may rightly take minutes.
     pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/postgres")
-            .run(&self.pool)
+        let failed =
+            |e: &dyn std::fmt::Display| StoreError::Database(format!("migration failed: {e}"));
+        let mut conn = self.pool.acquire().await.map_err(|e| failed(&e))?;
+        conn.execute(set_statement_timeout(Duration::ZERO))
             .await
-            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+            .map_err(|e| failed(&e))?;
+        let result = sqlx::migrate!("../migrations/postgres")
+            .run(&mut *conn)
+            .await;
+        let restored = set_statement_timeout(self.statement_timeout);
+        if conn.execute(restored).await.is_err() {
+            // Never back in the pool without the bound every other connection has.
+            drop(conn.detach());
+        }
+        result.map_err(|e| failed(&e))
     }
 
     /// `connect` then `migrate`.
@@ -99,6 +126,12 @@ impl PgStore {
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
+}
+
+/// The session's statement bound; `Duration::ZERO` turns it off.
+fn set_statement_timeout(d: Duration) -> sqlx::AssertSqlSafe<String> {
+    let ms = if d.is_zero() { 0 } else { millis(d) };
+    sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}"))
 }
 
 #[async_trait]
@@ -267,6 +300,16 @@ impl Store for PgStore {
 
     async fn prune_audit(&self, through: i64) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Deleting years of rows is real work that may take longer than any statement should
+        // wait; waiting on another session's lock is still bounded.
+        let limits = format!(
+            "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {}",
+            millis(self.statement_timeout)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(limits))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let n = Queries::prune_audit(&mut *tx, through).await?;
         Queries::prune_checkpoints(&mut *tx, through).await?;
         tx.commit().await.map_err(db_err)?;
