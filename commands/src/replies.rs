@@ -48,7 +48,7 @@ pub fn groups_unreadable() -> &'static str {
 
 /// A read or a bookkeeping command whose data the store could not give.
 pub fn database_unavailable(e: &dyn std::fmt::Display) -> String {
-    format!("The database is unavailable: {e}")
+    format!("The database could not answer this ({e}). Try again in a minute.")
 }
 
 /// A command refused because a step it needed could not be recorded (fail closed).

@@ -2340,7 +2340,9 @@ async fn postgres_statements_give_up_on_a_held_lock() {
 
     let started = Instant::now();
     let read = store.get_request(row.id).await.unwrap_err();
+    assert!(matches!(read, StoreError::Unavailable(_)), "{read:?}");
     assert!(read.to_string().contains("statement timeout"), "{read}");
+    assert!(read.to_string().contains("another session"), "{read}");
     let write = store
         .insert_request(new_request(T0 + 60_000))
         .await

@@ -667,6 +667,12 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) => {
             if d.is_unique_violation() || d.is_foreign_key_violation() || d.is_check_violation() {
                 StoreError::Conflict(d.message().to_string())
+            } else if held_up(d.as_ref()) {
+                StoreError::Unavailable(format!(
+                    "{}: held up past the bot's time limit, most likely by a lock another \
+                     session holds",
+                    d.message()
+                ))
             } else if is_busy(d.as_ref()) {
                 StoreError::Unavailable(d.message().to_string())
             } else {
@@ -675,6 +681,12 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Database(e.to_string()),
     }
+}
+
+/// PostgreSQL cancelled the statement at the bot's `statement_timeout` or `lock_timeout`
+/// (57014 is also an operator's cancel, which says so instead of "timeout").
+fn held_up(d: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(d.code().as_deref(), Some("57014" | "55P03")) && d.message().contains("timeout")
 }
 
 /// SQLite's BUSY/LOCKED (another writer held the lock past busy_timeout) and PostgreSQL's
