@@ -2271,30 +2271,42 @@ async fn postgres_group_answers_each_request_and_finish() {
     testdb::drop_postgres_database(&url).await;
 }
 
-/// The PostgreSQL audit writer keeps its connection from group to group. A group that fails
-/// leaves nothing behind and the next goes through; a connection cut between groups (a
-/// server restart) costs no caller an error.
+/// The bound the held-lock tests give the store's statements.
+const PG_BOUND: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A migrated store on a fresh PostgreSQL database, its statements bounded at [`PG_BOUND`].
+async fn pg_store_bounded(name: &str) -> Option<(PgStore, String)> {
+    let url = testdb::fresh_postgres_url(name).await?;
+    let store = PgStore::connect_stalling_after(&url, PG_BOUND)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Some((store, url))
+}
+
+/// Another session, holding `tables` exclusively until it commits.
+async fn pg_hold_tables(url: &str, tables: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut other = sqlx::PgConnection::connect(url).await.unwrap();
+    let lock = format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other
+}
+
 /// A session holds a lock the audit writer needs and keeps it: the writer's group is
 /// cancelled by the server once its statement has waited too long, the caller gets that
 /// error, nothing of the group stays, and the next append goes through once the lock is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_writer_gives_up_on_a_held_lock() {
-    use sqlx::Connection;
     let name = "store::contract_tests::postgres_audit_writer_gives_up_on_a_held_lock";
-    let Some(url) = testdb::fresh_postgres_url(name).await else {
+    let Some((store, url)) = pg_store_bounded(name).await else {
         return;
     };
-    let timeout = std::time::Duration::from_millis(300);
-    let store = PgStore::connect_stalling_after(&url, timeout)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
     let first = store.append_audit(entry(1)).await.unwrap();
-    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = pg_hold_tables(&url, "audit_log").await;
     let started = Instant::now();
     let err = store
         .insert_request_audited(new_request(T0 + 60_000), entry(2))
@@ -2318,25 +2330,16 @@ async fn postgres_audit_writer_gives_up_on_a_held_lock() {
 /// still waits on a lock only that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_statements_give_up_on_a_held_lock() {
-    use sqlx::Connection;
     let name = "store::contract_tests::postgres_statements_give_up_on_a_held_lock";
-    let Some(url) = testdb::fresh_postgres_url(name).await else {
+    let Some((store, url)) = pg_store_bounded(name).await else {
         return;
     };
-    let store = PgStore::connect_stalling_after(&url, std::time::Duration::from_millis(300))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
     let row = store
         .insert_request(new_request(T0 + 60_000))
         .await
         .unwrap();
     store.append_audit(entry(1)).await.unwrap();
-    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE requests, audit_log IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = pg_hold_tables(&url, "requests, audit_log").await;
 
     let started = Instant::now();
     let read = store.get_request(row.id).await.unwrap_err();
@@ -2362,22 +2365,12 @@ async fn postgres_statements_give_up_on_a_held_lock() {
 /// Migrations are not bounded: a replica waits out another one's, however long they take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrations_wait_for_a_held_lock() {
-    use sqlx::Connection;
     let name = "store::contract_tests::postgres_migrations_wait_for_a_held_lock";
-    let Some(url) = testdb::fresh_postgres_url(name).await else {
+    let Some((store, url)) = pg_store_bounded(name).await else {
         return;
     };
-    let timeout = std::time::Duration::from_millis(300);
-    let store = PgStore::connect_stalling_after(&url, timeout)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut other)
-        .await
-        .unwrap();
-    let held = 4 * timeout;
+    let mut other = pg_hold_tables(&url, "_sqlx_migrations").await;
+    let held = 4 * PG_BOUND;
     let release = tokio::spawn(async move {
         tokio::time::sleep(held).await;
         sqlx::query("COMMIT").execute(&mut other).await.unwrap();
@@ -2399,6 +2392,9 @@ async fn postgres_migrations_wait_for_a_held_lock() {
     testdb::drop_postgres_database(&url).await;
 }
 
+/// The PostgreSQL audit writer keeps its connection from group to group. A group that fails
+/// leaves nothing behind and the next goes through; a connection cut between groups (a
+/// server restart) costs no caller an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_writer_recovers_its_connection() {
     let name = "store::contract_tests::postgres_audit_writer_recovers_its_connection";
