@@ -324,6 +324,7 @@ preconditions = { soak_from = "qa", soak = "24h" }
         assert_eq!(cfg.bot.http_header_timeout.0.as_secs(), 10);
         assert_eq!(cfg.bot.http_body_timeout.0.as_secs(), 30);
         assert_eq!(cfg.bot.http_idle_timeout.0.as_secs(), 60);
+        assert_eq!(cfg.bot.database_timeout.0.as_secs(), 60);
         assert_eq!(cfg.bot.http_max_connections, 1024);
         assert_eq!(cfg.bot.http_max_body.0, 1024 * 1024);
         assert_eq!(cfg.bot.metrics_listen, None);
@@ -390,6 +391,16 @@ preconditions = { soak_from = "qa", soak = "24h" }
                 "unknown unit",
             ),
             ("http_max_body = \"10B\"", "bot.http_max_body", "between"),
+            (
+                "database_timeout = \"0s\"",
+                "bot.database_timeout",
+                "between",
+            ),
+            (
+                "database_timeout = \"1h\"",
+                "bot.database_timeout",
+                "between",
+            ),
         ] {
             let problems = from_toml(&format!("[bot]\n{line}\n")).unwrap_err();
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();

@@ -209,7 +209,8 @@ async fn run(cmd: Cmd, loaded: config::Loaded) -> ExitCode {
                 },
         } => verify_export(&loaded.config, &file, public_key.as_deref()),
         Cmd::Audit { command } => {
-            let store = match store::open_store(&url).await {
+            let limit = loaded.config.bot.database_timeout.0;
+            let store = match store::open_store(&url, limit).await {
                 Ok(s) => s,
                 Err(e) => return fail(format!("{e:#}")),
             };
@@ -390,7 +391,7 @@ enum LocalChatIn {
 }
 
 async fn open_app(loaded: config::Loaded, url: &str, local: LocalChatIn) -> Result<App, ExitCode> {
-    let store = store::open_store(url)
+    let store = store::open_store(url, loaded.config.bot.database_timeout.0)
         .await
         .map_err(|e| fail(format!("{e:#}")))?;
     app::build(

@@ -413,6 +413,11 @@ pub struct BotSection {
     /// so the load balancer stops sending before the listener closes.
     #[serde(default = "default_shutdown_delay")]
     pub shutdown_delay: HumanDuration,
+    /// Longest one database step may take, waits for another session's lock included,
+    /// before it is given up and the command refused: a stuck lock fails commands instead of
+    /// holding them for ever.
+    #[serde(default = "default_database_timeout")]
+    pub database_timeout: HumanDuration,
 }
 
 fn default_command() -> String {
@@ -454,6 +459,9 @@ fn default_http_max_body() -> ByteSize {
 fn default_shutdown_delay() -> HumanDuration {
     HumanDuration(Duration::ZERO)
 }
+fn default_database_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
 
 impl Default for BotSection {
     fn default() -> Self {
@@ -473,6 +481,7 @@ impl Default for BotSection {
             http_max_connections: default_http_max_connections(),
             http_max_body: default_http_max_body(),
             shutdown_delay: default_shutdown_delay(),
+            database_timeout: default_database_timeout(),
         }
     }
 }
@@ -815,6 +824,7 @@ impl Config {
             ("http_header_timeout", self.bot.http_header_timeout, 1, 300),
             ("http_body_timeout", self.bot.http_body_timeout, 1, 3600),
             ("http_idle_timeout", self.bot.http_idle_timeout, 1, 3600),
+            ("database_timeout", self.bot.database_timeout, 1, 600),
         ] {
             let secs = value.0.as_secs();
             if secs < min || secs > max {

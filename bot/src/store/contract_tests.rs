@@ -1604,6 +1604,22 @@ async fn sqlite_writer_gives_up_on_a_stalled_batch_and_reconnects() {
     store.close().await;
 }
 
+/// The bound `open_store` is given (`bot.database_timeout`) is the one the writer keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_store_bounds_sqlite_writes_by_its_limit() {
+    let (url, _dir) = testdb::fresh_sqlite_url();
+    let store = open_store(&url, std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    let mut other = hold_write_lock(&url).await;
+    let started = Instant::now();
+    let err = store.append_audit(entry(1)).await.unwrap_err();
+    within(started, std::time::Duration::from_secs(5));
+    assert!(err.to_string().contains("not confirmed"), "{err}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    store.append_audit(entry(2)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_write_probe_reports_a_read_only_file() {
     let (url, dir) = testdb::fresh_sqlite_url();
@@ -1801,7 +1817,7 @@ async fn unreachable_database_error_hides_password(db: &Db) {
         // Port 9 (discard) refuses connections: the error must not echo the password.
         Raw::Pg(_) => "postgres://bot:s3cr3t-pw@127.0.0.1:9/bot?connect_timeout=2",
     };
-    let err = match open_store(url).await {
+    let err = match open_store(url, std::time::Duration::from_secs(60)).await {
         Ok(_) => panic!("{url} should not open"),
         Err(e) => format!("{e:#}"),
     };
@@ -2359,6 +2375,24 @@ async fn postgres_statements_give_up_on_a_held_lock() {
     assert_eq!(store.pending_requests().await.unwrap().len(), 1);
     assert_eq!(store.prune_audit(1).await.unwrap(), 1);
     store.close().await;
+    testdb::drop_postgres_database(&url).await;
+}
+
+/// The bound `open_store` is given (`bot.database_timeout`) is the one its statements keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_store_bounds_postgres_statements_by_its_limit() {
+    let name = "store::contract_tests::open_store_bounds_postgres_statements_by_its_limit";
+    let Some(url) = testdb::fresh_postgres_url(name).await else {
+        return;
+    };
+    let store = open_store(&url, PG_BOUND).await.unwrap();
+    let mut other = pg_hold_tables(&url, "requests").await;
+    let started = Instant::now();
+    let err = store.pending_requests().await.unwrap_err();
+    within(started, std::time::Duration::from_secs(5));
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    drop(store);
     testdb::drop_postgres_database(&url).await;
 }
 

@@ -550,18 +550,22 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by `database_url` (`sqlite:...`, `postgres://...`,
-/// `postgresql://...`) and brings its schema up to date.
-pub async fn open_store(database_url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+/// `postgresql://...`) and brings its schema up to date. A write (on SQLite) or a statement
+/// (on PostgreSQL) held up longer than `limit` is given up with an error.
+pub async fn open_store(
+    database_url: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use anyhow::Context as _;
     let shown = redact_url(database_url);
     let store: std::sync::Arc<dyn Store> = match Backend::of(database_url)? {
         Backend::Sqlite => std::sync::Arc::new(
-            SqliteStore::open(database_url)
+            SqliteStore::open_within(database_url, limit)
                 .await
                 .with_context(|| format!("opening {shown}"))?,
         ),
         Backend::Postgres => std::sync::Arc::new(
-            PgStore::open(database_url)
+            PgStore::open_within(database_url, limit)
                 .await
                 .with_context(|| format!("opening {shown}"))?,
         ),

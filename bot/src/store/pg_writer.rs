@@ -27,10 +27,11 @@ const AUDIT_LOCK: i64 = 0x65726c6d_63706175;
 /// Most appends one transaction carries.
 pub(super) const AUDIT_BATCH: usize = 256;
 
-/// Longest any statement of a group may run, waits for locks included: far past what a
-/// working server needs. A group held up longer (a lock another session keeps, the audit
-/// lock held by a replica that hangs) is cancelled by the server and rolled back, and its
-/// callers get an error, rather than every audited operation after it waiting for ever.
+/// Longest any statement of a group may run, waits for locks included (the default;
+/// `bot.database_timeout` sets it): far past what a working server needs. A group held up
+/// longer (a lock another session keeps, the audit lock held by a replica that hangs) is
+/// cancelled by the server and rolled back, and its callers get an error, rather than every
+/// audited operation after it waiting for ever.
 /// Every pool connection has the same bound for the session; the writer sets its own for
 /// each group as well, so the audit path keeps it behind a pooler in transaction mode,
 /// which does not carry a session's settings from one transaction to the next.

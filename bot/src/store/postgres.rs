@@ -102,7 +102,12 @@ impl PgStore {
 
     /// `connect` then `migrate`.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let store = Self::connect(url).await?;
+        Self::open_within(url, pg_writer::STATEMENT_TIMEOUT).await
+    }
+
+    /// `open`, with statements cancelled after `statement_timeout`.
+    pub async fn open_within(url: &str, statement_timeout: Duration) -> StoreResult<Self> {
+        let store = Self::connect_stalling_after(url, statement_timeout).await?;
         store.migrate().await?;
         Ok(store)
     }

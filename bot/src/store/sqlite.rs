@@ -35,10 +35,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the readiness write waits for another writer's lock: well inside the probe's
 /// deadline, so a locked file is reported as locked rather than as a timeout.
 const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one batch may take before the writer stops waiting for its connection: far past
-/// the busy wait and any sync a working disk needs. Past it, the connection's thread is taken
-/// to be lost (a panic there leaves what was sent to it unanswered), and the writer carries
-/// on with a new connection rather than holding every write after it.
+/// How long one batch may take before the writer stops waiting for its connection (the
+/// default; `bot.database_timeout` sets it): far past the busy wait and any sync a working
+/// disk needs. Past it, the connection's thread is taken to be lost (a panic there leaves
+/// what was sent to it unanswered), and the writer carries on with a new connection rather
+/// than holding every write after it.
 const STALLED: Duration = Duration::from_secs(60);
 
 pub struct SqliteStore {
@@ -122,7 +123,12 @@ impl SqliteStore {
 
     /// `connect` then `migrate`.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let store = Self::connect(url).await?;
+        Self::open_within(url, STALLED).await
+    }
+
+    /// `open`, with the writer giving up on a batch after `stalled`.
+    pub async fn open_within(url: &str, stalled: Duration) -> StoreResult<Self> {
+        let store = Self::connect_stalling_after(url, stalled).await?;
         store.migrate().await?;
         Ok(store)
     }
