@@ -459,8 +459,11 @@ fn default_http_max_body() -> ByteSize {
 fn default_shutdown_delay() -> HumanDuration {
     HumanDuration(Duration::ZERO)
 }
+/// `bot.database_timeout` when unset; also what a store opened without a config keeps.
+pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn default_database_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+    HumanDuration(DEFAULT_DATABASE_TIMEOUT)
 }
 
 impl Default for BotSection {

@@ -35,7 +35,7 @@ pub(super) const AUDIT_BATCH: usize = 256;
 /// Every pool connection has the same bound for the session; the writer sets its own for
 /// each group as well, so the audit path keeps it behind a pooler in transaction mode,
 /// which does not carry a session's settings from one transaction to the next.
-pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const STATEMENT_TIMEOUT: Duration = erlmcp_commands::config::DEFAULT_DATABASE_TIMEOUT;
 
 /// Opens a group's transaction, bounds its statements' time, takes the audit lock and reads
 /// the chain's tip, in one round trip: a simple query may carry several statements when none

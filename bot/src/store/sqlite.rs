@@ -40,7 +40,7 @@ const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 /// disk needs. Past it, the connection's thread is taken to be lost (a panic there leaves
 /// what was sent to it unanswered), and the writer carries on with a new connection rather
 /// than holding every write after it.
-const STALLED: Duration = Duration::from_secs(60);
+const STALLED: Duration = erlmcp_commands::config::DEFAULT_DATABASE_TIMEOUT;
 
 pub struct SqliteStore {
     pool: SqlitePool,
