@@ -12,6 +12,7 @@ use super::audit::{self, BreakKind, ExportFormat};
 use super::*;
 
 mod job_batch_cases;
+mod pg_silence;
 use job_batch_cases::*;
 
 struct Db {

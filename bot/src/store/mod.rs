@@ -662,10 +662,19 @@ pub(crate) fn scrub(message: &str, url: &str) -> String {
 /// Maps a driver error onto the store's vocabulary: connection trouble is `Unavailable`
 /// (worth retrying), constraint violations are `Conflict`.
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    match &e {
+    db_err_of(&e)
+}
+
+/// [`db_err`] for an error the caller keeps.
+pub(crate) fn db_err_of(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(
+            "no database connection could be had in time: the server may be unreachable, or \
+             every connection is busy"
+                .into(),
+        ),
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(d) => {

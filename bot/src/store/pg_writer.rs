@@ -49,6 +49,34 @@ fn open_sql(statement_timeout: Duration) -> String {
     )
 }
 
+/// Longest the store waits for any answer to a call or an audit group: the statement limit,
+/// and as long again (at most 10 s more) for the answer to come back. The server cancels a
+/// statement at the limit and answers at once, so silence past this means the server or the
+/// network to it has stopped answering: a host that drops packets, or a server frozen with
+/// its socket open, would otherwise keep the caller waiting on the kernel's retransmissions
+/// for a quarter of an hour.
+pub(super) fn answer_bound(statement_timeout: Duration) -> Duration {
+    statement_timeout + statement_timeout.min(Duration::from_secs(10))
+}
+
+/// A call given up at [`answer_bound`]. A write in it may or may not have been committed.
+pub(super) fn no_answer(within: Duration) -> StoreError {
+    StoreError::Unavailable(format!(
+        "PostgreSQL sent no answer within {}: the server or the network to it has stopped \
+         answering, so any write in this call is not confirmed",
+        seconds(within)
+    ))
+}
+
+/// `d` as a person reads it in an error: `70s`, `0.6s`.
+pub(super) fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 /// `d` as PostgreSQL's timeout settings take it (milliseconds); at least 1, since 0 turns
 /// the bound off.
 pub(super) fn millis(d: Duration) -> u128 {
@@ -95,6 +123,7 @@ pub(super) async fn run(
 ) {
     let mut closed = std::pin::pin!(pool.close_event());
     let mut writer = Writer::new(pool.clone(), statement_timeout);
+    let within = answer_bound(statement_timeout);
     let mut jobs = Vec::with_capacity(AUDIT_BATCH);
     loop {
         tokio::select! {
@@ -107,7 +136,16 @@ pub(super) async fn run(
             }
         }
         let (work, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.work, j.reply)).unzip();
-        match writer.write(work).await {
+        let written = match tokio::time::timeout(within, writer.write(work)).await {
+            Ok(written) => written,
+            Err(_) => {
+                // The group's state is unknown, its COMMIT may have reached the server: the
+                // connection goes, and each caller is told its write is not confirmed.
+                writer.discard();
+                Err(no_answer(within))
+            }
+        };
+        match written {
             Ok(done) => {
                 for (reply, done) in replies.into_iter().zip(done) {
                     let _ = reply.send(Ok(done));
@@ -160,6 +198,8 @@ impl Writer {
     /// Opens a group on the kept connection. One that died since the last group (the
     /// server restarted, something cut it while idle) fails here, before anything is
     /// written, so the opening is tried once more on a connection the pool has checked.
+    /// An error the server answered (a lock held past the statement bound) is not tried
+    /// again: the connection works, and another try would only wait as long again.
     async fn open(&mut self) -> StoreResult<(&mut PgConnection, Option<(i64, String)>)> {
         let mut last = None;
         for _ in 0..2 {
@@ -172,7 +212,11 @@ impl Writer {
                     let conn = self.conn.as_deref_mut().ok_or_else(lost)?;
                     return Ok((conn, tip));
                 }
-                Err(e) => {
+                Err(Opening::Refused(e)) => {
+                    self.discard();
+                    return Err(e);
+                }
+                Err(Opening::Failed(e)) => {
                     tracing::debug!(error = %e, "the audit writer's connection failed; taking another");
                     self.discard();
                     last = Some(e);
@@ -194,8 +238,25 @@ fn lost() -> StoreError {
     StoreError::Database("internal error: the audit writer lost its connection".into())
 }
 
+/// Why a group's opening failed.
+enum Opening {
+    /// The server answered with an error, and keeps the session.
+    Refused(StoreError),
+    /// The connection failed, or answered what the opening does not expect.
+    Failed(StoreError),
+}
+
 /// Sends [`open_sql`]'s text, answering the chain's tip.
-async fn open(conn: &mut PgConnection, sql: &str) -> StoreResult<Option<(i64, String)>> {
+async fn open(conn: &mut PgConnection, sql: &str) -> Result<Option<(i64, String)>, Opening> {
+    // 08xxx and 57P0x come from the server too, as it drops the session.
+    let alive = |d: &dyn sqlx::error::DatabaseError| {
+        d.code()
+            .is_some_and(|c| !(c.starts_with("08") || c.starts_with("57P0")))
+    };
+    let db_err = |e: sqlx::Error| match &e {
+        sqlx::Error::Database(d) if alive(d.as_ref()) => Opening::Refused(db_err(e)),
+        _ => Opening::Failed(db_err(e)),
+    };
     let mut results = 0;
     let mut tip = None;
     let mut stream = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_many(&mut *conn);
@@ -212,9 +273,9 @@ async fn open(conn: &mut PgConnection, sql: &str) -> StoreResult<Option<(i64, St
         }
     }
     if results != OPEN_STATEMENTS {
-        return Err(StoreError::Database(format!(
+        return Err(Opening::Failed(StoreError::Database(format!(
             "internal error: opening the audit group answered {results} results, not {OPEN_STATEMENTS}"
-        )));
+        ))));
     }
     Ok(tip)
 }

@@ -6,7 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::batch::{AuditWork, Done};
@@ -16,6 +17,9 @@ use super::*;
 
 type Queries = common::Queries<Postgres>;
 
+/// Longest a new connection may take, the pool's included.
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
 /// Retries of an incident event append that lost the race for the next seq.
 const EVENT_SEQ_RETRIES: usize = 20;
 
@@ -23,6 +27,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Longest a statement through the store may run, lock waits included.
     statement_timeout: Duration,
+    /// Longest the store waits for any answer to a call (see [`pg_writer::answer_bound`]).
+    answer_within: Duration,
     audit: tokio::sync::mpsc::Sender<AuditJob>,
     /// When delivery keys past their hour were last deleted by this process (the bot's
     /// clock, ms; `i64::MIN` = not yet).
@@ -46,9 +52,16 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         // One direct connection first: the pool would retry until its timeout and then report
         // only "pool timed out", hiding the cause (refused, bad role, TLS...).
-        let probe = options
-            .connect()
+        // Bounded: a host that drops packets would keep the connect waiting on the kernel's
+        // SYN retries for minutes.
+        let probe = tokio::time::timeout(CONNECT_WITHIN, options.connect())
             .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer a connection within {}",
+                    pg_writer::seconds(CONNECT_WITHIN)
+                ))
+            })?
             .map_err(|e| StoreError::Unavailable(scrub(&e.to_string(), url)))?;
         let _ = probe.close().await;
         // Bounded like the audit writer's groups, for the same reason: a read or write held
@@ -56,7 +69,7 @@ impl PgStore {
         // and the pool connection under it, for ever. Set once per connection, as it opens.
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(CONNECT_WITHIN)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     conn.execute(set_statement_timeout(statement_timeout))
@@ -73,6 +86,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             statement_timeout,
+            answer_within: pg_writer::answer_bound(statement_timeout),
             audit,
             forgotten_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             deliveries,
@@ -131,6 +145,90 @@ impl PgStore {
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
+
+    /// `call`, given up once it has had no answer for [`pg_writer::answer_bound`], for the
+    /// calls a [`Call`] cannot carry: those that take the pool itself (reads run side by
+    /// side, a transaction of their own) and the delivery keys' writer. A connection they
+    /// leave half way goes back through the pool's check.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        tokio::time::timeout(self.answer_within, call)
+            .await
+            .unwrap_or_else(|_| Err(pg_writer::no_answer(self.answer_within)))
+    }
+}
+
+/// One call of the store on a pool connection of its own, given up once it has had no answer
+/// for [`pg_writer::answer_bound`], the wait for a connection included. The server's
+/// statement bound cancels a statement held up by a lock and says so; this one is for a
+/// server or network gone silent, which would otherwise keep the caller waiting on the
+/// kernel's retransmissions for minutes.
+struct Call<'p> {
+    pool: &'p PgPool,
+    within: Duration,
+    conn: Option<PoolConnection<Postgres>>,
+    /// The connection answered the call, with rows or an error: its state is known.
+    answered: bool,
+    /// Why no connection could be had, as the driver said it.
+    refused: Option<sqlx::Error>,
+}
+
+impl PgStore {
+    fn call(&self) -> Call<'_> {
+        Call {
+            pool: &self.pool,
+            within: self.answer_within,
+            conn: None,
+            answered: false,
+            refused: None,
+        }
+    }
+}
+
+impl Call<'_> {
+    async fn run<'s, T, F>(
+        &'s mut self,
+        call: impl FnOnce(&'s mut PgConnection) -> F,
+    ) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = StoreResult<T>> + 's,
+    {
+        let Call {
+            pool,
+            within,
+            conn,
+            answered,
+            refused,
+        } = self;
+        let work = async move {
+            let conn = match pool.acquire().await {
+                Ok(c) => conn.insert(c),
+                Err(e) => return Err(db_err_of(refused.insert(e))),
+            };
+            let result = call(conn).await;
+            *answered = true;
+            result
+        };
+        match tokio::time::timeout(*within, work).await {
+            Ok(result) => result,
+            Err(_) => Err(pg_writer::no_answer(*within)),
+        }
+    }
+}
+
+impl Drop for Call<'_> {
+    /// A connection whose call was given up (or dropped half way) is closed, never put back:
+    /// its state is unknown, and the pool's check of a returned connection would wait on the
+    /// silent server as well, holding its place in the pool.
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.conn
+            && !self.answered
+        {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// The session's statement bound; `Duration::ZERO` turns it off.
@@ -146,25 +244,32 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        Queries::ping(&self.pool).await
+        self.call().run(Queries::ping).await
     }
 
     async fn check_writable(&self, at: Timestamp) -> StoreResult<()> {
-        Queries::probe_write(&self.pool, at)
-            .await
-            .map_err(|e| StoreError::NotWritable(WriteBlock::of(&e, Backend::Postgres)))
+        let block = |e: &sqlx::Error| StoreError::NotWritable(WriteBlock::of(e, Backend::Postgres));
+        let mut call = self.call();
+        let probed = call
+            .run(|c| async move { Ok(Queries::probe_write(c, at).await) })
+            .await;
+        match (probed, call.refused.take()) {
+            (Ok(written), _) => written.map_err(|e| block(&e)),
+            (Err(_), Some(refused)) => Err(block(&refused)),
+            (Err(_), None) => Err(StoreError::NotWritable(WriteBlock::Timeout)),
+        }
     }
 
     async fn insert_request(&self, new: NewRequest) -> StoreResult<RequestRow> {
-        Queries::insert_request(&self.pool, &new).await
+        self.call().run(|c| Queries::insert_request(c, &new)).await
     }
 
     async fn get_request(&self, id: RequestId) -> StoreResult<Option<RequestRow>> {
-        Queries::get_request(&self.pool, id).await
+        self.call().run(|c| Queries::get_request(c, id)).await
     }
 
     async fn pending_requests(&self) -> StoreResult<Vec<RequestRow>> {
-        Queries::pending_requests(&self.pool).await
+        self.call().run(Queries::pending_requests).await
     }
 
     async fn transition_request(
@@ -175,7 +280,9 @@ impl Store for PgStore {
         outcome: Option<&str>,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        Queries::transition_request(&self.pool, id, from, to, outcome, at).await
+        self.call()
+            .run(|c| Queries::transition_request(c, id, from, to, outcome, at))
+            .await
     }
 
     async fn set_request_message(
@@ -183,7 +290,9 @@ impl Store for PgStore {
         id: RequestId,
         message_ref: &MessageRef,
     ) -> StoreResult<()> {
-        Queries::set_request_message(&self.pool, id, message_ref).await
+        self.call()
+            .run(|c| Queries::set_request_message(c, id, message_ref))
+            .await
     }
 
     async fn start_executing(
@@ -193,11 +302,15 @@ impl Store for PgStore {
         owner: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        Queries::start_executing(&self.pool, id, from, owner, at).await
+        self.call()
+            .run(|c| Queries::start_executing(c, id, from, owner, at))
+            .await
     }
 
     async fn set_request_progress(&self, id: RequestId, line: &str) -> StoreResult<()> {
-        Queries::set_request_progress(&self.pool, id, line).await
+        self.call()
+            .run(|c| Queries::set_request_progress(c, id, line))
+            .await
     }
 
     async fn heartbeat(
@@ -206,16 +319,22 @@ impl Store for PgStore {
         started_at: Timestamp,
         at: Timestamp,
     ) -> StoreResult<()> {
-        Queries::forget_replicas(&self.pool, at).await?;
-        Queries::heartbeat(&self.pool, owner, started_at, at).await
+        self.call()
+            .run(|c| async move {
+                Queries::forget_replicas(&mut *c, at).await?;
+                Queries::heartbeat(c, owner, started_at, at).await
+            })
+            .await
     }
 
     async fn replicas(&self) -> StoreResult<Vec<ReplicaRow>> {
-        Queries::replicas(&self.pool).await
+        self.call().run(Queries::replicas).await
     }
 
     async fn orphaned_requests(&self, stale_before: Timestamp) -> StoreResult<Vec<RequestRow>> {
-        Queries::orphaned_requests(&self.pool, stale_before).await
+        self.call()
+            .run(|c| Queries::orphaned_requests(c, stale_before))
+            .await
     }
 
     // Two replicas racing: the second UPDATE waits for the first's row lock, then re-reads the
@@ -228,19 +347,23 @@ impl Store for PgStore {
         outcome: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
-        Queries::interrupt_request(&self.pool, id, dead_owner, stale_before, outcome, at).await
+        self.call()
+            .run(|c| Queries::interrupt_request(c, id, dead_owner, stale_before, outcome, at))
+            .await
     }
 
     async fn unacknowledged_interrupted(&self) -> StoreResult<Vec<RequestRow>> {
-        Queries::unacknowledged_interrupted(&self.pool).await
+        self.call().run(Queries::unacknowledged_interrupted).await
     }
 
     async fn acknowledge_request(&self, id: RequestId, at: Timestamp) -> StoreResult<bool> {
-        Queries::acknowledge_request(&self.pool, id, at).await
+        self.call()
+            .run(|c| Queries::acknowledge_request(c, id, at))
+            .await
     }
 
     async fn expired_requests(&self, now: Timestamp) -> StoreResult<Vec<RequestRow>> {
-        Queries::expired_requests(&self.pool, now).await
+        self.call().run(|c| Queries::expired_requests(c, now)).await
     }
 
     async fn requests_finished_between(
@@ -248,15 +371,17 @@ impl Store for PgStore {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<RequestRow>> {
-        Queries::requests_finished_between(&self.pool, from, to).await
+        self.call()
+            .run(|c| Queries::requests_finished_between(c, from, to))
+            .await
     }
 
     async fn insert_vote(&self, vote: NewVote) -> StoreResult<VoteInsert> {
-        Queries::insert_vote(&self.pool, &vote).await
+        self.call().run(|c| Queries::insert_vote(c, &vote)).await
     }
 
     async fn votes(&self, id: RequestId) -> StoreResult<Vec<VoteRow>> {
-        Queries::votes(&self.pool, id).await
+        self.call().run(|c| Queries::votes(c, id)).await
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditRow> {
@@ -284,23 +409,29 @@ impl Store for PgStore {
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRow>> {
-        Queries::audit_page(&self.pool, after, limit).await
+        self.call()
+            .run(|c| Queries::audit_page(c, after, limit))
+            .await
     }
 
     async fn audit_tail(&self, n: u32) -> StoreResult<Vec<AuditRow>> {
-        Queries::audit_tail(&self.pool, n).await
+        self.call().run(|c| Queries::audit_tail(c, n)).await
     }
 
     async fn save_checkpoint(&self, checkpoint: Checkpoint) -> StoreResult<()> {
-        Queries::save_checkpoint(&self.pool, &checkpoint).await
+        self.call()
+            .run(|c| Queries::save_checkpoint(c, &checkpoint))
+            .await
     }
 
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        Queries::checkpoints(&self.pool).await
+        self.call().run(Queries::checkpoints).await
     }
 
     async fn newest_audit_before(&self, before: Timestamp) -> StoreResult<Option<(i64, String)>> {
-        Queries::newest_row_before(&self.pool, before).await
+        self.call()
+            .run(|c| Queries::newest_row_before(c, before))
+            .await
     }
 
     async fn prune_audit(&self, through: i64) -> StoreResult<u64> {
@@ -322,11 +453,14 @@ impl Store for PgStore {
     }
 
     async fn record_deployment(&self, rec: DeploymentRecord) -> StoreResult<()> {
-        Queries::record_deployment(&self.pool, &rec).await
+        self.call()
+            .run(|c| Queries::record_deployment(c, &rec))
+            .await
     }
 
     async fn soak_facts(&self, environment: &str, version: &str) -> StoreResult<SoakFacts> {
-        Queries::soak_facts(&self.pool, environment, version).await
+        self.bounded(Queries::soak_facts(&self.pool, environment, version))
+            .await
     }
 
     async fn deployments(
@@ -334,31 +468,35 @@ impl Store for PgStore {
         environment: &str,
         limit: u32,
     ) -> StoreResult<Vec<DeploymentRecord>> {
-        Queries::deployments(&self.pool, environment, limit).await
+        self.call()
+            .run(|c| Queries::deployments(c, environment, limit))
+            .await
     }
 
     async fn sandbox_get(&self, environment: &str) -> StoreResult<Option<SandboxRow>> {
-        Queries::sandbox_get(&self.pool, environment).await
+        self.call()
+            .run(|c| Queries::sandbox_get(c, environment))
+            .await
     }
 
     async fn sandbox_put(&self, row: SandboxRow) -> StoreResult<()> {
-        Queries::sandbox_put(&self.pool, &row).await
+        self.call().run(|c| Queries::sandbox_put(c, &row)).await
     }
 
     async fn insert_incident(&self, new: NewIncident) -> StoreResult<IncidentRow> {
-        Queries::insert_incident(&self.pool, &new).await
+        self.call().run(|c| Queries::insert_incident(c, &new)).await
     }
 
     async fn get_incident(&self, id: IncidentId) -> StoreResult<Option<IncidentRow>> {
-        Queries::get_incident(&self.pool, id).await
+        self.call().run(|c| Queries::get_incident(c, id)).await
     }
 
     async fn open_incidents(&self) -> StoreResult<Vec<IncidentRow>> {
-        Queries::open_incidents(&self.pool).await
+        self.call().run(Queries::open_incidents).await
     }
 
     async fn update_incident(&self, row: &IncidentRow) -> StoreResult<()> {
-        Queries::update_incident(&self.pool, row).await
+        self.call().run(|c| Queries::update_incident(c, row)).await
     }
 
     async fn append_incident_event(
@@ -371,22 +509,30 @@ impl Store for PgStore {
     ) -> StoreResult<IncidentEventRow> {
         // Two replicas can compute the same next seq; the primary key rejects the loser,
         // which simply tries again with the new maximum.
-        let mut attempt = 0;
-        loop {
-            match Queries::append_incident_event(&self.pool, incident, at, kind, who, text).await {
-                Ok(raw) => return raw.try_into(),
-                Err(sqlx::Error::Database(d))
-                    if d.is_unique_violation() && attempt < EVENT_SEQ_RETRIES =>
-                {
-                    attempt += 1;
+        self.call()
+            .run(|c| async move {
+                let mut attempt = 0;
+                loop {
+                    match Queries::append_incident_event(&mut *c, incident, at, kind, who, text)
+                        .await
+                    {
+                        Ok(raw) => return raw.try_into(),
+                        Err(sqlx::Error::Database(d))
+                            if d.is_unique_violation() && attempt < EVENT_SEQ_RETRIES =>
+                        {
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    }
                 }
-                Err(e) => return Err(db_err(e)),
-            }
-        }
+            })
+            .await
     }
 
     async fn incident_events(&self, incident: IncidentId) -> StoreResult<Vec<IncidentEventRow>> {
-        Queries::incident_events(&self.pool, incident).await
+        self.call()
+            .run(|c| Queries::incident_events(c, incident))
+            .await
     }
 
     async fn set_incident_statuspage_id(
@@ -394,19 +540,25 @@ impl Store for PgStore {
         incident: IncidentId,
         statuspage_id: &str,
     ) -> StoreResult<()> {
-        Queries::set_incident_statuspage_id(&self.pool, incident, statuspage_id).await
+        self.call()
+            .run(|c| Queries::set_incident_statuspage_id(c, incident, statuspage_id))
+            .await
     }
 
     async fn incident_statuspage_id(&self, incident: IncidentId) -> StoreResult<Option<String>> {
-        Queries::incident_statuspage_id(&self.pool, incident).await
+        self.call()
+            .run(|c| Queries::incident_statuspage_id(c, incident))
+            .await
     }
 
     async fn incidents_by_id(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentRow>> {
-        job_batch::pg_incidents_by_id(&self.pool, ids).await
+        self.bounded(job_batch::pg_incidents_by_id(&self.pool, ids))
+            .await
     }
 
     async fn events_of_incidents(&self, ids: &[IncidentId]) -> StoreResult<Vec<IncidentEventRow>> {
-        job_batch::pg_events_of_incidents(&self.pool, ids).await
+        self.bounded(job_batch::pg_events_of_incidents(&self.pool, ids))
+            .await
     }
 
     async fn upsert_job(
@@ -416,11 +568,13 @@ impl Store for PgStore {
         payload: &str,
         due_at: Timestamp,
     ) -> StoreResult<()> {
-        Queries::upsert_job(&self.pool, key, kind, payload, due_at).await
+        self.call()
+            .run(|c| Queries::upsert_job(c, key, kind, payload, due_at))
+            .await
     }
 
     async fn delete_job(&self, key: &str) -> StoreResult<()> {
-        Queries::delete_job(&self.pool, key).await
+        self.call().run(|c| Queries::delete_job(c, key)).await
     }
 
     async fn claim_due_jobs(
@@ -441,8 +595,10 @@ impl Store for PgStore {
              FOR UPDATE SKIP LOCKED)) RETURNING ",
             job_cols!()
         );
-        let raw =
-            Queries::claim_due_jobs(&self.pool, CLAIM, owner, now, lease_until, limit).await?;
+        let mut call = self.call();
+        let raw = call
+            .run(|c| Queries::claim_due_jobs(c, CLAIM, owner, now, lease_until, limit))
+            .await?;
         common::due_order(raw)
     }
 
@@ -452,7 +608,9 @@ impl Store for PgStore {
         owner: &str,
         next_due: Option<Timestamp>,
     ) -> StoreResult<bool> {
-        Queries::complete_job(&self.pool, id, owner, next_due).await
+        self.call()
+            .run(|c| Queries::complete_job(c, id, owner, next_due))
+            .await
     }
 
     async fn complete_jobs_with_events(
@@ -460,7 +618,10 @@ impl Store for PgStore {
         owner: &str,
         done: Vec<JobDone>,
     ) -> StoreResult<Vec<bool>> {
-        job_batch::pg_complete_jobs_with_events(&self.pool, owner, &done).await
+        self.bounded(job_batch::pg_complete_jobs_with_events(
+            &self.pool, owner, &done,
+        ))
+        .await
     }
 
     async fn remember_event(
@@ -474,10 +635,13 @@ impl Store for PgStore {
         // counts as new whether or not its row is still there (see REMEMBER_EVENT).
         let now = to_ms(at);
         let last = self.forgotten_at.load(Ordering::Relaxed);
-        if common::forget_due((last != i64::MIN).then_some(last), now) {
-            self.forgotten_at.store(now, Ordering::Relaxed);
-            Queries::forget_events(&self.pool, at).await?;
-        }
-        self.deliveries.remember(platform, key, at).await
+        self.bounded(async {
+            if common::forget_due((last != i64::MIN).then_some(last), now) {
+                self.forgotten_at.store(now, Ordering::Relaxed);
+                Queries::forget_events(&self.pool, at).await?;
+            }
+            self.deliveries.remember(platform, key, at).await
+        })
+        .await
     }
 }
