@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use erlmcp_bot::store::audit::{self, chain_hash};
 use erlmcp_bot::store::{AuditRow, IncidentEventRow, RequestState, open_store};
+use erlmcp_commands::config::DEFAULT_DATABASE_TIMEOUT;
 use erlmcp_commands::vocab::{AuditAction, AuditDecision, IncidentEventKind};
 use erlmcp_commands::{IncidentId, RequestId};
 
@@ -37,9 +38,7 @@ fn old_log_verifies_and_reads_with_typed_vocabulary() {
     let dir = tempfile::tempdir().unwrap();
     let url = copy_of_fixture(dir.path(), |_| {});
     rt().block_on(async {
-        let store = open_store(&url, std::time::Duration::from_secs(60))
-            .await
-            .unwrap();
+        let store = open_store(&url, DEFAULT_DATABASE_TIMEOUT).await.unwrap();
         let report = audit::verify(store.as_ref()).await.unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!((report.count, report.last_seq), (30, 30));
@@ -139,9 +138,7 @@ fn one_byte_edit_of_the_old_log_is_detected() {
         bytes[at] = b'A';
     });
     rt().block_on(async {
-        let store = open_store(&url, std::time::Duration::from_secs(60))
-            .await
-            .unwrap();
+        let store = open_store(&url, DEFAULT_DATABASE_TIMEOUT).await.unwrap();
         let report = audit::verify(store.as_ref()).await.unwrap();
         let broken = report.broken.expect("the edit is noticed");
         assert!(

@@ -105,9 +105,7 @@ impl WriteBlock {
                         // Refused at connect: closed to connections, gone, full, or the
                         // bot's role no longer let in.
                         "55000" | "3D000" | "53300" | "28000" | "28P01" => WriteBlock::Unreachable,
-                        c if c.starts_with("08") || c.starts_with("57P0") => {
-                            WriteBlock::Unreachable
-                        }
+                        c if session_ended(c) => WriteBlock::Unreachable,
                         _ => WriteBlock::Failed,
                     },
                 }
@@ -702,15 +700,19 @@ fn held_up(d: &dyn sqlx::error::DatabaseError) -> bool {
     matches!(d.code().as_deref(), Some("57014" | "55P03")) && d.message().contains("timeout")
 }
 
+/// A PostgreSQL SQLSTATE the server sends as it drops the session: connection exceptions
+/// (08xxx) and shutdowns (57P0x).
+pub(crate) fn session_ended(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P0")
+}
+
 /// SQLite's BUSY/LOCKED (another writer held the lock past busy_timeout) and PostgreSQL's
 /// connection-class SQLSTATEs (08xxx, 57P0x: shutdown) are transient.
 fn is_busy(d: &dyn sqlx::error::DatabaseError) -> bool {
     match d.code() {
         Some(code) => {
             let code = code.as_ref();
-            matches!(code, "5" | "6" | "261" | "517")
-                || code.starts_with("08")
-                || code.starts_with("57P0")
+            matches!(code, "5" | "6" | "261" | "517") || session_ended(code)
         }
         None => false,
     }

@@ -248,11 +248,7 @@ enum Opening {
 
 /// Sends [`open_sql`]'s text, answering the chain's tip.
 async fn open(conn: &mut PgConnection, sql: &str) -> Result<Option<(i64, String)>, Opening> {
-    // 08xxx and 57P0x come from the server too, as it drops the session.
-    let alive = |d: &dyn sqlx::error::DatabaseError| {
-        d.code()
-            .is_some_and(|c| !(c.starts_with("08") || c.starts_with("57P0")))
-    };
+    let alive = |d: &dyn sqlx::error::DatabaseError| d.code().is_some_and(|c| !session_ended(&c));
     let db_err = |e: sqlx::Error| match &e {
         sqlx::Error::Database(d) if alive(d.as_ref()) => Opening::Refused(db_err(e)),
         _ => Opening::Failed(db_err(e)),

@@ -158,6 +158,17 @@ impl PgStore {
             .await
             .unwrap_or_else(|_| Err(pg_writer::no_answer(self.answer_within)))
     }
+
+    /// A [`Call`] on this store's pool.
+    fn call(&self) -> Call<'_> {
+        Call {
+            pool: &self.pool,
+            within: self.answer_within,
+            conn: None,
+            answered: false,
+            refused: None,
+        }
+    }
 }
 
 /// One call of the store on a pool connection of its own, given up once it has had no answer
@@ -173,18 +184,6 @@ struct Call<'p> {
     answered: bool,
     /// Why no connection could be had, as the driver said it.
     refused: Option<sqlx::Error>,
-}
-
-impl PgStore {
-    fn call(&self) -> Call<'_> {
-        Call {
-            pool: &self.pool,
-            within: self.answer_within,
-            conn: None,
-            answered: false,
-            refused: None,
-        }
-    }
 }
 
 impl Call<'_> {
