@@ -856,6 +856,25 @@ pub fn outcome_not_audited(e: &dyn std::fmt::Display) -> String {
     format!("Warning: the outcome could not be written to the audit log ({e}).")
 }
 
+pub fn outcome_kept(id: RequestId) -> String {
+    format!(
+        "The bot keeps this outcome and writes it as soon as the database takes it; until then {id} shows as executing."
+    )
+}
+
+/// The reason of an outcome's audit row written after its first write was not confirmed.
+pub fn outcome_recorded_late(reason: &str, finished_at: Timestamp) -> String {
+    let late = format!(
+        "recorded late: finished at {}, when the database did not confirm the first write",
+        timestamp(finished_at)
+    );
+    if reason.is_empty() {
+        late
+    } else {
+        format!("{reason}; {late}")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Interrupted requests
 

@@ -11,7 +11,7 @@ use erlmcp_adapters::chat::Platform;
 use erlmcp_adapters::target::Progress;
 use erlmcp_bot::app;
 use erlmcp_bot::clock::ManualClock;
-use erlmcp_bot::engine::Invocation;
+use erlmcp_bot::engine::{Engine, Invocation};
 use erlmcp_bot::store::{RequestState, Store, testdb};
 use erlmcp_commands::RequestId;
 use erlmcp_commands::config::{Config, HumanDuration};
@@ -73,6 +73,36 @@ impl Progress for Signal {
     }
 }
 
+/// Has `engine` handle `text` from `who` in `channel` in a task of its own, with its progress
+/// lines sent as they come.
+fn said_in_background(
+    engine: &Arc<Engine>,
+    who: &str,
+    channel: &str,
+    text: &str,
+) -> (
+    tokio::task::JoinHandle<Reply>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, lines) = mpsc::unbounded_channel();
+    let engine = engine.clone();
+    let invocation = Invocation {
+        actor: engine.actor("local", who, who, &[]),
+        channel: channel.into(),
+        text: text.into(),
+        progress: Arc::new(Signal(tx)),
+    };
+    (
+        tokio::spawn(async move { engine.handle(invocation).await }),
+        lines,
+    )
+}
+
+/// Waits for a progress line that contains `part`.
+async fn until_line(lines: &mut mpsc::UnboundedReceiver<String>, part: &str) {
+    while !lines.recv().await.expect("progress").contains(part) {}
+}
+
 async fn audit_actions(store: &Arc<dyn Store>, id: RequestId, action: &str) -> Vec<String> {
     store
         .audit_page(0, 100_000)
@@ -112,27 +142,13 @@ async fn survivor_reconciles_a_dead_replica_once(store: Arc<dyn Store>) {
     let rid = RequestId(id.trim_start_matches("R-").parse().unwrap());
 
     // Bob's approval lands on the dying replica, which starts the rollout...
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    let approve = {
-        let engine = dying.app.engine.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            engine
-                .handle(Invocation {
-                    actor: engine.actor("local", "bob", "bob", &[]),
-                    channel: format!("slack:{OPS}"),
-                    text: format!("approve {id}"),
-                    progress: Arc::new(Signal(tx)),
-                })
-                .await
-        })
-    };
-    loop {
-        let line = lines.recv().await.expect("rollout progress");
-        if line.contains("2 of 5 new replicas updated") {
-            break;
-        }
-    }
+    let (approve, mut lines) = said_in_background(
+        &dying.app.engine,
+        "bob",
+        &format!("slack:{OPS}"),
+        &format!("approve {id}"),
+    );
+    until_line(&mut lines, "2 of 5 new replicas updated").await;
     // ...and dies two replicas in: no cleanup, no outcome, no more heartbeats.
     approve.abort();
     assert!(approve.await.unwrap_err().is_cancelled());
@@ -310,26 +326,13 @@ async fn a_live_owner_keeps_its_request_on_sqlite() {
     b.app.engine.heartbeat().await.unwrap();
     let r = say(&b, "alice", "deploy production v3.0.0").await;
     let id = request_id(&r);
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    let approve = {
-        let engine = a.app.engine.clone();
-        tokio::spawn(async move {
-            engine
-                .handle(Invocation {
-                    actor: engine.actor("local", "bob", "bob", &[]),
-                    channel: format!("slack:{OPS}"),
-                    text: format!("approve {id}"),
-                    progress: Arc::new(Signal(tx)),
-                })
-                .await
-        })
-    };
-    while !lines
-        .recv()
-        .await
-        .expect("progress")
-        .contains("1 of 5 new replicas updated")
-    {}
+    let (approve, mut lines) = said_in_background(
+        &a.app.engine,
+        "bob",
+        &format!("slack:{OPS}"),
+        &format!("approve {id}"),
+    );
+    until_line(&mut lines, "1 of 5 new replicas updated").await;
     // Far past the lease, but `a` keeps beating: nobody takes its request.
     clock.advance(chrono::Duration::seconds(60));
     a.app.engine.heartbeat().await.unwrap();
@@ -409,26 +412,13 @@ async fn kubernetes_rollout_left_by_a_dead_replica_is_followed_and_guarded() {
     dying.engine.heartbeat().await.unwrap();
     survivor.engine.heartbeat().await.unwrap();
 
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    let deploy = {
-        let engine = dying.engine.clone();
-        tokio::spawn(async move {
-            engine
-                .handle(Invocation {
-                    actor: engine.actor("local", "alice", "alice", &[]),
-                    channel: "local:test".into(),
-                    text: "deploy production v3.0.2".into(),
-                    progress: Arc::new(Signal(tx)),
-                })
-                .await
-        })
-    };
-    while !lines
-        .recv()
-        .await
-        .expect("rollout progress")
-        .contains("1 out of 3 new replicas have been updated")
-    {}
+    let (deploy, mut lines) = said_in_background(
+        &dying.engine,
+        "alice",
+        "local:test",
+        "deploy production v3.0.2",
+    );
+    until_line(&mut lines, "1 out of 3 new replicas have been updated").await;
     deploy.abort();
     let _ = deploy.await;
 
@@ -486,27 +476,13 @@ async fn a_stalled_owner_that_finishes_late_is_told_on_sqlite() {
     a.app.engine.heartbeat().await.unwrap();
     let r = say(&b, "alice", "deploy production v3.0.0").await;
     let id = request_id(&r);
-    let (tx, mut lines) = mpsc::unbounded_channel();
-    let approve = {
-        let engine = a.app.engine.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            engine
-                .handle(Invocation {
-                    actor: engine.actor("local", "bob", "bob", &[]),
-                    channel: format!("slack:{OPS}"),
-                    text: format!("approve {id}"),
-                    progress: Arc::new(Signal(tx)),
-                })
-                .await
-        })
-    };
-    while !lines
-        .recv()
-        .await
-        .expect("progress")
-        .contains("1 of 5 new replicas updated")
-    {}
+    let (approve, mut lines) = said_in_background(
+        &a.app.engine,
+        "bob",
+        &format!("slack:{OPS}"),
+        &format!("approve {id}"),
+    );
+    until_line(&mut lines, "1 of 5 new replicas updated").await;
     clock.advance(chrono::Duration::seconds(LEASE_SECS as i64 + 1));
     b.app.engine.heartbeat().await.unwrap();
     assert_eq!(b.app.engine.reconcile_interrupted().await.unwrap(), 1);
@@ -571,4 +547,112 @@ async fn an_ownerless_executing_request_waits_out_the_upgrade_grace_on_sqlite() 
         "{}",
         posts[0]
     );
+}
+
+/// The database stops taking the deploy's outcome just as the deploy ends: the reply says
+/// the outcome could not be stored and that the bot keeps it, the request stays
+/// `executing` under its live owner, which no reconciliation touches. Once the database takes writes again the bot writes the outcome itself,
+/// nobody asking: the request is settled, its audit row says it was recorded late, the
+/// sandbox shows the new version, the chain verifies, and the environment takes the next
+/// deploy.
+async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
+    store: Arc<dyn Store>,
+    break_audit: impl AsyncFnOnce(),
+    restore_audit: impl AsyncFnOnce(),
+) {
+    let clock = ManualClock::new(start_time());
+    let (a, _) = replica(store.clone(), &clock, Duration::from_millis(200)).await;
+    let (deploy, mut lines) =
+        said_in_background(&a.app.engine, "dave", "local:test", "deploy staging v3.0.1");
+    until_line(&mut lines, "new replicas updated").await;
+    break_audit().await;
+    let reply = deploy.await.unwrap();
+    let text = reply.text();
+    assert!(text.contains("done"), "the deploy itself ran: {text}");
+    assert!(text.contains("the outcome could not be stored"), "{text}");
+    assert!(text.contains("keeps this outcome"), "{text}");
+    let rid = store
+        .orphaned_requests(start_time() + chrono::Duration::days(30))
+        .await
+        .unwrap()
+        .first()
+        .map(|r| r.id)
+        .expect("the request is left executing");
+    assert_eq!(
+        store.get_request(rid).await.unwrap().unwrap().state,
+        RequestState::Executing
+    );
+    // Another pass of its own reconciliation leaves it alone: its owner is alive.
+    assert_eq!(a.app.engine.reconcile_interrupted().await.unwrap(), 0);
+
+    // Nothing waits on the kept outcome: the engine is idle while the database refuses it.
+    a.finish().await;
+
+    restore_audit().await;
+    let settled = async {
+        loop {
+            let row = store.get_request(rid).await.unwrap().unwrap();
+            if row.state != RequestState::Executing {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let row = tokio::time::timeout(Duration::from_secs(30), settled)
+        .await
+        .expect("the kept outcome is written within a few tries");
+    assert_eq!(row.state, RequestState::Succeeded, "{row:?}");
+    let late = audit_actions(&store, rid, "executed").await;
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].contains("recorded late"), "{late:?}");
+    let r = a.say("dave", "status staging").await;
+    assert!(r.text().contains("v3.0.1"), "{}", r.text());
+    let r = a.say("dave", "deploy staging v3.0.2").await;
+    assert_eq!(r.kind, ReplyKind::Ok, "{}", r.text());
+    a.finish().await;
+    let report = erlmcp_bot::store::audit::verify(store.as_ref())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+const AWAY: &str = "ALTER TABLE audit_log RENAME TO audit_log_elsewhere";
+const BACK: &str = "ALTER TABLE audit_log_elsewhere RENAME TO audit_log";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_store_refused_is_written_once_it_takes_writes_on_sqlite() {
+    let (store, _dir) = testdb::fresh_sqlite().await;
+    let pool = store.pool().clone();
+    an_outcome_the_store_refused_is_written_once_it_takes_writes(
+        Arc::new(store),
+        async || {
+            sqlx::query(AWAY).execute(&pool).await.unwrap();
+        },
+        async || {
+            sqlx::query(BACK).execute(&pool).await.unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_store_refused_is_written_once_it_takes_writes_on_postgres() {
+    let Some(store) = testdb::postgres_or_skip(
+        "an_outcome_the_store_refused_is_written_once_it_takes_writes_on_postgres",
+    )
+    .await
+    else {
+        return;
+    };
+    let pool = store.pool().clone();
+    an_outcome_the_store_refused_is_written_once_it_takes_writes(
+        Arc::new(store),
+        async || {
+            sqlx::query(AWAY).execute(&pool).await.unwrap();
+        },
+        async || {
+            sqlx::query(BACK).execute(&pool).await.unwrap();
+        },
+    )
+    .await;
 }

@@ -6,8 +6,9 @@
 //! `dispatch` (one command from text to reply), `operation` (changes: decide, run, record),
 //! `approvals` (votes, cards, cancel, expiry), `reads`, `runbook`, `plan` (dry runs),
 //! `post_deploy` (the guard), `github` (runs and gates), `interrupted`, `checkpoints`,
-//! `records` (audit bookkeeping), `background` (work that outlives a command) and
-//! `environments` (what the incident service may ask). Incidents are a service of their own
+//! `records` (audit bookkeeping), `unrecorded` (outcomes the store did not take, written
+//! again until it does), `background` (work that outlives a command) and `environments`
+//! (what the incident service may ask). Incidents are a service of their own
 //! (`crate::incidents`); every reply text is in `erlmcp_commands::replies`.
 
 use std::collections::HashMap;
@@ -54,6 +55,7 @@ mod post_deploy;
 mod reads;
 mod records;
 mod runbook;
+mod unrecorded;
 
 use dispatch::{command_text, is_change, reason_of, target_action};
 use environments::EngineEnvironments;

@@ -1,5 +1,6 @@
 //! Operations under a rule: the policy decision, requests, and execution on a target.
 
+use super::unrecorded::Unrecorded;
 use super::*;
 
 impl Engine {
@@ -387,17 +388,21 @@ impl Engine {
             at: now,
             sandbox: final_state.as_ref().map(|f| f.row.clone()),
         };
-        let written = self
-            .store
-            .finish_request_audited(finish, self.named(entry))
-            .await;
-        drop(final_state);
+        let entry = self.named(entry);
+        // Kept for a second write should this one fail: without its outcome the request
+        // would stay `executing` under a live owner, which nothing reconciles.
+        let (kept_finish, kept_entry) = (finish.clone(), entry.clone());
+        let written = self.store.finish_request_audited(finish, entry).await;
         let mut warning = String::new();
         match self.audited(written) {
-            Ok((true, _)) => self.request_checkpoint(),
+            Ok((true, _)) => {
+                drop(final_state);
+                self.request_checkpoint();
+            }
             // Our heartbeat went stale for longer than the lease (a stalled process, a
             // partitioned database) and another process declared this request interrupted.
             Ok((false, _)) => {
+                drop(final_state);
                 warn!(request = %row.id, owner = %self.owner, "the request was reconciled as interrupted while it still ran here");
                 warning = String::from("\n") + &replies::outcome_after_interruption(row.id);
                 self.request_checkpoint();
@@ -407,6 +412,14 @@ impl Engine {
                 warning = String::from("\n") + &replies::outcome_not_stored(&e);
                 warning.push('\n');
                 warning.push_str(&replies::outcome_not_audited(&e));
+                warning.push('\n');
+                warning.push_str(&replies::outcome_kept(row.id));
+                self.keep_unrecorded(Unrecorded {
+                    finish: kept_finish,
+                    entry: kept_entry,
+                    final_state,
+                    announce: !ran_at_once,
+                });
             }
         }
         self.incidents
