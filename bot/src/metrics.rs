@@ -195,6 +195,8 @@ pub struct Metrics {
     /// 1 while this process leads (holds the long-lived chat connections).
     pub leader: Family<LeaderLabels, Gauge>,
     pub leader_transitions: Family<LeaderLabels, Counter>,
+    /// Outcomes of operations that ran but that the database has not taken yet.
+    pub unrecorded_outcomes: Gauge,
 }
 
 impl Metrics {
@@ -290,6 +292,13 @@ impl Metrics {
             "Times this process became or stopped being the leader",
             leader_transitions.clone(),
         );
+        let unrecorded_outcomes = Gauge::default();
+        registry.register(
+            "unrecorded_outcomes",
+            "Operations that ran whose outcome the database has not taken yet; the bot keeps \
+             each and writes it again until it does (the request shows as executing meanwhile)",
+            unrecorded_outcomes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             commands,
@@ -306,6 +315,7 @@ impl Metrics {
             scheduler_lag_seconds,
             leader,
             leader_transitions,
+            unrecorded_outcomes,
         })
     }
 

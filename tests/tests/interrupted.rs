@@ -587,6 +587,9 @@ async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
 
     // Nothing waits on the kept outcome: the engine is idle while the database refuses it.
     a.finish().await;
+    let kept = |n: u32| format!("erlmcp_bot_unrecorded_outcomes {n}\n");
+    let metrics = a.app.metrics.encode();
+    assert!(metrics.contains(&kept(1)), "{metrics}");
 
     restore_audit().await;
     let settled = async {
@@ -602,6 +605,14 @@ async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
         .await
         .expect("the kept outcome is written within a few tries");
     assert_eq!(row.state, RequestState::Succeeded, "{row:?}");
+    let counted_down = async {
+        while !a.app.metrics.encode().contains(&kept(0)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), counted_down)
+        .await
+        .expect("the kept outcome is no longer counted once written");
     let late = audit_actions(&store, rid, "executed").await;
     assert_eq!(late.len(), 1, "{late:?}");
     assert!(late[0].contains("recorded late"), "{late:?}");

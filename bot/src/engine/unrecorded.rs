@@ -48,7 +48,12 @@ impl Engine {
     /// background work that [`Engine::wait_idle`] waits for: the console waits for that
     /// after each line, and an outage must not hold the next command up.
     pub(super) fn keep_unrecorded(&self, unrecorded: Unrecorded) {
-        tokio::spawn(record_late(self.me.clone(), unrecorded));
+        let counted = Counted::new(self.metrics.clone());
+        let engine = self.me.clone();
+        tokio::spawn(async move {
+            record_late(engine, unrecorded).await;
+            drop(counted);
+        });
     }
 
     async fn write_late(&self, kept: &Unrecorded) -> Result<(), StoreError> {
@@ -60,6 +65,23 @@ impl Engine {
         entry.reason = replies::outcome_recorded_late(&entry.reason, kept.finish.at);
         let written = self.store.finish_request_audited(finish, entry).await;
         self.audited(written).map(|_| ())
+    }
+}
+
+/// One kept outcome in `unrecorded_outcomes`, for as long as its writer runs (a task that
+/// is dropped with the runtime counts down too).
+struct Counted(Arc<Metrics>);
+
+impl Counted {
+    fn new(metrics: Arc<Metrics>) -> Counted {
+        metrics.unrecorded_outcomes.inc();
+        Counted(metrics)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.unrecorded_outcomes.dec();
     }
 }
 
