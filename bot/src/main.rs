@@ -415,6 +415,10 @@ async fn console(loaded: config::Loaded, url: &str, user: String) -> ExitCode {
     };
     let result =
         erlmcp_bot::console::run(app.clone(), user, erlmcp_bot::console::stdin_input()).await;
+    let kept = app.engine.wait_unrecorded(KEPT_OUTCOMES_WAIT).await;
+    if kept > 0 {
+        eprintln!("erlmcp-bot: {}", unrecorded_at_exit(kept));
+    }
     app.store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -423,6 +427,16 @@ async fn console(loaded: config::Loaded, url: &str, user: String) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// How long a process that is ending waits for the database to take the outcomes it kept
+/// (one more try each at once, then the retries' own pace).
+const KEPT_OUTCOMES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn unrecorded_at_exit(n: usize) -> String {
+    format!(
+        "stopping with {n} outcome(s) the database has not taken; their requests will be reconciled as interrupted by the next process to look"
+    )
 }
 
 /// Progress lines go to stderr so stdout holds only the reply.
@@ -456,6 +470,10 @@ async fn exec(loaded: config::Loaded, url: &str, user: &str, text: &str) -> Exit
         })
         .await;
     println!("{}", reply.text());
+    let kept = app.engine.wait_unrecorded(KEPT_OUTCOMES_WAIT).await;
+    if kept > 0 {
+        eprintln!("erlmcp-bot: {}", unrecorded_at_exit(kept));
+    }
     // The process ends here: the checkpoint owed to an operation is written now.
     app.engine.flush_checkpoints().await;
     ownership.abort();
@@ -679,6 +697,10 @@ async fn serve(loaded: config::Loaded, url: &str) -> ExitCode {
     let left = app.engine.drain(std::time::Duration::from_secs(45)).await;
     if left > 0 {
         warn!(commands = left, "shutting down with commands still running");
+    }
+    let kept = app.engine.wait_unrecorded(KEPT_OUTCOMES_WAIT).await;
+    if kept > 0 {
+        warn!(outcomes = kept, "{}", unrecorded_at_exit(kept));
     }
     app.engine.flush_checkpoints().await;
     // Only now: a drained command is still ours while it finishes.

@@ -172,6 +172,8 @@ pub struct Engine {
     running_deploys: github::RunningDeploys,
     /// `whoami`'s grants per set of roles, worked out on first use.
     grants: Mutex<HashMap<Vec<String>, Arc<reads::Grants>>>,
+    /// Outcomes the database has not taken yet, being written again in the background.
+    unrecorded: unrecorded::Kept,
 }
 
 /// How the post-deploy guard waits between checks; tests make it instant.
@@ -247,6 +249,7 @@ impl Engine {
             sandbox: std::sync::OnceLock::new(),
             running_deploys: Default::default(),
             grants: Mutex::new(HashMap::new()),
+            unrecorded: unrecorded::Kept::default(),
         })
     }
 

@@ -43,17 +43,38 @@ fn next_for(state: Option<RequestState>) -> Next {
     }
 }
 
+/// How many outcomes are kept, and a way to have their writers try again at once.
+#[derive(Default)]
+pub(super) struct Kept {
+    count: Arc<tokio::sync::watch::Sender<usize>>,
+    now: Arc<tokio::sync::Notify>,
+}
+
 impl Engine {
     /// Keeps `unrecorded` and writes it in the background until the store takes it. Not
     /// background work that [`Engine::wait_idle`] waits for: the console waits for that
     /// after each line, and an outage must not hold the next command up.
     pub(super) fn keep_unrecorded(&self, unrecorded: Unrecorded) {
-        let counted = Counted::new(self.metrics.clone());
+        let counted = Counted::new(self.metrics.clone(), self.unrecorded.count.clone());
         let engine = self.me.clone();
+        let now = self.unrecorded.now.clone();
         tokio::spawn(async move {
-            record_late(engine, unrecorded).await;
+            record_late(engine, now, unrecorded).await;
             drop(counted);
         });
+    }
+
+    /// Before the process ends: has every kept outcome tried again at once, then waits up to
+    /// `limit` for the database to take them. Returns how many it has not taken; their
+    /// requests will be reconciled as interrupted, as if this process had died.
+    pub async fn wait_unrecorded(&self, limit: Duration) -> usize {
+        let mut count = self.unrecorded.count.subscribe();
+        if *count.borrow() == 0 {
+            return 0;
+        }
+        self.unrecorded.now.notify_waiters();
+        let _ = tokio::time::timeout(limit, count.wait_for(|n| *n == 0)).await;
+        *count.borrow()
     }
 
     async fn write_late(&self, kept: &Unrecorded) -> Result<(), StoreError> {
@@ -70,29 +91,34 @@ impl Engine {
 
 /// One kept outcome in `unrecorded_outcomes`, for as long as its writer runs (a task that
 /// is dropped with the runtime counts down too).
-struct Counted(Arc<Metrics>);
+struct Counted(Arc<Metrics>, Arc<tokio::sync::watch::Sender<usize>>);
 
 impl Counted {
-    fn new(metrics: Arc<Metrics>) -> Counted {
+    fn new(metrics: Arc<Metrics>, count: Arc<tokio::sync::watch::Sender<usize>>) -> Counted {
         metrics.unrecorded_outcomes.inc();
-        Counted(metrics)
+        count.send_modify(|n| *n += 1);
+        Counted(metrics, count)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.unrecorded_outcomes.dec();
+        self.1.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
 /// Writes `kept` until the store takes it, or until the engine is gone (the process is
 /// stopping: the request is then reconciled as interrupted, as if it had died).
-async fn record_late(engine: Weak<Engine>, mut kept: Unrecorded) {
+async fn record_late(engine: Weak<Engine>, now: Arc<tokio::sync::Notify>, mut kept: Unrecorded) {
     let id = kept.finish.id;
     let mut pause = RETRY_FIRST;
     let mut attempts: u32 = 0;
     loop {
-        tokio::time::sleep(pause).await;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = now.notified() => {}
+        }
         pause = (pause * 2).min(RETRY_AT_MOST);
         attempts += 1;
         let Some(me) = engine.upgrade() else {
