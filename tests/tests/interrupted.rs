@@ -557,15 +557,14 @@ async fn an_ownerless_executing_request_waits_out_the_upgrade_grace_on_sqlite() 
 /// deploy.
 async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
     store: Arc<dyn Store>,
-    break_audit: impl AsyncFnOnce(),
-    restore_audit: impl AsyncFnOnce(),
+    run_sql: impl AsyncFn(&'static str),
 ) {
     let clock = ManualClock::new(start_time());
     let (a, _) = replica(store.clone(), &clock, Duration::from_millis(200)).await;
     let (deploy, mut lines) =
         said_in_background(&a.app.engine, "dave", "local:test", "deploy staging v3.0.1");
     until_line(&mut lines, "new replicas updated").await;
-    break_audit().await;
+    run_sql(AWAY).await;
     let reply = deploy.await.unwrap();
     let text = reply.text();
     assert!(text.contains("done"), "the deploy itself ran: {text}");
@@ -599,7 +598,7 @@ async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
         1
     );
 
-    restore_audit().await;
+    run_sql(BACK).await;
     assert_eq!(
         a.app.engine.wait_unrecorded(Duration::from_secs(30)).await,
         0
@@ -622,6 +621,7 @@ async fn an_outcome_the_store_refused_is_written_once_it_takes_writes(
     assert!(report.is_ok(), "{report:?}");
 }
 
+/// The audit table taken away from the bot and given back.
 const AWAY: &str = "ALTER TABLE audit_log RENAME TO audit_log_elsewhere";
 const BACK: &str = "ALTER TABLE audit_log_elsewhere RENAME TO audit_log";
 
@@ -629,15 +629,9 @@ const BACK: &str = "ALTER TABLE audit_log_elsewhere RENAME TO audit_log";
 async fn an_outcome_the_store_refused_is_written_once_it_takes_writes_on_sqlite() {
     let (store, _dir) = testdb::fresh_sqlite().await;
     let pool = store.pool().clone();
-    an_outcome_the_store_refused_is_written_once_it_takes_writes(
-        Arc::new(store),
-        async || {
-            sqlx::query(AWAY).execute(&pool).await.unwrap();
-        },
-        async || {
-            sqlx::query(BACK).execute(&pool).await.unwrap();
-        },
-    )
+    an_outcome_the_store_refused_is_written_once_it_takes_writes(Arc::new(store), async |sql| {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    })
     .await;
 }
 
@@ -651,14 +645,8 @@ async fn an_outcome_the_store_refused_is_written_once_it_takes_writes_on_postgre
         return;
     };
     let pool = store.pool().clone();
-    an_outcome_the_store_refused_is_written_once_it_takes_writes(
-        Arc::new(store),
-        async || {
-            sqlx::query(AWAY).execute(&pool).await.unwrap();
-        },
-        async || {
-            sqlx::query(BACK).execute(&pool).await.unwrap();
-        },
-    )
+    an_outcome_the_store_refused_is_written_once_it_takes_writes(Arc::new(store), async |sql| {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    })
     .await;
 }

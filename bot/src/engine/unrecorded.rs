@@ -16,8 +16,9 @@ const RETRY_AT_MOST: Duration = Duration::from_secs(10);
 pub(super) struct Unrecorded {
     pub(super) finish: FinishRequest,
     pub(super) entry: NewAuditEntry,
-    /// The sandbox's new state and its environment's lock: the environment stays locked until
-    /// that state is durable, so no later operation's state is overwritten by this one's.
+    /// The sandbox environment's lock (its new state is in `finish`): the environment stays
+    /// locked until that state is durable, so no later operation's state is overwritten by
+    /// this one's.
     pub(super) final_state: Option<FinalState>,
     /// Whether the request has a card to bring up to date once the outcome is in.
     pub(super) announce: bool,
@@ -79,8 +80,7 @@ impl Engine {
 
     async fn write_late(&self, kept: &Unrecorded) -> Result<(), StoreError> {
         let now = self.now();
-        let mut finish = kept.finish.clone();
-        finish.sandbox = kept.final_state.as_ref().map(|f| f.row.clone());
+        let finish = kept.finish.clone();
         let mut entry = kept.entry.clone();
         entry.at = now;
         entry.reason = replies::outcome_recorded_late(&entry.reason, kept.finish.at);
